@@ -1,0 +1,206 @@
+// Package cli implements the dstack commands. Each command parses its
+// flags into a typed struct, calls the engine packages, writes through the
+// streams it is given and returns an exit code; nothing here prints
+// directly or keeps global state, so tests run commands in parallel.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// Version is the release version, set at build time with
+// -ldflags "-X github.com/dstackai/dstack-go/cmd/dstack/internal/cli.Version=v0.1.0".
+var Version = ""
+
+// Streams are the command's standard streams.
+type Streams struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Exit codes shared by the commands.
+const (
+	ExitOK      = 0
+	ExitInvalid = 1
+	// ExitChanged is returned by `fmt -check` when a file would change
+	// (3, as terraform fmt does).
+	ExitChanged = 3
+)
+
+type command struct {
+	name     string
+	synopsis string
+	run      func(args []string, s Streams, env Env) int
+}
+
+// Env is the process environment as given to Run.
+type Env []string
+
+// Get returns an environment variable's value.
+func (e Env) Get(key string) (string, bool) {
+	for _, kv := range e {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func commands() []command {
+	return []command{
+		{"validate", "Check configuration files for errors", runValidate},
+		{"fmt", "Rewrite HCL configuration files in canonical format", runFmt},
+		{"schema", "Print the JSON Schema of the YAML configuration format", runSchema},
+		{"version", "Print the version", runVersion},
+	}
+}
+
+// Run executes a dstack command line (without the program name) and
+// returns the exit code.
+func Run(args []string, s Streams, env []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(s.Stdout)
+		if len(args) == 0 {
+			return ExitInvalid
+		}
+		return ExitOK
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		return runVersion(nil, s, env)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], s, Env(env))
+		}
+	}
+	names := []string{}
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(s.Stderr, "dstack: unknown command %q", args[0])
+	if sug := suggest(args[0], names); sug != "" {
+		fmt.Fprintf(s.Stderr, "; did you mean %q?", sug)
+	}
+	fmt.Fprintln(s.Stderr, "\nRun 'dstack help' for the list of commands.")
+	return ExitInvalid
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: dstack <command> [options] [args]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.synopsis)
+	}
+	fmt.Fprintln(w, "\nRun 'dstack <command> -h' for a command's options.")
+}
+
+// parseFlags parses flags that may come before, between and after the
+// positional arguments (`dstack validate examples/ -json`), as users of
+// other CLIs expect. "--" ends flag parsing.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting.
+func newFlagSet(name, usageLine string, s Streams) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(s.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(s.Stderr, "Usage: dstack %s\n\nOptions:\n", usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	return ExitInvalid
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// useColor decides whether output to w is coloured: only on a terminal,
+// never with NO_COLOR set or -no-color given.
+func useColor(w io.Writer, env Env, noColor bool) bool {
+	if noColor {
+		return false
+	}
+	if v, ok := env.Get("NO_COLOR"); ok && v != "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil && width > 20 {
+			return min(width-2, 120)
+		}
+	}
+	return 78
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func runVersion(args []string, s Streams, _ Env) int {
+	fs := newFlagSet("version", "version [-json]", s)
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if *asJSON {
+		fmt.Fprintf(s.Stdout, "{\n  \"version\": %q,\n  \"go\": %q,\n  \"platform\": \"%s_%s\"\n}\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return ExitOK
+	}
+	fmt.Fprintf(s.Stdout, "dstack %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return ExitOK
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,463 @@
+package lang
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/agnivade/levenshtein"
+
+	"github.com/dstackai/dstack-go/lang/resources"
+)
+
+// Decoder fills model values from Nodes. It collects every problem instead
+// of stopping at the first, and remembers where each field was written so
+// that validation and later stages (plan output) can point at it.
+type Decoder struct {
+	// Ranges maps a field path ("resources.gpu", "ports[0]") to the range
+	// of the value written for it.
+	Ranges map[string]Range
+	// KeyRanges maps a field path to the range of its key.
+	KeyRanges map[string]Range
+	// Unknown lists the paths whose values are known only after apply.
+	Unknown []string
+	// Diags collects the problems found.
+	Diags Diagnostics
+}
+
+// NewDecoder returns an empty decoder.
+func NewDecoder() *Decoder {
+	return &Decoder{Ranges: map[string]Range{}, KeyRanges: map[string]Range{}}
+}
+
+// NodeDecoder is implemented by model types that accept more than one
+// written form (a port as `8080`, `"80:8080"` or a mapping). DecodeNode
+// reports problems through d and leaves the receiver best-effort filled.
+type NodeDecoder interface {
+	DecodeNode(d *Decoder, n *Node, path string)
+}
+
+// Errorf records an error diagnostic about path at rng.
+func (d *Decoder) Errorf(rng Range, path, summary, detailFormat string, args ...any) {
+	d.Diags = append(d.Diags, Errorf(rng, path, summary, detailFormat, args...))
+}
+
+// Decode fills target, which must be a non-nil pointer, from n. path is the
+// dotted path of n within its resource, used in messages.
+func (d *Decoder) Decode(n *Node, target any, path string) {
+	v := reflect.ValueOf(target)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		panic(fmt.Sprintf("lang: Decode target must be a non-nil pointer, got %T", target))
+	}
+	d.decode(n, v.Elem(), path)
+}
+
+var (
+	nodeDecoderType     = reflect.TypeFor[NodeDecoder]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
+	if path != "" {
+		d.Ranges[path] = n.Range
+	}
+	switch n.Kind {
+	case UnknownNode:
+		d.Unknown = append(d.Unknown, path)
+		return
+	case NullNode:
+		v.SetZero()
+		return
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+		return
+	}
+	pt := reflect.PointerTo(v.Type())
+	if pt.Implements(nodeDecoderType) {
+		v.Addr().Interface().(NodeDecoder).DecodeNode(d, n, path)
+		return
+	}
+	if pt.Implements(textUnmarshalerType) {
+		structural := (n.Kind == MapNode && v.Kind() == reflect.Struct) ||
+			(n.Kind == ListNode && v.Kind() == reflect.Slice)
+		if !structural {
+			if n.Kind != ScalarNode {
+				d.typeError(n, v.Type(), path)
+				return
+			}
+			if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Text)); err != nil {
+				d.Errorf(narrow(n, err), path, fmt.Sprintf("Invalid value for %q", path), "%s.", capitalize(err.Error()))
+			}
+			return
+		}
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.Kind != ScalarNode {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		v.SetString(n.Text)
+	case reflect.Bool:
+		if n.Kind != ScalarNode || n.Type != Bool {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		v.SetBool(n.Text == "true")
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n.Kind != ScalarNode || n.Type != Int {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Text, "_", ""), 0, v.Type().Bits())
+		if err != nil {
+			d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "%q is not an integer in range.", n.Text)
+			return
+		}
+		v.SetInt(i)
+	case reflect.Float32, reflect.Float64:
+		if n.Kind != ScalarNode || (n.Type != Int && n.Type != Float) {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Text, "_", ""), 64)
+		if err != nil {
+			d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "%q is not a number.", n.Text)
+			return
+		}
+		v.SetFloat(f)
+	case reflect.Slice:
+		items := n.Items
+		switch {
+		case n.Kind == MapNode && n.Block:
+			items = []*Node{n}
+		case n.Kind != ListNode:
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, it := range items {
+			d.decode(it, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Kind != MapNode || v.Type().Key().Kind() != reflect.String {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Entries))
+		seen := map[string]Range{}
+		for _, e := range n.Entries {
+			p := joinPath(path, e.Key)
+			if d.duplicate(seen, e, p) {
+				continue
+			}
+			d.KeyRanges[p] = e.KeyRange
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.decode(e.Value, ev, p)
+			m.SetMapIndex(reflect.ValueOf(e.Key).Convert(v.Type().Key()), ev)
+		}
+		v.Set(m)
+	case reflect.Struct:
+		if n.Kind != MapNode {
+			d.typeError(n, v.Type(), path)
+			return
+		}
+		d.decodeStruct(n, v, path)
+		if val, ok := v.Addr().Interface().(validatable); ok {
+			if err := val.Validate(); err != nil {
+				d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "%s.", capitalize(err.Error()))
+			}
+		}
+	case reflect.Interface:
+		v.Set(reflect.ValueOf(n.Interface()))
+	default:
+		panic(fmt.Sprintf("lang: cannot decode into %s", v.Type()))
+	}
+}
+
+func (d *Decoder) duplicate(seen map[string]Range, e Entry, path string) bool {
+	if first, dup := seen[e.Key]; dup {
+		d.Errorf(e.KeyRange, path, fmt.Sprintf("Duplicate field %q", e.Key), "%q was already set at %s.", e.Key, first)
+		return true
+	}
+	seen[e.Key] = e.KeyRange
+	return false
+}
+
+func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
+	info := structFields(v.Type())
+	seen := map[string]Range{}
+	for _, e := range n.Entries {
+		p := joinPath(path, e.Key)
+		if d.duplicate(seen, e, p) {
+			continue
+		}
+		f, ok := info.byName[e.Key]
+		if !ok {
+			detail := fmt.Sprintf("%s has no field %q.", describeOwner(path), e.Key)
+			if s := Suggest(e.Key, info.names); s != "" {
+				detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+			d.Errorf(e.KeyRange, p, fmt.Sprintf("Unsupported field %q", e.Key), "%s", detail)
+			continue
+		}
+		d.KeyRanges[p] = e.KeyRange
+		fv := v.FieldByIndex(f.index)
+		d.decode(e.Value, fv, p)
+		if len(f.enum) > 0 {
+			d.checkEnum(e.Value, fv, f.enum, p)
+		}
+	}
+	for _, f := range info.fields {
+		if _, ok := seen[f.name]; !ok && f.required {
+			d.Errorf(n.Range, joinPath(path, f.name), fmt.Sprintf("Missing required field %q", f.name),
+				"%s needs %q.", describeOwner(path), f.name)
+		}
+	}
+}
+
+// checkEnum checks a decoded string (or list of strings) against the
+// allowed values.
+func (d *Decoder) checkEnum(n *Node, v reflect.Value, allowed []string, path string) {
+	check := func(s string, rng Range, p string) {
+		if slices.Contains(allowed, s) {
+			return
+		}
+		detail := fmt.Sprintf("Allowed values: %s.", strings.Join(allowed, ", "))
+		if sug := Suggest(s, allowed); sug != "" {
+			detail = fmt.Sprintf("Did you mean %q? %s", sug, detail)
+		}
+		d.Errorf(rng, p, fmt.Sprintf("Invalid value %q for %q", s, p), "%s", detail)
+	}
+	switch {
+	case v.Kind() == reflect.String && n.Kind == ScalarNode:
+		check(v.String(), n.Range, path)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String && n.Kind == ListNode:
+		for i := range min(v.Len(), len(n.Items)) {
+			check(v.Index(i).String(), n.Items[i].Range, fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+func describeOwner(path string) string {
+	if path == "" {
+		return "This resource"
+	}
+	return fmt.Sprintf("%q", path)
+}
+
+// Interface converts a node into plain Go values: map[string]any, []any,
+// string, int64, float64, bool or nil.
+func (n *Node) Interface() any {
+	switch n.Kind {
+	case ScalarNode:
+		switch n.Type {
+		case Int:
+			if i, err := strconv.ParseInt(n.Text, 0, 64); err == nil {
+				return i
+			}
+		case Float:
+			if f, err := strconv.ParseFloat(n.Text, 64); err == nil {
+				return f
+			}
+		case Bool:
+			return n.Text == "true"
+		}
+		return n.Text
+	case MapNode:
+		m := make(map[string]any, len(n.Entries))
+		for _, e := range n.Entries {
+			m[e.Key] = e.Value.Interface()
+		}
+		return m
+	case ListNode:
+		l := make([]any, len(n.Items))
+		for i, it := range n.Items {
+			l[i] = it.Interface()
+		}
+		return l
+	}
+	return nil
+}
+
+func (d *Decoder) typeError(n *Node, t reflect.Type, path string) {
+	if n.Kind == ScalarNode && n.Type == String && n.Text == "" && t.Kind() != reflect.String {
+		d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected %s, got an empty string.", describeType(t))
+		return
+	}
+	d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected %s, got %s.", describeType(t), n.describe())
+}
+
+// validatable is implemented by value types whose mapping form has rules
+// across fields (a GPU's count and memory ranges).
+type validatable interface{ Validate() error }
+
+// Describer lets a model type name its accepted forms in type errors.
+type Describer interface {
+	DescribeType() string
+}
+
+func describeType(t reflect.Type) string {
+	if t.Implements(reflect.TypeFor[Describer]()) {
+		return reflect.Zero(t).Interface().(Describer).DescribeType()
+	}
+	if t.Kind() == reflect.Pointer {
+		return describeType(t.Elem())
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) && t.Kind() != reflect.Struct && t.Kind() != reflect.Slice {
+		return "a string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+			return "a string or a mapping"
+		}
+		return "a mapping"
+	}
+	return "a value"
+}
+
+// narrow points a grammar error at the offending token when the scalar is
+// written on one line, so `gpu: A100:2:4` underlines the `4`.
+func narrow(n *Node, err error) Range {
+	var re *resources.Error
+	if !errors.As(err, &re) || re.Token == "" {
+		return n.Range
+	}
+	r := n.Range
+	if r.Start.Line != r.End.Line {
+		return r
+	}
+	width := r.End.Column - r.Start.Column
+	textLen := utf8.RuneCountInString(n.Text)
+	start := r.Start
+	switch width {
+	case textLen:
+	case textLen + 2: // quoted
+		start.Column++
+		start.Byte++
+	default:
+		return r
+	}
+	if re.Offset < 0 || re.Offset+len(re.Token) > len(n.Text) {
+		return r
+	}
+	col := utf8.RuneCountInString(n.Text[:re.Offset])
+	start.Column += col
+	start.Byte += re.Offset
+	end := start
+	end.Column += utf8.RuneCountInString(re.Token)
+	end.Byte += len(re.Token)
+	return Range{Filename: r.Filename, Start: start, End: end}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// Suggest returns the candidate closest to name, or "" when none is close
+// enough. The threshold (a third of the name's length, at least 1 and at
+// most 3 edits) catches typos and swapped letters without proposing
+// unrelated fields for short names.
+func Suggest(name string, candidates []string) string {
+	limit := min(max(len(name)/3, 1), 3)
+	best, bestDist := "", limit+1
+	for _, c := range candidates {
+		dist := levenshtein.ComputeDistance(strings.ToLower(name), c)
+		if dist < bestDist {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+type fieldInfo struct {
+	name  string
+	index []int
+	// required fields are tagged `jsonschema:"required"`; the JSON Schema
+	// reflector reads the same tag.
+	required bool
+	// enum lists the allowed strings, from the `jsonschema:"enum=..."` tag
+	// that the JSON Schema uses too.
+	enum []string
+}
+
+type structInfo struct {
+	byName map[string]fieldInfo
+	names  []string // sorted, for suggestions
+	fields []fieldInfo
+}
+
+// fieldCache holds the derived field table per model type. The model is
+// fixed at build time, so this only ever grows to the number of types.
+var fieldCache sync.Map // reflect.Type -> *structInfo
+
+func structFields(t reflect.Type) *structInfo {
+	if si, ok := fieldCache.Load(t); ok {
+		return si.(*structInfo)
+	}
+	si := &structInfo{byName: map[string]fieldInfo{}}
+	var walk func(t reflect.Type, index []int)
+	walk = func(t reflect.Type, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			idx := append(append([]int(nil), index...), i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" || (!f.IsExported() && !f.Anonymous) {
+				continue
+			}
+			if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, idx)
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			fi := fieldInfo{name: name, index: idx}
+			for _, opt := range strings.Split(f.Tag.Get("jsonschema"), ",") {
+				if v, ok := strings.CutPrefix(opt, "enum="); ok {
+					fi.enum = append(fi.enum, v)
+				}
+				fi.required = fi.required || opt == "required"
+			}
+			si.byName[name] = fi
+			si.names = append(si.names, name)
+			si.fields = append(si.fields, fi)
+		}
+	}
+	walk(t, nil)
+	sort.Strings(si.names)
+	fieldCache.Store(t, si)
+	return si
+}
+
+// FieldNames returns the names a struct type accepts, sorted. Front-ends
+// and the JSON Schema use it so they agree with the decoder.
+func FieldNames(t reflect.Type) []string {
+	return structFields(t).names
+}

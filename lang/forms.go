@@ -1,0 +1,244 @@
+package lang
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang/resources"
+)
+
+func reflectTypeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+func reflectValueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() }
+
+// FleetNodes is a fleet's size: an integer, a range "min..max", or a
+// mapping {min, target, max}. Target is where the fleet starts.
+type FleetNodes struct {
+	Min    int  `json:"min,omitempty"`
+	Target *int `json:"target,omitempty"`
+	// Max is nil for no upper bound.
+	Max *int `json:"max,omitempty"`
+}
+
+type fleetNodesMapping FleetNodes
+
+// DecodeNode accepts the three forms.
+func (f *FleetNodes) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch n.Kind {
+	case ScalarNode:
+		r, err := resources.ParseIntRange(n.Text)
+		if err != nil || (n.Type != Int && n.Type != String) {
+			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected a number of nodes, \"min..max\" or a mapping {min, target, max}, got %q.", n.Text)
+			return
+		}
+		*f = FleetNodes{Max: r.Max}
+		if r.Min != nil {
+			f.Min = *r.Min
+		}
+	case MapNode:
+		var m fleetNodesMapping
+		dec.decode(n, reflectValueOf(&m), path)
+		*f = FleetNodes(m)
+	default:
+		dec.typeError(n, reflectTypeOf[FleetNodes](), path)
+		return
+	}
+	switch {
+	case f.Min < 0:
+		dec.Errorf(n.Range, path, "Invalid fleet size", "min must not be negative.")
+	case f.Max != nil && *f.Max < f.Min:
+		dec.Errorf(n.Range, path, "Invalid fleet size", "max (%d) is below min (%d).", *f.Max, f.Min)
+	case f.Target != nil && (*f.Target < f.Min || (f.Max != nil && *f.Target > *f.Max)):
+		dec.Errorf(n.Range, path, "Invalid fleet size", "target (%d) must lie between min and max.", *f.Target)
+	}
+}
+
+// DescribeType implements Describer.
+func (FleetNodes) DescribeType() string { return `a number of nodes, "min..max" or {min, target, max}` }
+
+// Initial is the number of nodes the fleet is created with.
+func (f FleetNodes) Initial() int {
+	if f.Target != nil {
+		return *f.Target
+	}
+	return f.Min
+}
+
+// Blocks splits an instance into slices that runs share: a number, or
+// "auto" for one block per GPU.
+type Blocks struct {
+	Auto  bool
+	Count int
+}
+
+// DecodeNode accepts an integer or "auto".
+func (b *Blocks) DecodeNode(dec *Decoder, n *Node, path string) {
+	if n.Kind == ScalarNode {
+		if n.Type == String && n.Text == "auto" {
+			*b = Blocks{Auto: true}
+			return
+		}
+		if i, err := strconv.Atoi(n.Text); err == nil && n.Type == Int && i >= 1 {
+			*b = Blocks{Count: i}
+			return
+		}
+	}
+	dec.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected a positive number of blocks or \"auto\", got %s.", n.describe())
+}
+
+// DescribeType implements Describer.
+func (Blocks) DescribeType() string { return `a number of blocks or "auto"` }
+
+// MarshalJSON renders "auto" or the count.
+func (b Blocks) MarshalJSON() ([]byte, error) {
+	if b.Auto {
+		return []byte(`"auto"`), nil
+	}
+	return json.Marshal(b.Count)
+}
+
+// GatewayRef says which gateway serves a service: true (the default
+// gateway), false (none: served through the server), or a gateway name.
+type GatewayRef struct {
+	Enabled bool
+	Name    string
+}
+
+// DecodeNode accepts a bool or a name.
+func (g *GatewayRef) DecodeNode(dec *Decoder, n *Node, path string) {
+	if n.Kind != ScalarNode {
+		dec.typeError(n, reflectTypeOf[GatewayRef](), path)
+		return
+	}
+	if n.Type == Bool {
+		*g = GatewayRef{Enabled: n.Text == "true"}
+		return
+	}
+	if !ValidName(n.Text) {
+		dec.Errorf(n.Range, path, fmt.Sprintf("Invalid gateway name %q", n.Text), "Gateway names are lower-case letters, digits and dashes, starting with a letter.")
+		return
+	}
+	*g = GatewayRef{Enabled: true, Name: n.Text}
+}
+
+// DescribeType implements Describer.
+func (GatewayRef) DescribeType() string { return "a bool or a gateway name" }
+
+// MarshalJSON renders the name or the bool.
+func (g GatewayRef) MarshalJSON() ([]byte, error) {
+	if g.Name != "" {
+		return json.Marshal(g.Name)
+	}
+	return json.Marshal(g.Enabled)
+}
+
+// Model publishes a service as a model on the gateway's OpenAI-compatible
+// endpoint. Written as the model name or a mapping.
+type Model struct {
+	Type   string `json:"type,omitempty" jsonschema:"enum=chat"`
+	Name   string `json:"name" jsonschema:"required"`
+	Format string `json:"format,omitempty" jsonschema:"enum=openai,enum=tgi"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+type modelMapping Model
+
+// DecodeNode accepts a name or the mapping.
+func (m *Model) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch n.Kind {
+	case ScalarNode:
+		if n.Type != String || n.Text == "" {
+			dec.typeError(n, reflectTypeOf[Model](), path)
+			return
+		}
+		*m = Model{Type: "chat", Name: n.Text, Format: "openai"}
+	case MapNode:
+		var v modelMapping
+		dec.decode(n, reflectValueOf(&v), path)
+		*m = Model(v)
+		if m.Type == "" {
+			m.Type = "chat"
+		}
+		if m.Format == "" {
+			m.Format = "openai"
+		}
+	default:
+		dec.typeError(n, reflectTypeOf[Model](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (Model) DescribeType() string { return "a model name or a mapping" }
+
+type sshHostMapping SSHHost
+
+// DecodeNode accepts a hostname (optionally user@host:port) or a mapping.
+func (h *SSHHost) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch n.Kind {
+	case ScalarNode:
+		if n.Type != String || n.Text == "" {
+			dec.typeError(n, reflectTypeOf[SSHHost](), path)
+			return
+		}
+		user, host, port, err := splitUserHostPort(n.Text)
+		if err != nil {
+			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid host %q", n.Text), "%s.", capitalize(err.Error()))
+			return
+		}
+		*h = SSHHost{Hostname: host, User: user, Port: port}
+	case MapNode:
+		var v sshHostMapping
+		dec.decode(n, reflectValueOf(&v), path)
+		*h = SSHHost(v)
+	default:
+		dec.typeError(n, reflectTypeOf[SSHHost](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (SSHHost) DescribeType() string { return "a hostname or a mapping" }
+
+type proxyJumpMapping ProxyJump
+
+// DecodeNode accepts "[user@]host[:port]" or a mapping.
+func (p *ProxyJump) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch n.Kind {
+	case ScalarNode:
+		user, host, port, err := splitUserHostPort(n.Text)
+		if err != nil {
+			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid proxy_jump %q", n.Text), "%s.", capitalize(err.Error()))
+			return
+		}
+		*p = ProxyJump{Hostname: host, User: user, Port: port}
+	case MapNode:
+		var v proxyJumpMapping
+		dec.decode(n, reflectValueOf(&v), path)
+		*p = ProxyJump(v)
+	default:
+		dec.typeError(n, reflectTypeOf[ProxyJump](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (ProxyJump) DescribeType() string { return `"[user@]host[:port]" or a mapping` }
+
+func splitUserHostPort(s string) (user, host string, port int, err error) {
+	if u, rest, ok := strings.Cut(s, "@"); ok {
+		user, s = u, rest
+	}
+	host = s
+	if h, p, ok := strings.Cut(s, ":"); ok && !strings.Contains(p, ":") {
+		host = h
+		port, err = parsePortNumber(p)
+		if err != nil {
+			return "", "", 0, err
+		}
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return "", "", 0, fmt.Errorf("%q is not a host name or address", host)
+	}
+	return user, host, port, nil
+}

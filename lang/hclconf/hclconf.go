@@ -1,0 +1,770 @@
+// Package hclconf reads configurations written in HCL into the lang model.
+//
+// A resource is a block named by its kind with the resource name as its
+// one label; its attributes and nested blocks use the same field names as
+// dstack's YAML:
+//
+//	task "train" {
+//	  image    = "pytorch/pytorch:latest"
+//	  commands = ["python train.py"]
+//	  resources {
+//	    gpu = "H100:8"
+//	  }
+//	}
+//
+// Beside resources, a configuration may declare `variable` blocks (set
+// with -var, -var-file or DSTACK_VAR_<name>), `locals`, use expressions
+// and functions, refer to other resources (`fleet.trainers.name`) and list
+// `depends_on`; references and depends_on become dependency edges. All
+// HCL files of a directory form one configuration, so variables and
+// locals are shared between them.
+//
+// The package only turns HCL into lang.Nodes; lang.DecodeResource types
+// and validates them exactly as it does for YAML.
+package hclconf
+
+import (
+	"fmt"
+	"math/big"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	hcljson "github.com/hashicorp/hcl/v2/json"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+
+	"github.com/dstackai/dstack-go/lang"
+)
+
+// File is one HCL source file.
+type File struct {
+	Name string
+	Src  []byte
+}
+
+// Options carries what the command line and the environment contribute.
+type Options struct {
+	// Vars are -var arguments, "name=value", in command-line order.
+	Vars []string
+	// VarFiles are -var-file paths, in command-line order. Files ending in
+	// .json use HCL's JSON syntax.
+	VarFiles []string
+	// Environ is the environment (os.Environ()); DSTACK_VAR_<name> sets a
+	// variable.
+	Environ []string
+	// BaseDir resolves relative paths in file().
+	BaseDir string
+	// Known lists resources declared outside HCL (in YAML files of the same
+	// configuration) that HCL may refer to.
+	Known []lang.Address
+}
+
+// EnvPrefix is the prefix of environment variables that set variables.
+const EnvPrefix = "DSTACK_VAR_"
+
+// computedAttributes are resource attributes known only after apply;
+// references to them evaluate to unknown values.
+var computedAttributes = []string{"id", "status"}
+
+type resourceBlock struct {
+	addr  lang.Address
+	block *hclsyntax.Block
+}
+
+type variable struct {
+	name        string
+	typ         cty.Type
+	def         cty.Value
+	hasDefault  bool
+	declRange   hcl.Range
+	validations []*hclsyntax.Block
+}
+
+type loader struct {
+	opts      Options
+	sources   map[string][]byte
+	diags     lang.Diagnostics
+	variables map[string]*variable
+	localAttr map[string]*hclsyntax.Attribute
+	resources []*resourceBlock
+	addrs     map[lang.Address]bool
+	funcs     map[string]function.Function
+}
+
+// Load parses and evaluates the HCL files of one configuration.
+func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
+	l := &loader{
+		opts:      opts,
+		sources:   map[string][]byte{},
+		variables: map[string]*variable{},
+		localAttr: map[string]*hclsyntax.Attribute{},
+		addrs:     map[lang.Address]bool{},
+		funcs:     functions(opts.BaseDir),
+	}
+	for _, a := range opts.Known {
+		l.addrs[a] = true
+	}
+	for _, f := range files {
+		l.parseFile(f)
+	}
+	if l.diags.HasErrors() {
+		return nil, l.diags
+	}
+	vars := l.evalVariables()
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": vars}, Functions: l.funcs}
+	ctx.Variables["local"] = l.evalLocals(ctx)
+	l.addResourceNamespace(ctx)
+
+	var out []lang.RawResource
+	for _, rb := range l.resources {
+		out = append(out, l.resource(rb, ctx))
+	}
+	return out, l.diags
+}
+
+func (l *loader) addDiags(ds hcl.Diagnostics) {
+	for _, d := range ds {
+		l.diags = append(l.diags, convertDiag(d))
+	}
+}
+
+func (l *loader) errorf(rng hcl.Range, summary, format string, args ...any) {
+	l.diags = append(l.diags, lang.Errorf(convertRange(rng), "", summary, format, args...))
+}
+
+var topBlocks = append([]string{"variable", "locals"}, kindNames()...)
+
+func kindNames() []string {
+	var out []string
+	for _, k := range lang.Kinds {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+func (l *loader) parseFile(f File) {
+	l.sources[f.Name] = f.Src
+	file, ds := hclsyntax.ParseConfig(f.Src, f.Name, hcl.InitialPos)
+	l.addDiags(ds)
+	if ds.HasErrors() {
+		return
+	}
+	body := file.Body.(*hclsyntax.Body)
+	for _, a := range sortedAttrs(body) {
+		l.errorf(a.NameRange, fmt.Sprintf("Unexpected attribute %q", a.Name),
+			"Only blocks may appear at the top level: %s.", strings.Join(topBlocks, ", "))
+	}
+	for _, b := range body.Blocks {
+		switch b.Type {
+		case "variable":
+			l.declareVariable(b)
+		case "locals":
+			if len(b.Labels) > 0 {
+				l.errorf(b.LabelRanges[0], "Unexpected label", "A locals block has no labels.")
+			}
+			for _, nb := range b.Body.Blocks {
+				l.errorf(nb.TypeRange, "Unexpected block", "A locals block holds attributes only.")
+			}
+			for _, a := range sortedAttrs(b.Body) {
+				if prev, dup := l.localAttr[a.Name]; dup {
+					l.errorf(a.NameRange, fmt.Sprintf("Duplicate local %q", a.Name), "local.%s is also defined at %s.", a.Name, convertRange(prev.NameRange))
+					continue
+				}
+				l.localAttr[a.Name] = a
+			}
+		default:
+			kind := lang.Kind(b.Type)
+			if lang.NewSpec(kind) == nil {
+				detail := fmt.Sprintf("Top-level blocks are %s.", strings.Join(topBlocks, ", "))
+				if s := lang.Suggest(b.Type, topBlocks); s != "" {
+					detail = fmt.Sprintf("Did you mean %q? %s", s, detail)
+				}
+				l.errorf(b.TypeRange, fmt.Sprintf("Unsupported block type %q", b.Type), "%s", detail)
+				continue
+			}
+			if len(b.Labels) != 1 {
+				rng := b.TypeRange
+				if len(b.Labels) > 1 {
+					rng = b.LabelRanges[1]
+				}
+				l.errorf(rng, fmt.Sprintf("A %s block needs one label", b.Type), "Write %s \"NAME\" { ... }; the label is the resource name.", b.Type)
+				continue
+			}
+			addr := lang.Address{Kind: kind, Name: b.Labels[0]}
+			l.resources = append(l.resources, &resourceBlock{addr: addr, block: b})
+			l.addrs[addr] = true
+		}
+	}
+}
+
+func sortedAttrs(b *hclsyntax.Body) []*hclsyntax.Attribute {
+	out := make([]*hclsyntax.Attribute, 0, len(b.Attributes))
+	for _, a := range b.Attributes {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SrcRange.Start.Byte < out[j].SrcRange.Start.Byte })
+	return out
+}
+
+func (l *loader) declareVariable(b *hclsyntax.Block) {
+	if len(b.Labels) != 1 {
+		l.errorf(b.TypeRange, "A variable block needs one label", "Write variable \"NAME\" { ... }.")
+		return
+	}
+	name := b.Labels[0]
+	if !hclsyntax.ValidIdentifier(name) {
+		l.errorf(b.LabelRanges[0], fmt.Sprintf("Invalid variable name %q", name), "Variable names are identifiers: letters, digits, underscores and dashes.")
+		return
+	}
+	if prev, dup := l.variables[name]; dup {
+		l.errorf(b.LabelRanges[0], fmt.Sprintf("Duplicate variable %q", name), "var.%s is also declared at %s.", name, convertRange(prev.declRange))
+		return
+	}
+	v := &variable{name: name, typ: cty.DynamicPseudoType, declRange: b.LabelRanges[0]}
+	for _, a := range sortedAttrs(b.Body) {
+		switch a.Name {
+		case "type":
+			t, ds := typeexpr.TypeConstraint(a.Expr)
+			l.addDiags(ds)
+			if !ds.HasErrors() {
+				v.typ = t
+			}
+		case "default":
+			val, ds := a.Expr.Value(nil)
+			l.addDiags(ds)
+			v.def, v.hasDefault = val, !ds.HasErrors()
+		case "description", "sensitive", "nullable":
+		default:
+			l.errorf(a.NameRange, fmt.Sprintf("Unsupported argument %q in variable", a.Name),
+				"A variable takes type, default, description, sensitive, nullable and validation blocks.")
+		}
+	}
+	for _, nb := range b.Body.Blocks {
+		if nb.Type != "validation" {
+			l.errorf(nb.TypeRange, fmt.Sprintf("Unsupported block %q in variable", nb.Type), "Only validation blocks are allowed.")
+			continue
+		}
+		v.validations = append(v.validations, nb)
+	}
+	if v.hasDefault && v.typ != cty.DynamicPseudoType && !v.def.IsNull() {
+		conv, err := convert.Convert(v.def, v.typ)
+		if err != nil {
+			l.errorf(b.Body.Attributes["default"].Expr.Range(), "Invalid default value for variable", "var.%s: %s.", name, err)
+		} else {
+			v.def = conv
+		}
+	}
+	l.variables[name] = v
+}
+
+// rawValue turns a value given on the command line or in the environment
+// into the variable's type: strings are taken as written, other types are
+// parsed as HCL expressions, as Terraform does.
+func (l *loader) rawValue(v *variable, raw, source string) (cty.Value, bool) {
+	if v.typ == cty.String || v.typ == cty.DynamicPseudoType {
+		return cty.StringVal(raw), true
+	}
+	expr, ds := hclsyntax.ParseExpression([]byte(raw), source, hcl.InitialPos)
+	if !ds.HasErrors() {
+		var val cty.Value
+		val, ds = expr.Value(nil)
+		if !ds.HasErrors() {
+			return val, true
+		}
+	}
+	l.diags = append(l.diags, lang.Errorf(lang.Range{}, "", fmt.Sprintf("Invalid value for variable %q", v.name),
+		"The value from %s is not a valid %s expression: %s.", source, v.typ.FriendlyName(), ds.Errs()[0].Error()))
+	return cty.NilVal, false
+}
+
+func (l *loader) evalVariables() cty.Value {
+	values := map[string]cty.Value{}
+	set := func(v *variable, val cty.Value, rng *hcl.Range, source string) {
+		if v.typ != cty.DynamicPseudoType {
+			conv, err := convert.Convert(val, v.typ)
+			if err != nil {
+				r := lang.Range{}
+				if rng != nil {
+					r = convertRange(*rng)
+				}
+				l.diags = append(l.diags, lang.Errorf(r, "", fmt.Sprintf("Invalid value for variable %q", v.name),
+					"The value from %s is not a valid %s: %s.", source, v.typ.FriendlyName(), err))
+				return
+			}
+			val = conv
+		}
+		values[v.name] = val
+	}
+	for _, e := range l.opts.Environ {
+		k, val, ok := strings.Cut(e, "=")
+		name, isVar := strings.CutPrefix(k, EnvPrefix)
+		if !ok || !isVar {
+			continue
+		}
+		if v, declared := l.variables[name]; declared {
+			if cv, ok := l.rawValue(v, val, "environment variable "+k); ok {
+				set(v, cv, nil, "environment variable "+k)
+			}
+		}
+	}
+	for _, path := range l.opts.VarFiles {
+		l.loadVarFile(path, func(name string, val cty.Value, rng hcl.Range) {
+			v, declared := l.variables[name]
+			if !declared {
+				l.diags = append(l.diags, lang.Warnf(convertRange(rng), "", fmt.Sprintf("Value for undeclared variable %q", name),
+					"The file sets %q, but no variable block declares it.", name))
+				return
+			}
+			set(v, val, &rng, path)
+		})
+	}
+	for _, arg := range l.opts.Vars {
+		name, raw, ok := strings.Cut(arg, "=")
+		if !ok {
+			l.diags = append(l.diags, lang.Errorf(lang.Range{}, "", "Invalid -var option", "The option -var %q must be NAME=VALUE.", arg))
+			continue
+		}
+		v, declared := l.variables[strings.TrimSpace(name)]
+		if !declared {
+			detail := "Declare it with a variable block first."
+			if s := lang.Suggest(name, l.variableNames()); s != "" {
+				detail = fmt.Sprintf("Did you mean %q? %s", s, detail)
+			}
+			l.diags = append(l.diags, lang.Errorf(lang.Range{}, "", fmt.Sprintf("Value for undeclared variable %q", name), "%s", detail))
+			continue
+		}
+		if cv, ok := l.rawValue(v, raw, "-var "+name); ok {
+			set(v, cv, nil, "-var "+name)
+		}
+	}
+	for _, name := range l.variableNames() {
+		v := l.variables[name]
+		if _, ok := values[name]; ok {
+			continue
+		}
+		if !v.hasDefault {
+			l.errorf(v.declRange, fmt.Sprintf("No value for required variable %q", name),
+				"Set it with -var %s=..., a -var-file, or the environment variable %s%s, or give it a default.", name, EnvPrefix, name)
+			values[name] = cty.UnknownVal(v.typ)
+			continue
+		}
+		values[name] = v.def
+	}
+	obj := cty.ObjectVal(values)
+	for _, name := range l.variableNames() {
+		l.validateVariable(l.variables[name], obj)
+	}
+	return obj
+}
+
+func (l *loader) variableNames() []string {
+	names := make([]string, 0, len(l.variables))
+	for n := range l.variables {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (l *loader) validateVariable(v *variable, vars cty.Value) {
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": vars}, Functions: l.funcs}
+	for _, vb := range v.validations {
+		cond, ok := vb.Body.Attributes["condition"]
+		if !ok {
+			l.errorf(vb.TypeRange, "Missing condition", "A validation block needs condition and error_message.")
+			continue
+		}
+		val, ds := cond.Expr.Value(ctx)
+		l.addDiags(ds)
+		if ds.HasErrors() || !val.IsKnown() {
+			continue
+		}
+		if val.IsNull() || val.Type() != cty.Bool {
+			l.errorf(cond.Expr.Range(), "Invalid validation condition", "The condition must be true or false.")
+			continue
+		}
+		if val.True() {
+			continue
+		}
+		msg := "The value of var." + v.name + " is not valid."
+		if em, ok := vb.Body.Attributes["error_message"]; ok {
+			if mv, ds := em.Expr.Value(ctx); !ds.HasErrors() && mv.Type() == cty.String && mv.IsKnown() && !mv.IsNull() {
+				msg = mv.AsString()
+			}
+		}
+		l.errorf(v.declRange, fmt.Sprintf("Invalid value for variable %q", v.name), "%s", msg)
+	}
+}
+
+func (l *loader) loadVarFile(path string, set func(string, cty.Value, hcl.Range)) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		l.diags = append(l.diags, lang.Errorf(lang.Range{}, "", "Cannot read variables file", "%s.", err))
+		return
+	}
+	var file *hcl.File
+	var ds hcl.Diagnostics
+	if strings.HasSuffix(path, ".json") {
+		file, ds = hcljson.Parse(src, path)
+	} else {
+		file, ds = hclsyntax.ParseConfig(src, path, hcl.InitialPos)
+	}
+	l.sources[path] = src
+	l.addDiags(ds)
+	if ds.HasErrors() {
+		return
+	}
+	attrs, ds := file.Body.JustAttributes()
+	l.addDiags(ds)
+	names := make([]string, 0, len(attrs))
+	for n := range attrs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a := attrs[n]
+		val, ds := a.Expr.Value(nil)
+		l.addDiags(ds)
+		if !ds.HasErrors() {
+			set(n, val, a.Expr.Range())
+		}
+	}
+}
+
+// evalLocals evaluates locals in dependency order; what remains once no
+// more progress is possible refers to itself through a cycle.
+func (l *loader) evalLocals(ctx *hcl.EvalContext) cty.Value {
+	values := map[string]cty.Value{}
+	pending := map[string]*hclsyntax.Attribute{}
+	for n, a := range l.localAttr {
+		pending[n] = a
+	}
+	for len(pending) > 0 {
+		progress := false
+		for _, name := range sortedKeys(pending) {
+			a := pending[name]
+			ready := true
+			for _, tr := range a.Expr.Variables() {
+				if tr.RootName() != "local" || len(tr) < 2 {
+					continue
+				}
+				if ta, ok := tr[1].(hcl.TraverseAttr); ok {
+					if _, waiting := pending[ta.Name]; waiting {
+						ready = false
+					}
+				}
+			}
+			if !ready {
+				continue
+			}
+			ctx.Variables["local"] = cty.ObjectVal(values)
+			val, ds := a.Expr.Value(ctx)
+			l.addDiags(ds)
+			if ds.HasErrors() {
+				val = cty.DynamicVal
+			}
+			values[name] = val
+			delete(pending, name)
+			progress = true
+		}
+		if !progress {
+			names := sortedKeys(pending)
+			first := pending[names[0]]
+			l.errorf(first.NameRange, "Cycle in locals", "These locals refer to each other: %s.", "local."+strings.Join(names, ", local."))
+			for _, n := range names {
+				values[n] = cty.DynamicVal
+			}
+			break
+		}
+	}
+	return cty.ObjectVal(values)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// addResourceNamespace makes `<kind>.<name>.<attribute>` resolvable. A
+// resource exposes its name and type, every top-level attribute whose
+// value does not depend on another resource, and the computed attributes
+// (id, status) as unknown values.
+func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
+	byKind := map[lang.Kind]map[string]cty.Value{}
+	for _, k := range lang.Kinds {
+		byKind[k] = map[string]cty.Value{}
+	}
+	base := func(a lang.Address) map[string]cty.Value {
+		attrs := map[string]cty.Value{"name": cty.StringVal(a.Name), "type": cty.StringVal(string(a.Kind))}
+		for _, c := range computedAttributes {
+			attrs[c] = cty.UnknownVal(cty.String)
+		}
+		return attrs
+	}
+	for _, a := range l.opts.Known {
+		byKind[a.Kind][a.Name] = cty.ObjectVal(base(a))
+	}
+	for _, rb := range l.resources {
+		attrs := base(rb.addr)
+		for name, a := range rb.block.Body.Attributes {
+			if name == "depends_on" || name == "name" || name == "type" || referencesResource(a.Expr) {
+				continue
+			}
+			if val, ds := a.Expr.Value(ctx); !ds.HasErrors() {
+				attrs[name] = val
+			}
+		}
+		byKind[rb.addr.Kind][rb.addr.Name] = cty.ObjectVal(attrs)
+	}
+	for k, m := range byKind {
+		ctx.Variables[string(k)] = cty.ObjectVal(m)
+	}
+}
+
+func isKindRoot(name string) bool { return lang.NewSpec(lang.Kind(name)) != nil }
+
+func referencesResource(e hclsyntax.Expression) bool {
+	for _, tr := range e.Variables() {
+		if isKindRoot(tr.RootName()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *loader) resource(rb *resourceBlock, ctx *hcl.EvalContext) lang.RawResource {
+	b := rb.block
+	raw := lang.RawResource{Range: convertRange(b.Range()), Syntax: "hcl"}
+	typeNode := &lang.Node{Kind: lang.ScalarNode, Type: lang.String, Text: b.Type, Range: convertRange(b.TypeRange)}
+	nameNode := &lang.Node{Kind: lang.ScalarNode, Type: lang.String, Text: b.Labels[0], Range: convertRange(b.LabelRanges[0])}
+	body := l.bodyNode(b.Body, ctx, b.Range(), "depends_on", "name", "type")
+	body.Block = false
+	body.Entries = append([]lang.Entry{
+		{Key: "type", KeyRange: typeNode.Range, Value: typeNode},
+		{Key: "name", KeyRange: nameNode.Range, Value: nameNode},
+	}, body.Entries...)
+	raw.Body = body
+	for _, reserved := range []string{"name", "type"} {
+		if a, ok := b.Body.Attributes[reserved]; ok {
+			l.errorf(a.NameRange, fmt.Sprintf("Unexpected attribute %q", reserved),
+				"In HCL the block type gives the kind and the block label gives the name: %s %q { ... }.", b.Type, b.Labels[0])
+		}
+	}
+	raw.Refs = l.references(rb)
+	return raw
+}
+
+// references collects the resources a block refers to in expressions and
+// in depends_on.
+func (l *loader) references(rb *resourceBlock) []lang.Dependency {
+	var deps []lang.Dependency
+	var walk func(body *hclsyntax.Body)
+	walk = func(body *hclsyntax.Body) {
+		for _, a := range sortedAttrs(body) {
+			if a.Name == "depends_on" {
+				continue
+			}
+			for _, tr := range a.Expr.Variables() {
+				if addr, ok := traversalAddress(tr); ok && l.addrs[addr] {
+					deps = append(deps, lang.Dependency{To: addr, Range: convertRange(tr.SourceRange()), Reason: "reference"})
+				}
+			}
+		}
+		for _, nb := range body.Blocks {
+			walk(nb.Body)
+		}
+	}
+	walk(rb.block.Body)
+	if a, ok := rb.block.Body.Attributes["depends_on"]; ok {
+		exprs, ds := hcl.ExprList(a.Expr)
+		l.addDiags(ds)
+		for _, e := range exprs {
+			tr, ds := hcl.AbsTraversalForExpr(e)
+			addr, ok := traversalAddress(tr)
+			if ds.HasErrors() || !ok || len(tr) != 2 {
+				l.errorf(e.Range(), "Invalid depends_on entry", "Each entry is a resource address such as fleet.trainers or volume.data.")
+				continue
+			}
+			if !l.addrs[addr] {
+				l.errorf(e.Range(), fmt.Sprintf("Reference to undeclared resource %s", addr), "No %s named %q is declared in this configuration.", addr.Kind, addr.Name)
+				continue
+			}
+			deps = append(deps, lang.Dependency{To: addr, Range: convertRange(e.Range()), Reason: "depends_on"})
+		}
+	}
+	return deps
+}
+
+func traversalAddress(tr hcl.Traversal) (lang.Address, bool) {
+	if len(tr) < 2 || !isKindRoot(tr.RootName()) {
+		return lang.Address{}, false
+	}
+	ta, ok := tr[1].(hcl.TraverseAttr)
+	if !ok {
+		return lang.Address{}, false
+	}
+	return lang.Address{Kind: lang.Kind(tr.RootName()), Name: ta.Name}, true
+}
+
+// bodyNode converts a block body into a mapping node: attributes become
+// entries with their evaluated values, nested blocks become mappings (or a
+// list of mappings when a block type repeats).
+func (l *loader) bodyNode(body *hclsyntax.Body, ctx *hcl.EvalContext, rng hcl.Range, skip ...string) *lang.Node {
+	out := &lang.Node{Kind: lang.MapNode, Range: convertRange(rng), Block: true}
+	type item struct {
+		pos   int
+		entry lang.Entry
+	}
+	var items []item
+	for _, a := range sortedAttrs(body) {
+		if slices.Contains(skip, a.Name) {
+			continue
+		}
+		items = append(items, item{a.SrcRange.Start.Byte, lang.Entry{Key: a.Name, KeyRange: convertRange(a.NameRange), Value: l.exprNode(a.Expr, ctx)}})
+	}
+	groups := map[string][]*hclsyntax.Block{}
+	var order []string
+	for _, nb := range body.Blocks {
+		if len(nb.Labels) > 0 {
+			l.errorf(nb.LabelRanges[0], fmt.Sprintf("Unexpected label on %s block", nb.Type), "Blocks inside a resource take no labels.")
+			continue
+		}
+		if a, clash := body.Attributes[nb.Type]; clash {
+			l.errorf(nb.TypeRange, fmt.Sprintf("Duplicate field %q", nb.Type), "%q is also set as an attribute at %s.", nb.Type, convertRange(a.NameRange))
+			continue
+		}
+		if _, seen := groups[nb.Type]; !seen {
+			order = append(order, nb.Type)
+		}
+		groups[nb.Type] = append(groups[nb.Type], nb)
+	}
+	for _, t := range order {
+		bs := groups[t]
+		first := bs[0]
+		var val *lang.Node
+		if len(bs) == 1 {
+			val = l.bodyNode(first.Body, ctx, first.Range())
+		} else {
+			val = &lang.Node{Kind: lang.ListNode, Range: lang.Range{Filename: first.TypeRange.Filename,
+				Start: convertPos(first.Range().Start), End: convertPos(bs[len(bs)-1].Range().End)}}
+			for _, b := range bs {
+				val.Items = append(val.Items, l.bodyNode(b.Body, ctx, b.Range()))
+			}
+		}
+		items = append(items, item{first.TypeRange.Start.Byte, lang.Entry{Key: t, KeyRange: convertRange(first.TypeRange), Value: val}})
+	}
+	sort.SliceStable(items, func(i, j int) bool { return items[i].pos < items[j].pos })
+	for _, it := range items {
+		out.Entries = append(out.Entries, it.entry)
+	}
+	return out
+}
+
+// exprNode evaluates an expression. Object and tuple constructors are
+// walked so each element keeps its own source range.
+func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang.Node {
+	switch e := expr.(type) {
+	case *hclsyntax.ObjectConsExpr:
+		out := &lang.Node{Kind: lang.MapNode, Range: convertRange(e.Range())}
+		for _, it := range e.Items {
+			kv, ds := it.KeyExpr.Value(ctx)
+			l.addDiags(ds)
+			if ds.HasErrors() {
+				continue
+			}
+			if kv.IsNull() || !kv.IsKnown() || kv.Type() != cty.String {
+				l.errorf(it.KeyExpr.Range(), "Invalid key", "Object keys must be known strings.")
+				continue
+			}
+			out.Entries = append(out.Entries, lang.Entry{Key: kv.AsString(), KeyRange: convertRange(it.KeyExpr.Range()), Value: l.exprNode(it.ValueExpr, ctx)})
+		}
+		return out
+	case *hclsyntax.TupleConsExpr:
+		out := &lang.Node{Kind: lang.ListNode, Range: convertRange(e.Range())}
+		for _, it := range e.Exprs {
+			out.Items = append(out.Items, l.exprNode(it, ctx))
+		}
+		return out
+	}
+	val, ds := expr.Value(ctx)
+	l.addDiags(ds)
+	rng := convertRange(expr.Range())
+	if ds.HasErrors() {
+		return &lang.Node{Kind: lang.NullNode, Range: rng}
+	}
+	return l.valueNode(val, rng)
+}
+
+func (l *loader) valueNode(val cty.Value, rng lang.Range) *lang.Node {
+	out := &lang.Node{Range: rng}
+	val, _ = val.UnmarkDeep()
+	switch {
+	case !val.IsKnown():
+		out.Kind = lang.UnknownNode
+		if src, ok := l.sources[rng.Filename]; ok && rng.End.Byte <= len(src) && rng.Start.Byte <= rng.End.Byte {
+			out.Ref = string(src[rng.Start.Byte:rng.End.Byte])
+		}
+	case val.IsNull():
+		out.Kind = lang.NullNode
+	case val.Type() == cty.String:
+		out.Kind, out.Type, out.Text = lang.ScalarNode, lang.String, val.AsString()
+	case val.Type() == cty.Number:
+		bf := val.AsBigFloat()
+		out.Kind = lang.ScalarNode
+		if bf.IsInt() {
+			i, _ := bf.Int(new(big.Int))
+			out.Type, out.Text = lang.Int, i.String()
+		} else {
+			out.Type, out.Text = lang.Float, bf.Text('g', -1)
+		}
+	case val.Type() == cty.Bool:
+		out.Kind, out.Type, out.Text = lang.ScalarNode, lang.Bool, fmt.Sprint(val.True())
+	case val.Type().IsListType() || val.Type().IsSetType() || val.Type().IsTupleType():
+		out.Kind = lang.ListNode
+		for it := val.ElementIterator(); it.Next(); {
+			_, ev := it.Element()
+			out.Items = append(out.Items, l.valueNode(ev, rng))
+		}
+	case val.Type().IsMapType() || val.Type().IsObjectType():
+		out.Kind = lang.MapNode
+		for it := val.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			out.Entries = append(out.Entries, lang.Entry{Key: k.AsString(), KeyRange: rng, Value: l.valueNode(ev, rng)})
+		}
+	default:
+		out.Kind = lang.UnknownNode
+	}
+	return out
+}
+
+func convertPos(p hcl.Pos) lang.Pos { return lang.Pos{Line: p.Line, Column: p.Column, Byte: p.Byte} }
+
+func convertRange(r hcl.Range) lang.Range {
+	return lang.Range{Filename: r.Filename, Start: convertPos(r.Start), End: convertPos(r.End)}
+}
+
+func convertDiag(d *hcl.Diagnostic) *lang.Diagnostic {
+	out := &lang.Diagnostic{Severity: lang.Error, Summary: d.Summary, Detail: d.Detail}
+	if d.Severity == hcl.DiagWarning {
+		out.Severity = lang.Warning
+	}
+	if d.Subject != nil {
+		r := convertRange(*d.Subject)
+		out.Subject = &r
+	}
+	if d.Context != nil {
+		r := convertRange(*d.Context)
+		out.Context = &r
+	}
+	return out
+}

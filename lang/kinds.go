@@ -1,0 +1,258 @@
+package lang
+
+import (
+	"github.com/dstackai/dstack-go/lang/resources"
+)
+
+// RunConfig holds the fields every run (task, service, dev environment)
+// accepts.
+type RunConfig struct {
+	Image        string          `json:"image,omitempty" jsonschema_description:"Docker image to run; without it dstack's base image with python is used"`
+	User         string          `json:"user,omitempty" jsonschema_description:"User (name or uid[:gid]) the commands run as"`
+	Privileged   bool            `json:"privileged,omitempty"`
+	Entrypoint   string          `json:"entrypoint,omitempty"`
+	WorkingDir   string          `json:"working_dir,omitempty"`
+	RegistryAuth *RegistryAuth   `json:"registry_auth,omitempty"`
+	Python       string          `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13"`
+	Nvcc         bool            `json:"nvcc,omitempty" jsonschema_description:"Use an image with the CUDA compiler (nvcc)"`
+	SingleBranch *bool           `json:"single_branch,omitempty"`
+	Env          Env             `json:"env,omitempty"`
+	Shell        string          `json:"shell,omitempty" jsonschema_description:"Shell that runs the commands: sh, bash, or an absolute path"`
+	Resources    *resources.Spec `json:"resources,omitempty"`
+	Priority     *int            `json:"priority,omitempty" jsonschema_description:"Run priority from 0 to 100; higher runs are provisioned first"`
+	Volumes      []VolumeMount   `json:"volumes,omitempty"`
+	Docker       bool            `json:"docker,omitempty" jsonschema_description:"Run Docker inside the container (docker-in-docker)"`
+	Repos        []Repo          `json:"repos,omitempty"`
+	Files        []FileMapping   `json:"files,omitempty"`
+	Setup        []string        `json:"setup,omitempty" jsonschema_description:"Deprecated: put these commands first in commands"`
+}
+
+// Profile holds the provisioning policy fields shared by runs.
+type Profile struct {
+	Backends          []string           `json:"backends,omitempty"`
+	Regions           []string           `json:"regions,omitempty"`
+	AvailabilityZones []string           `json:"availability_zones,omitempty"`
+	InstanceTypes     []string           `json:"instance_types,omitempty"`
+	Reservation       string             `json:"reservation,omitempty"`
+	SpotPolicy        string             `json:"spot_policy,omitempty" jsonschema:"enum=spot,enum=on-demand,enum=auto"`
+	Retry             *Retry             `json:"retry,omitempty"`
+	MaxDuration       *Duration          `json:"max_duration,omitempty"`
+	StopDuration      *Duration          `json:"stop_duration,omitempty"`
+	MaxPrice          *float64           `json:"max_price,omitempty"`
+	CreationPolicy    string             `json:"creation_policy,omitempty" jsonschema:"enum=reuse,enum=reuse-or-create"`
+	IdleDuration      *Duration          `json:"idle_duration,omitempty"`
+	UtilizationPolicy *UtilizationPolicy `json:"utilization_policy,omitempty"`
+	StartupOrder      string             `json:"startup_order,omitempty" jsonschema:"enum=any,enum=master-first,enum=workers-first"`
+	StopCriteria      string             `json:"stop_criteria,omitempty" jsonschema:"enum=all-done,enum=master-done"`
+	Schedule          *Schedule          `json:"schedule,omitempty"`
+	Fleets            []string           `json:"fleets,omitempty"`
+	Tags              map[string]string  `json:"tags,omitempty"`
+}
+
+// UtilizationPolicy stops runs whose GPUs idle.
+type UtilizationPolicy struct {
+	MinGPUUtilization int      `json:"min_gpu_utilization" jsonschema:"required"`
+	TimeWindow        Duration `json:"time_window" jsonschema:"required"`
+}
+
+// Schedule starts runs on a cron schedule.
+type Schedule struct {
+	Cron Strings `json:"cron" jsonschema:"required"`
+}
+
+// Task is a batch job, possibly distributed across nodes.
+type Task struct {
+	Type string `json:"type" jsonschema:"required,enum=task"`
+	Name string `json:"name,omitempty"`
+	RunConfig
+	Profile
+	Nodes    *int        `json:"nodes,omitempty" jsonschema_description:"Number of nodes for a distributed task"`
+	Groups   []NodeGroup `json:"groups,omitempty" jsonschema_description:"Heterogeneous node groups; exclusive with nodes"`
+	Commands []string    `json:"commands,omitempty"`
+	Ports    []Port      `json:"ports,omitempty"`
+}
+
+// NodeGroup is a set of identical nodes of a heterogeneous task.
+type NodeGroup struct {
+	Name      string          `json:"name" jsonschema:"required"`
+	Nodes     int             `json:"nodes,omitempty"`
+	Resources *resources.Spec `json:"resources,omitempty"`
+	Commands  []string        `json:"commands,omitempty"`
+	Env       Env             `json:"env,omitempty"`
+}
+
+// Kind implements Spec.
+func (*Task) Kind() Kind { return KindTask }
+
+// Service is a long-running endpoint behind the gateway, auto-scaled.
+type Service struct {
+	Type string `json:"type" jsonschema:"required,enum=service"`
+	Name string `json:"name,omitempty"`
+	RunConfig
+	Profile
+	Port        *Port               `json:"port,omitempty"`
+	Gateway     *GatewayRef         `json:"gateway,omitempty"`
+	StripPrefix *bool               `json:"strip_prefix,omitempty"`
+	Model       *Model              `json:"model,omitempty"`
+	HTTPS       *bool               `json:"https,omitempty"`
+	Auth        *bool               `json:"auth,omitempty"`
+	Replicas    *resources.IntRange `json:"replicas,omitempty"`
+	Scaling     *Scaling            `json:"scaling,omitempty"`
+	RateLimits  []RateLimit         `json:"rate_limits,omitempty"`
+	Probes      []Probe             `json:"probes,omitempty"`
+	Commands    []string            `json:"commands,omitempty"`
+}
+
+// Kind implements Spec.
+func (*Service) Kind() Kind { return KindService }
+
+// Scaling scales a service's replicas on a metric.
+type Scaling struct {
+	Metric         string    `json:"metric" jsonschema:"required,enum=rps"`
+	Target         float64   `json:"target" jsonschema:"required"`
+	Window         *Duration `json:"window,omitempty"`
+	ScaleUpDelay   *Duration `json:"scale_up_delay,omitempty"`
+	ScaleDownDelay *Duration `json:"scale_down_delay,omitempty"`
+}
+
+// RateLimit limits requests to a service path prefix.
+type RateLimit struct {
+	Prefix string        `json:"prefix,omitempty"`
+	Key    *RateLimitKey `json:"key,omitempty"`
+	RPS    float64       `json:"rps" jsonschema:"required"`
+	Burst  int           `json:"burst,omitempty"`
+}
+
+// RateLimitKey says what a rate limit counts by.
+type RateLimitKey struct {
+	Type   string `json:"type" jsonschema:"required,enum=ip_address,enum=header"`
+	Header string `json:"header,omitempty"`
+}
+
+// Probe checks a replica's readiness.
+type Probe struct {
+	Type       string        `json:"type" jsonschema:"required,enum=http"`
+	URL        string        `json:"url,omitempty"`
+	Method     string        `json:"method,omitempty" jsonschema:"enum=get,enum=post,enum=put,enum=delete,enum=patch,enum=head"`
+	Headers    []ProbeHeader `json:"headers,omitempty"`
+	Body       string        `json:"body,omitempty"`
+	Timeout    *Duration     `json:"timeout,omitempty"`
+	Interval   *Duration     `json:"interval,omitempty"`
+	ReadyAfter int           `json:"ready_after,omitempty"`
+}
+
+// ProbeHeader is one header a probe sends.
+type ProbeHeader struct {
+	Name  string `json:"name" jsonschema:"required"`
+	Value string `json:"value" jsonschema:"required"`
+}
+
+// DevEnvironment is a container with an IDE attached.
+type DevEnvironment struct {
+	Type string `json:"type" jsonschema:"required,enum=dev-environment"`
+	Name string `json:"name,omitempty"`
+	RunConfig
+	Profile
+	IDE                string    `json:"ide" jsonschema:"required,enum=vscode,enum=cursor,enum=windsurf"`
+	Version            string    `json:"version,omitempty"`
+	InactivityDuration *Duration `json:"inactivity_duration,omitempty"`
+	Init               []string  `json:"init,omitempty"`
+	Ports              []Port    `json:"ports,omitempty"`
+}
+
+// Kind implements Spec.
+func (*DevEnvironment) Kind() Kind { return KindDevEnvironment }
+
+// Fleet is a pool of machines, in a cloud or on-prem over SSH.
+type Fleet struct {
+	Type              string            `json:"type" jsonschema:"required,enum=fleet"`
+	Name              string            `json:"name,omitempty"`
+	Nodes             *FleetNodes       `json:"nodes,omitempty"`
+	Placement         string            `json:"placement,omitempty" jsonschema:"enum=any,enum=cluster"`
+	Blocks            *Blocks           `json:"blocks,omitempty"`
+	Resources         *resources.Spec   `json:"resources,omitempty"`
+	Env               Env               `json:"env,omitempty"`
+	SSHConfig         *SSHConfig        `json:"ssh_config,omitempty"`
+	Backends          []string          `json:"backends,omitempty"`
+	Regions           []string          `json:"regions,omitempty"`
+	AvailabilityZones []string          `json:"availability_zones,omitempty"`
+	InstanceTypes     []string          `json:"instance_types,omitempty"`
+	SpotPolicy        string            `json:"spot_policy,omitempty" jsonschema:"enum=spot,enum=on-demand,enum=auto"`
+	Retry             *Retry            `json:"retry,omitempty"`
+	MaxPrice          *float64          `json:"max_price,omitempty"`
+	IdleDuration      *Duration         `json:"idle_duration,omitempty"`
+	Reservation       string            `json:"reservation,omitempty"`
+	Tags              map[string]string `json:"tags,omitempty"`
+}
+
+// Kind implements Spec.
+func (*Fleet) Kind() Kind { return KindFleet }
+
+// SSHConfig makes a fleet of existing hosts reached over SSH.
+type SSHConfig struct {
+	User         string     `json:"user,omitempty"`
+	Port         int        `json:"port,omitempty"`
+	IdentityFile string     `json:"identity_file,omitempty"`
+	ProxyJump    *ProxyJump `json:"proxy_jump,omitempty"`
+	Hosts        []SSHHost  `json:"hosts" jsonschema:"required"`
+	Network      string     `json:"network,omitempty" jsonschema_description:"CIDR of the network used for traffic between hosts, e.g. 10.0.0.0/24"`
+}
+
+// ProxyJump is a bastion host that SSH connections go through.
+type ProxyJump struct {
+	Hostname     string `json:"hostname" jsonschema:"required"`
+	User         string `json:"user,omitempty"`
+	Port         int    `json:"port,omitempty"`
+	IdentityFile string `json:"identity_file,omitempty"`
+}
+
+// SSHHost is one host of an SSH fleet, written as a hostname string or a
+// mapping with per-host overrides.
+type SSHHost struct {
+	Hostname     string     `json:"hostname" jsonschema:"required"`
+	User         string     `json:"user,omitempty"`
+	Port         int        `json:"port,omitempty"`
+	IdentityFile string     `json:"identity_file,omitempty"`
+	ProxyJump    *ProxyJump `json:"proxy_jump,omitempty"`
+	InternalIP   string     `json:"internal_ip,omitempty"`
+	Blocks       *Blocks    `json:"blocks,omitempty"`
+}
+
+// Volume is a network disk that runs mount.
+type Volume struct {
+	Type                string            `json:"type" jsonschema:"required,enum=volume"`
+	Name                string            `json:"name,omitempty"`
+	Backend             string            `json:"backend" jsonschema:"required"`
+	Region              string            `json:"region" jsonschema:"required"`
+	AvailabilityZone    string            `json:"availability_zone,omitempty"`
+	Size                *resources.Memory `json:"size,omitempty"`
+	VolumeID            string            `json:"volume_id,omitempty" jsonschema_description:"Register an existing cloud volume instead of creating one"`
+	AutoCleanupDuration *Duration         `json:"auto_cleanup_duration,omitempty"`
+	Tags                map[string]string `json:"tags,omitempty"`
+}
+
+// Kind implements Spec.
+func (*Volume) Kind() Kind { return KindVolume }
+
+// Gateway is the ingress that serves services over a domain.
+type Gateway struct {
+	Type         string            `json:"type" jsonschema:"required,enum=gateway"`
+	Name         string            `json:"name,omitempty"`
+	Backend      string            `json:"backend" jsonschema:"required"`
+	Region       string            `json:"region" jsonschema:"required"`
+	Domain       string            `json:"domain,omitempty"`
+	Default      bool              `json:"default,omitempty"`
+	PublicIP     *bool             `json:"public_ip,omitempty"`
+	Certificate  *Certificate      `json:"certificate,omitempty"`
+	InstanceType string            `json:"instance_type,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+}
+
+// Kind implements Spec.
+func (*Gateway) Kind() Kind { return KindGateway }
+
+// Certificate says how the gateway gets its TLS certificate.
+type Certificate struct {
+	Type string `json:"type" jsonschema:"required,enum=lets-encrypt,enum=acm"`
+	ARN  string `json:"arn,omitempty"`
+}

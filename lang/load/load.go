@@ -1,0 +1,181 @@
+// Package load finds configuration files and loads them, whatever their
+// syntax, into one lang.Config: YAML documents through yamlconf, HCL
+// files (together, sharing variables and locals) through hclconf, then
+// typing and validation through lang.
+package load
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/hclconf"
+	"github.com/dstackai/dstack-go/lang/yamlconf"
+)
+
+// Options are the inputs besides the files themselves.
+type Options struct {
+	// Vars are -var arguments ("name=value").
+	Vars []string
+	// VarFiles are -var-file paths.
+	VarFiles []string
+	// Environ is the process environment, for DSTACK_VAR_<name>.
+	Environ []string
+}
+
+// IsConfigFile reports whether a file name is one dstack loads from a
+// directory: *.dstack.hcl, *.dstack.yml, *.dstack.yaml, and the bare
+// .dstack.yml / .dstack.yaml.
+func IsConfigFile(name string) bool {
+	base := filepath.Base(name)
+	for _, suf := range []string{".dstack.hcl", ".dstack.yml", ".dstack.yaml"} {
+		if strings.HasSuffix(base, suf) || base == suf {
+			return true
+		}
+	}
+	return false
+}
+
+// IsHCL reports whether a configuration file is written in HCL.
+func IsHCL(name string) bool { return strings.HasSuffix(name, ".hcl") }
+
+// Dir lists the configuration files directly in dir, sorted.
+func Dir(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration directory: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && IsConfigFile(e.Name()) {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	return files, nil
+}
+
+// ConfigDirs returns root and every directory below it that holds
+// configuration files, sorted; hidden directories (.git, .dstack) are
+// skipped.
+func ConfigDirs(root string) ([]string, error) {
+	var dirs []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if path != root && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		files, err := Dir(path)
+		if err != nil {
+			return err
+		}
+		if len(files) > 0 {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("searching %s for configurations: %w", root, err)
+	}
+	sort.Strings(dirs)
+	return dirs, nil
+}
+
+// Files loads the given files as one configuration. The result is usable
+// as far as it goes even when diagnostics hold errors; Config.Sources
+// always holds every file read, for rendering the diagnostics.
+func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
+	cfg := lang.NewConfig()
+	var diags lang.Diagnostics
+	var raws []lang.RawResource
+	var hclFiles []hclconf.File
+	var known []lang.Address
+	baseDir := "."
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			diags = append(diags, lang.Errorf(lang.Range{}, "", "Cannot read configuration file", "%s.", err))
+			continue
+		}
+		cfg.Files = append(cfg.Files, name)
+		cfg.Sources[name] = src
+		if IsHCL(name) {
+			hclFiles = append(hclFiles, hclconf.File{Name: name, Src: src})
+			baseDir = filepath.Dir(name)
+			continue
+		}
+		docs, ds := yamlconf.Parse(name, src)
+		diags = append(diags, ds...)
+		for _, d := range docs {
+			if a, ok := peekAddress(d); ok {
+				known = append(known, a)
+			}
+		}
+		raws = append(raws, docs...)
+	}
+	if len(hclFiles) > 0 {
+		docs, ds := hclconf.Load(hclFiles, hclconf.Options{
+			Vars: opts.Vars, VarFiles: opts.VarFiles, Environ: opts.Environ, BaseDir: baseDir, Known: known,
+		})
+		diags = append(diags, ds...)
+		raws = append(raws, docs...)
+	} else if len(opts.Vars) > 0 || len(opts.VarFiles) > 0 {
+		diags = append(diags, lang.Warnf(lang.Range{}, "", "Variables given without HCL files", "-var and -var-file apply to HCL configurations; no HCL file was loaded."))
+	}
+	for _, raw := range raws {
+		r, ds := lang.DecodeResource(raw)
+		diags = append(diags, ds...)
+		if r == nil {
+			continue
+		}
+		if d := cfg.Add(r); d != nil {
+			diags = append(diags, d)
+		}
+	}
+	diags = append(diags, cfg.Link()...)
+	diags.Sort()
+	return cfg, diags
+}
+
+// peekAddress reads the address a YAML document will have, so HCL files
+// in the same configuration can refer to it.
+func peekAddress(raw lang.RawResource) (lang.Address, bool) {
+	t, ok := raw.Body.Get("type")
+	if !ok || t.Value.Kind != lang.ScalarNode {
+		return lang.Address{}, false
+	}
+	name := raw.DefaultName
+	if n, ok := raw.Body.Get("name"); ok {
+		name = n.Value.Text
+	}
+	a := lang.Address{Kind: lang.Kind(t.Value.Text), Name: name}
+	return a, lang.NewSpec(a.Kind) != nil && lang.ValidName(name)
+}
+
+// Path loads a directory's configuration files, or a single file.
+func Path(path string, opts Options) (*lang.Config, lang.Diagnostics) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return lang.NewConfig(), lang.Diagnostics{lang.Errorf(lang.Range{}, "", "Cannot read configuration", "%s.", err)}
+	}
+	if !st.IsDir() {
+		return Files([]string{path}, opts)
+	}
+	files, err := Dir(path)
+	if err != nil {
+		return lang.NewConfig(), lang.Diagnostics{lang.Errorf(lang.Range{}, "", "Cannot read configuration", "%s.", err)}
+	}
+	if len(files) == 0 {
+		return lang.NewConfig(), lang.Diagnostics{lang.Errorf(lang.Range{}, "", "No configuration files",
+			"%s holds no *.dstack.hcl, *.dstack.yml or .dstack.yml files.", path)}
+	}
+	return Files(files, opts)
+}

@@ -1,0 +1,323 @@
+package lang
+
+import (
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// validator checks rules that span fields, after decoding. It finds the
+// position of a field through the decoder's range table and falls back to
+// the resource's head when the field was not written.
+type validator struct {
+	dec   *Decoder
+	owner Range
+	diags Diagnostics
+}
+
+// has reports whether the field at p was written.
+func (v *validator) has(p string) bool {
+	_, ok := v.dec.Ranges[p]
+	return ok
+}
+
+func (v *validator) rangeOf(p string) Range {
+	if r, ok := v.dec.KeyRanges[p]; ok {
+		return r
+	}
+	if r, ok := v.dec.Ranges[p]; ok {
+		return r
+	}
+	return v.owner
+}
+
+func (v *validator) valueRange(p string) Range {
+	if r, ok := v.dec.Ranges[p]; ok {
+		return r
+	}
+	return v.rangeOf(p)
+}
+
+func (v *validator) errorf(p, summary, format string, args ...any) {
+	v.diags = append(v.diags, Errorf(v.rangeOf(p), p, summary, format, args...))
+}
+
+func (v *validator) valueErrorf(p, summary, format string, args ...any) {
+	v.diags = append(v.diags, Errorf(v.valueRange(p), p, summary, format, args...))
+}
+
+func (v *validator) warnf(p, summary, format string, args ...any) {
+	v.diags = append(v.diags, Warnf(v.rangeOf(p), p, summary, format, args...))
+}
+
+// exclusive reports an error on the second of two fields that cannot be
+// set together.
+func (v *validator) exclusive(a, b, why string) {
+	if v.has(a) && v.has(b) {
+		v.errorf(b, fmt.Sprintf("Conflicting fields %q and %q", a, b), "%q is set at %s; %s", a, v.rangeOf(a), why)
+	}
+}
+
+// Backends lists the backend names dstack knows.
+var Backends = []string{
+	"aws", "azure", "gcp", "kubernetes", "lambda", "runpod", "vastai", "tensordock", "oci",
+	"datacrunch", "cudo", "nebius", "vultr", "cloudrift", "hotaisle", "digitalocean", "amddevcloud",
+	"local", "ssh", "remote",
+}
+
+func (v *validator) backend(p, name string) {
+	for _, b := range Backends {
+		if b == name {
+			return
+		}
+	}
+	detail := fmt.Sprintf("Known backends: %s.", strings.Join(Backends, ", "))
+	if s := Suggest(name, Backends); s != "" {
+		detail = fmt.Sprintf("Did you mean %q? %s", s, detail)
+	}
+	v.valueErrorf(p, fmt.Sprintf("Unknown backend %q", name), "%s", detail)
+}
+
+func (v *validator) names(p string, names []string, what string) {
+	for i, n := range names {
+		if !ValidName(n) {
+			v.valueErrorf(fmt.Sprintf("%s[%d]", p, i), fmt.Sprintf("Invalid %s name %q", what, n), "Names are lower-case letters, digits and dashes, starting with a letter.")
+		}
+	}
+}
+
+func (v *validator) price(p string, price *float64) {
+	if price != nil && *price <= 0 {
+		v.valueErrorf(p, "Invalid max_price", "max_price must be a positive price per hour in USD, got %g.", *price)
+	}
+}
+
+var tagKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,127}$`)
+
+func (v *validator) tags(p string, tags map[string]string) {
+	for k, val := range tags {
+		if !tagKeyRE.MatchString(k) {
+			v.errorf(joinPath(p, k), fmt.Sprintf("Invalid tag key %q", k), "Tag keys are 1-128 letters, digits and _.:/=+@- starting with a letter or digit.")
+		}
+		if len(val) > 256 {
+			v.valueErrorf(joinPath(p, k), "Tag value too long", "Tag values are at most 256 characters.")
+		}
+	}
+}
+
+func (v *validator) run(r *RunConfig) {
+	v.exclusive("image", "python", "a custom image brings its own Python; drop python or image.")
+	v.exclusive("image", "nvcc", "nvcc selects dstack's base image; drop nvcc or image.")
+	v.exclusive("docker", "image", "docker: true runs dstack's docker-in-docker image.")
+	v.exclusive("docker", "python", "docker: true runs dstack's docker-in-docker image.")
+	if r.Shell != "" && r.Shell != "sh" && r.Shell != "bash" && !path.IsAbs(r.Shell) {
+		v.valueErrorf("shell", fmt.Sprintf("Invalid shell %q", r.Shell), "Use sh, bash, or an absolute path such as /bin/zsh.")
+	}
+	if r.Priority != nil && (*r.Priority < 0 || *r.Priority > 100) {
+		v.valueErrorf("priority", "Invalid priority", "Priority must be between 0 and 100, got %d.", *r.Priority)
+	}
+	if r.RegistryAuth != nil && r.Image == "" {
+		v.warnf("registry_auth", "registry_auth without image", "registry_auth is used only to pull a custom image.")
+	}
+	seen := map[string]int{}
+	for i, m := range r.Volumes {
+		if j, dup := seen[m.Path]; dup {
+			v.valueErrorf(fmt.Sprintf("volumes[%d]", i), fmt.Sprintf("Duplicate mount path %q", m.Path), "volumes[%d] is mounted there already.", j)
+		}
+		seen[m.Path] = i
+	}
+}
+
+func (v *validator) profile(p *Profile) {
+	for i, b := range p.Backends {
+		v.backend(fmt.Sprintf("backends[%d]", i), b)
+	}
+	v.price("max_price", p.MaxPrice)
+	v.names("fleets", p.Fleets, "fleet")
+	v.tags("tags", p.Tags)
+	if u := p.UtilizationPolicy; u != nil {
+		if u.MinGPUUtilization < 0 || u.MinGPUUtilization > 100 {
+			v.valueErrorf("utilization_policy.min_gpu_utilization", "Invalid min_gpu_utilization", "It is a percentage between 0 and 100, got %d.", u.MinGPUUtilization)
+		}
+		if u.TimeWindow <= 0 {
+			v.valueErrorf("utilization_policy.time_window", "Invalid time_window", "The time window must be a positive duration such as \"30m\".")
+		}
+	}
+	if s := p.Schedule; s != nil {
+		for i, c := range s.Cron {
+			if f := strings.Fields(c); len(f) != 5 {
+				v.valueErrorf(fmt.Sprintf("schedule.cron[%d]", i), fmt.Sprintf("Invalid cron expression %q", c), "A cron expression has five fields: minute hour day-of-month month day-of-week.")
+			}
+		}
+		if len(s.Cron) == 0 {
+			v.valueErrorf("schedule.cron", "Empty schedule", "Give at least one cron expression.")
+		}
+	}
+}
+
+func (t *Task) validate(v *validator) {
+	v.run(&t.RunConfig)
+	v.profile(&t.Profile)
+	v.exclusive("nodes", "groups", "groups declare their own node counts.")
+	if t.Nodes != nil && *t.Nodes < 1 {
+		v.valueErrorf("nodes", "Invalid nodes", "A task needs at least 1 node, got %d.", *t.Nodes)
+	}
+	if len(t.Commands) == 0 && t.Image == "" && !v.has("groups") {
+		v.errorf("commands", "Missing commands", "A task without an image needs commands to run.")
+	}
+	seen := map[string]bool{}
+	for i, g := range t.Groups {
+		p := fmt.Sprintf("groups[%d]", i)
+		if g.Name != "" && !ValidName(g.Name) {
+			v.valueErrorf(p+".name", fmt.Sprintf("Invalid group name %q", g.Name), "Group names are lower-case letters, digits and dashes.")
+		}
+		if seen[g.Name] {
+			v.valueErrorf(p+".name", fmt.Sprintf("Duplicate group %q", g.Name), "Group names must be unique within a task.")
+		}
+		seen[g.Name] = true
+		if g.Nodes < 0 || (v.has(p+".nodes") && g.Nodes == 0) {
+			v.valueErrorf(p+".nodes", "Invalid nodes", "A group needs at least 1 node.")
+		}
+		if len(g.Commands) == 0 && len(t.Commands) == 0 && t.Image == "" {
+			v.errorf(p, "Missing commands", "Group %q has no commands and the task has none to inherit.", g.Name)
+		}
+	}
+	if t.StartupOrder != "" && t.Nodes == nil && len(t.Groups) == 0 {
+		v.warnf("startup_order", "startup_order on a single-node task", "startup_order applies to distributed tasks (nodes > 1).")
+	}
+}
+
+func (s *Service) validate(v *validator) {
+	v.run(&s.RunConfig)
+	v.profile(&s.Profile)
+	if s.Port == nil && !v.has("port") {
+		v.errorf("port", "Missing required field \"port\"", "A service needs the port its server listens on in the container.")
+	}
+	if len(s.Commands) == 0 && s.Image == "" {
+		v.errorf("commands", "Missing commands", "A service without an image needs commands that start its server.")
+	}
+	if r := s.Replicas; r != nil {
+		if r.Min == nil {
+			v.valueErrorf("replicas", "Invalid replicas", "A replica range needs a minimum, e.g. \"0..4\".")
+		}
+		ranged := r.Min == nil || r.Max == nil || *r.Min != *r.Max
+		if ranged && s.Scaling == nil {
+			v.valueErrorf("replicas", "Replica range needs scaling", "replicas %s is a range, so set scaling {metric, target} to say how to move within it.", r)
+		}
+		if !ranged && s.Scaling != nil {
+			v.errorf("scaling", "scaling needs a replica range", "replicas is fixed at %d; write a range such as \"1..4\" for scaling to act.", *r.Min)
+		}
+	} else if s.Scaling != nil {
+		v.errorf("scaling", "scaling needs a replica range", "Set replicas to a range such as \"1..4\".")
+	}
+	if s.Scaling != nil && s.Scaling.Target <= 0 {
+		v.valueErrorf("scaling.target", "Invalid scaling target", "The target must be positive.")
+	}
+	for i, rl := range s.RateLimits {
+		p := fmt.Sprintf("rate_limits[%d]", i)
+		if rl.RPS <= 0 {
+			v.valueErrorf(p+".rps", "Invalid rps", "rps must be positive.")
+		}
+		if rl.Key != nil && rl.Key.Type == "header" && rl.Key.Header == "" {
+			v.errorf(p+".key", "Missing header", "A rate limit keyed by header needs the header name.")
+		}
+		if rl.Prefix != "" && !strings.HasPrefix(rl.Prefix, "/") {
+			v.valueErrorf(p+".prefix", "Invalid prefix", "A path prefix starts with /.")
+		}
+	}
+	for i, pr := range s.Probes {
+		if pr.URL != "" && !strings.HasPrefix(pr.URL, "/") {
+			v.valueErrorf(fmt.Sprintf("probes[%d].url", i), "Invalid probe url", "The probe url is a path on the replica and starts with /.")
+		}
+	}
+	if s.HTTPS != nil && *s.HTTPS && s.Gateway != nil && !s.Gateway.Enabled {
+		v.errorf("https", "https without a gateway", "https is served by the gateway; the service sets gateway: false.")
+	}
+}
+
+func (d *DevEnvironment) validate(v *validator) {
+	v.run(&d.RunConfig)
+	v.profile(&d.Profile)
+	if d.Version != "" && d.IDE == "windsurf" {
+		v.warnf("version", "version ignored", "A version pins the VS Code or Cursor server.")
+	}
+}
+
+func (f *Fleet) validate(v *validator) {
+	for i, b := range f.Backends {
+		v.backend(fmt.Sprintf("backends[%d]", i), b)
+	}
+	v.price("max_price", f.MaxPrice)
+	v.tags("tags", f.Tags)
+	if f.SSHConfig != nil {
+		for _, cloud := range []string{"nodes", "backends", "regions", "availability_zones", "instance_types", "spot_policy", "max_price", "reservation"} {
+			if v.has(cloud) {
+				v.errorf(cloud, fmt.Sprintf("%q does not apply to an SSH fleet", cloud), "An SSH fleet consists of the hosts in ssh_config; %q is for cloud fleets.", cloud)
+			}
+		}
+		if len(f.SSHConfig.Hosts) == 0 && v.has("ssh_config.hosts") {
+			v.valueErrorf("ssh_config.hosts", "No hosts", "An SSH fleet needs at least one host.")
+		}
+		seen := map[string]int{}
+		for i, h := range f.SSHConfig.Hosts {
+			if j, dup := seen[h.Hostname]; dup {
+				v.valueErrorf(fmt.Sprintf("ssh_config.hosts[%d]", i), fmt.Sprintf("Duplicate host %q", h.Hostname), "It is listed already as hosts[%d].", j)
+			}
+			seen[h.Hostname] = i
+			if h.InternalIP != "" && net.ParseIP(h.InternalIP) == nil {
+				v.valueErrorf(fmt.Sprintf("ssh_config.hosts[%d].internal_ip", i), "Invalid internal_ip", "%q is not an IP address.", h.InternalIP)
+			}
+		}
+		if n := f.SSHConfig.Network; n != "" {
+			if _, _, err := net.ParseCIDR(n); err != nil {
+				v.valueErrorf("ssh_config.network", "Invalid network", "%q is not a CIDR such as 10.0.0.0/24.", n)
+			}
+		}
+		return
+	}
+	if f.Nodes == nil && !v.has("nodes") {
+		v.errorf("nodes", "Missing nodes", "A cloud fleet needs nodes (a number, \"min..max\" or {min, target, max}); an on-prem fleet needs ssh_config.")
+	}
+	if f.Placement == "cluster" && f.Nodes != nil && f.Nodes.Max != nil && *f.Nodes.Max < 2 {
+		v.warnf("placement", "cluster placement with one node", "placement: cluster interconnects several nodes.")
+	}
+}
+
+func (vol *Volume) validate(v *validator) {
+	if vol.Backend != "" {
+		v.backend("backend", vol.Backend)
+	}
+	if vol.Size == nil && vol.VolumeID == "" {
+		v.errorf("size", "Missing size", "Set size for a new volume, or volume_id to register an existing one.")
+	}
+	v.exclusive("volume_id", "size", "an existing volume keeps its size.")
+	if vol.Size != nil && *vol.Size <= 0 {
+		v.valueErrorf("size", "Invalid size", "The size must be positive.")
+	}
+	v.tags("tags", vol.Tags)
+}
+
+var domainRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+func (g *Gateway) validate(v *validator) {
+	if g.Backend != "" {
+		v.backend("backend", g.Backend)
+	}
+	if g.Domain != "" && !domainRE.MatchString(g.Domain) {
+		v.valueErrorf("domain", fmt.Sprintf("Invalid domain %q", g.Domain), "Give a lower-case DNS name such as example.com or *.example.com.")
+	}
+	if c := g.Certificate; c != nil {
+		if c.Type == "acm" && c.ARN == "" {
+			v.errorf("certificate", "Missing certificate arn", "An ACM certificate needs its arn.")
+		}
+		if c.Type == "lets-encrypt" && g.Domain == "" {
+			v.errorf("certificate", "Let's Encrypt needs a domain", "Set domain so a certificate can be issued for it.")
+		}
+		if c.Type == "lets-encrypt" && c.ARN != "" {
+			v.errorf("certificate.arn", "arn with lets-encrypt", "arn applies to ACM certificates only.")
+		}
+	}
+	v.tags("tags", g.Tags)
+}
