@@ -175,6 +175,7 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 			return
 		}
 		d.decodeStruct(n, v, path)
+		mappingDefaults(n, v)
 		if val, ok := v.Addr().Interface().(validatable); ok {
 			if err := val.Validate(); err != nil {
 				d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "%s.", capitalize(err.Error()))
@@ -184,6 +185,17 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 		v.Set(reflect.ValueOf(n.Interface()))
 	default:
 		panic(fmt.Sprintf("lang: cannot decode into %s", v.Type()))
+	}
+}
+
+// mappingDefaults fills what a mapping form leaves out the way the
+// string form does: a gpu mapping without count asks for exactly one GPU,
+// as "A100" does (and as resources.GPU's UnmarshalJSON does).
+func mappingDefaults(n *Node, v reflect.Value) {
+	if g, ok := v.Addr().Interface().(*resources.GPU); ok {
+		if _, set := n.Get("count"); !set {
+			g.Count = resources.IntRange{Min: new(1), Max: new(1)}
+		}
 	}
 }
 
@@ -300,6 +312,10 @@ func (d *Decoder) typeError(n *Node, t reflect.Type, path string) {
 	d.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected %s, got %s.", describeType(t), n.describe())
 }
 
+// defaulter is implemented by value types whose mapping form has defaults
+// for the fields left out (a GPU mapping without count means one GPU).
+type defaulter interface{ SetDefaults() }
+
 // validatable is implemented by value types whose mapping form has rules
 // across fields (a GPU's count and memory ranges).
 type validatable interface{ Validate() error }
@@ -387,13 +403,30 @@ func capitalize(s string) string {
 func Suggest(name string, candidates []string) string {
 	limit := min(max(len(name)/3, 1), 3)
 	best, bestDist := "", limit+1
+	lower := strings.ToLower(name)
 	for _, c := range candidates {
-		dist := levenshtein.ComputeDistance(strings.ToLower(name), c)
+		dist := levenshtein.ComputeDistance(lower, c)
+		if transposed(lower, c) {
+			dist = 1 // Levenshtein counts a swap of neighbours as two edits
+		}
 		if dist < bestDist {
 			best, bestDist = c, dist
 		}
 	}
 	return best
+}
+
+// transposed reports whether a and b differ only by two neighbouring
+// characters swapped ("tsak" and "task").
+func transposed(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	i := 0
+	for i < len(a) && a[i] == b[i] {
+		i++
+	}
+	return i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:]
 }
 
 type fieldInfo struct {

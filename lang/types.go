@@ -465,6 +465,7 @@ type Strings []string
 func (s *Strings) DecodeNode(dec *Decoder, n *Node, path string) {
 	if n.Kind == ScalarNode {
 		*s = Strings{n.Text}
+		dec.Ranges[path+"[0]"] = n.Range
 		return
 	}
 	var l []string

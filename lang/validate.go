@@ -40,11 +40,42 @@ func (v *validator) valueRange(p string) Range {
 	return v.rangeOf(p)
 }
 
+// unknown reports whether the value at p, or a value inside or around it,
+// is known only after apply (or failed to evaluate); rules are not
+// checked against such values.
+func (v *validator) unknown(p string) bool {
+	for _, u := range v.dec.Unknown {
+		if u == p || strings.HasPrefix(p, u+".") || strings.HasPrefix(p, u+"[") || strings.HasPrefix(u, p+"[") || strings.HasPrefix(u, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeFailed reports whether the decoder already reported an error for
+// the field at p. Rules are not checked against such a field: its value
+// is a placeholder (nodes is 0 after `nodes: two`), and a second error
+// about it ("got 0") would be wrong, or noise.
+func (v *validator) decodeFailed(p string) bool {
+	for _, d := range v.dec.Diags {
+		if d.Severity == Error && d.Field == p {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *validator) errorf(p, summary, format string, args ...any) {
+	if v.unknown(p) || v.decodeFailed(p) {
+		return
+	}
 	v.diags = append(v.diags, Errorf(v.rangeOf(p), p, summary, format, args...))
 }
 
 func (v *validator) valueErrorf(p, summary, format string, args ...any) {
+	if v.unknown(p) || v.decodeFailed(p) {
+		return
+	}
 	v.diags = append(v.diags, Errorf(v.valueRange(p), p, summary, format, args...))
 }
 

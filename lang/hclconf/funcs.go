@@ -139,6 +139,9 @@ func fileFunc(baseDir string) function.Function {
 			if err != nil {
 				return cty.UnknownVal(cty.String), fmt.Errorf("reading %s: %w", p, err)
 			}
+			if !st.Mode().IsRegular() {
+				return cty.UnknownVal(cty.String), fmt.Errorf("%s is not a regular file", p)
+			}
 			if st.Size() > maxFileSize {
 				return cty.UnknownVal(cty.String), fmt.Errorf("%s is %d bytes, over the %d-byte limit of file()", p, st.Size(), maxFileSize)
 			}

@@ -696,11 +696,26 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 		}
 		return out
 	}
+	rng := convertRange(expr.Range())
+	// A reference to a resource that is not declared gets its own message
+	// rather than HCL's "object has no attribute".
+	undeclared := false
+	for _, tr := range expr.Variables() {
+		if addr, ok := traversalAddress(tr); ok && !l.addrs[addr] {
+			l.errorf(tr.SourceRange(), fmt.Sprintf("Reference to undeclared resource %s", addr),
+				"No %s named %q is declared in this configuration.", addr.Kind, addr.Name)
+			undeclared = true
+		}
+	}
+	if undeclared {
+		return &lang.Node{Kind: lang.UnknownNode, Range: rng}
+	}
 	val, ds := expr.Value(ctx)
 	l.addDiags(ds)
-	rng := convertRange(expr.Range())
 	if ds.HasErrors() {
-		return &lang.Node{Kind: lang.NullNode, Range: rng}
+		// Already reported; an unknown value keeps the decoder and the
+		// validation rules from piling further errors on it.
+		return &lang.Node{Kind: lang.UnknownNode, Range: rng}
 	}
 	return l.valueNode(val, rng)
 }

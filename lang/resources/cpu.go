@@ -52,7 +52,7 @@ func parseCPU(s string) (CPU, *fault) {
 		}
 	}
 	if count == nil {
-		c.Count = IntRange{Min: new(2)}
+		c.SetDefaults()
 	}
 	return c, nil
 }
@@ -98,9 +98,15 @@ func (c CPU) MarshalJSON() ([]byte, error) {
 	return marshalForm(func() (string, bool) { return textForm(c, parseCPU) }, cpuObject(c))
 }
 
+// SetDefaults sets the fields that a mapping may leave out to their
+// defaults: Count to "2..", as in the string form. A decoder of the mapping
+// form calls it before filling in the fields written.
+func (c *CPU) SetDefaults() { c.Count = IntRange{Min: new(2)} }
+
 // UnmarshalJSON accepts a string, a number (a count) or an object.
 func (c *CPU) UnmarshalJSON(b []byte) error {
-	obj := cpuObject{Count: IntRange{Min: new(2)}}
+	var obj cpuObject
+	(*CPU)(&obj).SetDefaults()
 	return unmarshalForm(b, c, &obj, func() error {
 		*c = CPU(obj)
 		return c.Validate()

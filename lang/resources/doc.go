@@ -26,7 +26,8 @@
 //
 //   - a vendor: nvidia, amd, google, intel or tenstorrent; "tpu" means google
 //   - names: a token starting with a letter, with ',' between alternatives
-//     ("H100,H200", "v5p-1024", "tpu-v5litepod-8")
+//     ("H100,H200", "v5p-1024", "tpu-v5litepod-8"); each name starts with a
+//     letter and holds only letters, digits and "-_.+"
 //   - memory per GPU: a memory range, told from a count by its unit ("40GB..")
 //   - count: a count range ("2", "1..4", "0..")
 //
@@ -45,7 +46,9 @@
 // # Defaults
 //
 // A gpu spec that does not give a count asks for exactly one GPU ("A100" is
-// "A100:1"); a cpu spec without a count asks for "2..". [Default] holds the
-// defaults of a whole block: cpu "2..", memory "8GB..", gpu "0.." and disk
-// "100GB..".
+// "A100:1"); a cpu spec without a count asks for "2..". The mapping forms
+// get the same defaults: a decoder that fills in the fields of a mapping
+// calls SetDefaults first (UnmarshalJSON does), and Validate after, as a
+// mapping bypasses the grammar. [Default] holds the defaults of a whole
+// block: cpu "2..", memory "8GB..", gpu "0.." and disk "100GB..".
 package resources

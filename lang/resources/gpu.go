@@ -25,8 +25,8 @@ type GPU struct {
 	ComputeCapability string `json:"compute_capability,omitempty"`
 }
 
-// Vendors lists the GPU vendors, lower case.
-var Vendors = []string{"nvidia", "amd", "google", "intel", "tenstorrent"}
+// vendors lists the GPU vendors, lower case.
+var vendors = []string{"nvidia", "amd", "google", "intel", "tenstorrent"}
 
 // knownGPUs maps well-known names (upper case) to their vendor, to catch
 // "A100:amd" and to infer a vendor. TPU names are matched by isTPU.
@@ -52,7 +52,7 @@ func normVendor(s string) string {
 	if v == "tpu" {
 		return "google"
 	}
-	for _, k := range Vendors {
+	for _, k := range vendors {
 		if v == k {
 			return v
 		}
@@ -86,9 +86,9 @@ func checkGPUName(n string) string {
 	if !isLetter(n[0]) {
 		return "gpu name must start with a letter"
 	}
-	for i := range len(n) {
-		if c := n[i]; !isLetter(c) && !('0' <= c && c <= '9') && !strings.ContainsRune("-_.+", rune(c)) {
-			return fmt.Sprintf("invalid character %q in gpu name", rune(c))
+	for _, r := range n {
+		if r >= 0x80 || !isLetter(byte(r)) && !('0' <= r && r <= '9') && !strings.ContainsRune("-_.+", r) {
+			return fmt.Sprintf("invalid character %q in gpu name", r)
 		}
 	}
 	if normVendor(n) != "" {
@@ -167,7 +167,7 @@ func parseGPU(s string) (GPU, *fault) {
 		}
 	}
 	if count == nil {
-		g.Count = IntRange{new(1), new(1)}
+		g.SetDefaults()
 	}
 	if vendor != nil {
 		if n, v := mismatch(g.Vendor, g.Names); n != "" {
@@ -218,7 +218,7 @@ func (g GPU) EffectiveVendor() string {
 // from a mapping.
 func (g GPU) Validate() error {
 	if g.Vendor != "" && normVendor(g.Vendor) == "" {
-		return fmt.Errorf("vendor: unknown vendor %q (want %s)", g.Vendor, strings.Join(Vendors, ", "))
+		return fmt.Errorf("vendor: unknown vendor %q (want %s)", g.Vendor, strings.Join(vendors, ", "))
 	}
 	if err := g.Names.validate(checkGPUName); err != nil {
 		return fmt.Errorf("name: %w", err)
@@ -271,12 +271,19 @@ func (g *GPU) UnmarshalText(b []byte) error {
 // gpuObject is GPU without its methods: the mapping form.
 type gpuObject GPU
 
-// MarshalJSON writes the string form when there is one, else an object.
+// MarshalJSON writes the string form when it reads back as g, else an
+// object.
 func (g GPU) MarshalJSON() ([]byte, error) { return marshalForm(g.textForm, gpuObject(g)) }
+
+// SetDefaults sets the fields that a mapping may leave out to their
+// defaults: Count to exactly 1, as in the string form. A decoder of the
+// mapping form calls it before filling in the fields written.
+func (g *GPU) SetDefaults() { g.Count = IntRange{new(1), new(1)} }
 
 // UnmarshalJSON accepts a string, a number (a count) or an object.
 func (g *GPU) UnmarshalJSON(b []byte) error {
-	obj := gpuObject{Count: IntRange{new(1), new(1)}}
+	var obj gpuObject
+	(*GPU)(&obj).SetDefaults()
 	return unmarshalForm(b, g, &obj, func() error {
 		*g = GPU(obj)
 		return g.Validate()
@@ -292,8 +299,9 @@ func (GPU) DescribeType() string {
 // string form separates them with ','.
 type Names []string
 
-// parseNames splits s at ',' and trims each name; check, if not nil,
-// returns what is wrong with a (non-empty) name.
+// parseNames splits s at ',' and trims each name. check, if not nil,
+// returns what is wrong with a (non-empty) name; Names are also volume names,
+// so the GPU rules are not applied by default.
 func parseNames(s string, check func(string) string) (Names, *fault) {
 	var ns Names
 	for _, t := range split(s, ",", -1) {
@@ -314,6 +322,9 @@ func (ns Names) validate(check func(string) string) error {
 	for _, n := range ns {
 		if n == "" || strings.TrimSpace(n) != n || strings.Contains(n, ",") {
 			return fmt.Errorf("invalid name %q", n)
+		}
+		if check == nil {
+			continue
 		}
 		if msg := check(n); msg != "" {
 			return errors.New(msg)
@@ -346,7 +357,7 @@ func (ns *Names) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	if list != nil {
-		if err := Names(list).validate(func(string) string { return "" }); err != nil {
+		if err := Names(list).validate(nil); err != nil {
 			return err
 		}
 		*ns = list

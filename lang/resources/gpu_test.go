@@ -220,3 +220,18 @@ func BenchmarkParseGPU(b *testing.B) {
 		}
 	}
 }
+
+func TestSetDefaults(t *testing.T) {
+	var g GPU
+	g.SetDefaults()
+	g.Names = Names{"H100", "H200"}
+	if s := g.String(); s != "H100,H200:1" {
+		t.Errorf("GPU mapping without count = %q, want H100,H200:1", s)
+	}
+	var c CPU
+	c.SetDefaults()
+	c.Arch = "arm"
+	if s := c.String(); s != "arm:2.." {
+		t.Errorf("CPU mapping without count = %q, want arm:2..", s)
+	}
+}
