@@ -31,7 +31,11 @@ func (f *FleetNodes) DecodeNode(dec *Decoder, n *Node, path string) {
 	case ScalarNode:
 		r, err := resources.ParseIntRange(n.Text)
 		if err != nil || (n.Type != Int && n.Type != String) {
-			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "Expected a number of nodes, \"min..max\" or a mapping {min, target, max}, got %q.", n.Text)
+			detail := fmt.Sprintf("Expected a number of nodes, \"min..max\" or a mapping {min, target, max}, got %q.", n.Text)
+			if err != nil && strings.Contains(n.Text, "..") {
+				detail = capitalize(err.Error()) + "." // the form is right, a bound is not
+			}
+			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid value for %q", path), "%s", detail)
 			return
 		}
 		*f = FleetNodes{Max: r.Max}

@@ -118,8 +118,11 @@ func (n *Node) Without(keys ...string) *Node {
 func (n *Node) describe() string {
 	switch n.Kind {
 	case ScalarNode:
-		if n.Type == String {
+		switch n.Type {
+		case String:
 			return "a string"
+		case Int:
+			return "an integer"
 		}
 		return "a " + n.Type.String()
 	case MapNode:

@@ -277,8 +277,13 @@ func (p *Port) DecodeNode(dec *Decoder, n *Node, path string) {
 	case MapNode:
 		var m portMapping
 		dec.decode(n, reflectValueOf(&m), path)
-		if m.ContainerPort < 1 || m.ContainerPort > 65535 {
-			dec.Errorf(n.Range, joinPath(path, "container_port"), "Invalid port", "container_port must be between 1 and 65535.")
+		cp := joinPath(path, "container_port")
+		if rng, set := dec.Ranges[cp]; set && (m.ContainerPort < 1 || m.ContainerPort > 65535) {
+			dec.Errorf(rng, cp, "Invalid port", "container_port must be between 1 and 65535.")
+		}
+		lp := joinPath(path, "local_port")
+		if rng, set := dec.Ranges[lp]; set && m.LocalPort != nil && (*m.LocalPort < 1 || *m.LocalPort > 65535) {
+			dec.Errorf(rng, lp, "Invalid port", "local_port must be between 1 and 65535.")
 		}
 		*p = Port(m)
 	default:

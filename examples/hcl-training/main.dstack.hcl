@@ -43,9 +43,9 @@ volume "data" {
 }
 
 task "pretrain" {
-  nodes    = var.nodes
-  image    = "nvcr.io/nvidia/pytorch:24.07-py3"
-  fleets   = [fleet.trainers.name]
+  nodes  = var.nodes
+  image  = "nvcr.io/nvidia/pytorch:24.07-py3"
+  fleets = [fleet.trainers.name]
   commands = [
     "torchrun --nnodes=$DSTACK_NODES_NUM --node-rank=$DSTACK_NODE_RANK --master-addr=$DSTACK_MASTER_NODE_IP train.py",
   ]

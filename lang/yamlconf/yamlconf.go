@@ -117,10 +117,14 @@ func (c *converter) syntaxError(err error) *lang.Diagnostic {
 	msg := err.Error()
 	if errors.As(err, &le) {
 		msg = le.Message
-		if le.Mark.Line > 0 {
-			start := c.pos(le.Mark.Line, le.Mark.Column)
-			rng.Start, rng.End = start, c.advance(start, 1)
+		line, col := le.Mark.Line, le.Mark.Column
+		if line < 1 || line > len(c.lines) {
+			line, col = 1, 1 // the reader fails before it counts lines (bad encoding)
 		}
+		start := c.pos(line, max(col, 1))
+		rng.Start, rng.End = start, c.advance(start, 1)
+	} else {
+		rng.Start, rng.End = lang.Pos{Line: 1, Column: 1}, c.advance(lang.Pos{Line: 1, Column: 1}, 1)
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	d := lang.Errorf(rng, "", "Invalid YAML", "%s.", strings.TrimSuffix(capitalize(msg), "."))
