@@ -34,7 +34,7 @@ type Decoder struct {
 
 // NewDecoder returns an empty decoder.
 func NewDecoder() *Decoder {
-	return &Decoder{Ranges: map[string]Range{}, KeyRanges: map[string]Range{}}
+	return &Decoder{Ranges: make(map[string]Range, 16), KeyRanges: make(map[string]Range, 16)}
 }
 
 // NodeDecoder is implemented by model types that accept more than one
@@ -83,12 +83,12 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 		d.decode(n, v.Elem(), path)
 		return
 	}
-	pt := reflect.PointerTo(v.Type())
-	if pt.Implements(nodeDecoderType) {
+	caps := capabilities(v.Type())
+	if caps.nodeDecoder {
 		v.Addr().Interface().(NodeDecoder).DecodeNode(d, n, path)
 		return
 	}
-	if pt.Implements(textUnmarshalerType) {
+	if caps.textUnmarshaler {
 		structural := (n.Kind == MapNode && v.Kind() == reflect.Struct) ||
 			(n.Kind == ListNode && v.Kind() == reflect.Slice)
 		if !structural {
@@ -148,7 +148,7 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(items), len(items))
 		for i, it := range items {
-			d.decode(it, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			d.decode(it, s.Index(i), indexPath(path, i))
 		}
 		v.Set(s)
 	case reflect.Map:
@@ -315,6 +315,33 @@ func (d *Decoder) typeError(n *Node, t reflect.Type, path string) {
 // defaulter is implemented by value types whose mapping form has defaults
 // for the fields left out (a GPU mapping without count means one GPU).
 type defaulter interface{ SetDefaults() }
+
+// typeCaps records which decoding interfaces a type's pointer has;
+// asking reflect every time costs more than the rest of a decode step.
+type typeCaps struct {
+	nodeDecoder, textUnmarshaler, defaulter, validatable bool
+}
+
+var capsCache sync.Map // reflect.Type -> typeCaps
+
+func capabilities(t reflect.Type) typeCaps {
+	if c, ok := capsCache.Load(t); ok {
+		return c.(typeCaps)
+	}
+	pt := reflect.PointerTo(t)
+	c := typeCaps{
+		nodeDecoder:     pt.Implements(nodeDecoderType),
+		textUnmarshaler: pt.Implements(textUnmarshalerType),
+		defaulter:       pt.Implements(reflect.TypeFor[defaulter]()),
+		validatable:     pt.Implements(reflect.TypeFor[validatable]()),
+	}
+	capsCache.Store(t, c)
+	return c
+}
+
+func indexPath(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
 
 // validatable is implemented by value types whose mapping form has rules
 // across fields (a GPU's count and memory ranges).

@@ -161,7 +161,13 @@ func WriteJSON(w io.Writer, diags Diagnostics, sources map[string][]byte) error 
 		}
 		if r := d.Subject; r != nil {
 			if line, ok := sourceLine(sources[r.Filename], r.Start); ok {
-				lineStart := r.Start.Byte - (r.Start.Column - 1)
+				// Offsets are in bytes; columns count characters, so the
+				// line's start is found in the source, not from Column.
+				src := sources[r.Filename]
+				lineStart := min(r.Start.Byte, len(src))
+				for lineStart > 0 && src[lineStart-1] != '\n' {
+					lineStart--
+				}
 				s := &jsonSnippet{Code: line, StartLine: r.Start.Line, Values: []any{}}
 				s.HighlightStartOffset = max(r.Start.Byte-lineStart, 0)
 				s.HighlightEndOffset = min(max(r.End.Byte-lineStart, s.HighlightStartOffset), len(line))

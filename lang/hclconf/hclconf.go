@@ -40,6 +40,7 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 
 	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/internal/parallel"
 )
 
 // File is one HCL source file.
@@ -110,8 +111,18 @@ func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
 	for _, a := range opts.Known {
 		l.addrs[a] = true
 	}
-	for _, f := range files {
-		l.parseFile(f)
+	// Parsing is independent per file; registering blocks is not.
+	parsed := make([]*hcl.File, len(files))
+	parseDiags := make([]hcl.Diagnostics, len(files))
+	parallel.ForEach(len(files), func(i int) {
+		parsed[i], parseDiags[i] = hclsyntax.ParseConfig(files[i].Src, files[i].Name, hcl.InitialPos)
+	})
+	for i, f := range files {
+		l.sources[f.Name] = f.Src
+		l.addDiags(parseDiags[i])
+		if !parseDiags[i].HasErrors() {
+			l.register(parsed[i].Body.(*hclsyntax.Body))
+		}
 	}
 	if l.diags.HasErrors() {
 		return nil, l.diags
@@ -121,9 +132,18 @@ func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
 	ctx.Variables["local"] = l.evalLocals(ctx)
 	l.addResourceNamespace(ctx)
 
-	var out []lang.RawResource
-	for _, rb := range l.resources {
-		out = append(out, l.resource(rb, ctx))
+	// Each resource converts on its own, with a copy of the loader that
+	// collects its diagnostics; the shared maps are only read from here on.
+	out := make([]lang.RawResource, len(l.resources))
+	resDiags := make([]lang.Diagnostics, len(l.resources))
+	parallel.ForEach(len(l.resources), func(i int) {
+		sub := *l
+		sub.diags = nil
+		out[i] = sub.resource(l.resources[i], ctx)
+		resDiags[i] = sub.diags
+	})
+	for _, ds := range resDiags {
+		l.diags = append(l.diags, ds...)
 	}
 	return out, l.diags
 }
@@ -148,14 +168,8 @@ func kindNames() []string {
 	return out
 }
 
-func (l *loader) parseFile(f File) {
-	l.sources[f.Name] = f.Src
-	file, ds := hclsyntax.ParseConfig(f.Src, f.Name, hcl.InitialPos)
-	l.addDiags(ds)
-	if ds.HasErrors() {
-		return
-	}
-	body := file.Body.(*hclsyntax.Body)
+// register records the top-level blocks of a parsed file.
+func (l *loader) register(body *hclsyntax.Body) {
 	for _, a := range sortedAttrs(body) {
 		l.errorf(a.NameRange, fmt.Sprintf("Unexpected attribute %q", a.Name),
 			"Only blocks may appear at the top level: %s.", strings.Join(topBlocks, ", "))
@@ -496,10 +510,37 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // addResourceNamespace makes `<kind>.<name>.<attribute>` resolvable. A
-// resource exposes its name and type, every top-level attribute whose
-// value does not depend on another resource, and the computed attributes
-// (id, status) as unknown values.
+// resource exposes its name and type, the computed attributes (id,
+// status) as unknown values, and those of its top-level attributes that
+// other resources refer to and that do not themselves depend on a
+// resource. Only referenced attributes are evaluated: most are never used
+// and evaluating them all would double the work of a large configuration.
 func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
+	wanted := map[lang.Address]map[string]bool{}
+	var walk func(body *hclsyntax.Body)
+	walk = func(body *hclsyntax.Body) {
+		for _, a := range body.Attributes {
+			for _, tr := range a.Expr.Variables() {
+				addr, ok := traversalAddress(tr)
+				if !ok || len(tr) < 3 {
+					continue
+				}
+				if ta, ok := tr[2].(hcl.TraverseAttr); ok {
+					if wanted[addr] == nil {
+						wanted[addr] = map[string]bool{}
+					}
+					wanted[addr][ta.Name] = true
+				}
+			}
+		}
+		for _, b := range body.Blocks {
+			walk(b.Body)
+		}
+	}
+	for _, rb := range l.resources {
+		walk(rb.block.Body)
+	}
+
 	byKind := map[lang.Kind]map[string]cty.Value{}
 	for _, k := range lang.Kinds {
 		byKind[k] = map[string]cty.Value{}
@@ -516,8 +557,9 @@ func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
 	}
 	for _, rb := range l.resources {
 		attrs := base(rb.addr)
-		for name, a := range rb.block.Body.Attributes {
-			if name == "depends_on" || name == "name" || name == "type" || referencesResource(a.Expr) {
+		for name := range wanted[rb.addr] {
+			a, ok := rb.block.Body.Attributes[name]
+			if !ok || name == "depends_on" || name == "name" || name == "type" || referencesResource(a.Expr) {
 				continue
 			}
 			if val, ds := a.Expr.Value(ctx); !ds.HasErrors() {
@@ -697,6 +739,10 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 		return out
 	}
 	rng := convertRange(expr.Range())
+	if isLiteral(expr) {
+		val, _ := expr.Value(nil)
+		return l.valueNode(val, rng)
+	}
 	// A reference to a resource that is not declared gets its own message
 	// rather than HCL's "object has no attribute".
 	undeclared := false
@@ -718,6 +764,23 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 		return &lang.Node{Kind: lang.UnknownNode, Range: rng}
 	}
 	return l.valueNode(val, rng)
+}
+
+// isLiteral reports whether an expression is a constant ("text", 8,
+// true), which needs no evaluation context and no reference checks.
+func isLiteral(expr hclsyntax.Expression) bool {
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		return true
+	case *hclsyntax.TemplateExpr:
+		for _, p := range e.Parts {
+			if _, ok := p.(*hclsyntax.LiteralValueExpr); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func (l *loader) valueNode(val cty.Value, rng lang.Range) *lang.Node {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/hclconf"
+	"github.com/dstackai/dstack-go/lang/internal/parallel"
 	"github.com/dstackai/dstack-go/lang/yamlconf"
 )
 
@@ -92,34 +93,56 @@ func ConfigDirs(root string) ([]string, error) {
 // Files loads the given files as one configuration. The result is usable
 // as far as it goes even when diagnostics hold errors; Config.Sources
 // always holds every file read, for rendering the diagnostics.
+//
+// Files are read and parsed, and resources decoded, on all CPUs; results
+// are put back in input order, so the outcome does not depend on timing.
 func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
+	type parsed struct {
+		src   []byte
+		docs  []lang.RawResource
+		diags lang.Diagnostics
+		err   error
+	}
+	results := make([]parsed, len(files))
+	parallel.ForEach(len(files), func(i int) {
+		name := files[i]
+		src, err := os.ReadFile(name)
+		if err != nil {
+			results[i].err = err
+			return
+		}
+		results[i].src = src
+		if !IsHCL(name) {
+			results[i].docs, results[i].diags = yamlconf.Parse(name, src)
+		}
+	})
+
 	cfg := lang.NewConfig()
 	var diags lang.Diagnostics
 	var raws []lang.RawResource
 	var hclFiles []hclconf.File
 	var known []lang.Address
 	baseDir := "."
-	for _, name := range files {
-		src, err := os.ReadFile(name)
-		if err != nil {
-			diags = append(diags, lang.Errorf(lang.Range{}, "", "Cannot read configuration file", "%s.", err))
+	for i, name := range files {
+		res := results[i]
+		if res.err != nil {
+			diags = append(diags, lang.Errorf(lang.Range{}, "", "Cannot read configuration file", "%s.", res.err))
 			continue
 		}
 		cfg.Files = append(cfg.Files, name)
-		cfg.Sources[name] = src
+		cfg.Sources[name] = res.src
 		if IsHCL(name) {
-			hclFiles = append(hclFiles, hclconf.File{Name: name, Src: src})
+			hclFiles = append(hclFiles, hclconf.File{Name: name, Src: res.src})
 			baseDir = filepath.Dir(name)
 			continue
 		}
-		docs, ds := yamlconf.Parse(name, src)
-		diags = append(diags, ds...)
-		for _, d := range docs {
+		diags = append(diags, res.diags...)
+		for _, d := range res.docs {
 			if a, ok := peekAddress(d); ok {
 				known = append(known, a)
 			}
 		}
-		raws = append(raws, docs...)
+		raws = append(raws, res.docs...)
 	}
 	if len(hclFiles) > 0 {
 		docs, ds := hclconf.Load(hclFiles, hclconf.Options{
@@ -130,9 +153,14 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 	} else if len(opts.Vars) > 0 || len(opts.VarFiles) > 0 {
 		diags = append(diags, lang.Warnf(lang.Range{}, "", "Variables given without HCL files", "-var and -var-file apply to HCL configurations; no HCL file was loaded."))
 	}
-	for _, raw := range raws {
-		r, ds := lang.DecodeResource(raw)
-		diags = append(diags, ds...)
+
+	decoded := make([]*lang.Resource, len(raws))
+	decodeDiags := make([]lang.Diagnostics, len(raws))
+	parallel.ForEach(len(raws), func(i int) {
+		decoded[i], decodeDiags[i] = lang.DecodeResource(raws[i])
+	})
+	for i, r := range decoded {
+		diags = append(diags, decodeDiags[i]...)
 		if r == nil {
 			continue
 		}

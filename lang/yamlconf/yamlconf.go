@@ -237,6 +237,9 @@ func (c *converter) convert(n *yaml.Node, depth int) *lang.Node {
 				continue
 			}
 			key := c.convert(k, depth+1)
+			if c.err != nil {
+				return out // keep the first error, not a "key" made up after it
+			}
 			if key.Kind != lang.ScalarNode {
 				c.err = lang.Errorf(key.Range, "", "Invalid key", "Mapping keys must be strings, got a %s.", key.Kind)
 				return out
