@@ -171,7 +171,7 @@ func runCase(t *testing.T, file string, kind lang.Kind) {
 		got := gotDiags.String()
 		if updating() {
 			newSections[diagsFile] = []byte(got)
-		} else if diff := cmp.Diff(string(wantDiags), got); diff != "" {
+		} else if diff := cmp.Diff(strings.Split(string(wantDiags), "\n"), strings.Split(got, "\n")); diff != "" {
 			t.Errorf("diagnostics differ (-want +got):\n%s", diff)
 		}
 	}

@@ -293,7 +293,7 @@ func (l *loader) rawValue(v *variable, raw, source string) (cty.Value, bool) {
 		}
 	}
 	l.diags = append(l.diags, lang.Errorf(lang.Range{}, "", fmt.Sprintf("Invalid value for variable %q", v.name),
-		"The value from %s is not a valid %s expression: %s.", source, v.typ.FriendlyName(), ds.Errs()[0].Error()))
+		"The value from %s is not a valid %s expression: %s.", source, v.typ.FriendlyName(), strings.TrimSuffix(ds.Errs()[0].Error(), ".")))
 	return cty.NilVal, false
 }
 
