@@ -30,6 +30,9 @@ type Decoder struct {
 	Unknown []string
 	// Diags collects the problems found.
 	Diags Diagnostics
+	// misspelt holds the paths of fields that an unknown key was taken to
+	// be a misspelling of; they are not reported missing as well.
+	misspelt map[string]bool
 }
 
 // NewDecoder returns an empty decoder.
@@ -221,6 +224,10 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 			detail := fmt.Sprintf("%s has no field %q.", describeOwner(path), e.Key)
 			if s := Suggest(e.Key, info.names); s != "" {
 				detail += fmt.Sprintf(" Did you mean %q?", s)
+				if d.misspelt == nil {
+					d.misspelt = map[string]bool{}
+				}
+				d.misspelt[joinPath(path, s)] = true
 			}
 			d.Errorf(e.KeyRange, p, fmt.Sprintf("Unsupported field %q", e.Key), "%s", detail)
 			continue
@@ -233,7 +240,7 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 		}
 	}
 	for _, f := range info.fields {
-		if _, ok := seen[f.name]; !ok && f.required {
+		if _, ok := seen[f.name]; !ok && f.required && !d.misspelt[joinPath(path, f.name)] {
 			d.Errorf(n.Range, joinPath(path, f.name), fmt.Sprintf("Missing required field %q", f.name),
 				"%s needs %q.", describeOwner(path), f.name)
 		}
@@ -248,7 +255,9 @@ func (d *Decoder) checkEnum(n *Node, v reflect.Value, allowed []string, path str
 			return
 		}
 		detail := fmt.Sprintf("Allowed values: %s.", strings.Join(allowed, ", "))
-		if sug := Suggest(s, allowed); sug != "" {
+		if n.Kind == ScalarNode && n.Type == Float {
+			detail += fmt.Sprintf(" The value was read as the number %s; quote it to keep it as written (\"3.10\", not 3.10).", s)
+		} else if sug := Suggest(s, allowed); sug != "" {
 			detail = fmt.Sprintf("Did you mean %q? %s", sug, detail)
 		}
 		d.Errorf(rng, p, fmt.Sprintf("Invalid value %q for %q", s, p), "%s", detail)

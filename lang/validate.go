@@ -57,6 +57,9 @@ func (v *validator) unknown(p string) bool {
 // is a placeholder (nodes is 0 after `nodes: two`), and a second error
 // about it ("got 0") would be wrong, or noise.
 func (v *validator) decodeFailed(p string) bool {
+	if v.dec.misspelt[p] {
+		return true
+	}
 	for _, d := range v.dec.Diags {
 		if d.Severity == Error && d.Field == p {
 			return true
