@@ -228,8 +228,8 @@ func checkHashes(t *testing.T, a, b caseResult) {
 	}
 	for addr, ra := range a.cfg.Resources {
 		rb := b.cfg.Resources[addr]
-		if ra.Hash == "" || ra.Hash != rb.Hash {
-			t.Errorf("%s: %s hash %q, %s hash %q", addr, a.syntax, ra.Hash, b.syntax, rb.Hash)
+		if ra.Hash() == "" || ra.Hash() != rb.Hash() {
+			t.Errorf("%s: %s hash %q, %s hash %q", addr, a.syntax, ra.Hash(), b.syntax, rb.Hash())
 		}
 		if ra.Syntax != a.syntax || rb.Syntax != b.syntax {
 			t.Errorf("%s: Syntax %q and %q, want %q and %q", addr, ra.Syntax, rb.Syntax, a.syntax, b.syntax)

@@ -21,11 +21,10 @@ import (
 // of stopping at the first, and remembers where each field was written so
 // that validation and later stages (plan output) can point at it.
 type Decoder struct {
-	// Ranges maps a field path ("resources.gpu", "ports[0]") to the range
-	// of the value written for it.
-	Ranges map[string]Range
-	// KeyRanges maps a field path to the range of its key.
-	KeyRanges map[string]Range
+	// fields maps a field path ("resources.gpu", "ports[0]") to where its
+	// key and value were written. It points into the Node tree rather than
+	// copying ranges: a large configuration records tens of thousands.
+	fields map[string]fieldPos
 	// Unknown lists the paths whose values are known only after apply.
 	Unknown []string
 	// Diags collects the problems found.
@@ -37,7 +36,40 @@ type Decoder struct {
 
 // NewDecoder returns an empty decoder.
 func NewDecoder() *Decoder {
-	return &Decoder{Ranges: make(map[string]Range, 16), KeyRanges: make(map[string]Range, 16)}
+	return &Decoder{fields: map[string]fieldPos{}}
+}
+
+type fieldPos struct {
+	key, value *Range
+}
+
+// Record notes where the value of the field at path was written.
+func (d *Decoder) Record(path string, value *Range) {
+	fp := d.fields[path]
+	fp.value = value
+	d.fields[path] = fp
+}
+
+func (d *Decoder) recordKey(path string, key *Range) {
+	fp := d.fields[path]
+	fp.key = key
+	d.fields[path] = fp
+}
+
+// Range returns where the value of the field at path was written.
+func (d *Decoder) Range(path string) (Range, bool) {
+	if fp, ok := d.fields[path]; ok && fp.value != nil {
+		return *fp.value, true
+	}
+	return Range{}, false
+}
+
+// KeyRange returns where the key of the field at path was written.
+func (d *Decoder) KeyRange(path string) (Range, bool) {
+	if fp, ok := d.fields[path]; ok && fp.key != nil {
+		return *fp.key, true
+	}
+	return Range{}, false
 }
 
 // NodeDecoder is implemented by model types that accept more than one
@@ -69,7 +101,7 @@ var (
 
 func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 	if path != "" {
-		d.Ranges[path] = n.Range
+		d.Record(path, &n.Range)
 	}
 	switch n.Kind {
 	case UnknownNode:
@@ -161,12 +193,12 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Entries))
 		seen := map[string]Range{}
-		for _, e := range n.Entries {
+		for i, e := range n.Entries {
 			p := joinPath(path, e.Key)
 			if d.duplicate(seen, e, p) {
 				continue
 			}
-			d.KeyRanges[p] = e.KeyRange
+			d.recordKey(p, &n.Entries[i].KeyRange)
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.decode(e.Value, ev, p)
 			m.SetMapIndex(reflect.ValueOf(e.Key).Convert(v.Type().Key()), ev)
@@ -214,7 +246,7 @@ func (d *Decoder) duplicate(seen map[string]Range, e Entry, path string) bool {
 func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 	info := structFields(v.Type())
 	seen := map[string]Range{}
-	for _, e := range n.Entries {
+	for i, e := range n.Entries {
 		p := joinPath(path, e.Key)
 		if d.duplicate(seen, e, p) {
 			continue
@@ -232,7 +264,7 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 			d.Errorf(e.KeyRange, p, fmt.Sprintf("Unsupported field %q", e.Key), "%s", detail)
 			continue
 		}
-		d.KeyRanges[p] = e.KeyRange
+		d.recordKey(p, &n.Entries[i].KeyRange)
 		fv := v.FieldByIndex(f.index)
 		d.decode(e.Value, fv, p)
 		if len(f.enum) > 0 {

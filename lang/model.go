@@ -116,28 +116,37 @@ type Resource struct {
 	// NameRange is where the name was written (the HCL label, the YAML
 	// `name:` value, or the document start when the name was derived).
 	NameRange Range
-	// Ranges maps field paths to where their values were written.
-	Ranges map[string]Range
+	// fields knows where each field was written.
+	fields *Decoder
 	// Unknown lists field paths whose values are known only after apply.
 	Unknown []string
 	// DependsOn lists the resources this one needs, sorted, no duplicates.
 	DependsOn []Dependency
-	// Hash is a stable hash of the spec's content, for diffing.
-	Hash string
 	// Syntax is "yaml" or "hcl".
 	Syntax string
 }
 
-// ComputeHash sets r.Hash from the canonical JSON of the spec. Map keys
-// are sorted by encoding/json and struct fields keep declaration order, so
-// equal specs hash equally whichever syntax they came from.
-func (r *Resource) ComputeHash() {
+// FieldRange returns where the value of a field ("resources.gpu",
+// "ports[1]") was written, for messages that point at the configuration.
+func (r *Resource) FieldRange(path string) (Range, bool) {
+	if r.fields == nil {
+		return Range{}, false
+	}
+	return r.fields.Range(path)
+}
+
+// Hash returns a stable hash of the spec's content, for diffing: the
+// SHA-256 of its canonical JSON. Map keys are sorted by encoding/json and
+// struct fields keep declaration order, so equal specs hash equally
+// whichever syntax they came from. It is computed on demand: loading and
+// validating never need it.
+func (r *Resource) Hash() string {
 	b, err := json.Marshal(r.Spec)
 	if err != nil {
 		panic(fmt.Sprintf("lang: hashing %s: %v", r.Address, err))
 	}
 	h := sha256.Sum256(b)
-	r.Hash = hex.EncodeToString(h[:])
+	return hex.EncodeToString(h[:])
 }
 
 // Config is a whole loaded configuration.

@@ -51,7 +51,7 @@ func DecodeResource(raw RawResource) (*Resource, Diagnostics) {
 	dec.Decode(body, spec, "")
 	diags = append(diags, dec.Diags...)
 
-	r := &Resource{Spec: spec, Range: raw.Range, Ranges: dec.Ranges, Unknown: dec.Unknown, Syntax: raw.Syntax}
+	r := &Resource{Spec: spec, Range: raw.Range, fields: dec, Unknown: dec.Unknown, Syntax: raw.Syntax}
 	name := specName(spec)
 	if ne, ok := body.Get("name"); ok {
 		r.NameRange = ne.Value.Range
@@ -70,7 +70,6 @@ func DecodeResource(raw RawResource) (*Resource, Diagnostics) {
 	spec.validate(v)
 	diags = append(diags, v.diags...)
 	r.DependsOn = append(r.DependsOn, raw.Refs...)
-	r.ComputeHash()
 	return r, diags
 }
 
@@ -183,7 +182,8 @@ func (c *Config) Link() Diagnostics {
 		implicit := func(kind Kind, name, path, reason string) {
 			to := Address{Kind: kind, Name: name}
 			if _, ok := c.Resources[to]; ok && to != r.Address {
-				deps = append(deps, Dependency{To: to, Range: r.Ranges[path], Reason: reason})
+				rng, _ := r.FieldRange(path)
+				deps = append(deps, Dependency{To: to, Range: rng, Reason: reason})
 			}
 		}
 		var prof *Profile

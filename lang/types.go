@@ -134,7 +134,7 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 	case MapNode:
 		for _, ent := range n.Entries {
 			p := joinPath(path, ent.Key)
-			dec.Ranges[p] = ent.Value.Range
+			dec.Record(p, &ent.Value.Range)
 			switch ent.Value.Kind {
 			case NullNode:
 				add(ent.Key, nil, ent.KeyRange, p)
@@ -152,7 +152,7 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 	case ListNode:
 		for i, it := range n.Items {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			dec.Ranges[p] = it.Range
+			dec.Record(p, &it.Range)
 			if it.Kind != ScalarNode || it.Type != String {
 				dec.Errorf(it.Range, p, fmt.Sprintf("Invalid value for %q", p), "Expected \"KEY=value\" or \"KEY\", got %s.", it.describe())
 				continue
@@ -278,11 +278,11 @@ func (p *Port) DecodeNode(dec *Decoder, n *Node, path string) {
 		var m portMapping
 		dec.decode(n, reflectValueOf(&m), path)
 		cp := joinPath(path, "container_port")
-		if rng, set := dec.Ranges[cp]; set && (m.ContainerPort < 1 || m.ContainerPort > 65535) {
+		if rng, set := dec.Range(cp); set && (m.ContainerPort < 1 || m.ContainerPort > 65535) {
 			dec.Errorf(rng, cp, "Invalid port", "container_port must be between 1 and 65535.")
 		}
 		lp := joinPath(path, "local_port")
-		if rng, set := dec.Ranges[lp]; set && m.LocalPort != nil && (*m.LocalPort < 1 || *m.LocalPort > 65535) {
+		if rng, set := dec.Range(lp); set && m.LocalPort != nil && (*m.LocalPort < 1 || *m.LocalPort > 65535) {
 			dec.Errorf(rng, lp, "Invalid port", "local_port must be between 1 and 65535.")
 		}
 		*p = Port(m)
@@ -470,7 +470,7 @@ type Strings []string
 func (s *Strings) DecodeNode(dec *Decoder, n *Node, path string) {
 	if n.Kind == ScalarNode {
 		*s = Strings{n.Text}
-		dec.Ranges[path+"[0]"] = n.Range
+		dec.Record(path+"[0]", &n.Range)
 		return
 	}
 	var l []string

@@ -19,22 +19,22 @@ type validator struct {
 
 // has reports whether the field at p was written.
 func (v *validator) has(p string) bool {
-	_, ok := v.dec.Ranges[p]
+	_, ok := v.dec.Range(p)
 	return ok
 }
 
 func (v *validator) rangeOf(p string) Range {
-	if r, ok := v.dec.KeyRanges[p]; ok {
+	if r, ok := v.dec.KeyRange(p); ok {
 		return r
 	}
-	if r, ok := v.dec.Ranges[p]; ok {
+	if r, ok := v.dec.Range(p); ok {
 		return r
 	}
 	return v.owner
 }
 
 func (v *validator) valueRange(p string) Range {
-	if r, ok := v.dec.Ranges[p]; ok {
+	if r, ok := v.dec.Range(p); ok {
 		return r
 	}
 	return v.rangeOf(p)

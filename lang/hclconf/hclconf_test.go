@@ -629,7 +629,7 @@ func TestBlockRanges(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, p := range []string{"volumes", "volumes[0]", "volumes[1]", "volumes[1].path", "commands[0]"} {
-		rg := r.Ranges[p]
+		rg, _ := r.FieldRange(p)
 		got[p] = fmt.Sprintf("%d:%d-%d:%d", rg.Start.Line, rg.Start.Column, rg.End.Line, rg.End.Column)
 	}
 	want := map[string]string{
