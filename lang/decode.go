@@ -234,6 +234,17 @@ func mappingDefaults(n *Node, v reflect.Value) {
 	}
 }
 
+// DecodeFields fills the struct ptr points to from the fields of a
+// mapping node, without consulting ptr's own NodeDecoder: a type's
+// DecodeNode calls it for its mapping form.
+func (d *Decoder) DecodeFields(n *Node, ptr any, path string) {
+	if n.Kind != MapNode {
+		d.typeError(n, reflect.TypeOf(ptr).Elem(), path)
+		return
+	}
+	d.decodeStruct(n, reflect.ValueOf(ptr).Elem(), path)
+}
+
 func (d *Decoder) duplicate(seen map[string]Range, e Entry, path string) bool {
 	if first, dup := seen[e.Key]; dup {
 		d.Errorf(e.KeyRange, path, fmt.Sprintf("Duplicate field %q", e.Key), "%q was already set at %s.", e.Key, first)

@@ -43,9 +43,7 @@ func (f *FleetNodes) DecodeNode(dec *Decoder, n *Node, path string) {
 			f.Min = *r.Min
 		}
 	case MapNode:
-		var m fleetNodesMapping
-		dec.decode(n, reflectValueOf(&m), path)
-		*f = FleetNodes(m)
+		dec.DecodeFields(n, f, path)
 	default:
 		dec.typeError(n, reflectTypeOf[FleetNodes](), path)
 		return
@@ -160,9 +158,7 @@ func (m *Model) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		*m = Model{Type: "chat", Name: n.Text, Format: "openai"}
 	case MapNode:
-		var v modelMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*m = Model(v)
+		dec.DecodeFields(n, m, path)
 		if m.Type == "" {
 			m.Type = "chat"
 		}
@@ -194,9 +190,7 @@ func (h *SSHHost) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		*h = SSHHost{Hostname: host, User: user, Port: port}
 	case MapNode:
-		var v sshHostMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*h = SSHHost(v)
+		dec.DecodeFields(n, h, path)
 	default:
 		dec.typeError(n, reflectTypeOf[SSHHost](), path)
 	}
@@ -218,9 +212,7 @@ func (p *ProxyJump) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		*p = ProxyJump{Hostname: host, User: user, Port: port}
 	case MapNode:
-		var v proxyJumpMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*p = ProxyJump(v)
+		dec.DecodeFields(n, p, path)
 	default:
 		dec.typeError(n, reflectTypeOf[ProxyJump](), path)
 	}

@@ -275,17 +275,15 @@ func (p *Port) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		*p = v
 	case MapNode:
-		var m portMapping
-		dec.decode(n, reflectValueOf(&m), path)
+		dec.DecodeFields(n, p, path)
 		cp := joinPath(path, "container_port")
-		if rng, set := dec.Range(cp); set && (m.ContainerPort < 1 || m.ContainerPort > 65535) {
+		if rng, set := dec.Range(cp); set && (p.ContainerPort < 1 || p.ContainerPort > 65535) {
 			dec.Errorf(rng, cp, "Invalid port", "container_port must be between 1 and 65535.")
 		}
 		lp := joinPath(path, "local_port")
-		if rng, set := dec.Range(lp); set && m.LocalPort != nil && (*m.LocalPort < 1 || *m.LocalPort > 65535) {
+		if rng, set := dec.Range(lp); set && p.LocalPort != nil && (*p.LocalPort < 1 || *p.LocalPort > 65535) {
 			dec.Errorf(rng, lp, "Invalid port", "local_port must be between 1 and 65535.")
 		}
-		*p = Port(m)
 	default:
 		dec.typeError(n, reflectTypeOf[Port](), path)
 	}
@@ -325,9 +323,7 @@ func (m *VolumeMount) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		m.Path = dst
 	case MapNode:
-		var v volumeMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*m = VolumeMount(v)
+		dec.DecodeFields(n, m, path)
 		switch {
 		case len(m.Name) == 0 && m.InstancePath == "":
 			dec.Errorf(n.Range, path, "Volume source missing", "Set name (a dstack volume) or instance_path (a directory on the host).")
@@ -373,9 +369,7 @@ func (f *FileMapping) DecodeNode(dec *Decoder, n *Node, path string) {
 		}
 		*f = FileMapping{LocalPath: local, Path: remote}
 	case MapNode:
-		var v fileMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*f = FileMapping(v)
+		dec.DecodeFields(n, f, path)
 	default:
 		dec.typeError(n, reflectTypeOf[FileMapping](), path)
 	}
@@ -407,9 +401,7 @@ func (r *Repo) DecodeNode(dec *Decoder, n *Node, path string) {
 		local, dst, _ := strings.Cut(s, ":")
 		*r = Repo{LocalPath: local, Path: dst}
 	case MapNode:
-		var v repoMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*r = Repo(v)
+		dec.DecodeFields(n, r, path)
 		if (r.LocalPath == "") == (r.URL == "") {
 			dec.Errorf(n.Range, path, "Invalid repo", "Set exactly one of local_path and url.")
 		}
@@ -446,9 +438,7 @@ func (r *Retry) DecodeNode(dec *Decoder, n *Node, path string) {
 			*r = Retry{}
 		}
 	case n.Kind == MapNode:
-		var v retryMapping
-		dec.decode(n, reflectValueOf(&v), path)
-		*r = Retry(v)
+		dec.DecodeFields(n, r, path)
 		if _, ok := n.Get("on_events"); !ok {
 			r.OnEvents = append([]string(nil), retryEvents...)
 		}
