@@ -36,7 +36,7 @@ type Decoder struct {
 
 // NewDecoder returns an empty decoder.
 func NewDecoder() *Decoder {
-	return &Decoder{fields: map[string]fieldPos{}}
+	return &Decoder{fields: make(map[string]fieldPos, 32)}
 }
 
 type fieldPos struct {
@@ -256,10 +256,10 @@ func (d *Decoder) duplicate(seen map[string]Range, e Entry, path string) bool {
 
 func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 	info := structFields(v.Type())
-	seen := map[string]Range{}
 	for i, e := range n.Entries {
 		p := joinPath(path, e.Key)
-		if d.duplicate(seen, e, p) {
+		if first := n.firstIndex(e.Key, i); first < i {
+			d.Errorf(e.KeyRange, p, fmt.Sprintf("Duplicate field %q", e.Key), "%q was already set at %s.", e.Key, n.Entries[first].KeyRange)
 			continue
 		}
 		f, ok := info.byName[e.Key]
@@ -283,7 +283,10 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 		}
 	}
 	for _, f := range info.fields {
-		if _, ok := seen[f.name]; !ok && f.required && !d.misspelt[joinPath(path, f.name)] {
+		if !f.required || d.misspelt[joinPath(path, f.name)] {
+			continue
+		}
+		if _, ok := n.Get(f.name); !ok {
 			d.Errorf(n.Range, joinPath(path, f.name), fmt.Sprintf("Missing required field %q", f.name),
 				"%s needs %q.", describeOwner(path), f.name)
 		}

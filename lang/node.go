@@ -95,6 +95,18 @@ func (n *Node) Get(key string) (*Entry, bool) {
 	return nil, false
 }
 
+// firstIndex returns the index of the first entry with key, looking no
+// further than limit (the entry being checked). Mappings in configurations
+// are small, so a scan beats building a set for each one.
+func (n *Node) firstIndex(key string, limit int) int {
+	for i := range limit {
+		if n.Entries[i].Key == key {
+			return i
+		}
+	}
+	return limit
+}
+
 // Without returns a copy of a MapNode without the given keys.
 func (n *Node) Without(keys ...string) *Node {
 	c := *n

@@ -520,6 +520,9 @@ func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
 	var walk func(body *hclsyntax.Body)
 	walk = func(body *hclsyntax.Body) {
 		for _, a := range body.Attributes {
+			if isLiteral(a.Expr) {
+				continue
+			}
 			for _, tr := range a.Expr.Variables() {
 				addr, ok := traversalAddress(tr)
 				if !ok || len(tr) < 3 {
@@ -613,7 +616,7 @@ func (l *loader) references(rb *resourceBlock) []lang.Dependency {
 	var walk func(body *hclsyntax.Body)
 	walk = func(body *hclsyntax.Body) {
 		for _, a := range sortedAttrs(body) {
-			if a.Name == "depends_on" {
+			if a.Name == "depends_on" || isLiteral(a.Expr) {
 				continue
 			}
 			for _, tr := range a.Expr.Variables() {
