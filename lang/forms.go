@@ -107,30 +107,48 @@ func (b Blocks) MarshalJSON() ([]byte, error) {
 type GatewayRef struct {
 	Enabled bool
 	Name    string
+	// Project is set for a gateway of another project ("team/gw" or
+	// {project, name}).
+	Project string
 }
 
-// DecodeNode accepts a bool or a name.
+type gatewayRefMapping struct {
+	Project string `json:"project,omitempty"`
+	Name    string `json:"name" jsonschema:"required"`
+}
+
+// DecodeNode accepts a bool, a name, "project/name", or {project, name}.
 func (g *GatewayRef) DecodeNode(dec *Decoder, n *Node, path string) {
-	if n.Kind != ScalarNode {
+	var project, name string
+	switch {
+	case n.Kind == ScalarNode && n.Type == Bool:
+		*g = GatewayRef{Enabled: n.Text == "true"}
+		return
+	case n.Kind == ScalarNode:
+		project, name = ProjectName(n.Text)
+	case n.Kind == MapNode:
+		var m gatewayRefMapping
+		dec.DecodeFields(n, &m, path)
+		project, name = m.Project, m.Name
+	default:
 		dec.typeError(n, reflectTypeOf[GatewayRef](), path)
 		return
 	}
-	if n.Type == Bool {
-		*g = GatewayRef{Enabled: n.Text == "true"}
+	if !ValidName(name) || (project != "" && !ValidName(project)) {
+		dec.Errorf(n.Range, path, fmt.Sprintf("Invalid gateway name %q", n.Text), "Gateway names are lower-case letters, digits and dashes, starting with a letter; a gateway of another project is written project/name.")
 		return
 	}
-	if !ValidName(n.Text) {
-		dec.Errorf(n.Range, path, fmt.Sprintf("Invalid gateway name %q", n.Text), "Gateway names are lower-case letters, digits and dashes, starting with a letter.")
-		return
-	}
-	*g = GatewayRef{Enabled: true, Name: n.Text}
+	*g = GatewayRef{Enabled: true, Name: name, Project: project}
 }
 
 // DescribeType implements Describer.
-func (GatewayRef) DescribeType() string { return "a bool or a gateway name" }
+func (GatewayRef) DescribeType() string { return "a bool, a gateway name, or {project, name}" }
 
 // MarshalJSON renders the name or the bool.
 func (g GatewayRef) MarshalJSON() ([]byte, error) {
+	if g.Project != "" {
+		return json.Marshal(g.Project + "/" + g.Name)
+	}
 	if g.Name != "" {
 		return json.Marshal(g.Name)
 	}
@@ -144,6 +162,9 @@ type Model struct {
 	Name   string `json:"name" jsonschema:"required"`
 	Format string `json:"format,omitempty" jsonschema:"enum=openai,enum=tgi"`
 	Prefix string `json:"prefix,omitempty"`
+	// ChatTemplate and EOSToken apply to the tgi format.
+	ChatTemplate string `json:"chat_template,omitempty"`
+	EOSToken     string `json:"eos_token,omitempty"`
 }
 
 type modelMapping Model
@@ -237,4 +258,128 @@ func splitUserHostPort(s string) (user, host string, port int, err error) {
 		return "", "", 0, fmt.Errorf("%q is not a host name or address", host)
 	}
 	return user, host, port, nil
+}
+
+// HTTPS says whether the gateway serves a service over HTTPS: true, false,
+// or "auto" (HTTPS when the gateway has a domain and certificate).
+type HTTPS struct {
+	Auto    bool
+	Enabled bool
+}
+
+// DecodeNode accepts a bool or "auto".
+func (h *HTTPS) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch {
+	case n.Kind == ScalarNode && n.Type == Bool:
+		*h = HTTPS{Enabled: n.Text == "true"}
+	case n.Kind == ScalarNode && n.Type == String && n.Text == "auto":
+		*h = HTTPS{Auto: true}
+	default:
+		dec.typeError(n, reflectTypeOf[HTTPS](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (HTTPS) DescribeType() string { return `true, false or "auto"` }
+
+// MarshalJSON renders "auto" or the bool.
+func (h HTTPS) MarshalJSON() ([]byte, error) {
+	if h.Auto {
+		return []byte(`"auto"`), nil
+	}
+	return json.Marshal(h.Enabled)
+}
+
+// Replicas is a service's replica count: a number or range ("1..4"), or a
+// list of replica groups that run different commands or hardware (for
+// example prefill and decode workers).
+type Replicas struct {
+	Range  *resources.IntRange
+	Groups []ReplicaGroup
+}
+
+// ReplicaGroup is one kind of replica of a service.
+type ReplicaGroup struct {
+	Name        string              `json:"name,omitempty"`
+	Count       *resources.IntRange `json:"count,omitempty"`
+	Scaling     *Scaling            `json:"scaling,omitempty"`
+	Resources   *resources.Spec     `json:"resources,omitempty"`
+	SpotPolicy  string              `json:"spot_policy,omitempty" jsonschema:"enum=spot,enum=on-demand,enum=auto"`
+	Reservation string              `json:"reservation,omitempty"`
+	Commands    []string            `json:"commands,omitempty"`
+	Image       string              `json:"image,omitempty"`
+	Python      string              `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14"`
+	Nvcc        bool                `json:"nvcc,omitempty"`
+	Docker      bool                `json:"docker,omitempty"`
+	Privileged  bool                `json:"privileged,omitempty"`
+	Router      *ReplicaRouter      `json:"router,omitempty"`
+}
+
+// ReplicaRouter marks a replica group as the router of the others.
+type ReplicaRouter struct {
+	Type string `json:"type" jsonschema:"required,enum=sglang,enum=dynamo"`
+}
+
+// DecodeNode accepts a count, a range, or a list of groups.
+func (r *Replicas) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch n.Kind {
+	case ScalarNode:
+		r.Range = new(resources.IntRange)
+		dec.decode(n, reflectValueOf(r.Range), path)
+	case MapNode:
+		r.Range = new(resources.IntRange)
+		dec.decode(n, reflectValueOf(r.Range), path)
+	case ListNode:
+		dec.decode(n, reflectValueOf(&r.Groups), path)
+	default:
+		dec.typeError(n, reflectTypeOf[Replicas](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (Replicas) DescribeType() string {
+	return `a number of replicas, a range ("1..4"), or a list of replica groups`
+}
+
+// MarshalJSON renders the range or the groups.
+func (r Replicas) MarshalJSON() ([]byte, error) {
+	if r.Groups != nil {
+		return json.Marshal(r.Groups)
+	}
+	return json.Marshal(r.Range)
+}
+
+type instanceRefMapping InstanceRef
+
+// DecodeNode accepts an instance name or a mapping.
+func (i *InstanceRef) DecodeNode(dec *Decoder, n *Node, path string) {
+	switch {
+	case n.Kind == ScalarNode && n.Type == String && n.Text != "":
+		*i = InstanceRef{Name: n.Text}
+	case n.Kind == MapNode:
+		dec.DecodeFields(n, i, path)
+		set := 0
+		for _, s := range []string{i.Name, i.Hostname, i.Fleet} {
+			if s != "" {
+				set++
+			}
+		}
+		if set != 1 || (i.Instance != nil && i.Fleet == "") {
+			dec.Errorf(n.Range, path, "Invalid instance", "Give one of name, hostname, or fleet with instance.")
+		}
+	default:
+		dec.typeError(n, reflectTypeOf[InstanceRef](), path)
+	}
+}
+
+// DescribeType implements Describer.
+func (InstanceRef) DescribeType() string { return "an instance name or a mapping" }
+
+// ProjectName splits a reference to a resource of another project,
+// "project/name", into its parts; a plain name has no project.
+func ProjectName(s string) (project, name string) {
+	if p, n, ok := strings.Cut(s, "/"); ok {
+		return p, n
+	}
+	return "", s
 }

@@ -13,7 +13,7 @@ type RunConfig struct {
 	Entrypoint   string          `json:"entrypoint,omitempty"`
 	WorkingDir   string          `json:"working_dir,omitempty"`
 	RegistryAuth *RegistryAuth   `json:"registry_auth,omitempty"`
-	Python       string          `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13"`
+	Python       string          `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14"`
 	Nvcc         bool            `json:"nvcc,omitempty" jsonschema_description:"Use an image with the CUDA compiler (nvcc)"`
 	SingleBranch *bool           `json:"single_branch,omitempty"`
 	Env          Env             `json:"env,omitempty"`
@@ -25,6 +25,7 @@ type RunConfig struct {
 	Repos        []Repo          `json:"repos,omitempty"`
 	Files        []FileMapping   `json:"files,omitempty"`
 	Setup        []string        `json:"setup,omitempty" jsonschema_description:"Deprecated: put these commands first in commands"`
+	HomeDir      string          `json:"home_dir,omitempty" jsonschema_description:"Deprecated and ignored"`
 }
 
 // Profile holds the provisioning policy fields shared by runs.
@@ -47,6 +48,26 @@ type Profile struct {
 	Schedule          *Schedule          `json:"schedule,omitempty"`
 	Fleets            []string           `json:"fleets,omitempty"`
 	Tags              map[string]string  `json:"tags,omitempty"`
+	Instances         []InstanceRef      `json:"instances,omitempty" jsonschema_description:"Run only on these fleet instances"`
+	BackendOptions    []map[string]any   `json:"backend_options,omitempty" jsonschema_description:"Backend-specific options, passed through to the backend"`
+	Deprecated
+}
+
+// Deprecated holds fields older dstack versions documented. They still
+// load, so existing files keep working, with a warning naming the
+// replacement.
+type Deprecated struct {
+	TerminationIdleTime *Duration `json:"termination_idle_time,omitempty" jsonschema_description:"Deprecated: use idle_duration"`
+	TerminationPolicy   string    `json:"termination_policy,omitempty" jsonschema:"enum=dont-destroy,enum=destroy-after-idle" jsonschema_description:"Deprecated: use idle_duration"`
+}
+
+// InstanceRef names a fleet instance a run may use: an instance name, a
+// host name, or a fleet and instance number.
+type InstanceRef struct {
+	Name     string `json:"name,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Fleet    string `json:"fleet,omitempty"`
+	Instance *int   `json:"instance,omitempty"`
 }
 
 // UtilizationPolicy stops runs whose GPUs idle.
@@ -72,13 +93,14 @@ type Task struct {
 	Ports    []Port      `json:"ports,omitempty"`
 }
 
-// NodeGroup is a set of identical nodes of a heterogeneous task.
+// NodeGroup is a set of identical nodes of a heterogeneous task. A group
+// without a name is named by its position ("0", "1", ...).
 type NodeGroup struct {
-	Name      string          `json:"name" jsonschema:"required"`
+	Name      string          `json:"name,omitempty"`
 	Nodes     int             `json:"nodes,omitempty"`
 	Resources *resources.Spec `json:"resources,omitempty"`
 	Commands  []string        `json:"commands,omitempty"`
-	Env       Env             `json:"env,omitempty"`
+	Ports     []Port          `json:"ports,omitempty"`
 }
 
 // Kind implements Spec.
@@ -90,17 +112,18 @@ type Service struct {
 	Name string `json:"name,omitempty"`
 	RunConfig
 	Profile
-	Port        *Port               `json:"port,omitempty"`
-	Gateway     *GatewayRef         `json:"gateway,omitempty"`
-	StripPrefix *bool               `json:"strip_prefix,omitempty"`
-	Model       *Model              `json:"model,omitempty"`
-	HTTPS       *bool               `json:"https,omitempty"`
-	Auth        *bool               `json:"auth,omitempty"`
-	Replicas    *resources.IntRange `json:"replicas,omitempty"`
-	Scaling     *Scaling            `json:"scaling,omitempty"`
-	RateLimits  []RateLimit         `json:"rate_limits,omitempty"`
-	Probes      []Probe             `json:"probes,omitempty"`
-	Commands    []string            `json:"commands,omitempty"`
+	Port        *Port       `json:"port,omitempty"`
+	Gateway     *GatewayRef `json:"gateway,omitempty"`
+	StripPrefix *bool       `json:"strip_prefix,omitempty"`
+	Model       *Model      `json:"model,omitempty"`
+	HTTPS       *HTTPS      `json:"https,omitempty"`
+	Auth        *bool       `json:"auth,omitempty"`
+	Replicas    *Replicas   `json:"replicas,omitempty"`
+	Scaling     *Scaling    `json:"scaling,omitempty"`
+	RateLimits  []RateLimit `json:"rate_limits,omitempty"`
+	Probes      []Probe     `json:"probes,omitempty"`
+	Commands    []string    `json:"commands,omitempty"`
+	Router      *Router     `json:"router,omitempty" jsonschema_description:"Deprecated: give a replica group router instead"`
 }
 
 // Kind implements Spec.
@@ -139,6 +162,7 @@ type Probe struct {
 	Timeout    *Duration     `json:"timeout,omitempty"`
 	Interval   *Duration     `json:"interval,omitempty"`
 	ReadyAfter int           `json:"ready_after,omitempty"`
+	UntilReady *bool         `json:"until_ready,omitempty"`
 }
 
 // ProbeHeader is one header a probe sends.
@@ -153,7 +177,7 @@ type DevEnvironment struct {
 	Name string `json:"name,omitempty"`
 	RunConfig
 	Profile
-	IDE                string    `json:"ide" jsonschema:"required,enum=vscode,enum=cursor,enum=windsurf"`
+	IDE                string    `json:"ide,omitempty" jsonschema:"enum=vscode,enum=cursor,enum=windsurf,enum=zed" jsonschema_description:"The IDE to attach; without one the environment is reached over SSH"`
 	Version            string    `json:"version,omitempty"`
 	InactivityDuration *Duration `json:"inactivity_duration,omitempty"`
 	Init               []string  `json:"init,omitempty"`
@@ -183,6 +207,8 @@ type Fleet struct {
 	IdleDuration      *Duration         `json:"idle_duration,omitempty"`
 	Reservation       string            `json:"reservation,omitempty"`
 	Tags              map[string]string `json:"tags,omitempty"`
+	BackendOptions    []map[string]any  `json:"backend_options,omitempty"`
+	Deprecated
 }
 
 // Kind implements Spec.
@@ -223,12 +249,15 @@ type Volume struct {
 	Type                string            `json:"type" jsonschema:"required,enum=volume"`
 	Name                string            `json:"name,omitempty"`
 	Backend             string            `json:"backend" jsonschema:"required"`
-	Region              string            `json:"region" jsonschema:"required"`
+	Region              string            `json:"region,omitempty" jsonschema_description:"Required except on kubernetes"`
 	AvailabilityZone    string            `json:"availability_zone,omitempty"`
 	Size                *resources.Memory `json:"size,omitempty"`
 	VolumeID            string            `json:"volume_id,omitempty" jsonschema_description:"Register an existing cloud volume instead of creating one"`
 	AutoCleanupDuration *Duration         `json:"auto_cleanup_duration,omitempty"`
 	Tags                map[string]string `json:"tags,omitempty"`
+	ClaimName           string            `json:"claim_name,omitempty" jsonschema_description:"Kubernetes: an existing PersistentVolumeClaim"`
+	StorageClassName    string            `json:"storage_class_name,omitempty" jsonschema_description:"Kubernetes: the storage class of a new claim"`
+	AccessModes         []string          `json:"access_modes,omitempty" jsonschema:"enum=ReadWriteOnce,enum=ReadOnlyMany,enum=ReadWriteMany,enum=ReadWriteOncePod"`
 }
 
 // Kind implements Spec.
@@ -245,7 +274,17 @@ type Gateway struct {
 	PublicIP     *bool             `json:"public_ip,omitempty"`
 	Certificate  *Certificate      `json:"certificate,omitempty"`
 	InstanceType string            `json:"instance_type,omitempty"`
+	Router       *Router           `json:"router,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
+}
+
+// Router is a model-aware request router in front of replicas.
+type Router struct {
+	Type   string `json:"type" jsonschema:"required,enum=sglang"`
+	Policy string `json:"policy,omitempty" jsonschema:"enum=random,enum=round_robin,enum=cache_aware,enum=power_of_two"`
+	// PDDisaggregation splits prefill and decode (the deprecated service
+	// router only).
+	PDDisaggregation bool `json:"pd_disaggregation,omitempty"`
 }
 
 // Kind implements Spec.

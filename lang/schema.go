@@ -5,6 +5,8 @@ import (
 	"reflect"
 
 	"github.com/invopop/jsonschema"
+
+	"github.com/dstackai/dstack-go/lang/resources"
 )
 
 // SchemaID is the $id of the configuration JSON Schema.
@@ -127,7 +129,26 @@ func (Blocks) JSONSchema() *jsonschema.Schema {
 
 // JSONSchema describes the accepted forms.
 func (GatewayRef) JSONSchema() *jsonschema.Schema {
-	return oneOf("The gateway: true (default gateway), false (none), or a gateway name", typ("boolean"), str(nameRE.String()))
+	return oneOf("The gateway: true (default gateway), false (none), a gateway name, or one of another project as project/name or {project, name}",
+		typ("boolean"), str(`^([a-z][a-z0-9-]*/)?[a-z][a-z0-9-]*$`), mappingSchema(gatewayRefMapping{}))
+}
+
+// JSONSchema describes the accepted forms.
+func (HTTPS) JSONSchema() *jsonschema.Schema {
+	return oneOf("Serve over HTTPS: true, false, or \"auto\"", typ("boolean"), &jsonschema.Schema{Type: "string", Enum: []any{"auto"}})
+}
+
+// JSONSchema describes the accepted forms.
+func (Replicas) JSONSchema() *jsonschema.Schema {
+	groups := newReflector()
+	groups.DoNotReference = true
+	return oneOf("Replicas: a number, a range such as \"1..4\" (needs scaling), or a list of replica groups",
+		resources.IntRange{}.JSONSchema(), groups.ReflectFromType(reflect.TypeFor[[]ReplicaGroup]()))
+}
+
+// JSONSchema describes the accepted forms.
+func (InstanceRef) JSONSchema() *jsonschema.Schema {
+	return oneOf("An instance: its name, or {name}, {hostname} or {fleet, instance}", typ("string"), mappingSchema(instanceRefMapping{}))
 }
 
 // JSONSchema describes the accepted forms.

@@ -24,7 +24,7 @@ var durationRE = regexp.MustCompile(`^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m
 // ParseDuration parses the string form of a Duration.
 func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(strings.ToLower(s))
-	if s == "off" {
+	if s == "off" || s == "-1" {
 		return DurationOff, nil
 	}
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil && i >= 0 {
@@ -385,6 +385,7 @@ type Repo struct {
 	Path      string `json:"path,omitempty"`
 	Branch    string `json:"branch,omitempty"`
 	Hash      string `json:"hash,omitempty"`
+	IfExists  string `json:"if_exists,omitempty" jsonschema:"enum=error,enum=skip" jsonschema_description:"What to do when the path is not empty"`
 }
 
 type repoMapping Repo

@@ -2,6 +2,7 @@ package lang
 
 import (
 	"fmt"
+	"github.com/dstackai/dstack-go/lang/resources"
 	"net"
 	"path"
 	"regexp"
@@ -97,8 +98,8 @@ func (v *validator) exclusive(a, b, why string) {
 // Backends lists the backend names dstack knows.
 var Backends = []string{
 	"aws", "azure", "gcp", "kubernetes", "lambda", "runpod", "vastai", "tensordock", "oci",
-	"datacrunch", "cudo", "nebius", "vultr", "cloudrift", "hotaisle", "digitalocean", "amddevcloud",
-	"local", "ssh", "remote",
+	"datacrunch", "verda", "cudo", "nebius", "vultr", "cloudrift", "hotaisle", "digitalocean", "amddevcloud",
+	"crusoe", "dstack", "local", "ssh", "remote",
 }
 
 func (v *validator) backend(p, name string) {
@@ -118,6 +119,17 @@ func (v *validator) names(p string, names []string, what string) {
 	for i, n := range names {
 		if !ValidName(n) {
 			v.valueErrorf(fmt.Sprintf("%s[%d]", p, i), fmt.Sprintf("Invalid %s name %q", what, n), "Names are lower-case letters, digits and dashes, starting with a letter.")
+		}
+	}
+}
+
+// projectNames checks names that may refer to another project's resource
+// as "project/name".
+func (v *validator) projectNames(p string, names []string, what string) {
+	for i, n := range names {
+		project, name := ProjectName(n)
+		if !ValidName(name) || (project != "" && !ValidName(project)) {
+			v.valueErrorf(indexPath(p, i), fmt.Sprintf("Invalid %s name %q", what, n), "Names are lower-case letters, digits and dashes, starting with a letter; a %s of another project is written project/name.", what)
 		}
 	}
 }
@@ -152,6 +164,9 @@ func (v *validator) run(r *RunConfig) {
 	if r.Priority != nil && (*r.Priority < 0 || *r.Priority > 100) {
 		v.valueErrorf("priority", "Invalid priority", "Priority must be between 0 and 100, got %d.", *r.Priority)
 	}
+	if v.has("home_dir") {
+		v.warnf("home_dir", "home_dir is deprecated", "dstack ignores home_dir; the home directory comes from the image.")
+	}
 	if r.RegistryAuth != nil && r.Image == "" {
 		v.warnf("registry_auth", "registry_auth without image", "registry_auth is used only to pull a custom image.")
 	}
@@ -164,12 +179,21 @@ func (v *validator) run(r *RunConfig) {
 	}
 }
 
+func (v *validator) deprecated() {
+	for _, f := range []string{"termination_idle_time", "termination_policy"} {
+		if v.has(f) {
+			v.warnf(f, fmt.Sprintf("%s is deprecated", f), "Use idle_duration: how long an idle instance is kept (\"off\" keeps it).")
+		}
+	}
+}
+
 func (v *validator) profile(p *Profile) {
+	v.deprecated()
 	for i, b := range p.Backends {
 		v.backend(fmt.Sprintf("backends[%d]", i), b)
 	}
 	v.price("max_price", p.MaxPrice)
-	v.names("fleets", p.Fleets, "fleet")
+	v.projectNames("fleets", p.Fleets, "fleet")
 	v.tags("tags", p.Tags)
 	if u := p.UtilizationPolicy; u != nil {
 		if u.MinGPUUtilization < 0 || u.MinGPUUtilization > 100 {
@@ -207,7 +231,7 @@ func (t *Task) validate(v *validator) {
 		if g.Name != "" && !ValidName(g.Name) {
 			v.valueErrorf(p+".name", fmt.Sprintf("Invalid group name %q", g.Name), "Group names are lower-case letters, digits and dashes.")
 		}
-		if seen[g.Name] {
+		if g.Name != "" && seen[g.Name] {
 			v.valueErrorf(p+".name", fmt.Sprintf("Duplicate group %q", g.Name), "Group names must be unique within a task.")
 		}
 		seen[g.Name] = true
@@ -229,25 +253,32 @@ func (s *Service) validate(v *validator) {
 	if s.Port == nil && !v.has("port") {
 		v.errorf("port", "Missing required field \"port\"", "A service needs the port its server listens on in the container.")
 	}
-	if len(s.Commands) == 0 && s.Image == "" {
+	groups := s.Replicas != nil && s.Replicas.Groups != nil
+	if len(s.Commands) == 0 && s.Image == "" && !groups {
 		v.errorf("commands", "Missing commands", "A service without an image needs commands that start its server.")
 	}
-	if r := s.Replicas; r != nil {
-		if r.Min == nil {
-			v.valueErrorf("replicas", "Invalid replicas", "A replica range needs a minimum, e.g. \"0..4\".")
+	if groups {
+		v.exclusive("replicas", "scaling", "replica groups each set their own scaling.")
+		seen := map[string]int{}
+		for i, g := range s.Replicas.Groups {
+			p := indexPath("replicas", i)
+			if g.Name != "" {
+				if j, dup := seen[g.Name]; dup {
+					v.valueErrorf(p+".name", fmt.Sprintf("Duplicate replica group %q", g.Name), "replicas[%d] has that name already.", j)
+				}
+				seen[g.Name] = i
+			}
+			if len(g.Commands) == 0 && len(s.Commands) == 0 && g.Image == "" && s.Image == "" {
+				v.errorf(p, "Missing commands", "Replica group %d has no commands and the service has none to inherit.", i)
+			}
+			v.replicaRange(p+".count", g.Count, g.Scaling, p+".scaling")
 		}
-		ranged := r.Min == nil || r.Max == nil || *r.Min != *r.Max
-		if ranged && s.Scaling == nil {
-			v.valueErrorf("replicas", "Replica range needs scaling", "replicas %s is a range, so set scaling {metric, target} to say how to move within it.", r)
+	} else {
+		var r *resources.IntRange
+		if s.Replicas != nil {
+			r = s.Replicas.Range
 		}
-		if !ranged && s.Scaling != nil {
-			v.errorf("scaling", "scaling needs a replica range", "replicas is fixed at %d; write a range such as \"1..4\" for scaling to act.", *r.Min)
-		}
-	} else if s.Scaling != nil {
-		v.errorf("scaling", "scaling needs a replica range", "Set replicas to a range such as \"1..4\".")
-	}
-	if s.Scaling != nil && s.Scaling.Target <= 0 {
-		v.valueErrorf("scaling.target", "Invalid scaling target", "The target must be positive.")
+		v.replicaRange("replicas", r, s.Scaling, "scaling")
 	}
 	for i, rl := range s.RateLimits {
 		p := fmt.Sprintf("rate_limits[%d]", i)
@@ -266,8 +297,33 @@ func (s *Service) validate(v *validator) {
 			v.valueErrorf(fmt.Sprintf("probes[%d].url", i), "Invalid probe url", "The probe url is a path on the replica and starts with /.")
 		}
 	}
-	if s.HTTPS != nil && *s.HTTPS && s.Gateway != nil && !s.Gateway.Enabled {
+	if v.has("router") {
+		v.warnf("router", "router on a service is deprecated", "Give the router as a replica group: replicas: [{router: {type: sglang}, ...}, ...].")
+	}
+	if s.HTTPS != nil && s.HTTPS.Enabled && s.Gateway != nil && !s.Gateway.Enabled {
 		v.errorf("https", "https without a gateway", "https is served by the gateway; the service sets gateway: false.")
+	}
+}
+
+// replicaRange checks a replica count against its scaling: a range needs
+// scaling to move within it, and scaling needs a range to move in.
+func (v *validator) replicaRange(p string, r *resources.IntRange, sc *Scaling, scalingPath string) {
+	if r != nil {
+		if r.Min == nil {
+			v.valueErrorf(p, "Invalid replicas", "A replica range needs a minimum, e.g. \"0..4\".")
+		}
+		ranged := r.Min == nil || r.Max == nil || *r.Min != *r.Max
+		if ranged && sc == nil {
+			v.valueErrorf(p, "Replica range needs scaling", "%s %s is a range, so set scaling {metric, target} to say how to move within it.", p, r)
+		}
+		if !ranged && sc != nil {
+			v.errorf(scalingPath, "scaling needs a replica range", "%s is fixed at %d; write a range such as \"1..4\" for scaling to act.", p, *r.Min)
+		}
+	} else if sc != nil {
+		v.errorf(scalingPath, "scaling needs a replica range", "Set %s to a range such as \"1..4\".", p)
+	}
+	if sc != nil && sc.Target <= 0 {
+		v.valueErrorf(scalingPath+".target", "Invalid scaling target", "The target must be positive.")
 	}
 }
 
@@ -285,6 +341,7 @@ func (f *Fleet) validate(v *validator) {
 	}
 	v.price("max_price", f.MaxPrice)
 	v.tags("tags", f.Tags)
+	v.deprecated()
 	if f.SSHConfig != nil {
 		for _, cloud := range []string{"nodes", "backends", "regions", "availability_zones", "instance_types", "spot_policy", "max_price", "reservation"} {
 			if v.has(cloud) {
@@ -323,10 +380,21 @@ func (vol *Volume) validate(v *validator) {
 	if vol.Backend != "" {
 		v.backend("backend", vol.Backend)
 	}
-	if vol.Size == nil && vol.VolumeID == "" {
+	if vol.Region == "" && vol.Backend != "kubernetes" && !v.has("region") {
+		v.errorf("region", "Missing required field \"region\"", "A volume lives in one region of its backend.")
+	}
+	if vol.Backend != "kubernetes" {
+		for _, k8s := range []string{"claim_name", "storage_class_name", "access_modes"} {
+			if v.has(k8s) {
+				v.errorf(k8s, fmt.Sprintf("%q applies to kubernetes volumes", k8s), "This volume's backend is %q.", vol.Backend)
+			}
+		}
+	}
+	if vol.Size == nil && vol.VolumeID == "" && vol.ClaimName == "" {
 		v.errorf("size", "Missing size", "Set size for a new volume, or volume_id to register an existing one.")
 	}
 	v.exclusive("volume_id", "size", "an existing volume keeps its size.")
+	v.exclusive("claim_name", "size", "an existing claim keeps its size.")
 	if vol.Size != nil && *vol.Size <= 0 {
 		v.valueErrorf("size", "Invalid size", "The size must be positive.")
 	}

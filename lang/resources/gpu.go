@@ -49,8 +49,11 @@ func init() {
 // none. "tpu" names google.
 func normVendor(s string) string {
 	v := strings.ToLower(s)
-	if v == "tpu" {
+	switch v {
+	case "tpu":
 		return "google"
+	case "tt":
+		return "tenstorrent"
 	}
 	for _, k := range vendors {
 		if v == k {

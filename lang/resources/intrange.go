@@ -11,7 +11,8 @@ import (
 // IntRange is an inclusive range of counts; a nil bound is open. It is
 // written "2" (exactly), "2..", "..8", "1..4" or ".." (any).
 type IntRange struct {
-	Min, Max *int
+	Min *int `json:"min,omitempty"`
+	Max *int `json:"max,omitempty"`
 }
 
 // ParseIntRange parses a count range.
@@ -67,6 +68,9 @@ func (IntRange) DescribeType() string {
 }
 
 func (r IntRange) validate() error { return checkRange(r.Min, r.Max, strconv.Itoa) }
+
+// Validate checks a range built from its mapping form {min, max}.
+func (r IntRange) Validate() error { return r.validate() }
 
 // parseRange parses "V", "MIN..", "..MAX", "MIN..MAX" or "..", with parse
 // reading a bound. A fault in a lone value is one in the whole input.

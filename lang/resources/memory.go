@@ -104,7 +104,8 @@ func (Memory) DescribeType() string {
 // MemoryRange is an inclusive range of memory sizes; a nil bound is open.
 // It is written "24GB..80GB", "8GB..", "..80GB" or "40GB" (exactly).
 type MemoryRange struct {
-	Min, Max *Memory
+	Min *Memory `json:"min,omitempty"`
+	Max *Memory `json:"max,omitempty"`
 }
 
 // ParseMemoryRange parses a memory range.
@@ -145,3 +146,6 @@ func (MemoryRange) DescribeType() string {
 }
 
 func (r MemoryRange) validate() error { return checkRange(r.Min, r.Max, Memory.String) }
+
+// Validate checks a range built from its mapping form {min, max}.
+func (r MemoryRange) Validate() error { return r.validate() }

@@ -86,6 +86,22 @@ func (Memory) JSONSchema() *jsonschema.Schema {
 	}
 }
 
+// boundsSchema is the mapping form of a range, {min, max}, with bounds
+// described by bound (a schema, or a value whose JSONSchema is used).
+func boundsSchema(bound any) *jsonschema.Schema {
+	b, ok := bound.(*jsonschema.Schema)
+	if !ok {
+		b = bound.(interface{ JSONSchema() *jsonschema.Schema }).JSONSchema()
+	}
+	lo, hi := *b, *b
+	lo.Description, hi.Description = "Lower bound, inclusive", "Upper bound, inclusive"
+	props := jsonschema.NewProperties()
+	props.Set("min", &lo)
+	props.Set("max", &hi)
+	return &jsonschema.Schema{Type: "object", Description: "A range as a mapping; a missing bound is open",
+		Properties: props, AdditionalProperties: jsonschema.FalseSchema}
+}
+
 // JSONSchema describes a memory range.
 func (MemoryRange) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{
@@ -93,6 +109,7 @@ func (MemoryRange) JSONSchema() *jsonschema.Schema {
 		OneOf: []*jsonschema.Schema{
 			stringSchema(anchored(rangeOf(sizePattern)), "40GB", "24GB..80GB", "8GB..", "..80GB"),
 			numberSchema("number", "gigabytes, exactly"),
+			boundsSchema(Memory(0)),
 		},
 	}
 }
@@ -104,6 +121,7 @@ func (IntRange) JSONSchema() *jsonschema.Schema {
 		OneOf: []*jsonschema.Schema{
 			stringSchema(anchored(rangeOf(countPattern)), "2", "1..4", "2..", "..8"),
 			numberSchema("integer", "exactly"),
+			boundsSchema(&jsonschema.Schema{Type: "integer", Minimum: "0"}),
 		},
 	}
 }
