@@ -115,14 +115,6 @@ func (v *validator) backend(p, name string) {
 	v.valueErrorf(p, fmt.Sprintf("Unknown backend %q", name), "%s", detail)
 }
 
-func (v *validator) names(p string, names []string, what string) {
-	for i, n := range names {
-		if !ValidName(n) {
-			v.valueErrorf(fmt.Sprintf("%s[%d]", p, i), fmt.Sprintf("Invalid %s name %q", what, n), "Names are lower-case letters, digits and dashes, starting with a letter.")
-		}
-	}
-}
-
 // projectNames checks names that may refer to another project's resource
 // as "project/name".
 func (v *validator) projectNames(p string, names []string, what string) {
