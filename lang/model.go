@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 )
 
@@ -90,12 +89,20 @@ func ParseAddress(s string) (Address, error) {
 	return Address{}, fmt.Errorf("invalid address %q: want <kind>.<name> with kind one of task, service, dev-environment, fleet, volume, gateway", s)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,40}$`)
-
 // ValidName reports whether s is a valid resource name: a lower-case DNS
-// label of at most 41 characters that starts with a letter (dstack's rule;
-// names become host names and cloud tags).
-func ValidName(s string) bool { return nameRE.MatchString(s) && s[len(s)-1] != '-' }
+// label of at most 41 characters that starts with a letter and does not
+// end with a dash (dstack's rule; names become host names and cloud tags).
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 41 || s[0] < 'a' || s[0] > 'z' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // Dependency is an edge from a resource to one it needs.
 type Dependency struct {

@@ -19,7 +19,12 @@ type Duration int64
 // DurationOff is the value of a duration written as "off" or false.
 const DurationOff Duration = -1
 
-var durationRE = regexp.MustCompile(`^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$`)
+// durationUnits are the units of a duration string, largest first; each
+// may appear once, in this order ("1h30m", not "30m1h").
+var durationUnits = []struct {
+	suffix byte
+	secs   int64
+}{{'w', 7 * 86400}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}
 
 // ParseDuration parses the string form of a Duration.
 func ParseDuration(s string) (Duration, error) {
@@ -30,16 +35,29 @@ func ParseDuration(s string) (Duration, error) {
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil && i >= 0 {
 		return Duration(i), nil
 	}
-	m := durationRE.FindStringSubmatch(s)
-	if s == "" || m == nil {
-		return 0, fmt.Errorf("%q is not a duration: use seconds or a number with a unit (s, m, h, d, w), e.g. \"30m\" or \"2h\"", s)
-	}
+	bad := fmt.Errorf("%q is not a duration: use seconds or a number with a unit (s, m, h, d, w), e.g. \"30m\" or \"2h\"", s)
 	var total int64
-	for i, mult := range []int64{7 * 86400, 86400, 3600, 60, 1} {
-		if m[i+1] != "" {
-			n, _ := strconv.ParseInt(m[i+1], 10, 64)
-			total += n * mult
+	rest, unit := s, 0
+	for rest != "" {
+		digits := 0
+		for digits < len(rest) && rest[digits] >= '0' && rest[digits] <= '9' {
+			digits++
 		}
+		if digits == 0 || digits == len(rest) || digits > 12 {
+			return 0, bad
+		}
+		for unit < len(durationUnits) && durationUnits[unit].suffix != rest[digits] {
+			unit++
+		}
+		if unit == len(durationUnits) {
+			return 0, bad
+		}
+		n, _ := strconv.ParseInt(rest[:digits], 10, 64)
+		total += n * durationUnits[unit].secs
+		rest, unit = rest[digits+1:], unit+1
+	}
+	if s == "" {
+		return 0, bad
 	}
 	return Duration(total), nil
 }
@@ -54,13 +72,10 @@ func (d Duration) String() string {
 	}
 	var b strings.Builder
 	rest := int64(d)
-	for _, u := range []struct {
-		s string
-		n int64
-	}{{"w", 7 * 86400}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}} {
-		if rest >= u.n {
-			fmt.Fprintf(&b, "%d%s", rest/u.n, u.s)
-			rest %= u.n
+	for _, u := range durationUnits {
+		if rest >= u.secs {
+			fmt.Fprintf(&b, "%d%c", rest/u.secs, u.suffix)
+			rest %= u.secs
 		}
 	}
 	return b.String()

@@ -56,6 +56,13 @@ func parseMemory(s string) (Memory, *fault) {
 	default:
 		return 0, faultf("unknown unit %q (want MB, GB or TB)", unit)
 	}
+	// Whole numbers, nearly every size written, need no big arithmetic.
+	if !dot && len(whole) <= 12 {
+		n, err := strconv.ParseInt(whole, 10, 64)
+		if err == nil {
+			return Memory(n) * mult, nil
+		}
+	}
 	// Exact decimal arithmetic: "0.1GB" is not a whole number of megabytes,
 	// which float64 would round away.
 	r, _ := new(big.Rat).SetString(num)
