@@ -21,10 +21,10 @@ import (
 // of stopping at the first, and remembers where each field was written so
 // that validation and later stages (plan output) can point at it.
 type Decoder struct {
-	// fields maps a field path ("resources.gpu", "ports[0]") to where its
-	// key and value were written. It points into the Node tree rather than
-	// copying ranges: a large configuration records tens of thousands.
-	fields map[string]fieldPos
+	// root is the mapping being decoded; field positions are looked up in
+	// it on demand rather than recorded for every field, since only a few
+	// are ever asked for.
+	root *Node
 	// Unknown lists the paths whose values are known only after apply.
 	Unknown []string
 	// Diags collects the problems found.
@@ -36,40 +36,74 @@ type Decoder struct {
 
 // NewDecoder returns an empty decoder.
 func NewDecoder() *Decoder {
-	return &Decoder{fields: make(map[string]fieldPos, 32)}
+	return &Decoder{}
 }
 
-type fieldPos struct {
-	key, value *Range
-}
-
-// Record notes where the value of the field at path was written.
-func (d *Decoder) Record(path string, value *Range) {
-	fp := d.fields[path]
-	fp.value = value
-	d.fields[path] = fp
-}
-
-func (d *Decoder) recordKey(path string, key *Range) {
-	fp := d.fields[path]
-	fp.key = key
-	d.fields[path] = fp
-}
-
-// Range returns where the value of the field at path was written.
+// Range returns where the value of the field at path ("resources.gpu",
+// "ports[1]", "env.HF_TOKEN") was written.
 func (d *Decoder) Range(path string) (Range, bool) {
-	if fp, ok := d.fields[path]; ok && fp.value != nil {
-		return *fp.value, true
+	if n, _ := d.lookup(path); n != nil {
+		return n.Range, true
 	}
 	return Range{}, false
 }
 
 // KeyRange returns where the key of the field at path was written.
 func (d *Decoder) KeyRange(path string) (Range, bool) {
-	if fp, ok := d.fields[path]; ok && fp.key != nil {
-		return *fp.key, true
+	if _, e := d.lookup(path); e != nil {
+		return e.KeyRange, true
 	}
 	return Range{}, false
+}
+
+// lookup finds the node written for path, and the entry holding it when
+// it is a mapping key. Keys may contain dots (tags such as
+// "kubernetes.io/name"), so the longest key that fits wins.
+func (d *Decoder) lookup(path string) (*Node, *Entry) {
+	n, rest := d.root, path
+	var entry *Entry
+	for n != nil && rest != "" {
+		if rest[0] == '[' {
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
+				return nil, nil
+			}
+			i, err := strconv.Atoi(rest[1:end])
+			if err != nil {
+				return nil, nil
+			}
+			rest = rest[end+1:]
+			entry = nil
+			switch {
+			case n.Kind == ListNode && i >= 0 && i < len(n.Items):
+				n = n.Items[i]
+			case i == 0 && (n.Kind == ScalarNode || n.Block):
+				// One value standing for a list of one (a cron string, a
+				// single HCL block).
+			default:
+				return nil, nil
+			}
+			continue
+		}
+		rest = strings.TrimPrefix(rest, ".")
+		if n.Kind != MapNode {
+			return nil, nil
+		}
+		var best *Entry
+		for i := range n.Entries {
+			e := &n.Entries[i]
+			k := e.Key
+			if strings.HasPrefix(rest, k) && (len(rest) == len(k) || rest[len(k)] == '.' || rest[len(k)] == '[') &&
+				(best == nil || len(k) > len(best.Key)) {
+				best = e
+			}
+		}
+		if best == nil {
+			return nil, nil
+		}
+		entry, n, rest = best, best.Value, rest[len(best.Key):]
+	}
+	return n, entry
 }
 
 // NodeDecoder is implemented by model types that accept more than one
@@ -100,8 +134,8 @@ var (
 )
 
 func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
-	if path != "" {
-		d.Record(path, &n.Range)
+	if path == "" && d.root == nil {
+		d.root = n
 	}
 	switch n.Kind {
 	case UnknownNode:
@@ -193,12 +227,11 @@ func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Entries))
 		seen := map[string]Range{}
-		for i, e := range n.Entries {
+		for _, e := range n.Entries {
 			p := joinPath(path, e.Key)
 			if d.duplicate(seen, e, p) {
 				continue
 			}
-			d.recordKey(p, &n.Entries[i].KeyRange)
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.decode(e.Value, ev, p)
 			m.SetMapIndex(reflect.ValueOf(e.Key).Convert(v.Type().Key()), ev)
@@ -275,7 +308,6 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 			d.Errorf(e.KeyRange, p, fmt.Sprintf("Unsupported field %q", e.Key), "%s", detail)
 			continue
 		}
-		d.recordKey(p, &n.Entries[i].KeyRange)
 		fv := v.FieldByIndex(f.index)
 		d.decode(e.Value, fv, p)
 		if len(f.enum) > 0 {

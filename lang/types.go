@@ -149,7 +149,6 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 	case MapNode:
 		for _, ent := range n.Entries {
 			p := joinPath(path, ent.Key)
-			dec.Record(p, &ent.Value.Range)
 			switch ent.Value.Kind {
 			case NullNode:
 				add(ent.Key, nil, ent.KeyRange, p)
@@ -167,7 +166,6 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 	case ListNode:
 		for i, it := range n.Items {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			dec.Record(p, &it.Range)
 			if it.Kind != ScalarNode || it.Type != String {
 				dec.Errorf(it.Range, p, fmt.Sprintf("Invalid value for %q", p), "Expected \"KEY=value\" or \"KEY\", got %s.", it.describe())
 				continue
@@ -476,7 +474,6 @@ type Strings []string
 func (s *Strings) DecodeNode(dec *Decoder, n *Node, path string) {
 	if n.Kind == ScalarNode {
 		*s = Strings{n.Text}
-		dec.Record(path+"[0]", &n.Range)
 		return
 	}
 	var l []string

@@ -615,7 +615,7 @@ func (l *loader) references(rb *resourceBlock) []lang.Dependency {
 	var deps []lang.Dependency
 	var walk func(body *hclsyntax.Body)
 	walk = func(body *hclsyntax.Body) {
-		for _, a := range sortedAttrs(body) {
+		for _, a := range body.Attributes { // Link sorts the edges
 			if a.Name == "depends_on" || isLiteral(a.Expr) {
 				continue
 			}
@@ -770,7 +770,9 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 }
 
 // isLiteral reports whether an expression is a constant ("text", 8,
-// true), which needs no evaluation context and no reference checks.
+// true, and lists and objects of those), which needs no evaluation context
+// and no reference checks. Most of a configuration is literal, and walking
+// every expression for references costs more than evaluating it.
 func isLiteral(expr hclsyntax.Expression) bool {
 	switch e := expr.(type) {
 	case *hclsyntax.LiteralValueExpr:
@@ -782,8 +784,37 @@ func isLiteral(expr hclsyntax.Expression) bool {
 			}
 		}
 		return true
+	case *hclsyntax.TupleConsExpr:
+		for _, it := range e.Exprs {
+			if !isLiteral(it) {
+				return false
+			}
+		}
+		return true
+	case *hclsyntax.ObjectConsExpr:
+		for _, it := range e.Items {
+			if !isLiteralKey(it.KeyExpr) || !isLiteral(it.ValueExpr) {
+				return false
+			}
+		}
+		return true
 	}
 	return false
+}
+
+// isLiteralKey reports whether an object key is a bare name or a constant.
+func isLiteralKey(expr hclsyntax.Expression) bool {
+	k, ok := expr.(*hclsyntax.ObjectConsKeyExpr)
+	if !ok {
+		return isLiteral(expr)
+	}
+	if k.ForceNonLiteral {
+		return isLiteral(k.Wrapped)
+	}
+	if hcl.ExprAsKeyword(k.Wrapped) != "" {
+		return true
+	}
+	return isLiteral(k.Wrapped)
 }
 
 func (l *loader) valueNode(val cty.Value, rng lang.Range) *lang.Node {
