@@ -35,7 +35,9 @@ func ParseDuration(s string) (Duration, error) {
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil && i >= 0 {
 		return Duration(i), nil
 	}
-	bad := fmt.Errorf("%q is not a duration: use seconds or a number with a unit (s, m, h, d, w), e.g. \"30m\" or \"2h\"", s)
+	bad := func() error {
+		return fmt.Errorf("%q is not a duration: use seconds or a number with a unit (s, m, h, d, w), e.g. \"30m\" or \"2h\"", s)
+	}
 	var total int64
 	rest, unit := s, 0
 	for rest != "" {
@@ -44,20 +46,20 @@ func ParseDuration(s string) (Duration, error) {
 			digits++
 		}
 		if digits == 0 || digits == len(rest) || digits > 12 {
-			return 0, bad
+			return 0, bad()
 		}
 		for unit < len(durationUnits) && durationUnits[unit].suffix != rest[digits] {
 			unit++
 		}
 		if unit == len(durationUnits) {
-			return 0, bad
+			return 0, bad()
 		}
 		n, _ := strconv.ParseInt(rest[:digits], 10, 64)
 		total += n * durationUnits[unit].secs
 		rest, unit = rest[digits+1:], unit+1
 	}
 	if s == "" {
-		return 0, bad
+		return 0, bad()
 	}
 	return Duration(total), nil
 }

@@ -509,8 +509,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// addResourceNamespace makes `<kind>.<name>.<attribute>` resolvable. A
-// resource exposes its name and type, the computed attributes (id,
+// addResourceNamespace makes `<kind>.<name>.<attribute>` resolvable for
+// the resources that expressions refer to. A resource exposes its name and
+// type, the computed attributes (id,
 // status) as unknown values, and those of its top-level attributes that
 // other resources refer to and that do not themselves depend on a
 // resource. Only referenced attributes are evaluated: most are never used
@@ -525,13 +526,16 @@ func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
 			}
 			for _, tr := range a.Expr.Variables() {
 				addr, ok := traversalAddress(tr)
-				if !ok || len(tr) < 3 {
+				if !ok {
+					continue
+				}
+				if wanted[addr] == nil {
+					wanted[addr] = map[string]bool{}
+				}
+				if len(tr) < 3 {
 					continue
 				}
 				if ta, ok := tr[2].(hcl.TraverseAttr); ok {
-					if wanted[addr] == nil {
-						wanted[addr] = map[string]bool{}
-					}
 					wanted[addr][ta.Name] = true
 				}
 			}
@@ -555,10 +559,16 @@ func (l *loader) addResourceNamespace(ctx *hcl.EvalContext) {
 		}
 		return attrs
 	}
+	// Only resources something refers to get an object.
 	for _, a := range l.opts.Known {
-		byKind[a.Kind][a.Name] = cty.ObjectVal(base(a))
+		if wanted[a] != nil {
+			byKind[a.Kind][a.Name] = cty.ObjectVal(base(a))
+		}
 	}
 	for _, rb := range l.resources {
+		if wanted[rb.addr] == nil {
+			continue
+		}
 		attrs := base(rb.addr)
 		for name := range wanted[rb.addr] {
 			a, ok := rb.block.Body.Attributes[name]
@@ -742,6 +752,16 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 		return out
 	}
 	rng := convertRange(expr.Range())
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		return l.valueNode(e.Val, rng)
+	case *hclsyntax.TemplateExpr:
+		if len(e.Parts) == 1 {
+			if lit, ok := e.Parts[0].(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String {
+				return l.valueNode(lit.Val, rng)
+			}
+		}
+	}
 	if isLiteral(expr) {
 		val, _ := expr.Value(nil)
 		return l.valueNode(val, rng)
@@ -819,7 +839,9 @@ func isLiteralKey(expr hclsyntax.Expression) bool {
 
 func (l *loader) valueNode(val cty.Value, rng lang.Range) *lang.Node {
 	out := &lang.Node{Range: rng}
-	val, _ = val.UnmarkDeep()
+	if val.IsMarked() || val.ContainsMarked() {
+		val, _ = val.UnmarkDeep()
+	}
 	switch {
 	case !val.IsKnown():
 		out.Kind = lang.UnknownNode
