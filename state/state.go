@@ -1,0 +1,254 @@
+package state
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/google/uuid"
+)
+
+// FormatVersion is the version of the state document this binary writes.
+// Documents with a lower version are upgraded in memory when read; a
+// higher one is refused.
+const FormatVersion = 1
+
+// State is the state document.
+type State struct {
+	// Version is the document format version (FormatVersion).
+	Version int `json:"version"`
+	// Serial increases by one with every write.
+	Serial uint64 `json:"serial"`
+	// Lineage identifies one state through its whole life; it is fixed at
+	// creation, so a state from elsewhere is never mistaken for this one.
+	Lineage string `json:"lineage"`
+	// ToolVersion is the dstack version that wrote the document.
+	ToolVersion string `json:"dstack_version"`
+	// Resources are sorted by address.
+	Resources []*Resource `json:"resources"`
+	// Outputs are values a configuration publishes.
+	Outputs map[string]Output `json:"outputs,omitempty"`
+	// Checksum is the SHA-256 of the document written with an empty
+	// checksum; Decode refuses a document whose checksum does not match.
+	Checksum string `json:"checksum"`
+}
+
+// Resource is what exists for one address.
+type Resource struct {
+	// Address is `<kind>.<name>`.
+	Address string `json:"address"`
+	// ConfigHash is the hash of the configuration it was made from.
+	ConfigHash string `json:"config_hash,omitempty"`
+	// DependsOn lists addresses this resource needs, sorted.
+	DependsOn []string `json:"depends_on,omitempty"`
+	// Attributes are the resource's recorded values (not secret).
+	Attributes map[string]any `json:"attributes,omitempty"`
+	// Instances are the machines, replicas or jobs of the resource.
+	Instances []*Instance `json:"instances,omitempty"`
+}
+
+// Instance is one machine, replica or job of a resource.
+type Instance struct {
+	// Index is the instance's position: fleet.trainers[1].
+	Index int `json:"index"`
+	// ProviderID is what the provider calls it (an instance ID, a job ID).
+	ProviderID string `json:"provider_id,omitempty"`
+	// Provider names the backend that made it.
+	Provider string `json:"provider,omitempty"`
+	// Token is the idempotency token recorded before create, so a crash
+	// between create and record leaves a resource that refresh can adopt.
+	Token string `json:"token,omitempty"`
+	// Status is the last known status (provisioning, running, ...).
+	Status string `json:"status,omitempty"`
+	// Attributes are recorded values that are not secret.
+	Attributes map[string]any `json:"attributes,omitempty"`
+	// Secrets are sensitive values (agent tokens, SSH private keys,
+	// registry passwords). They are stored but never shown: Masked
+	// replaces them, and every command prints masked documents only.
+	Secrets map[string]string `json:"secrets,omitempty"`
+}
+
+// Output is a value a configuration publishes.
+type Output struct {
+	Value     any  `json:"value"`
+	Sensitive bool `json:"sensitive,omitempty"`
+}
+
+// New returns an empty state with a fresh lineage.
+func New(toolVersion string) *State {
+	return &State{Version: FormatVersion, Lineage: uuid.NewString(), ToolVersion: toolVersion}
+}
+
+// Resource returns the resource at addr, or nil.
+func (s *State) Resource(addr string) *Resource {
+	i := sort.Search(len(s.Resources), func(i int) bool { return s.Resources[i].Address >= addr })
+	if i < len(s.Resources) && s.Resources[i].Address == addr {
+		return s.Resources[i]
+	}
+	return nil
+}
+
+// Put adds or replaces the resource at r.Address, keeping the order.
+func (s *State) Put(r *Resource) {
+	i := sort.Search(len(s.Resources), func(i int) bool { return s.Resources[i].Address >= r.Address })
+	if i < len(s.Resources) && s.Resources[i].Address == r.Address {
+		s.Resources[i] = r
+		return
+	}
+	s.Resources = append(s.Resources, nil)
+	copy(s.Resources[i+1:], s.Resources[i:])
+	s.Resources[i] = r
+}
+
+// Remove deletes the resource at addr and reports whether it was there.
+func (s *State) Remove(addr string) bool {
+	i := sort.Search(len(s.Resources), func(i int) bool { return s.Resources[i].Address >= addr })
+	if i < len(s.Resources) && s.Resources[i].Address == addr {
+		s.Resources = append(s.Resources[:i], s.Resources[i+1:]...)
+		return true
+	}
+	return false
+}
+
+// Clone returns a deep copy, through the document's own encoding.
+func (s *State) Clone() *State {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("state: cloning: %v", err))
+	}
+	var c State
+	if err := json.Unmarshal(b, &c); err != nil {
+		panic(fmt.Sprintf("state: cloning: %v", err))
+	}
+	return &c
+}
+
+// Masked returns a copy with every secret and sensitive output replaced
+// by "(sensitive)", for showing to people.
+func (s *State) Masked() *State {
+	c := s.Clone()
+	for _, r := range c.Resources {
+		for _, in := range r.Instances {
+			for k := range in.Secrets {
+				in.Secrets[k] = Redacted
+			}
+		}
+	}
+	for k, o := range c.Outputs {
+		if o.Sensitive {
+			o.Value = Redacted
+			c.Outputs[k] = o
+		}
+	}
+	return c
+}
+
+// Redacted stands in for a sensitive value in anything shown.
+const Redacted = "(sensitive)"
+
+// normalize sorts everything order may vary in, so equal states encode
+// to equal bytes.
+func (s *State) normalize() {
+	sort.Slice(s.Resources, func(i, j int) bool { return s.Resources[i].Address < s.Resources[j].Address })
+	for _, r := range s.Resources {
+		sort.Strings(r.DependsOn)
+		sort.Slice(r.Instances, func(i, j int) bool { return r.Instances[i].Index < r.Instances[j].Index })
+	}
+}
+
+// Encode renders the document: sorted, indented, with its checksum. The
+// same state always gives the same bytes, so diffs of state files read
+// well.
+func Encode(s *State) ([]byte, error) {
+	if s.Version == 0 {
+		s.Version = FormatVersion
+	}
+	s.normalize()
+	s.Checksum = ""
+	body, err := marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	s.Checksum = hex.EncodeToString(sum[:])
+	return marshal(s)
+}
+
+func marshal(s *State) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("encoding state: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// CorruptError says a stored state cannot be read. Nothing is written
+// over a corrupt state: a write needs the Version of a state that was
+// read successfully.
+type CorruptError struct {
+	// Where names the object (a path, a bucket key, a table row).
+	Where  string
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state at %s is corrupt: %s; it was not changed. Restore it from a backup (local: the .backup file beside it; object stores: an earlier object version) or remove it deliberately", e.Where, e.Reason)
+}
+
+// ErrNewerVersion is returned for a document written by a newer dstack.
+var ErrNewerVersion = errors.New("state was written by a newer dstack")
+
+// Decode parses and checks a stored document: valid JSON, a matching
+// checksum, a known format version, and a lineage. where names the
+// object for error messages.
+func Decode(data []byte, where string) (*State, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &CorruptError{Where: where, Reason: "it is empty"}
+	}
+	var s State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&s); err != nil {
+		return nil, &CorruptError{Where: where, Reason: fmt.Sprintf("it is not a state document (%v); it may be truncated", err)}
+	}
+	if s.Version > FormatVersion {
+		return nil, fmt.Errorf("%w: %s has format version %d and this dstack reads up to %d; upgrade dstack", ErrNewerVersion, where, s.Version, FormatVersion)
+	}
+	if s.Version < 1 {
+		return nil, &CorruptError{Where: where, Reason: fmt.Sprintf("format version %d is not valid", s.Version)}
+	}
+	if s.Lineage == "" {
+		return nil, &CorruptError{Where: where, Reason: "it has no lineage"}
+	}
+	if s.Checksum == "" {
+		return nil, &CorruptError{Where: where, Reason: "it has no checksum"}
+	}
+	want := s.Checksum
+	check := s
+	check.Checksum = ""
+	check.normalize()
+	body, err := marshal(&check)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, &CorruptError{Where: where, Reason: "its checksum does not match its content (edited by hand or damaged)"}
+	}
+	upgrade(&s)
+	return &s, nil
+}
+
+// upgrade brings an older document to FormatVersion in memory. Version 1
+// is the first, so there is nothing to do yet; each later version adds a
+// step here.
+func upgrade(s *State) {
+	s.Version = FormatVersion
+}
