@@ -466,7 +466,7 @@ func testCorrupt(t *testing.T, h Harness) {
 	cases := map[string][]byte{
 		"garbage":   []byte("this is not json"),
 		"truncated": data[:len(data)/2],
-		"edited":    []byte(strings.Replace(string(data), `"serial": 3`, `"serial": 4`, 1)),
+		"edited":    []byte(strings.Replace(string(data), good.Lineage, state.New("").Lineage, 1)),
 		"empty":     {},
 	}
 	for name, raw := range cases {
