@@ -156,8 +156,20 @@ func (r *Resource) Hash() string {
 	return hex.EncodeToString(h[:])
 }
 
+// Backend is where a configuration's state lives: the HCL block
+// `dstack { backend "s3" { bucket = "..." } }`. Its settings are literal
+// strings, as in Terraform: state must be found before anything else is
+// evaluated.
+type Backend struct {
+	Type   string
+	Config map[string]string
+	Range  Range
+}
+
 // Config is a whole loaded configuration.
 type Config struct {
+	// Backend is the configured state backend, nil for the default.
+	Backend   *Backend
 	Resources map[Address]*Resource
 	// Files lists the files loaded, in load order.
 	Files []string

@@ -209,7 +209,17 @@ func (c *Config) Link() Diagnostics {
 				}
 			}
 		}
-		sort.SliceStable(deps, func(i, j int) bool { return deps[i].To.Less(deps[j].To) })
+		sort.SliceStable(deps, func(i, j int) bool {
+			if deps[i].To != deps[j].To {
+				return deps[i].To.Less(deps[j].To)
+			}
+			// The first place an edge is written is the one kept.
+			a, b := deps[i].Range, deps[j].Range
+			if a.Filename != b.Filename {
+				return a.Filename < b.Filename
+			}
+			return a.Start.Byte < b.Start.Byte
+		})
 		r.DependsOn = deps[:0:0]
 		for i, d := range deps {
 			if i > 0 && deps[i-1].To == d.To {

@@ -94,12 +94,27 @@ type loader struct {
 	variables map[string]*variable
 	localAttr map[string]*hclsyntax.Attribute
 	resources []*resourceBlock
+	backend   *lang.Backend
 	addrs     map[lang.Address]bool
 	funcs     map[string]function.Function
 }
 
-// Load parses and evaluates the HCL files of one configuration.
+// Result is what the HCL files of a configuration declare.
+type Result struct {
+	Resources []lang.RawResource
+	// Backend is the `dstack { backend ... }` block, nil when none.
+	Backend *lang.Backend
+}
+
+// Load parses and evaluates the HCL files of one configuration and
+// returns their resources.
 func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
+	res, diags := LoadConfig(files, opts)
+	return res.Resources, diags
+}
+
+// LoadConfig parses and evaluates the HCL files of one configuration.
+func LoadConfig(files []File, opts Options) (*Result, lang.Diagnostics) {
 	l := &loader{
 		opts:      opts,
 		sources:   map[string][]byte{},
@@ -125,7 +140,7 @@ func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
 		}
 	}
 	if l.diags.HasErrors() {
-		return nil, l.diags
+		return &Result{Backend: l.backend}, l.diags
 	}
 	vars := l.evalVariables()
 	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": vars}, Functions: l.funcs}
@@ -145,7 +160,55 @@ func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
 	for _, ds := range resDiags {
 		l.diags = append(l.diags, ds...)
 	}
-	return out, l.diags
+	return &Result{Resources: out, Backend: l.backend}, l.diags
+}
+
+// settings reads the `dstack` block: for now its one `backend "TYPE"`
+// block, whose attributes must be literal values.
+func (l *loader) settings(b *hclsyntax.Block) {
+	if len(b.Labels) > 0 {
+		l.errorf(b.LabelRanges[0], "Unexpected label", "The dstack block has no labels.")
+	}
+	for _, a := range sortedAttrs(b.Body) {
+		l.errorf(a.NameRange, fmt.Sprintf("Unsupported setting %q", a.Name), "The dstack block holds a backend block.")
+	}
+	for _, nb := range b.Body.Blocks {
+		if nb.Type != "backend" {
+			detail := "The dstack block holds a backend block."
+			if s := lang.Suggest(nb.Type, []string{"backend"}); s != "" {
+				detail = fmt.Sprintf("Did you mean %q? %s", s, detail)
+			}
+			l.errorf(nb.TypeRange, fmt.Sprintf("Unsupported block %q", nb.Type), "%s", detail)
+			continue
+		}
+		if len(nb.Labels) != 1 {
+			l.errorf(nb.TypeRange, "A backend block needs one label", "Write backend \"TYPE\" { ... }, e.g. backend \"s3\".")
+			continue
+		}
+		if l.backend != nil {
+			l.errorf(nb.LabelRanges[0], "Duplicate backend", "The backend is already configured at %s.", l.backend.Range)
+			continue
+		}
+		be := &lang.Backend{Type: nb.Labels[0], Config: map[string]string{}, Range: convertRange(nb.Range())}
+		for _, a := range sortedAttrs(nb.Body) {
+			val, ds := a.Expr.Value(nil)
+			if ds.HasErrors() {
+				l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name),
+					"Backend settings are literal values: variables and references are not available because state is read before anything is evaluated. Use -backend-config for values that vary.")
+				continue
+			}
+			str, err := convert.Convert(val, cty.String)
+			if err != nil || str.IsNull() {
+				l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name), "Expected a string, number or bool.")
+				continue
+			}
+			be.Config[a.Name] = str.AsString()
+		}
+		for _, inner := range nb.Body.Blocks {
+			l.errorf(inner.TypeRange, fmt.Sprintf("Unexpected block %q", inner.Type), "Backend settings are attributes.")
+		}
+		l.backend = be
+	}
 }
 
 func (l *loader) addDiags(ds hcl.Diagnostics) {
@@ -158,7 +221,7 @@ func (l *loader) errorf(rng hcl.Range, summary, format string, args ...any) {
 	l.diags = append(l.diags, lang.Errorf(convertRange(rng), "", summary, format, args...))
 }
 
-var topBlocks = append([]string{"variable", "locals"}, kindNames()...)
+var topBlocks = append([]string{"dstack", "variable", "locals"}, kindNames()...)
 
 func kindNames() []string {
 	var out []string
@@ -178,6 +241,8 @@ func (l *loader) register(body *hclsyntax.Body) {
 		switch b.Type {
 		case "variable":
 			l.declareVariable(b)
+		case "dstack":
+			l.settings(b)
 		case "locals":
 			if len(b.Labels) > 0 {
 				l.errorf(b.LabelRanges[0], "Unexpected label", "A locals block has no labels.")

@@ -573,16 +573,16 @@ func TestBlocks(t *testing.T) {
 			name:  "unknown top-level block",
 			files: map[string]string{"main.dstack.hcl": "tsak \"t\" {\n  commands = [\"a\"]\n}\n\nfleets \"f\" {\n}\n\ncluster \"c\" {\n}\n"},
 			wantDiags: []string{
-				`main.dstack.hcl:1:1 error: Unsupported block type "tsak" | Did you mean "task"? Top-level blocks are variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
-				`main.dstack.hcl:5:1 error: Unsupported block type "fleets" | Did you mean "fleet"? Top-level blocks are variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
-				`main.dstack.hcl:8:1 error: Unsupported block type "cluster" | Top-level blocks are variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
+				`main.dstack.hcl:1:1 error: Unsupported block type "tsak" | Did you mean "task"? Top-level blocks are dstack, variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
+				`main.dstack.hcl:5:1 error: Unsupported block type "fleets" | Did you mean "fleet"? Top-level blocks are dstack, variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
+				`main.dstack.hcl:8:1 error: Unsupported block type "cluster" | Top-level blocks are dstack, variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
 			},
 		},
 		{
 			name:  "top-level attribute",
 			files: map[string]string{"main.dstack.hcl": "region = \"us-east-1\"\n"},
 			wantDiags: []string{
-				`main.dstack.hcl:1:1 error: Unexpected attribute "region" | Only blocks may appear at the top level: variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
+				`main.dstack.hcl:1:1 error: Unexpected attribute "region" | Only blocks may appear at the top level: dstack, variable, locals, task, service, dev-environment, fleet, volume, gateway.`,
 			},
 		},
 		{
@@ -685,4 +685,22 @@ func TestDuplicateAddresses(t *testing.T) {
 			addr: "volume.x", want: `{"type":"volume","name":"x","backend":"aws","region":"us-east-1","size":"1GB"}`,
 		},
 	})
+}
+
+func TestBackendBlock(t *testing.T) {
+	src := `dstack {
+  backend "s3" {
+    bucket         = "team-state"
+    use_path_style = true
+    region         = var.region
+  }
+}
+`
+	res, diags := hclconf.LoadConfig([]hclconf.File{{Name: "b.dstack.hcl", Src: []byte(src)}}, hclconf.Options{})
+	if res.Backend == nil || res.Backend.Type != "s3" || res.Backend.Config["bucket"] != "team-state" || res.Backend.Config["use_path_style"] != "true" {
+		t.Fatalf("backend %+v", res.Backend)
+	}
+	if len(diags) != 1 || diags[0].Subject == nil || diags[0].Subject.Start.Line != 5 || !strings.Contains(diags[0].Detail, "literal") {
+		t.Fatalf("want one error at line 5 about literal values, got %v", diags)
+	}
 }

@@ -145,11 +145,12 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		raws = append(raws, res.docs...)
 	}
 	if len(hclFiles) > 0 {
-		docs, ds := hclconf.Load(hclFiles, hclconf.Options{
+		res, ds := hclconf.LoadConfig(hclFiles, hclconf.Options{
 			Vars: opts.Vars, VarFiles: opts.VarFiles, Environ: opts.Environ, BaseDir: baseDir, Known: known,
 		})
 		diags = append(diags, ds...)
-		raws = append(raws, docs...)
+		raws = append(raws, res.Resources...)
+		cfg.Backend = res.Backend
 	} else if len(opts.Vars) > 0 || len(opts.VarFiles) > 0 {
 		diags = append(diags, lang.Warnf(lang.Range{}, "", "Variables given without HCL files", "-var and -var-file apply to HCL configurations; no HCL file was loaded."))
 	}
