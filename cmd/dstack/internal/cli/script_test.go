@@ -1,8 +1,14 @@
 package cli
 
 import (
+	"context"
 	"os"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/local"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -24,5 +30,41 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
 		RequireExplicitExec: false,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkstate":  cmdMkstate,
+			"holdlock": cmdHoldlock,
+		},
 	})
+}
+
+// cmdMkstate writes a state file: mkstate FILE SERIAL ADDR... Each
+// resource gets one instance with a secret, to check that nothing shows it.
+func cmdMkstate(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: mkstate FILE SERIAL [ADDR...]")
+	}
+	serial, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	st := state.New("test")
+	if lineage := ts.Getenv("LINEAGE"); lineage != "" {
+		st.Lineage = lineage
+	}
+	st.Serial = uint64(serial)
+	for _, a := range args[2:] {
+		st.Put(&state.Resource{Address: a, Instances: []*state.Instance{{ProviderID: "id-" + a, Secrets: map[string]string{"agent_token": "tok-SECRET-" + a}}}})
+	}
+	data, err := state.Encode(st)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data, 0o600))
+	ts.Setenv("LINEAGE", st.Lineage)
+}
+
+// cmdHoldlock takes the default workspace's lock in .dstack and leaves
+// it held, as a crashed run would; LOCKID is set to its ID.
+func cmdHoldlock(ts *testscript.TestScript, neg bool, args []string) {
+	b, err := local.New(map[string]string{"path": ts.MkAbs(".dstack")})
+	ts.Check(err)
+	l, err := b.Lock(context.Background(), state.DefaultWorkspace, state.LockInfo{Operation: "apply", Who: "ci-job-42"}, time.Hour)
+	ts.Check(err)
+	ts.Setenv("LOCKID", l.ID)
 }

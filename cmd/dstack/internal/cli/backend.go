@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/backends"
+)
+
+// dataDir is where dstack keeps what init chose, beside the
+// configuration (like Terraform's .terraform).
+const dataDir = ".dstack"
+
+// backendSettings is what `dstack init` records: the backend and its
+// settings. The file is written with mode 0600 and never printed, since
+// settings may hold credentials.
+type backendSettings struct {
+	Type   string            `json:"type"`
+	Config map[string]string `json:"config"`
+}
+
+func settingsPath() string { return filepath.Join(dataDir, "backend.json") }
+
+func readSettings() (*backendSettings, error) {
+	data, err := os.ReadFile(settingsPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", settingsPath(), err)
+	}
+	var s backendSettings
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v); run dstack init -reconfigure", settingsPath(), err)
+	}
+	return &s, nil
+}
+
+func writeSettings(s *backendSettings) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(s, "", "  ")
+	return renameio.WriteFile(settingsPath(), append(data, '\n'), 0o600)
+}
+
+// defaultSettings is the local backend in .dstack, used until init
+// chooses another.
+func defaultSettings() *backendSettings {
+	return &backendSettings{Type: "local", Config: map[string]string{"path": dataDir}}
+}
+
+func (s *backendSettings) open() (state.Backend, error) {
+	cfg := maps.Clone(s.Config)
+	if s.Type == "local" && cfg["path"] == "" {
+		if cfg == nil {
+			cfg = map[string]string{}
+		}
+		cfg["path"] = dataDir
+	}
+	return backends.New(s.Type, cfg)
+}
+
+// openBackend returns the backend init chose (the local one before any
+// init) and the selected workspace.
+func openBackend(env Env) (state.Backend, string, error) {
+	s, err := readSettings()
+	if err != nil {
+		return nil, "", err
+	}
+	if s == nil {
+		s = defaultSettings()
+	}
+	b, err := s.open()
+	if err != nil {
+		return nil, "", err
+	}
+	return b, currentWorkspace(env), nil
+}
+
+func workspacePath() string { return filepath.Join(dataDir, "environment") }
+
+// currentWorkspace is DSTACK_WORKSPACE, else the one selected with
+// `dstack workspace select`, else "default".
+func currentWorkspace(env Env) string {
+	if ws, ok := env.Get("DSTACK_WORKSPACE"); ok && ws != "" {
+		return ws
+	}
+	if data, err := os.ReadFile(workspacePath()); err == nil {
+		if ws := strings.TrimSpace(string(data)); ws != "" {
+			return ws
+		}
+	}
+	return state.DefaultWorkspace
+}
+
+// parseBackendConfig reads -backend-config values: KEY=VALUE pairs, or
+// files of KEY = "value" lines (HCL attributes).
+func parseBackendConfig(args []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range args {
+		if k, v, ok := strings.Cut(a, "="); ok && !strings.ContainsAny(k, "/\\") {
+			out[strings.TrimSpace(k)] = v
+			continue
+		}
+		src, err := os.ReadFile(a)
+		if err != nil {
+			return nil, fmt.Errorf("-backend-config %q is neither KEY=VALUE nor a readable file: %w", a, err)
+		}
+		f, diags := hclsyntax.ParseConfig(src, a, hcl.InitialPos)
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
+		}
+		attrs, diags := f.Body.JustAttributes()
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
+		}
+		for name, attr := range attrs {
+			v, diags := attr.Expr.Value(nil)
+			if diags.HasErrors() {
+				return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
+			}
+			sv, err := convert.Convert(v, cty.String)
+			if err != nil || sv.IsNull() {
+				return nil, fmt.Errorf("%s: %s must be a string, number or bool", a, name)
+			}
+			out[name] = sv.AsString()
+		}
+	}
+	return out, nil
+}
+
+// lockFlags are the locking options of every command that writes state.
+type lockFlags struct {
+	lock    bool
+	timeout time.Duration
+}
+
+func (l *lockFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.lock, "lock", true, "lock the state while working (false only to recover; says so loudly)")
+	fs.DurationVar(&l.timeout, "lock-timeout", 0, "how long to wait for a lock someone else holds")
+}
+
+func who() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+// mutate runs fn on the workspace's state under its lock and writes the
+// result with a compare-and-swap: the serial goes up by one, the lineage
+// stays. fn returns whether it changed anything.
+func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, create bool, fn func(*state.State) (bool, error)) error {
+	b, ws, err := openBackend(env)
+	if err != nil {
+		return err
+	}
+	lockID := ""
+	if lf.lock {
+		lease, err := state.Hold(ctx, b, ws, state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws},
+			state.HoldOptions{Timeout: lf.timeout})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
+				fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+			}
+		}()
+		lockID = lease.Info.ID
+	} else {
+		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked. Another run may change it at the same time; "+
+			"writes are still compare-and-swap, so a conflicting change fails instead of being lost.")
+	}
+	snap, err := b.Read(ctx, ws)
+	var st *state.State
+	var prev state.Version
+	switch {
+	case errors.Is(err, state.ErrNotFound) && create:
+		st = state.New(version())
+	case errors.Is(err, state.ErrNotFound):
+		return fmt.Errorf("workspace %q has no state yet", ws)
+	case err != nil:
+		return err
+	default:
+		st, prev = snap.State, snap.Version
+	}
+	changed, err := fn(st)
+	if err != nil || !changed {
+		return err
+	}
+	st.Serial++
+	st.ToolVersion = version()
+	_, err = b.Write(ctx, ws, st, prev, lockID)
+	return err
+}

@@ -1,0 +1,43 @@
+// Package backends names the state backends a configuration can choose,
+// and builds one from its settings. It is the only package that imports
+// them all; commands get a backend from here.
+package backends
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/local"
+)
+
+type factory func(cfg map[string]string) (state.Backend, error)
+
+// known lists the backends by the name used in `backend "NAME"`.
+var known = map[string]factory{
+	"local": func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
+}
+
+// Names returns the backend names, sorted.
+func Names() []string {
+	out := make([]string, 0, len(known))
+	for n := range known {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the named backend from its settings.
+func New(name string, cfg map[string]string) (state.Backend, error) {
+	f, ok := known[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown backend %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	b, err := f(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the %s backend: %w", name, err)
+	}
+	return b, nil
+}
