@@ -193,14 +193,17 @@ func Encode(s *State) ([]byte, error) {
 		}
 	}
 	buf.WriteString(`,"resources":[`)
+	line := make([]byte, 0, 1024)
 	for i, r := range s.Resources {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
 		buf.WriteByte('\n')
-		if err := writeJSON(&buf, r); err != nil {
+		var err error
+		if line, err = appendResource(line[:0], r); err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", r.Address, err)
 		}
+		buf.Write(line)
 	}
 	buf.WriteString("\n],")
 	body := append(buf.Bytes(), emptyChecksum...)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -158,6 +159,34 @@ func BenchmarkDecode10000(b *testing.B) {
 	for b.Loop() {
 		if _, err := Decode(data, "bench"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestEncoderMatchesJSON checks the hand-written resource encoder against
+// encoding/json on awkward values.
+func TestEncoderMatchesJSON(t *testing.T) {
+	rs := []*Resource{
+		{Address: "task.a"},
+		{Address: "fleet.b<&>", ConfigHash: "h", DependsOn: []string{"x", "y\"z"},
+			Attributes: map[string]any{"s": "tab\there \u2028 é", "f": 1.5, "big": 1e21, "small": 1e-7, "i": 3, "n": nil, "b": true,
+				"list": []any{"a", 2.0, map[string]any{"k": "v"}}, "num": json.Number("12.50"), "strs": []string{"p", "q"}},
+			Instances: []*Instance{{Index: 2, ProviderID: "i-1", Provider: "aws", Token: "t", Status: "running",
+				Attributes: map[string]any{"ip": "10.0.0.1"}, Secrets: map[string]string{"z": "1", "a": "2"}}, {Index: 0}}},
+	}
+	for _, r := range rs {
+		got, err := appendResource(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.TrimSuffix(buf.Bytes(), []byte("\n")); !bytes.Equal(got, want) {
+			t.Errorf("encoder differs from encoding/json:\n got %s\nwant %s", got, want)
 		}
 	}
 }

@@ -154,8 +154,8 @@ func (b *Backend) Write(ctx context.Context, workspace string, s *state.State, p
 			}
 		}
 		if old != nil {
-			if err := renameio.WriteFile(path+".backup", old, 0o600); err != nil {
-				return fmt.Errorf("keeping a backup of the state: %w", err)
+			if err := backup(path); err != nil {
+				return err
 			}
 		}
 		if err := renameio.WriteFile(path, data, 0o600); err != nil {
@@ -165,6 +165,21 @@ func (b *Backend) Write(ctx context.Context, workspace string, s *state.State, p
 		return nil
 	})
 	return v, err
+}
+
+// backup makes the current state file the .backup one, by a hard link
+// renamed into place: no copy of a large state, and the state file itself
+// never goes missing for a reader.
+func backup(path string) error {
+	tmp := path + ".backup.tmp"
+	_ = os.Remove(tmp)
+	if err := os.Link(path, tmp); err != nil {
+		return fmt.Errorf("keeping a backup of the state: %w", err)
+	}
+	if err := os.Rename(tmp, path+".backup"); err != nil {
+		return fmt.Errorf("keeping a backup of the state: %w", err)
+	}
+	return nil
 }
 
 func lockPath(path string) string { return path + ".lock.info" }

@@ -543,3 +543,20 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// BigState returns a state of n resources, each with a few attributes and
+// one instance, for benchmarks.
+func BigState(n int) *state.State {
+	s := state.New("bench")
+	for i := range n {
+		s.Resources = append(s.Resources, &state.Resource{
+			Address:    fmt.Sprintf("task.r%05d", i),
+			ConfigHash: fmt.Sprintf("%064x", i),
+			DependsOn:  []string{"fleet.pool"},
+			Attributes: map[string]any{"image": "pytorch/pytorch:2.4", "gpu": "A100:80GB:8", "nodes": 2},
+			Instances: []*state.Instance{{Index: 0, ProviderID: fmt.Sprintf("job-%d", i), Provider: "local", Status: "running",
+				Attributes: map[string]any{"ip": "10.0.0.1", "port": 8080}}},
+		})
+	}
+	return s
+}
