@@ -29,8 +29,6 @@ type HoldOptions struct {
 	// Timeout is how long to wait for a lock someone else holds (the
 	// -lock-timeout flag); zero fails at once.
 	Timeout time.Duration
-	// Now returns the time; time.Now when nil.
-	Now func() time.Time
 }
 
 // Hold takes the workspace's lock, waiting with backoff up to opts.Timeout
@@ -84,7 +82,10 @@ func (l *Lease) renew(ctx context.Context, ttl time.Duration) {
 			return
 		case <-tick.C:
 		}
-		err := l.backend.Renew(ctx, l.workspace, l.Info.ID, ttl)
+		// A renewal that hangs must not outlive the lease it is renewing.
+		rctx, cancel := context.WithTimeout(ctx, ttl/3)
+		err := l.backend.Renew(rctx, l.workspace, l.Info.ID, ttl)
+		cancel()
 		if err == nil {
 			deadline = time.Now().Add(ttl)
 			continue

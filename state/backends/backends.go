@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/httpstate"
 	"github.com/dstackai/dstack-go/state/local"
 )
 
@@ -17,6 +18,7 @@ type factory func(cfg map[string]string) (state.Backend, error)
 // known lists the backends by the name used in `backend "NAME"`.
 var known = map[string]factory{
 	"local": func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
+	"http":  func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
 }
 
 // Names returns the backend names, sorted.
