@@ -11,6 +11,7 @@ import (
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/httpstate"
 	"github.com/dstackai/dstack-go/state/local"
+	"github.com/dstackai/dstack-go/state/s3"
 )
 
 type factory func(cfg map[string]string) (state.Backend, error)
@@ -19,6 +20,7 @@ type factory func(cfg map[string]string) (state.Backend, error)
 var known = map[string]factory{
 	"local": func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
 	"http":  func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
+	"s3":    func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) },
 }
 
 // Names returns the backend names, sorted.
