@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/azurerm"
 	"github.com/dstackai/dstack-go/state/httpstate"
 	"github.com/dstackai/dstack-go/state/local"
 	"github.com/dstackai/dstack-go/state/s3"
@@ -18,9 +19,10 @@ type factory func(cfg map[string]string) (state.Backend, error)
 
 // known lists the backends by the name used in `backend "NAME"`.
 var known = map[string]factory{
-	"local": func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
-	"http":  func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
-	"s3":    func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) },
+	"local":   func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
+	"azurerm": func(cfg map[string]string) (state.Backend, error) { return azurerm.New(cfg) },
+	"http":    func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
+	"s3":      func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) },
 }
 
 // Names returns the backend names, sorted.
