@@ -10,6 +10,7 @@ import (
 
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/azurerm"
+	"github.com/dstackai/dstack-go/state/gcs"
 	"github.com/dstackai/dstack-go/state/httpstate"
 	"github.com/dstackai/dstack-go/state/local"
 	"github.com/dstackai/dstack-go/state/s3"
@@ -21,6 +22,7 @@ type factory func(cfg map[string]string) (state.Backend, error)
 var known = map[string]factory{
 	"local":   func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
 	"azurerm": func(cfg map[string]string) (state.Backend, error) { return azurerm.New(cfg) },
+	"gcs":     func(cfg map[string]string) (state.Backend, error) { return gcs.New(cfg) },
 	"http":    func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
 	"s3":      func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) },
 }
