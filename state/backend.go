@@ -50,17 +50,23 @@ type Backend interface {
 	// lock, one wins). It returns the lock as stored, with ID, Created and
 	// Expires set (see PrepareLock).
 	Lock(ctx context.Context, workspace string, info LockInfo, ttl time.Duration) (*LockInfo, error)
-	// Renew extends a held lock's lease to ttl from now. It returns a
-	// *LockLostError when the lock is no longer the caller's (it expired
-	// and someone took it, or it was force-unlocked).
+	// Renew extends a held lock's lease to ttl from now. A lease that ran
+	// out but that nobody took over is still the caller's and is renewed.
+	// It returns a *LockLostError when the lock is no longer the caller's
+	// (someone took it over after it expired, or it was force-unlocked).
+	// Implementations bound their requests: Hold gives each renewal a
+	// third of the lease.
 	Renew(ctx context.Context, workspace, id string, ttl time.Duration) error
 	// Unlock releases a held lock. Releasing a lock that is not held is
 	// not an error; releasing someone else's is a *LockLostError.
 	Unlock(ctx context.Context, workspace, id string) error
 	// ForceUnlock breaks the lock with that ID, whoever holds it. It
-	// returns ErrNotLocked when no such lock is held.
+	// returns an error wrapping ErrNotLocked when no lock with that ID is
+	// held (none at all, or another one, which is left alone).
 	ForceUnlock(ctx context.Context, workspace, id string) error
-	// LockInfo returns the workspace's current lock, or nil.
+	// LockInfo returns the workspace's lock as stored, or nil; a lease
+	// that ran out but was not taken over is still returned (Live says
+	// whether it binds).
 	LockInfo(ctx context.Context, workspace string) (*LockInfo, error)
 	// Workspaces lists the workspaces that have state, sorted.
 	Workspaces(ctx context.Context) ([]string, error)

@@ -244,7 +244,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("state at %s is corrupt: %s; it was not changed. Restore it from a backup (local: the .backup file beside it; object stores: an earlier object version) or remove it deliberately", e.Where, e.Reason)
+	return fmt.Sprintf("state at %s is corrupt: %s; it was not changed. Restore it from a backup (a state pull -out copy; local: the .backup file beside it; object stores: an earlier object version; pg: a database backup) or remove it deliberately", e.Where, e.Reason)
 }
 
 // ErrNewerVersion is returned for a document written by a newer dstack.

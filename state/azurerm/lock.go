@@ -260,7 +260,7 @@ func (b *Backend) ForceUnlock(ctx context.Context, workspace, id string) error {
 			return state.ErrNotLocked
 		}
 		if cur.ID != id {
-			return fmt.Errorf("azurerm: the lock of workspace %q is %s, not %s; nothing was unlocked", workspace, cur.ID, id)
+			return fmt.Errorf("azurerm: the lock of workspace %q is %s, not %s; nothing was unlocked: %w", workspace, cur.ID, id, state.ErrNotLocked)
 		}
 		err = b.deleteBlob(ctx, name, etag, "")
 		switch {

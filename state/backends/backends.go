@@ -13,6 +13,7 @@ import (
 	"github.com/dstackai/dstack-go/state/gcs"
 	"github.com/dstackai/dstack-go/state/httpstate"
 	"github.com/dstackai/dstack-go/state/local"
+	"github.com/dstackai/dstack-go/state/pg"
 	"github.com/dstackai/dstack-go/state/s3"
 )
 
@@ -24,6 +25,7 @@ var known = map[string]factory{
 	"azurerm": func(cfg map[string]string) (state.Backend, error) { return azurerm.New(cfg) },
 	"gcs":     func(cfg map[string]string) (state.Backend, error) { return gcs.New(cfg) },
 	"http":    func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
+	"pg":      func(cfg map[string]string) (state.Backend, error) { return pg.New(cfg) },
 	"s3":      func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) },
 }
 

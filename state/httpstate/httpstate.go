@@ -498,7 +498,7 @@ func (b *Backend) ForceUnlock(ctx context.Context, workspace, id string) error {
 	body := wireLock{ID: id}
 	if cur.ID != "" {
 		if cur.ID != id {
-			return fmt.Errorf("the lock is %s, not %s; nothing was unlocked", cur.ID, id)
+			return fmt.Errorf("the lock is %s, not %s; nothing was unlocked: %w", cur.ID, id, state.ErrNotLocked)
 		}
 		body = toWire(*cur)
 	}

@@ -152,7 +152,7 @@ func TestPlainServer(t *testing.T) {
 	if _, err := b.Write(ctx, ws, counterState(3), v2, "bobs-lock"); !errors.As(err, &lost) {
 		t.Fatalf("write under another's lock: %v, want *LockLostError", err)
 	}
-	if err := b.ForceUnlock(ctx, ws, "not-the-id"); err == nil || errors.Is(err, state.ErrNotLocked) {
+	if err := b.ForceUnlock(ctx, ws, "not-the-id"); !errors.Is(err, state.ErrNotLocked) {
 		t.Fatalf("force-unlock with a wrong ID: %v", err)
 	}
 	if err := b.ForceUnlock(ctx, ws, la.ID); err != nil {

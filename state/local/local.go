@@ -284,7 +284,7 @@ func (b *Backend) ForceUnlock(ctx context.Context, workspace, id string) error {
 			return state.ErrNotLocked
 		}
 		if cur.ID != id {
-			return fmt.Errorf("the lock is %s, not %s; nothing was unlocked", cur.ID, id)
+			return fmt.Errorf("the lock is %s, not %s; nothing was unlocked: %w", cur.ID, id, state.ErrNotLocked)
 		}
 		return removeLock(path)
 	})
