@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/httpstate/httpstatetest"
 	"github.com/dstackai/dstack-go/state/local"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -31,8 +33,9 @@ func TestScripts(t *testing.T) {
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
 		RequireExplicitExec: false,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkstate":  cmdMkstate,
-			"holdlock": cmdHoldlock,
+			"mkstate":    cmdMkstate,
+			"holdlock":   cmdHoldlock,
+			"httpserver": cmdHTTPServer,
 		},
 	})
 }
@@ -67,4 +70,14 @@ func cmdHoldlock(ts *testscript.TestScript, neg bool, args []string) {
 	l, err := b.Lock(context.Background(), state.DefaultWorkspace, state.LockInfo{Operation: "apply", Who: "ci-job-42"}, time.Hour)
 	ts.Check(err)
 	ts.Setenv("LOCKID", l.ID)
+}
+
+// cmdHTTPServer starts an HTTP state server (the protocol's reference
+// server) for the rest of the script; $HTTPSTATE is its base URL.
+func cmdHTTPServer(ts *testscript.TestScript, neg bool, args []string) {
+	dir := ts.MkAbs("http-states")
+	ts.Check(os.MkdirAll(dir, 0o700))
+	srv := httptest.NewServer(httpstatetest.NewServer(dir))
+	ts.Defer(srv.Close)
+	ts.Setenv("HTTPSTATE", srv.URL)
 }
