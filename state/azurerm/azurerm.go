@@ -20,7 +20,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/agnivade/levenshtein"
 
 	"github.com/dstackai/dstack-go/state"
 )
@@ -87,7 +86,7 @@ func ParseConfig(cfg map[string]string) (Config, error) {
 			}
 			c.LockTTL = d
 		default:
-			errs = append(errs, unknownKey(k))
+			errs = append(errs, state.UnknownSetting("azurerm", k, knownKeys))
 		}
 	}
 	if c.Account == "" {
@@ -124,31 +123,6 @@ func ParseConfig(cfg map[string]string) (Config, error) {
 		return Config{}, fmt.Errorf("azurerm backend: %w", errors.Join(errs...))
 	}
 	return c, nil
-}
-
-// unknownKey names an unknown setting and the known one meant: one
-// within an edit distance of 3 (a typo, not an unrelated name), or else one
-// that contains it ("container" for container_name, "account" for
-// storage_account_name).
-func unknownKey(k string) error {
-	best, bestD := "", 4
-	for _, known := range knownKeys {
-		if d := levenshtein.ComputeDistance(k, known); d < bestD {
-			best, bestD = known, d
-		}
-	}
-	if best == "" && len(k) >= 3 {
-		for _, known := range knownKeys {
-			if strings.Contains(known, k) {
-				best = known
-				break
-			}
-		}
-	}
-	if best != "" {
-		return fmt.Errorf("unknown setting %q; did you mean %q?", k, best)
-	}
-	return fmt.Errorf("unknown setting %q (known: %s)", k, strings.Join(knownKeys, ", "))
 }
 
 // Backend stores state in an Azure blob container. It is safe for

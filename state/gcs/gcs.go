@@ -42,7 +42,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
-	"github.com/agnivade/levenshtein"
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
@@ -155,7 +154,7 @@ func parseConfig(cfg map[string]string) (*config, error) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !slices.Contains(settings, k) {
-			return nil, fmt.Errorf("gcs backend: unknown setting %q%s (known: %s)", k, didYouMean(k), strings.Join(settings, ", "))
+			return nil, state.UnknownSetting("gcs", k, settings)
 		}
 	}
 	c := &config{bucket: cfg["bucket"], prefix: cfg["prefix"], ttl: state.DefaultLeaseTTL}
@@ -226,22 +225,6 @@ func parseConfig(cfg map[string]string) (*config, error) {
 		c.credsJSON, c.credsType = data, t
 	}
 	return c, nil
-}
-
-// didYouMean suggests the known setting closest to k, when it is within
-// two edits (enough for a typo or a dropped underscore, not so much that
-// unrelated names are offered).
-func didYouMean(k string) string {
-	best, dist := "", 3
-	for _, s := range settings {
-		if d := levenshtein.ComputeDistance(k, s); d < dist {
-			best, dist = s, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
 // Close releases the backend's connections.

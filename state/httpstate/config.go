@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agnivade/levenshtein"
-
 	"github.com/dstackai/dstack-go/state"
 )
 
@@ -62,7 +60,7 @@ type config struct {
 func parseConfig(cfg map[string]string) (*config, error) {
 	for k := range cfg {
 		if !slices.Contains(settings, k) {
-			return nil, fmt.Errorf("http backend: unknown setting %q%s (known: %s)", k, didYouMean(k), strings.Join(settings, ", "))
+			return nil, state.UnknownSetting("http", k, settings)
 		}
 	}
 	c := &config{
@@ -213,22 +211,6 @@ func validWorkspace(ws string) error {
 		}
 	}
 	return nil
-}
-
-// didYouMean suggests the known setting closest to k, when it is within
-// two edits: enough for a typo or a dropped underscore (adress,
-// lockaddress), not so much that unrelated names are offered.
-func didYouMean(k string) string {
-	best, dist := "", 3
-	for _, s := range settings {
-		if d := levenshtein.ComputeDistance(k, s); d < dist {
-			best, dist = s, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
 func orDefault(v, def string) string {

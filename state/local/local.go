@@ -56,7 +56,7 @@ func New(cfg map[string]string) (*Backend, error) {
 		case "path":
 			dir = v
 		default:
-			return nil, fmt.Errorf("local backend: unknown setting %q (known: path)", k)
+			return nil, state.UnknownSetting("local", k, []string{"path"})
 		}
 	}
 	return &Backend{dir: dir, now: time.Now}, nil

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/agnivade/levenshtein"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,7 +99,7 @@ func New(cfg map[string]string) (*Backend, error) {
 			}
 			b.ttl = d
 		default:
-			return nil, fmt.Errorf("pg backend: unknown setting %q%s (known: %s)", k, didYouMean(k), strings.Join(settings, ", "))
+			return nil, state.UnknownSetting("pg", k, settings)
 		}
 	}
 	if connStr == "" {
@@ -128,22 +127,6 @@ func New(cfg map[string]string) (*Backend, error) {
 		"{revisions_lit}", "'"+strings.ReplaceAll(pgx.Identifier{schema, "revisions"}.Sanitize(), "'", "''")+"'",
 	)
 	return b, nil
-}
-
-// didYouMean suggests the known setting closest to k, when it is within
-// two edits (enough for a typo or a dropped underscore, not so much that
-// unrelated names are offered).
-func didYouMean(k string) string {
-	best, dist := "", 3
-	for _, s := range settings {
-		if d := levenshtein.ComputeDistance(k, s); d < dist {
-			best, dist = s, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
 // Close releases the backend's connections.

@@ -102,7 +102,7 @@ var _ state.Backend = (*Backend)(nil)
 func New(cfg map[string]string) (*Backend, error) {
 	for k := range cfg {
 		if !slices.Contains(settings, k) {
-			return nil, fmt.Errorf("s3 backend: unknown setting %q (known: %s)", k, strings.Join(settings, ", "))
+			return nil, state.UnknownSetting("s3", k, settings)
 		}
 	}
 	b := &Backend{
