@@ -522,8 +522,11 @@ func runWorkspace(argv []string, s Streams, env Env) int {
 		}
 		fmt.Fprintf(s.Stdout, "Switched to workspace %q.\n", name)
 	case "delete":
-		if name == state.DefaultWorkspace || name == cur {
-			return fail(s, fmt.Errorf("cannot delete the %s workspace; select another first", map[bool]string{true: "default", false: "current"}[name == state.DefaultWorkspace]))
+		if name == state.DefaultWorkspace {
+			return fail(s, fmt.Errorf("the default workspace cannot be deleted"))
+		}
+		if name == cur {
+			return fail(s, fmt.Errorf("cannot delete the current workspace; select another first"))
 		}
 		if !exists {
 			return fail(s, fmt.Errorf("workspace %q does not exist", name))
