@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -519,7 +520,7 @@ func testWorkspaces(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !contains(list, "ws-a") || !contains(list, "ws-b") {
+	if !slices.Contains(list, "ws-a") || !slices.Contains(list, "ws-b") {
 		t.Fatalf("workspaces %v lack ws-a and ws-b", list)
 	}
 	if err := b.DeleteWorkspace(ctx, "ws-b"); err != nil {
@@ -529,21 +530,12 @@ func testWorkspaces(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if contains(list, "ws-b") || !contains(list, "ws-a") {
+	if slices.Contains(list, "ws-b") || !slices.Contains(list, "ws-a") {
 		t.Fatalf("after deleting ws-b: %v", list)
 	}
 	if _, err := b.Read(ctx, "ws-b"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("read of a deleted workspace: %v", err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // BigState returns a state of n resources, each with a few attributes and

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 
@@ -462,10 +463,10 @@ func runWorkspace(argv []string, s Streams, env Env) int {
 		if err != nil {
 			return fail(s, err)
 		}
-		if !contains(wss, state.DefaultWorkspace) {
+		if !slices.Contains(wss, state.DefaultWorkspace) {
 			wss = append(wss, state.DefaultWorkspace)
 		}
-		if !contains(wss, cur) {
+		if !slices.Contains(wss, cur) {
 			wss = append(wss, cur)
 		}
 		sort.Strings(wss)
@@ -498,7 +499,7 @@ func runWorkspace(argv []string, s Streams, env Env) int {
 	if err != nil {
 		return fail(s, err)
 	}
-	exists := contains(wss, name) || name == state.DefaultWorkspace
+	exists := slices.Contains(wss, name) || name == state.DefaultWorkspace
 	switch sub {
 	case "new":
 		if exists {
@@ -544,13 +545,4 @@ func runWorkspace(argv []string, s Streams, env Env) int {
 		fmt.Fprintf(s.Stdout, "Deleted workspace %q.\n", name)
 	}
 	return ExitOK
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
