@@ -48,17 +48,11 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/objlock"
 )
 
-// Defaults for the settings New takes.
-const (
-	DefaultPrefix = "dstack"
-	// maxRaces bounds how often a lock operation starts over after losing
-	// a race (the lock object changed between its read and its
-	// conditional write or delete). Each retry means another client made
-	// progress.
-	maxRaces = 10
-)
+// DefaultPrefix is the prefix setting's default.
+const DefaultPrefix = "dstack"
 
 // settings are the configuration keys New knows, for error messages.
 var settings = []string{"bucket", "credentials", "encryption_key", "endpoint", "lock_ttl", "prefix"}
@@ -305,12 +299,8 @@ func (b *Backend) Write(ctx context.Context, workspace string, s *state.State, p
 		}
 	}
 	if lockID != "" {
-		cur, _, err := b.readLock(ctx, workspace)
-		if err != nil {
+		if err := b.lockObject(workspace).CheckWrite(ctx, lockID); err != nil {
 			return "", err
-		}
-		if cur != nil && cur.ID != lockID && cur.Live(b.now()) {
-			return "", &state.LockLostError{ID: lockID, Holder: cur}
 		}
 	}
 	data, err := state.Encode(s)
@@ -340,153 +330,68 @@ func (b *Backend) currentVersion(ctx context.Context, name string) state.Version
 
 func version(gen int64) state.Version { return state.Version(strconv.FormatInt(gen, 10)) }
 
-// Lock implements state.Backend.
-func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInfo, ttl time.Duration) (*state.LockInfo, error) {
+// lock checks a workspace's name and returns its lock object.
+func (b *Backend) lock(workspace string) (*objlock.Object, error) {
 	if err := checkWorkspace(workspace); err != nil {
 		return nil, err
 	}
-	if ttl <= 0 {
-		ttl = b.ttl
+	return b.lockObject(workspace), nil
+}
+
+// lockObject returns a workspace's lock object, without checking the
+// workspace's name.
+func (b *Backend) lockObject(workspace string) *objlock.Object {
+	name := b.LockObject(workspace)
+	return &objlock.Object{Store: lockStore{b, name}, Where: b.where(name), Workspace: workspace, TTL: b.ttl, Now: b.now}
+}
+
+// Lock implements state.Backend.
+func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInfo, ttl time.Duration) (*state.LockInfo, error) {
+	o, err := b.lock(workspace)
+	if err != nil {
+		return nil, err
 	}
 	if info.Path == "" {
 		info.Path = b.where(b.StateObject(workspace))
 	}
-	name := b.LockObject(workspace)
-	for range maxRaces {
-		l := state.PrepareLock(info, b.now(), ttl)
-		info.ID = l.ID // keep one ID across retries
-		_, err := b.putLock(ctx, name, &l, 0)
-		if err == nil {
-			return &l, nil
-		}
-		if !isPrecondition(err) {
-			return nil, fmt.Errorf("taking lock %s: %w", b.where(name), err)
-		}
-		cur, gen, err := b.readLock(ctx, workspace)
-		if err != nil {
-			return nil, err
-		}
-		if cur == nil {
-			continue // released between our create and the read: try again
-		}
-		if cur.ID == l.ID && cur.Created.Equal(l.Created) {
-			// Our create went through, but its answer was lost and the
-			// client's retry found the object: the lock is ours.
-			return cur, nil
-		}
-		if cur.Live(b.now()) {
-			return nil, &state.LockedError{Holder: *cur}
-		}
-		// The lease ran out: take the lock over, unless someone else
-		// changes the lock object first.
-		l = state.PrepareLock(info, b.now(), ttl)
-		_, err = b.putLock(ctx, name, &l, gen)
-		if err == nil {
-			return &l, nil
-		}
-		if !lostRace(err) {
-			return nil, fmt.Errorf("taking over expired lock %s: %w", b.where(name), err)
-		}
-		// Lost the race: the next round reports the winner.
-	}
-	return nil, fmt.Errorf("taking lock %s: it changed %d times while trying; try again", b.where(name), maxRaces)
+	return o.Lock(ctx, info, ttl)
 }
 
 // Renew implements state.Backend.
 func (b *Backend) Renew(ctx context.Context, workspace, id string, ttl time.Duration) error {
-	if err := checkWorkspace(workspace); err != nil {
+	o, err := b.lock(workspace)
+	if err != nil {
 		return err
 	}
-	if ttl <= 0 {
-		ttl = b.ttl
-	}
-	name := b.LockObject(workspace)
-	for range maxRaces {
-		cur, gen, err := b.readLock(ctx, workspace)
-		if err != nil {
-			return err
-		}
-		if cur == nil || cur.ID != id {
-			return &state.LockLostError{ID: id, Holder: cur}
-		}
-		cur.Expires = b.now().UTC().Truncate(time.Millisecond).Add(ttl)
-		_, err = b.putLock(ctx, name, cur, gen)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("renewing lock %s: %w", b.where(name), err)
-		}
-		// The lock object changed since the read; the next round says how.
-	}
-	return fmt.Errorf("renewing lock %s: it changed %d times while trying; try again", b.where(name), maxRaces)
+	return o.Renew(ctx, id, ttl)
 }
 
 // Unlock implements state.Backend.
 func (b *Backend) Unlock(ctx context.Context, workspace, id string) error {
-	if err := checkWorkspace(workspace); err != nil {
+	o, err := b.lock(workspace)
+	if err != nil {
 		return err
 	}
-	name := b.LockObject(workspace)
-	for range maxRaces {
-		cur, gen, err := b.readLock(ctx, workspace)
-		if err != nil {
-			return err
-		}
-		if cur == nil {
-			return nil
-		}
-		if cur.ID != id {
-			return &state.LockLostError{ID: id, Holder: cur}
-		}
-		err = b.deleteGeneration(ctx, name, gen)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("releasing lock %s: %w", b.where(name), err)
-		}
-	}
-	return fmt.Errorf("releasing lock %s: it changed %d times while trying; try again", b.where(name), maxRaces)
+	return o.Unlock(ctx, id)
 }
 
 // ForceUnlock implements state.Backend.
 func (b *Backend) ForceUnlock(ctx context.Context, workspace, id string) error {
-	if err := checkWorkspace(workspace); err != nil {
+	o, err := b.lock(workspace)
+	if err != nil {
 		return err
 	}
-	name := b.LockObject(workspace)
-	for range maxRaces {
-		cur, gen, err := b.readLock(ctx, workspace)
-		if err != nil {
-			return err
-		}
-		if cur == nil {
-			return fmt.Errorf("breaking lock %s of workspace %q: %w", id, workspace, state.ErrNotLocked)
-		}
-		if cur.ID != id {
-			return fmt.Errorf("breaking lock %s of workspace %q: %w; it is %s, and nothing was unlocked", id, workspace, state.ErrNotLocked, cur)
-		}
-		// Conditional, so that a lock taken over since the read survives.
-		err = b.deleteGeneration(ctx, name, gen)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("breaking lock %s: %w", b.where(name), err)
-		}
-	}
-	return fmt.Errorf("breaking lock %s: it changed %d times while trying; try again", b.where(name), maxRaces)
+	return o.ForceUnlock(ctx, id)
 }
 
 // LockInfo implements state.Backend. It returns the stored lock even when
 // its lease has run out; callers check Live.
 func (b *Backend) LockInfo(ctx context.Context, workspace string) (*state.LockInfo, error) {
-	if err := checkWorkspace(workspace); err != nil {
+	o, err := b.lock(workspace)
+	if err != nil {
 		return nil, err
 	}
-	l, _, err := b.readLock(ctx, workspace)
-	return l, err
+	return o.Info(ctx)
 }
 
 // Workspaces implements state.Backend: every <prefix>/<workspace>.json.
@@ -565,33 +470,68 @@ func (b *Backend) put(ctx context.Context, name string, data []byte, gen int64) 
 	return w.Attrs().Generation, nil
 }
 
-func (b *Backend) putLock(ctx context.Context, name string, l *state.LockInfo, gen int64) (int64, error) {
-	data, err := json.Marshal(l)
-	if err != nil {
-		return 0, fmt.Errorf("encoding lock: %w", err)
-	}
-	return b.put(ctx, name, data, gen)
+// lockStore is a lock object, for objlock: its revisions are
+// generations.
+type lockStore struct {
+	b    *Backend
+	name string
 }
 
-// readLock returns a workspace's lock and the lock object's generation,
-// or nil when there is none.
-func (b *Backend) readLock(ctx context.Context, workspace string) (*state.LockInfo, int64, error) {
-	name := b.LockObject(workspace)
-	data, gen, err := b.get(ctx, name)
+func (s lockStore) Get(ctx context.Context) ([]byte, string, bool, error) {
+	data, gen, err := s.b.get(ctx, s.name)
 	if errors.Is(err, storage.ErrObjectNotExist) {
-		return nil, 0, nil
+		return nil, "", false, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading lock %s: %w", b.where(name), err)
+		return nil, "", false, err
 	}
-	var l state.LockInfo
-	if err := json.Unmarshal(data, &l); err != nil || l.ID == "" {
-		if err == nil {
-			err = errors.New("it has no id")
-		}
-		return nil, 0, fmt.Errorf("lock object %s is damaged (%v); delete it if no run holds the lock", b.where(name), err)
+	return data, strconv.FormatInt(gen, 10), true, nil
+}
+
+// Create writes with ifGenerationMatch=0.
+func (s lockStore) Create(ctx context.Context, data []byte) error {
+	_, err := s.b.put(ctx, s.name, data, 0)
+	if isPrecondition(err) {
+		return fmt.Errorf("%w: %w", objlock.ErrPrecondition, err)
 	}
-	return &l, gen, nil
+	return err
+}
+
+// Replace writes with ifGenerationMatch.
+func (s lockStore) Replace(ctx context.Context, data []byte, token string) error {
+	gen, err := generation(token)
+	if err != nil {
+		return err
+	}
+	_, err = s.b.put(ctx, s.name, data, gen)
+	return raced(err)
+}
+
+// Delete deletes the generation token names, with ifGenerationMatch.
+func (s lockStore) Delete(ctx context.Context, token string) error {
+	gen, err := generation(token)
+	if err != nil {
+		return err
+	}
+	return raced(s.b.deleteGeneration(ctx, s.name, gen))
+}
+
+// generation parses a lock token, which Get made from a generation.
+func generation(token string) (int64, error) {
+	gen, err := strconv.ParseInt(token, 10, 64)
+	if err != nil || gen <= 0 {
+		return 0, fmt.Errorf("lock token %q is not a GCS object generation", token)
+	}
+	return gen, nil
+}
+
+// raced marks a conditional change of a lock object that lost a race as
+// objlock.ErrPrecondition.
+func raced(err error) error {
+	if lostRace(err) {
+		return fmt.Errorf("%w: %w", objlock.ErrPrecondition, err)
+	}
+	return err
 }
 
 // deleteGeneration deletes generation gen of an object, if it is still

@@ -27,7 +27,6 @@ package s3
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +45,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/objlock"
 )
 
 // Defaults for the settings New takes.
@@ -55,10 +55,6 @@ const (
 	// defaultRegion signs requests when neither the settings nor the AWS
 	// environment name a region; S3-compatible servers mostly ignore it.
 	defaultRegion = "us-east-1"
-	// maxRaces bounds how often a lock operation starts over after losing
-	// a race (the lock object changed between its GET and its conditional
-	// PUT or DELETE). Each retry means another client made progress.
-	maxRaces = 10
 )
 
 // settings are the configuration keys New knows, for error messages.
@@ -236,12 +232,8 @@ func (b *Backend) Write(ctx context.Context, workspace string, s *state.State, p
 		return "", err
 	}
 	if lockID != "" {
-		cur, _, err := b.readLock(ctx, key)
-		if err != nil {
+		if err := b.lockObject(workspace, key).CheckWrite(ctx, lockID); err != nil {
 			return "", err
-		}
-		if cur != nil && cur.ID != lockID && cur.Live(b.now()) {
-			return "", &state.LockLostError{ID: lockID, Holder: cur}
 		}
 	}
 	data, err := state.Encode(s)
@@ -270,156 +262,68 @@ func (b *Backend) currentETag(ctx context.Context, key string) state.Version {
 	return state.Version(aws.ToString(out.ETag))
 }
 
-// Lock implements state.Backend.
-func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInfo, ttl time.Duration) (*state.LockInfo, error) {
+// lock returns a workspace's lock object and its state's key.
+func (b *Backend) lock(workspace string) (*objlock.Object, string, error) {
 	key, err := b.stateKey(workspace)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if ttl <= 0 {
-		ttl = b.ttl
+	return b.lockObject(workspace, key), key, nil
+}
+
+// lockObject returns the lock of the workspace whose state is at key.
+func (b *Backend) lockObject(workspace, key string) *objlock.Object {
+	lk := lockKey(key)
+	return &objlock.Object{Store: lockStore{b, lk}, Where: b.where(lk), Workspace: workspace, TTL: b.ttl, Now: b.now}
+}
+
+// Lock implements state.Backend.
+func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInfo, ttl time.Duration) (*state.LockInfo, error) {
+	o, key, err := b.lock(workspace)
+	if err != nil {
+		return nil, err
 	}
 	if info.Path == "" {
 		info.Path = b.where(key)
 	}
-	lk := lockKey(key)
-	for range maxRaces {
-		l := state.PrepareLock(info, b.now(), ttl)
-		info.ID = l.ID // keep one ID across retries
-		_, err := b.putLock(ctx, lk, &l, "")
-		if err == nil {
-			return &l, nil
-		}
-		if !isPrecondition(err) {
-			return nil, fmt.Errorf("taking lock %s: %w", b.where(lk), err)
-		}
-		cur, etag, err := b.readLock(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if cur == nil {
-			continue // released between our PUT and GET: try again
-		}
-		// The lock is ours when the SDK retried a PUT whose first attempt
-		// landed but whose answer was lost: the ID is random and fixed
-		// across rounds, so nobody else has it.
-		if cur.ID != l.ID && cur.Live(b.now()) {
-			return nil, &state.LockedError{Holder: *cur}
-		}
-		// The lease ran out (or the lock is ours): take the lock over,
-		// unless someone else changes the lock object first.
-		l = state.PrepareLock(info, b.now(), ttl)
-		_, err = b.putLock(ctx, lk, &l, etag)
-		if err == nil {
-			return &l, nil
-		}
-		if !lostRace(err) {
-			return nil, fmt.Errorf("taking over expired lock %s: %w", b.where(lk), err)
-		}
-		// Lost the race: the next round reports the winner.
-	}
-	return nil, fmt.Errorf("taking lock %s: it changed %d times while trying; try again", b.where(lk), maxRaces)
+	return o.Lock(ctx, info, ttl)
 }
 
 // Renew implements state.Backend.
 func (b *Backend) Renew(ctx context.Context, workspace, id string, ttl time.Duration) error {
-	key, err := b.stateKey(workspace)
+	o, _, err := b.lock(workspace)
 	if err != nil {
 		return err
 	}
-	if ttl <= 0 {
-		ttl = b.ttl
-	}
-	lk := lockKey(key)
-	for range maxRaces {
-		cur, etag, err := b.readLock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if cur == nil || cur.ID != id {
-			return &state.LockLostError{ID: id, Holder: cur}
-		}
-		cur.Expires = b.now().UTC().Truncate(time.Millisecond).Add(ttl)
-		_, err = b.putLock(ctx, lk, cur, etag)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("renewing lock %s: %w", b.where(lk), err)
-		}
-		// The lock object changed since the GET; the next round says how.
-	}
-	return fmt.Errorf("renewing lock %s: it changed %d times while trying; try again", b.where(lk), maxRaces)
+	return o.Renew(ctx, id, ttl)
 }
 
 // Unlock implements state.Backend.
 func (b *Backend) Unlock(ctx context.Context, workspace, id string) error {
-	key, err := b.stateKey(workspace)
+	o, _, err := b.lock(workspace)
 	if err != nil {
 		return err
 	}
-	lk := lockKey(key)
-	for range maxRaces {
-		cur, etag, err := b.readLock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if cur == nil {
-			return nil
-		}
-		if cur.ID != id {
-			return &state.LockLostError{ID: id, Holder: cur}
-		}
-		err = b.deleteIfMatch(ctx, lk, etag)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("releasing lock %s: %w", b.where(lk), err)
-		}
-	}
-	return fmt.Errorf("releasing lock %s: it changed %d times while trying; try again", b.where(lk), maxRaces)
+	return o.Unlock(ctx, id)
 }
 
 // ForceUnlock implements state.Backend.
 func (b *Backend) ForceUnlock(ctx context.Context, workspace, id string) error {
-	key, err := b.stateKey(workspace)
+	o, _, err := b.lock(workspace)
 	if err != nil {
 		return err
 	}
-	lk := lockKey(key)
-	for range maxRaces {
-		cur, etag, err := b.readLock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if cur == nil {
-			return fmt.Errorf("breaking lock %s of workspace %q: %w", id, workspace, state.ErrNotLocked)
-		}
-		if cur.ID != id {
-			return fmt.Errorf("breaking lock %s of workspace %q: %w; it is %s, and nothing was unlocked", id, workspace, state.ErrNotLocked, cur)
-		}
-		// Conditional, so that a lock taken over since the GET survives.
-		err = b.deleteIfMatch(ctx, lk, etag)
-		if err == nil {
-			return nil
-		}
-		if !lostRace(err) {
-			return fmt.Errorf("breaking lock %s: %w", b.where(lk), err)
-		}
-	}
-	return fmt.Errorf("breaking lock %s: it changed %d times while trying; try again", b.where(lk), maxRaces)
+	return o.ForceUnlock(ctx, id)
 }
 
 // LockInfo implements state.Backend. It returns the stored lock even when
 // its lease has run out; callers check Live.
 func (b *Backend) LockInfo(ctx context.Context, workspace string) (*state.LockInfo, error) {
-	key, err := b.stateKey(workspace)
+	o, _, err := b.lock(workspace)
 	if err != nil {
 		return nil, err
 	}
-	l, _, err := b.readLock(ctx, key)
-	return l, err
+	return o.Info(ctx)
 }
 
 // Workspaces implements state.Backend: "default" when the default state
@@ -506,38 +410,50 @@ func (b *Backend) put(ctx context.Context, key string, data []byte, contentType,
 	return aws.ToString(out.ETag), nil
 }
 
-func (b *Backend) putLock(ctx context.Context, key string, l *state.LockInfo, ifMatch string) (string, error) {
-	data, err := json.Marshal(l)
-	if err != nil {
-		return "", fmt.Errorf("encoding lock: %w", err)
-	}
-	return b.put(ctx, key, data, "application/json", ifMatch)
+// lockStore is a lock object, for objlock: its revisions are ETags.
+type lockStore struct {
+	b   *Backend
+	key string
 }
 
-// readLock returns the lock of the state at stateKey and the lock
-// object's ETag, or nil when there is none.
-func (b *Backend) readLock(ctx context.Context, stateKey string) (*state.LockInfo, string, error) {
-	lk := lockKey(stateKey)
-	data, etag, err := b.get(ctx, lk)
+func (s lockStore) Get(ctx context.Context) ([]byte, string, bool, error) {
+	data, etag, err := s.b.get(ctx, s.key)
 	if isNotFound(err) {
-		return nil, "", nil
+		return nil, "", false, nil
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("reading lock %s: %w", b.where(lk), err)
+		return nil, "", false, err
 	}
-	var l state.LockInfo
-	if err := json.Unmarshal(data, &l); err != nil || l.ID == "" {
-		if err == nil {
-			err = errors.New("it has no id")
-		}
-		return nil, "", fmt.Errorf("lock object %s is damaged (%v); delete it if no run holds the lock", b.where(lk), err)
-	}
-	return &l, etag, nil
+	return data, etag, true, nil
 }
 
-// deleteIfMatch deletes an object if its ETag is still etag.
-func (b *Backend) deleteIfMatch(ctx context.Context, key, etag string) error {
-	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key, IfMatch: &etag})
+// Create PUTs with If-None-Match: *.
+func (s lockStore) Create(ctx context.Context, data []byte) error {
+	_, err := s.b.put(ctx, s.key, data, "application/json", "")
+	if isPrecondition(err) {
+		return fmt.Errorf("%w: %w", objlock.ErrPrecondition, err)
+	}
+	return err
+}
+
+// Replace PUTs with If-Match.
+func (s lockStore) Replace(ctx context.Context, data []byte, etag string) error {
+	_, err := s.b.put(ctx, s.key, data, "application/json", etag)
+	return raced(err)
+}
+
+// Delete DELETEs with If-Match.
+func (s lockStore) Delete(ctx context.Context, etag string) error {
+	_, err := s.b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.b.bucket, Key: &s.key, IfMatch: &etag})
+	return raced(err)
+}
+
+// raced marks a conditional change of a lock object that lost a race as
+// objlock.ErrPrecondition.
+func raced(err error) error {
+	if lostRace(err) {
+		return fmt.Errorf("%w: %w", objlock.ErrPrecondition, err)
+	}
 	return err
 }
 
