@@ -438,7 +438,7 @@ func testKilledHolder(t *testing.T, h Harness) {
 		l, err := b.Lock(ctx, ws, state.LockInfo{Who: "next"}, time.Minute)
 		if err == nil {
 			waited := time.Since(killed)
-			if waited > h.TTL+time.Second {
+			if waited > h.TTL+2*time.Second { // the TTL, plus scheduling slack on a loaded CI machine
 				t.Errorf("the killed holder's lock was freed %v after the kill; the lease is %v", waited, h.TTL)
 			}
 			if l.Created.Before(info.Expires.Add(-50 * time.Millisecond)) {
