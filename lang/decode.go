@@ -319,8 +319,11 @@ func (d *Decoder) decodeStruct(n *Node, v reflect.Value, path string) {
 			continue
 		}
 		if _, ok := n.Get(f.name); !ok {
-			d.Errorf(n.Range, joinPath(path, f.name), fmt.Sprintf("Missing required field %q", f.name),
-				"%s needs %q.", describeOwner(path), f.name)
+			detail := fmt.Sprintf("%s needs %q.", describeOwner(path), f.name)
+			if f.desc != "" {
+				detail = fmt.Sprintf("%s needs %q: %s.", describeOwner(path), f.name, strings.ToLower(f.desc[:1])+f.desc[1:])
+			}
+			d.Errorf(n.Range, joinPath(path, f.name), fmt.Sprintf("Missing required field %q", f.name), "%s", detail)
 		}
 	}
 }
@@ -549,6 +552,8 @@ type fieldInfo struct {
 	// required fields are tagged `jsonschema:"required"`; the JSON Schema
 	// reflector reads the same tag.
 	required bool
+	// desc is the field's description (the jsonschema_description tag).
+	desc string
 	// enum lists the allowed strings, from the `jsonschema:"enum=..."` tag
 	// that the JSON Schema uses too.
 	enum []string
@@ -585,7 +590,7 @@ func structFields(t reflect.Type) *structInfo {
 			if name == "" {
 				name = f.Name
 			}
-			fi := fieldInfo{name: name, index: idx}
+			fi := fieldInfo{name: name, index: idx, desc: f.Tag.Get("jsonschema_description")}
 			for _, opt := range strings.Split(f.Tag.Get("jsonschema"), ",") {
 				if v, ok := strings.CutPrefix(opt, "enum="); ok {
 					fi.enum = append(fi.enum, v)

@@ -112,7 +112,7 @@ type Service struct {
 	Name string `json:"name,omitempty"`
 	RunConfig
 	Profile
-	Port        *Port       `json:"port,omitempty"`
+	Port        *Port       `json:"port,omitempty" jsonschema:"required" jsonschema_description:"The port the service's server listens on in the container"`
 	Gateway     *GatewayRef `json:"gateway,omitempty"`
 	StripPrefix *bool       `json:"strip_prefix,omitempty"`
 	Model       *Model      `json:"model,omitempty"`

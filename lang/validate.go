@@ -242,9 +242,6 @@ func (t *Task) validate(v *validator) {
 func (s *Service) validate(v *validator) {
 	v.run(&s.RunConfig)
 	v.profile(&s.Profile)
-	if s.Port == nil && !v.has("port") {
-		v.errorf("port", "Missing required field \"port\"", "A service needs the port its server listens on in the container.")
-	}
 	groups := s.Replicas != nil && s.Replicas.Groups != nil
 	if len(s.Commands) == 0 && s.Image == "" && !groups {
 		v.errorf("commands", "Missing commands", "A service without an image needs commands that start its server.")
