@@ -61,6 +61,7 @@ func commands() []command {
 		{"validate", "Check configuration files for errors", runValidate},
 		{"fmt", "Rewrite HCL configuration files in canonical format", runFmt},
 		{"schema", "Print the JSON Schema of the YAML configuration format", runSchema},
+		{"offer", "List the machines that match a resources spec, cheapest first", runOffer},
 		{"init", "Choose the state backend (and migrate state between backends)", runInit},
 		{"state", "Inspect and edit the state: list, show, pull, push, rm, mv", runState},
 		{"workspace", "Manage workspaces: list, show, new, select, delete", runWorkspace},

@@ -1,0 +1,185 @@
+package offers
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang/resources"
+)
+
+// GPU is the accelerators of an offer: Count of one model.
+type GPU struct {
+	Vendor   string           // lower case: nvidia, amd, google, intel, tenstorrent
+	Name     string           // "H100", "v5litepod-8"
+	MemoryMB resources.Memory // memory of one accelerator
+	Count    int
+}
+
+// String formats g as "8xH100 (80GB)".
+func (g GPU) String() string {
+	return fmt.Sprintf("%dx%s (%s)", g.Count, g.Name, g.MemoryMB)
+}
+
+// Offer is a machine that can be rented: one instance type in one region
+// of one backend, at a price.
+type Offer struct {
+	Backend      string
+	Region       string
+	Zone         string // empty when the offer is for any zone of the region
+	InstanceType string
+	CPUs         int
+	Arch         string // x86 or arm
+	Memory       resources.Memory
+	Disk         resources.Memory // the largest disk the offer can have
+	GPU          *GPU             // nil for a CPU-only machine
+	Spot         bool
+	PricePerHour float64 // USD
+	Availability string  // available, unknown or no-capacity
+}
+
+// Availabilities of an offer.
+const (
+	Available  = "available"
+	Unknown    = "unknown"
+	NoCapacity = "no-capacity"
+)
+
+// Filter narrows offers beyond the resources spec. Its zero value lets
+// every offer through.
+type Filter struct {
+	Backends []string // any of these backends (case-insensitive); none: all
+	Regions  []string // any of these regions (case-insensitive); none: all
+	Spot     *bool    // only spot (true) or on-demand (false); nil: both
+	MaxPrice float64  // the highest price per hour; 0: no limit
+}
+
+func (f Filter) allows(o Offer) bool {
+	switch {
+	case len(f.Backends) > 0 && !containsFold(f.Backends, o.Backend),
+		len(f.Regions) > 0 && !containsFold(f.Regions, o.Region),
+		f.Spot != nil && *f.Spot != o.Spot,
+		f.MaxPrice > 0 && o.PricePerHour > f.MaxPrice:
+		return false
+	}
+	return true
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}
+
+// Match returns the offers in all that fit spec, after filling in its
+// defaults (see [resources.Spec.WithDefaults]), and that f lets through,
+// cheapest first; offers at the same price are ordered by backend, region,
+// zone, instance type and on-demand before spot. all is not modified.
+//
+// An offer fits when its vCPUs, architecture (if the spec names one) and
+// memory are in the spec's ranges, its disk can hold the smallest disk the
+// spec allows (the disk's upper bound does not matter: the disk is made
+// that small), and its accelerators fit the gpu spec: their count, and,
+// when it has any, their vendor, name (any of the spec's names,
+// case-insensitive, "tpu-" prefix ignored), memory per accelerator and
+// memory of all together. A CPU-only offer fits when the gpu count range
+// includes 0. The compute capability of a gpu spec is not checked, as the
+// catalog does not record it.
+func Match(all []Offer, spec resources.Spec, f Filter) []Offer {
+	spec = spec.WithDefaults()
+	var out []Offer
+	for _, o := range all {
+		if f.allows(o) && mismatch(o, spec) == "" {
+			out = append(out, o)
+		}
+	}
+	slices.SortStableFunc(out, compare)
+	return out
+}
+
+func compare(a, b Offer) int {
+	return cmp.Or(
+		cmp.Compare(a.PricePerHour, b.PricePerHour),
+		cmp.Compare(a.Backend, b.Backend),
+		cmp.Compare(a.Region, b.Region),
+		cmp.Compare(a.Zone, b.Zone),
+		cmp.Compare(a.InstanceType, b.InstanceType),
+		compareBool(a.Spot, b.Spot),
+	)
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	}
+	return 1
+}
+
+// Explain returns the first reason why o does not fit spec (after its
+// defaults are filled in), such as "gpu: needs H100:8, offer has A100:8",
+// or "" when it fits. The checks are those of [Match], in the order cpu,
+// memory, disk, gpu.
+func Explain(o Offer, spec resources.Spec) string {
+	return mismatch(o, spec.WithDefaults())
+}
+
+// mismatch is Explain for a spec with its defaults filled in.
+func mismatch(o Offer, spec resources.Spec) string {
+	if c := spec.CPU; c != nil {
+		if !inInt(c.Count, o.CPUs) || c.Arch != "" && !strings.EqualFold(c.Arch, o.Arch) {
+			return fmt.Sprintf("cpu: needs %s, offer has %s:%d", c, o.Arch, o.CPUs)
+		}
+	}
+	if m := spec.Memory; m != nil && !inMemory(*m, o.Memory) {
+		return fmt.Sprintf("memory: needs %s, offer has %s", m, o.Memory)
+	}
+	if d := spec.Disk; d != nil && d.Size.Min != nil && *d.Size.Min > o.Disk {
+		return fmt.Sprintf("disk: needs %s, offer allows up to %s", d, o.Disk)
+	}
+	if g := spec.GPU; g != nil && !gpuFits(*g, o.GPU) {
+		has := "none"
+		if o.GPU != nil {
+			has = fmt.Sprintf("%s:%s:%d", o.GPU.Name, o.GPU.MemoryMB, o.GPU.Count)
+		}
+		return fmt.Sprintf("gpu: needs %s, offer has %s", g, has)
+	}
+	return ""
+}
+
+func gpuFits(g resources.GPU, have *GPU) bool {
+	if have == nil {
+		return inInt(g.Count, 0)
+	}
+	if !inInt(g.Count, have.Count) {
+		return false
+	}
+	if v := g.EffectiveVendor(); v != "" && !strings.EqualFold(v, have.Vendor) {
+		return false
+	}
+	if len(g.Names) > 0 && !slices.ContainsFunc(g.Names, func(n string) bool { return sameName(n, have.Name) }) {
+		return false
+	}
+	if g.Memory != nil && !inMemory(*g.Memory, have.MemoryMB) {
+		return false
+	}
+	if g.TotalMemory != nil && !inMemory(*g.TotalMemory, have.MemoryMB*resources.Memory(have.Count)) {
+		return false
+	}
+	return true
+}
+
+// sameName compares gpu names case-insensitively, ignoring a "tpu-" prefix.
+func sameName(a, b string) bool {
+	trim := func(s string) string { return strings.TrimPrefix(strings.ToLower(s), "tpu-") }
+	return trim(a) == trim(b)
+}
+
+func inInt(r resources.IntRange, n int) bool {
+	return (r.Min == nil || *r.Min <= n) && (r.Max == nil || n <= *r.Max)
+}
+
+func inMemory(r resources.MemoryRange, m resources.Memory) bool {
+	return (r.Min == nil || *r.Min <= m) && (r.Max == nil || m <= *r.Max)
+}
