@@ -189,26 +189,61 @@ func (l *loader) settings(b *hclsyntax.Block) {
 			l.errorf(nb.LabelRanges[0], "Duplicate backend", "The backend is already configured at %s.", l.backend.Range)
 			continue
 		}
-		be := &lang.Backend{Type: nb.Labels[0], Config: map[string]string{}, Range: convertRange(nb.Range())}
-		for _, a := range sortedAttrs(nb.Body) {
-			val, ds := a.Expr.Value(nil)
-			if ds.HasErrors() {
-				l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name),
-					"Backend settings are literal values: variables and references are not available because state is read before anything is evaluated. Use -backend-config for values that vary.")
-				continue
-			}
-			str, err := convert.Convert(val, cty.String)
-			if err != nil || str.IsNull() {
-				l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name), "Expected a string, number or bool.")
-				continue
-			}
-			be.Config[a.Name] = str.AsString()
-		}
+		be := &lang.Backend{Type: nb.Labels[0], Range: convertRange(nb.Range())}
+		var ds lang.Diagnostics
+		be.Config, ds = literalStrings(sortedAttrs(nb.Body))
+		l.diags = append(l.diags, ds...)
 		for _, inner := range nb.Body.Blocks {
 			l.errorf(inner.TypeRange, fmt.Sprintf("Unexpected block %q", inner.Type), "Backend settings are attributes.")
 		}
 		l.backend = be
 	}
+}
+
+// literalStrings reads attributes that must be literal values (backend
+// settings) as strings; numbers and bools are taken as written.
+func literalStrings(attrs []*hclsyntax.Attribute) (map[string]string, lang.Diagnostics) {
+	out := make(map[string]string, len(attrs))
+	var diags lang.Diagnostics
+	for _, a := range attrs {
+		val, ds := a.Expr.Value(nil)
+		if ds.HasErrors() {
+			diags = append(diags, lang.Errorf(convertRange(a.Expr.Range()), "", fmt.Sprintf("Invalid value for %q", a.Name),
+				"Backend settings are literal values: variables and references are not available because state is read before anything is evaluated. Use -backend-config for values that vary."))
+			continue
+		}
+		str, err := convert.Convert(val, cty.String)
+		if err != nil || str.IsNull() {
+			diags = append(diags, lang.Errorf(convertRange(a.Expr.Range()), "", fmt.Sprintf("Invalid value for %q", a.Name), "Expected a string, number or bool."))
+			continue
+		}
+		out[a.Name] = str.AsString()
+	}
+	return out, diags
+}
+
+// LoadSettings reads a file of literal `key = "value"` settings, such as
+// a -backend-config file.
+func LoadSettings(name string, src []byte) (map[string]string, lang.Diagnostics) {
+	f, ds := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+	if ds.HasErrors() {
+		return nil, ConvertDiagnostics(ds)
+	}
+	body := f.Body.(*hclsyntax.Body)
+	out, diags := literalStrings(sortedAttrs(body))
+	for _, b := range body.Blocks {
+		diags = append(diags, lang.Errorf(convertRange(b.TypeRange), "", fmt.Sprintf("Unexpected block %q", b.Type), "A settings file holds key = value lines."))
+	}
+	return out, diags
+}
+
+// ConvertDiagnostics turns HCL's diagnostics into the project's.
+func ConvertDiagnostics(ds hcl.Diagnostics) lang.Diagnostics {
+	out := make(lang.Diagnostics, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, convertDiag(d))
+	}
+	return out
 }
 
 func (l *loader) addDiags(ds hcl.Diagnostics) {

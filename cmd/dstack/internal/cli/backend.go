@@ -15,11 +15,8 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 
+	"github.com/dstackai/dstack-go/lang/hclconf"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/backends"
 )
@@ -124,24 +121,12 @@ func parseBackendConfig(args []string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-backend-config %q is neither KEY=VALUE nor a readable file: %w", a, err)
 		}
-		f, diags := hclsyntax.ParseConfig(src, a, hcl.InitialPos)
-		if diags.HasErrors() {
-			return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
+		settings, diags := hclconf.LoadSettings(a, src)
+		if err := diags.Err(); err != nil {
+			return nil, err
 		}
-		attrs, diags := f.Body.JustAttributes()
-		if diags.HasErrors() {
-			return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
-		}
-		for name, attr := range attrs {
-			v, diags := attr.Expr.Value(nil)
-			if diags.HasErrors() {
-				return nil, fmt.Errorf("reading %s: %s", a, diags.Error())
-			}
-			sv, err := convert.Convert(v, cty.String)
-			if err != nil || sv.IsNull() {
-				return nil, fmt.Errorf("%s: %s must be a string, number or bool", a, name)
-			}
-			out[name] = sv.AsString()
+		for k, v := range settings {
+			out[k] = v
 		}
 	}
 	return out, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
 	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/hclconf"
 	"github.com/dstackai/dstack-go/lang/load"
 )
 
@@ -65,12 +66,7 @@ func runFmt(argv []string, s Streams, env Env) int {
 		}
 		sources[name] = src
 		if _, ds := hclsyntax.ParseConfig(src, name, hcl.InitialPos); ds.HasErrors() {
-			for _, d := range ds {
-				r := lang.Range{Filename: d.Subject.Filename,
-					Start: lang.Pos{Line: d.Subject.Start.Line, Column: d.Subject.Start.Column, Byte: d.Subject.Start.Byte},
-					End:   lang.Pos{Line: d.Subject.End.Line, Column: d.Subject.End.Column, Byte: d.Subject.End.Byte}}
-				diags = append(diags, lang.Errorf(r, "", d.Summary, "%s", d.Detail))
-			}
+			diags = append(diags, hclconf.ConvertDiagnostics(ds)...)
 			continue
 		}
 		out := hclwrite.Format(src)
