@@ -131,6 +131,8 @@ type Resource struct {
 	DependsOn []Dependency
 	// Syntax is "yaml" or "hcl".
 	Syntax string
+	// Lifecycle holds the HCL lifecycle settings (zero in YAML).
+	Lifecycle Lifecycle
 }
 
 // FieldRange returns where the value of a field ("resources.gpu",

@@ -21,6 +21,8 @@ type RawResource struct {
 	// Refs are dependencies the front-end found (HCL references and
 	// depends_on); they must name declared resources.
 	Refs []Dependency
+	// Lifecycle holds the HCL lifecycle block's settings, nil without one.
+	Lifecycle *Lifecycle
 }
 
 // DecodeResource turns one raw resource into a typed, validated Resource.
@@ -70,6 +72,10 @@ func DecodeResource(raw RawResource) (*Resource, Diagnostics) {
 	spec.validate(v)
 	diags = append(diags, v.diags...)
 	r.DependsOn = append(r.DependsOn, raw.Refs...)
+	if raw.Lifecycle != nil {
+		r.Lifecycle = *raw.Lifecycle
+		diags = append(diags, checkIgnoreChanges(kind, raw.Lifecycle)...)
+	}
 	return r, diags
 }
 

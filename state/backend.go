@@ -84,6 +84,26 @@ type LockInfo struct {
 	Path      string    `json:"path"`
 	// Expires is when the lease ends unless renewed.
 	Expires time.Time `json:"expires"`
+	// Host and PID name the process holding the lock. A backend on one
+	// machine (local) breaks a lock whose process is gone.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+}
+
+// Journal is implemented by backends that can durably append small
+// records more cheaply than they can rewrite the whole state. apply
+// appends a record before and after each action and folds the journal
+// into the state once at the end; the next command replays a journal a
+// crash left behind. Records are opaque to the backend.
+type Journal interface {
+	// AppendJournal durably appends records, in order, while holding the
+	// lock lockID.
+	AppendJournal(ctx context.Context, workspace, lockID string, records [][]byte) error
+	// ReadJournal returns every complete record, in order; a record torn
+	// by a crash is left out.
+	ReadJournal(ctx context.Context, workspace string) ([][]byte, error)
+	// ClearJournal removes every record.
+	ClearJournal(ctx context.Context, workspace, lockID string) error
 }
 
 // Live reports whether the lease is still running at now.

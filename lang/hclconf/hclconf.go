@@ -702,7 +702,7 @@ func (l *loader) resource(rb *resourceBlock, ctx *hcl.EvalContext) lang.RawResou
 	raw := lang.RawResource{Range: convertRange(b.Range()), Syntax: "hcl"}
 	typeNode := &lang.Node{Kind: lang.ScalarNode, Type: lang.String, Text: b.Type, Range: convertRange(b.TypeRange)}
 	nameNode := &lang.Node{Kind: lang.ScalarNode, Type: lang.String, Text: b.Labels[0], Range: convertRange(b.LabelRanges[0])}
-	body := l.bodyNode(b.Body, ctx, b.Range(), "depends_on", "name", "type")
+	body := l.bodyNode(b.Body, ctx, b.Range(), "depends_on", "name", "type", "lifecycle")
 	body.Block = false
 	body.Entries = append([]lang.Entry{
 		{Key: "type", KeyRange: typeNode.Range, Value: typeNode},
@@ -716,7 +716,71 @@ func (l *loader) resource(rb *resourceBlock, ctx *hcl.EvalContext) lang.RawResou
 		}
 	}
 	raw.Refs = l.references(rb)
+	raw.Lifecycle = l.lifecycle(b.Body, ctx)
 	return raw
+}
+
+// lifecycle reads a resource's lifecycle block, as in Terraform:
+// prevent_destroy, create_before_destroy and ignore_changes (a list of
+// field names, bare or quoted, or `all`).
+func (l *loader) lifecycle(body *hclsyntax.Body, ctx *hcl.EvalContext) *lang.Lifecycle {
+	var lc *lang.Lifecycle
+	for _, nb := range body.Blocks {
+		if nb.Type != "lifecycle" {
+			continue
+		}
+		if lc != nil {
+			l.errorf(nb.TypeRange, "Duplicate lifecycle block", "A resource has at most one lifecycle block.")
+			continue
+		}
+		lc = &lang.Lifecycle{Range: convertRange(nb.Range())}
+		for _, nested := range nb.Body.Blocks {
+			l.errorf(nested.TypeRange, fmt.Sprintf("Unexpected block %q in lifecycle", nested.Type), "The lifecycle block takes prevent_destroy, create_before_destroy and ignore_changes.")
+		}
+		for _, a := range sortedAttrs(nb.Body) {
+			switch a.Name {
+			case "prevent_destroy", "create_before_destroy":
+				v, ds := a.Expr.Value(ctx)
+				l.addDiags(ds)
+				if ds.HasErrors() {
+					continue
+				}
+				if v.IsNull() || !v.IsKnown() || v.Type() != cty.Bool {
+					l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name), "Expected true or false.")
+					continue
+				}
+				b := v.True()
+				if a.Name == "prevent_destroy" {
+					lc.PreventDestroy = b
+				} else {
+					lc.CreateBeforeDestroy = &b
+				}
+			case "ignore_changes":
+				lc.IgnoreChangesRange = convertRange(a.Expr.Range())
+				if tr, ds := hcl.AbsTraversalForExpr(a.Expr); !ds.HasErrors() && len(tr) == 1 && tr.RootName() == "all" {
+					lc.IgnoreChanges = []string{"all"}
+					continue
+				}
+				exprs, ds := hcl.ExprList(a.Expr)
+				l.addDiags(ds)
+				for _, e := range exprs {
+					if tr, ds := hcl.AbsTraversalForExpr(e); !ds.HasErrors() && len(tr) == 1 {
+						lc.IgnoreChanges = append(lc.IgnoreChanges, tr.RootName())
+						continue
+					}
+					v, ds := e.Value(ctx)
+					if ds.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+						l.errorf(e.Range(), "Invalid ignore_changes entry", "Each entry is a field name such as tags or resources.")
+						continue
+					}
+					lc.IgnoreChanges = append(lc.IgnoreChanges, v.AsString())
+				}
+			default:
+				l.errorf(a.NameRange, fmt.Sprintf("Unexpected attribute %q in lifecycle", a.Name), "The lifecycle block takes prevent_destroy, create_before_destroy and ignore_changes.")
+			}
+		}
+	}
+	return lc
 }
 
 // references collects the resources a block refers to in expressions and
@@ -790,6 +854,9 @@ func (l *loader) bodyNode(body *hclsyntax.Body, ctx *hcl.EvalContext, rng hcl.Ra
 	groups := map[string][]*hclsyntax.Block{}
 	var order []string
 	for _, nb := range body.Blocks {
+		if slices.Contains(skip, nb.Type) {
+			continue
+		}
 		if len(nb.Labels) > 0 {
 			l.errorf(nb.LabelRanges[0], fmt.Sprintf("Unexpected label on %s block", nb.Type), "Blocks inside a resource take no labels.")
 			continue

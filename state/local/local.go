@@ -7,6 +7,7 @@
 //	state.json                       the default workspace's state
 //	state.json.backup                the state before the last write
 //	state.json.lock.info             the lease lock (JSON LockInfo)
+//	state.json.journal               apply's journal (one JSON record per line)
 //	workspaces/<name>/state.json     other workspaces, same files
 //
 // Every operation takes an OS file lock (flock) on state.json.lock for
@@ -14,7 +15,8 @@
 // each one atomic across processes. The dstack lock itself is the lease
 // in state.json.lock.info, not the OS lock: a killed process would drop an
 // OS lock at once, while a lease keeps the state locked until its TTL
-// runs out, the same on every backend. Writes go to a temporary file that
+// runs out, the same on every backend, except that a lease whose holder
+// ran on this machine and is no longer running is broken at once. Writes go to a temporary file that
 // is synced and renamed over the old one, so a crash leaves the old state
 // or the new one, never a mix. The Version of a state is the SHA-256 of
 // its file.
@@ -45,7 +47,10 @@ type Backend struct {
 	now func() time.Time
 }
 
-var _ state.Backend = (*Backend)(nil)
+var (
+	_ state.Backend = (*Backend)(nil)
+	_ state.Journal = (*Backend)(nil)
+)
 
 // New returns a backend storing state under dir (created on first write).
 // The config keys are "path" (the directory; default ".dstack").
@@ -218,10 +223,13 @@ func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInf
 		if err != nil {
 			return err
 		}
-		if cur != nil && cur.Live(b.now()) {
+		if cur != nil && cur.Live(b.now()) && !orphaned(cur) {
 			return &state.LockedError{Holder: *cur}
 		}
 		l := state.PrepareLock(info, b.now(), ttl)
+		if l.PID == 0 {
+			l.Host, l.PID = hostname(), os.Getpid()
+		}
 		if l.Path == "" {
 			l.Path = path
 		}

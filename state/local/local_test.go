@@ -1,9 +1,12 @@
 package local
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/statetest"
@@ -17,6 +20,7 @@ func TestConformance(t *testing.T) {
 	dir := t.TempDir()
 	cfg := map[string]string{"path": dir}
 	statetest.Run(t, statetest.Harness{
+		BreaksOrphanedLocks: true,
 		New: func(t testing.TB) state.Backend {
 			b, err := New(cfg)
 			if err != nil {
@@ -64,5 +68,53 @@ func TestBackupKept(t *testing.T) {
 	}
 	if string(backup) != string(first) {
 		t.Fatal("the backup is not the previous state")
+	}
+}
+
+func TestJournal(t *testing.T) {
+	ctx := context.Background()
+	b, err := New(map[string]string{"path": t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := b.ReadJournal(ctx, "default"); err != nil || len(recs) != 0 {
+		t.Fatalf("empty journal: %q %v", recs, err)
+	}
+	if err := b.AppendJournal(ctx, "default", "", [][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendJournal(ctx, "default", "", [][]byte{[]byte(`{"c":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendJournal(ctx, "default", "", [][]byte{[]byte("x\ny")}); err == nil {
+		t.Fatal("a record with a newline was accepted")
+	}
+	// A crash in the middle of an append leaves a torn last line.
+	f, err := os.OpenFile(b.StatePath("default")+".journal", os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(`{"torn":`)
+	_ = f.Close()
+	recs, err := b.ReadJournal(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(bytes.Join(recs, []byte("|")))
+	if got != `{"a":1}|{"b":2}|{"c":3}` {
+		t.Fatalf("records: %s", got)
+	}
+	l, err := b.Lock(ctx, "default", state.LockInfo{Who: "me"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AppendJournal(ctx, "default", "someone-else", [][]byte{[]byte(`{}`)}); err == nil {
+		t.Fatal("append under another's lock was accepted")
+	}
+	if err := b.ClearJournal(ctx, "default", l.ID); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := b.ReadJournal(ctx, "default"); len(recs) != 0 {
+		t.Fatalf("after clear: %q", recs)
 	}
 }

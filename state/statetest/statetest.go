@@ -48,6 +48,10 @@ type Harness struct {
 	Writers, Rounds int
 	// TTL is the lease used by the expiry tests (2s when zero).
 	TTL time.Duration
+	// BreaksOrphanedLocks says the backend breaks, at once, a lock whose
+	// holder ran on this machine and is gone (the local backend), instead
+	// of waiting for its lease to run out.
+	BreaksOrphanedLocks bool
 }
 
 const (
@@ -431,6 +435,17 @@ func testKilledHolder(t *testing.T, h Harness) {
 		t.Fatalf("right after the kill the lock should still be the child's: %+v %v", info, err)
 	}
 	var locked *state.LockedError
+	if h.BreaksOrphanedLocks {
+		l, err := b.Lock(ctx, ws, state.LockInfo{Who: "next"}, time.Minute)
+		if err != nil {
+			t.Fatalf("lock right after the kill: %v; the holder is gone, so its lock should be broken", err)
+		}
+		if l.ID == id {
+			t.Fatalf("the new lock kept the dead holder's ID")
+		}
+		_ = b.Unlock(ctx, ws, l.ID)
+		return
+	}
 	if _, err := b.Lock(ctx, ws, state.LockInfo{Who: "next"}, time.Minute); !errors.As(err, &locked) {
 		t.Fatalf("lock right after the kill: got %v, want *LockedError", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dstackai/dstack-go/lang/resources"
-	"github.com/dstackai/dstack-go/planner/offers"
+	"github.com/dstackai/dstack-go/providers/offers"
 )
 
 type offerArgs struct {

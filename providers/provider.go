@@ -1,0 +1,165 @@
+// Package providers is the contract between the planner and the places
+// that make things: cloud backends, on-prem fleets, the local machine.
+//
+// A provider makes four kinds of objects: instances (machines of a
+// fleet), volumes, gateways, and jobs (a run's container, either on an
+// existing instance or on a machine made for it). Every object is created
+// with an idempotency token that the provider tags it with; Describe finds
+// objects by token, so an object whose creation the planner recorded as an
+// intent but never saw finish is adopted, not orphaned. Errors are typed
+// (see [Error]) so that the planner, not the provider, decides between
+// failing over, backing off and giving up.
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dstackai/dstack-go/providers/offers"
+)
+
+// ObjectKind is what an object is.
+type ObjectKind string
+
+// The kinds of objects.
+const (
+	KindInstance ObjectKind = "instance"
+	KindVolume   ObjectKind = "volume"
+	KindGateway  ObjectKind = "gateway"
+	KindJob      ObjectKind = "job"
+)
+
+// Statuses an object reports.
+const (
+	StatusProvisioning = "provisioning"
+	StatusRunning      = "running"
+	StatusDone         = "done"       // a job that exited 0
+	StatusFailed       = "failed"     // a job that exited non-zero, an instance that broke
+	StatusTerminated   = "terminated" // gone: deleted, or interrupted
+)
+
+// Object is one thing a provider made.
+type Object struct {
+	Kind ObjectKind `json:"kind"`
+	// ID is the provider's name for it ("i-0abc...").
+	ID string `json:"id"`
+	// Token is the idempotency token it was created with.
+	Token string `json:"token"`
+	// Address is the dstack address it belongs to, with its index
+	// ("fleet.trainers[1]"); providers tag objects with it.
+	Address string `json:"address"`
+	Status  string `json:"status"`
+	// Reason says why the status is what it is ("spot interruption",
+	// "exit code 3").
+	Reason string `json:"reason,omitempty"`
+	// Offer is the machine an instance or a job's own machine runs on.
+	Offer *offers.Offer `json:"offer,omitempty"`
+	// Host is the instance a job runs on, when it runs on a fleet's.
+	Host string `json:"host,omitempty"`
+	// Attributes are values learnt at creation (IP addresses, hostnames).
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Live reports whether the object still exists and works.
+func (o Object) Live() bool {
+	return o.Status != StatusTerminated && o.Status != StatusFailed
+}
+
+// CreateRequest asks for one object.
+type CreateRequest struct {
+	Kind    ObjectKind
+	Token   string
+	Address string
+	// Offer is the machine to make (an instance, or the machine of a job
+	// that has no Host).
+	Offer *offers.Offer
+	// Host is the instance a job runs on.
+	Host string
+	// Spec is the resource's configuration as JSON.
+	Spec json.RawMessage
+}
+
+// Provider makes and finds objects. Implementations must be safe for
+// concurrent use.
+type Provider interface {
+	// Name is the provider's name, for messages.
+	Name() string
+	// Offers lists the machines the provider can make now. A provider
+	// without live offers returns the catalog's.
+	Offers(ctx context.Context) ([]offers.Offer, error)
+	// Create makes an object. A second call with the same token returns
+	// the object the first one made.
+	Create(ctx context.Context, req CreateRequest) (Object, error)
+	// Describe returns the objects made with the given tokens, keyed by
+	// token; a token whose object never existed is absent. Terminated
+	// objects may be reported with StatusTerminated or left out.
+	Describe(ctx context.Context, tokens []string) (map[string]Object, error)
+	// Delete removes an object by ID. Deleting one that is already gone
+	// is not an error.
+	Delete(ctx context.Context, kind ObjectKind, id string) error
+}
+
+// Code classifies a provider error.
+type Code string
+
+// Error codes the planner acts on.
+const (
+	NoCapacity  Code = "no-capacity"  // fail over to the next offer
+	Quota       Code = "quota"        // fail over to the next offer
+	RateLimited Code = "rate-limited" // back off and retry
+	Auth        Code = "auth"         // give up: credentials are wrong
+	NotFound    Code = "not-found"    // the object is gone
+)
+
+// Error is a classified provider error.
+type Error struct {
+	Code Code
+	// RetryAfter is how long to wait before retrying a rate-limited call;
+	// zero when the provider did not say.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return string(e.Code)
+	}
+	return fmt.Sprintf("%s: %v", e.Code, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// CodeOf returns the code of err's *Error, or "" when it has none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// RetryAfter returns how long a rate-limited err asks to wait, or zero.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// Set maps backend names to the providers that serve them.
+type Set interface {
+	// For returns the provider of a backend, or an error saying why there
+	// is none.
+	For(backend string) (Provider, error)
+	// Offers returns every offer of every provider, for placement.
+	Offers(ctx context.Context) ([]offers.Offer, error)
+}
