@@ -3,6 +3,7 @@ package resources
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Disk is a disk spec: a size range, written "100GB" or "100GB..".
@@ -139,4 +140,26 @@ func validateMemory(field string, r *MemoryRange) error {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	return nil
+}
+
+// String formats the fields that are set, in the order cpu, memory,
+// shm_size, gpu, disk: "cpu=4.. memory=16GB.. gpu=H100:8".
+func (s Spec) String() string {
+	var parts []string
+	if s.CPU != nil {
+		parts = append(parts, "cpu="+s.CPU.String())
+	}
+	if s.Memory != nil {
+		parts = append(parts, "memory="+s.Memory.String())
+	}
+	if s.SharedMemory != nil {
+		parts = append(parts, "shm_size="+s.SharedMemory.String())
+	}
+	if s.GPU != nil {
+		parts = append(parts, "gpu="+s.GPU.String())
+	}
+	if s.Disk != nil {
+		parts = append(parts, "disk="+s.Disk.String())
+	}
+	return strings.Join(parts, " ")
 }

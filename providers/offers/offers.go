@@ -11,10 +11,10 @@ import (
 
 // GPU is the accelerators of an offer: Count of one model.
 type GPU struct {
-	Vendor   string           // lower case: nvidia, amd, google, intel, tenstorrent
-	Name     string           // "H100", "v5litepod-8"
-	MemoryMB resources.Memory // memory of one accelerator
-	Count    int
+	Vendor   string           `json:"vendor"` // lower case: nvidia, amd, google, intel, tenstorrent
+	Name     string           `json:"name"`   // "H100", "v5litepod-8"
+	MemoryMB resources.Memory `json:"memory"` // memory of one accelerator
+	Count    int              `json:"count"`
 }
 
 // String formats g as "8xH100 (80GB)".
@@ -25,18 +25,18 @@ func (g GPU) String() string {
 // Offer is a machine that can be rented: one instance type in one region
 // of one backend, at a price.
 type Offer struct {
-	Backend      string
-	Region       string
-	Zone         string // empty when the offer is for any zone of the region
-	InstanceType string
-	CPUs         int
-	Arch         string // x86 or arm
-	Memory       resources.Memory
-	Disk         resources.Memory // the largest disk the offer can have
-	GPU          *GPU             // nil for a CPU-only machine
-	Spot         bool
-	PricePerHour float64 // USD
-	Availability string  // available, unknown or no-capacity
+	Backend      string           `json:"backend"`
+	Region       string           `json:"region"`
+	Zone         string           `json:"zone,omitempty"` // empty when the offer is for any zone of the region
+	InstanceType string           `json:"instance_type"`
+	CPUs         int              `json:"cpus"`
+	Arch         string           `json:"arch"` // x86 or arm
+	Memory       resources.Memory `json:"memory"`
+	Disk         resources.Memory `json:"disk"`          // the largest disk the offer can have
+	GPU          *GPU             `json:"gpu,omitempty"` // nil for a CPU-only machine
+	Spot         bool             `json:"spot"`
+	PricePerHour float64          `json:"price_per_hour"`         // USD
+	Availability string           `json:"availability,omitempty"` // available, unknown or no-capacity
 }
 
 // Availabilities of an offer.

@@ -1,0 +1,461 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/load"
+	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/planner/render"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/sim"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// ExitChanges is -detailed-exitcode's "the plan has changes".
+const ExitChanges = 2
+
+// planArgs are the flags plan, apply and destroy share.
+type planArgs struct {
+	files, vars, varFiles []string
+	targets, replace      []string
+	destroy, refreshOnly  bool
+	refresh               bool
+	detailed              bool
+	lock                  lockFlags
+	noColor, json, md     bool
+	out                   string
+	parallelism           int
+	yes                   bool
+	detach                bool
+}
+
+func (a *planArgs) register(fs *flag.FlagSet, apply bool) {
+	fs.Var((*stringList)(&a.files), "f", "a configuration `FILE` (repeatable); default: every configuration file in the current directory")
+	fs.Var((*stringList)(&a.vars), "var", "set a variable: `NAME=VALUE` (repeatable)")
+	fs.Var((*stringList)(&a.varFiles), "var-file", "read variables from `FILE` (repeatable)")
+	fs.Var((*stringList)(&a.targets), "target", "plan only this `ADDRESS` and what it needs (repeatable)")
+	fs.Var((*stringList)(&a.replace), "replace", "replace this `ADDRESS` even if its configuration did not change (repeatable)")
+	fs.BoolVar(&a.destroy, "destroy", false, "plan to tear everything down")
+	fs.BoolVar(&a.refresh, "refresh", true, "ask the providers about everything in state first")
+	fs.BoolVar(&a.refreshOnly, "refresh-only", false, "only record what changed outside dstack")
+	fs.BoolVar(&a.detailed, "detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes")
+	fs.BoolVar(&a.noColor, "no-color", false, "disable colours (also NO_COLOR)")
+	fs.BoolVar(&a.json, "json", false, "print the plan as a JSON document (apply: a JSON-lines event stream)")
+	a.lock.register(fs)
+	if apply {
+		fs.IntVar(&a.parallelism, "parallelism", 10, "how many steps run at once")
+		fs.BoolVar(&a.yes, "y", false, "apply without asking")
+		fs.BoolVar(&a.yes, "auto-approve", false, "apply without asking")
+		return
+	}
+	fs.BoolVar(&a.md, "markdown", false, "print the plan as Markdown for a pull-request comment")
+	fs.StringVar(&a.out, "out", "", "save the plan to `FILE` for apply")
+}
+
+func (a *planArgs) mode() planner.Mode {
+	switch {
+	case a.destroy:
+		return planner.Destroy
+	case a.refreshOnly:
+		return planner.RefreshOnly
+	}
+	return planner.Normal
+}
+
+// providerSet is the simulated cloud when DSTACK_SIM_DIR names one, else
+// the offline catalog, which can plan but not make anything yet.
+func providerSet(env Env) (providers.Set, error) {
+	if dir, ok := env.Get("DSTACK_SIM_DIR"); ok && dir != "" {
+		c, err := sim.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		return sim.Set{Cloud: c}, nil
+	}
+	return catalogSet{}, nil
+}
+
+// catalogSet plans from the embedded catalog and has no provider.
+type catalogSet struct{}
+
+func (catalogSet) For(backend string) (providers.Provider, error) {
+	return nil, fmt.Errorf("backend %q has no provider in this build: plan works from the offline catalog, but nothing can be made or refreshed (set DSTACK_SIM_DIR=DIR to use the simulated cloud, or plan with -refresh=false)", backend)
+}
+
+func (catalogSet) Offers(context.Context) ([]offers.Offer, error) { return offers.Catalog() }
+
+// loadConfig loads -f files, or the configuration in the current
+// directory, printing diagnostics.
+func loadConfig(a *planArgs, s Streams, env Env) (*lang.Config, bool) {
+	opts := load.Options{Vars: a.vars, VarFiles: a.varFiles, Environ: env}
+	var cfg *lang.Config
+	var diags lang.Diagnostics
+	if len(a.files) > 0 {
+		cfg, diags = load.Files(a.files, opts)
+	} else {
+		cfg, diags = load.Path(".", opts)
+		if len(cfg.Files) == 0 && !a.destroy {
+			diags = append(diags, lang.Errorf(lang.Range{}, "", "No configuration files",
+				"The current directory holds no *.dstack.hcl, *.dstack.yml or .dstack.yml files; give one with -f."))
+		}
+	}
+	opt := lang.TextOptions{Color: useColor(s.Stderr, env, a.noColor), Width: termWidth(s.Stderr)}
+	_ = lang.WriteText(s.Stderr, diags, cfg.Sources, opt)
+	return cfg, !diags.HasErrors()
+}
+
+// session is one locked run of plan or apply against the state.
+type session struct {
+	backend state.Backend
+	ws      string
+	lease   *state.Lease
+	snap    *state.Snapshot
+	set     providers.Set
+}
+
+func (ss *session) lockID() string {
+	if ss.lease == nil {
+		return ""
+	}
+	return ss.lease.Info.ID
+}
+
+func (ss *session) release(ctx context.Context, s Streams) {
+	if ss.lease != nil {
+		if err := ss.lease.Release(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+		}
+	}
+}
+
+// open locks the workspace and recovers a journal an interrupted apply
+// left behind.
+func openSession(ctx context.Context, s Streams, env Env, lf lockFlags, op string) (*session, error) {
+	b, ws, err := openBackend(env)
+	if err != nil {
+		return nil, err
+	}
+	set, err := providerSet(env)
+	if err != nil {
+		return nil, err
+	}
+	ss := &session{backend: b, ws: ws, set: set}
+	if lf.lock {
+		ss.lease, err = state.Hold(ctx, b, ws, state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws},
+			state.HoldOptions{Timeout: lf.timeout})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked while dstack works.")
+	}
+	snap, recovered, err := planner.Recover(ctx, &planner.Store{Backend: b, Workspace: ws, LockID: ss.lockID()}, version())
+	if err != nil {
+		ss.release(ctx, s)
+		return nil, err
+	}
+	if recovered {
+		fmt.Fprintln(s.Stderr, "Recovered the journal of an interrupted apply into the state.")
+	}
+	ss.snap = snap
+	return ss, nil
+}
+
+func (ss *session) prior() (*state.State, bool) {
+	if ss.snap == nil {
+		return state.New(version()), false
+	}
+	return ss.snap.State.Clone(), true
+}
+
+func (ss *session) version() state.Version {
+	if ss.snap == nil {
+		return ""
+	}
+	return ss.snap.Version
+}
+
+// makePlan refreshes and plans.
+func makePlan(ctx context.Context, ss *session, cfg *lang.Config, a *planArgs, s Streams) (*planner.Plan, error) {
+	prior, existed := ss.prior()
+	var drift []planner.Drift
+	if a.refresh {
+		var err error
+		drift, err = planner.Refresh(ctx, prior, ss.set, planner.RefreshOptions{})
+		if err != nil {
+			return nil, err
+		}
+	}
+	all, err := ss.set.Offers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing offers: %w", err)
+	}
+	return planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: existed, Workspace: ss.ws, ToolVersion: version(),
+		Offers: all, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: drift})
+}
+
+func runPlan(argv []string, s Streams, env Env) int {
+	var a planArgs
+	fs := newFlagSet("plan", "plan [options]\n\nShows what apply would do: refreshes the state from the providers, diffs the\nconfiguration against it, and places runs on fleets or new machines.\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when there are changes.", s)
+	a.register(fs, false)
+	if _, err := parseFlags(fs, argv); err != nil {
+		return flagExit(err)
+	}
+	cfg, ok := loadConfig(&a, s, env)
+	if !ok {
+		return ExitInvalid
+	}
+	ctx, cancel := commandContext()
+	defer cancel()
+	ss, err := openSession(ctx, s, env, a.lock, "plan")
+	if err != nil {
+		return fail(s, err)
+	}
+	defer ss.release(ctx, s)
+	p, err := makePlan(ctx, ss, cfg, &a, s)
+	if err != nil {
+		return fail(s, err)
+	}
+	if err := writePlan(s.Stdout, p, &a, env); err != nil {
+		return fail(s, err)
+	}
+	if a.out != "" {
+		if err := planner.Save(a.out, p); err != nil {
+			return fail(s, err)
+		}
+		if !a.json {
+			fmt.Fprintf(s.Stdout, "\nSaved the plan to %s. To carry it out exactly, run:\n    dstack apply %s\n", a.out, a.out)
+		}
+	}
+	if a.detailed && !p.Empty() {
+		return ExitChanges
+	}
+	return ExitOK
+}
+
+func writePlan(w io.Writer, p *planner.Plan, a *planArgs, env Env) error {
+	switch {
+	case a.json:
+		return render.JSON(w, p)
+	case a.md:
+		return render.Markdown(w, p)
+	}
+	return render.Text(w, p, render.Options{Color: useColor(w, env, a.noColor)})
+}
+
+func runApply(argv []string, s Streams, env Env) int {
+	return apply(argv, s, env, false)
+}
+
+func runDestroy(argv []string, s Streams, env Env) int {
+	return apply(argv, s, env, true)
+}
+
+func apply(argv []string, s Streams, env Env, destroy bool) int {
+	var a planArgs
+	name := "apply"
+	usage := "apply [options] [PLANFILE]\n\nPlans and, once you confirm, carries the plan out. Given a file saved with\nplan -out, carries out exactly that plan (refused if the state changed since).\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when something changed."
+	if destroy {
+		name = "destroy"
+		usage = "destroy [options]\n\nTears down everything in the state, after you confirm."
+	}
+	fs := newFlagSet(name, usage, s)
+	a.register(fs, true)
+	args, err := parseFlags(fs, argv)
+	if err != nil {
+		return flagExit(err)
+	}
+	a.destroy = a.destroy || destroy
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintln(s.Stderr, "\nInterrupt received: starting nothing new, waiting for the steps in flight, then saving the state. Interrupt again to stop at once.")
+				close(stop)
+				continue
+			}
+			fmt.Fprintln(s.Stderr, "\nSecond interrupt: stopping now. Every step is recorded; the next plan picks up from here.")
+			cancel()
+			return
+		}
+	}()
+
+	var p *planner.Plan
+	var ss *session
+	if len(args) > 1 {
+		return fail(s, fmt.Errorf("apply takes at most one plan file, got %d arguments", len(args)))
+	}
+	if len(args) == 1 {
+		p, err = planner.Load(args[0])
+		if err != nil {
+			return fail(s, err)
+		}
+		ss, err = openSession(ctx, s, env, a.lock, "apply")
+		if err != nil {
+			return fail(s, err)
+		}
+		defer ss.release(ctx, s)
+		cur, existed := ss.prior()
+		if err := p.CheckFresh(cur.Lineage, cur.Serial, existed); err != nil {
+			return fail(s, err)
+		}
+		if p.Workspace != ss.ws {
+			return fail(s, fmt.Errorf("the plan was made for workspace %q, the selected one is %q", p.Workspace, ss.ws))
+		}
+	} else {
+		cfg, ok := loadConfig(&a, s, env)
+		if !ok {
+			return ExitInvalid
+		}
+		ss, err = openSession(ctx, s, env, a.lock, name)
+		if err != nil {
+			return fail(s, err)
+		}
+		defer ss.release(ctx, s)
+		p, err = makePlan(ctx, ss, cfg, &a, s)
+		if err != nil {
+			return fail(s, err)
+		}
+		if !a.json {
+			if err := render.Text(s.Stdout, p, render.Options{Color: useColor(s.Stdout, env, a.noColor)}); err != nil {
+				return fail(s, err)
+			}
+		}
+		if p.Empty() {
+			return ExitOK
+		}
+		if !a.yes {
+			ok, err := confirm(s, name)
+			if err != nil {
+				return fail(s, err)
+			}
+			if !ok {
+				fmt.Fprintf(s.Stdout, "\n%s cancelled.\n", capitalize(name))
+				return ExitInvalid
+			}
+		}
+	}
+	if p.Empty() {
+		if !a.json {
+			fmt.Fprintln(s.Stdout, "No changes.")
+		}
+		return ExitOK
+	}
+	if ss.lease != nil {
+		go func() {
+			select {
+			case <-ss.lease.Lost():
+				fmt.Fprintf(s.Stderr, "\nError: the state lock was lost (%v); stopping.\n", ss.lease.Err())
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	events := textEvents(s.Stdout)
+	if a.json {
+		events = jsonEvents(s.Stdout)
+	}
+	store := &planner.Store{Backend: ss.backend, Workspace: ss.ws, LockID: ss.lockID(), Version: ss.version()}
+	res, err := planner.Apply(ctx, p, store, ss.set, planner.ApplyOptions{Parallelism: a.parallelism, Stop: stop, Events: events, ToolVersion: version()})
+	if err != nil {
+		return fail(s, err)
+	}
+	if !a.json {
+		fmt.Fprintf(s.Stdout, "\nApply complete: %d %s done, %d failed, %d skipped, %d not started.\n",
+			res.Done, plural(res.Done, "step"), res.Failed, res.Skipped, res.NotStarted)
+	}
+	if err := res.Err(); err != nil {
+		return fail(s, err)
+	}
+	if a.detailed {
+		return ExitChanges
+	}
+	return ExitOK
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// confirm asks for "yes" on a terminal, and refuses to guess without one.
+func confirm(s Streams, what string) (bool, error) {
+	f, ok := s.Stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false, fmt.Errorf("%s needs confirmation, but there is no terminal to ask on: run it with -y (or -auto-approve) to %s without asking", what, what)
+	}
+	fmt.Fprintf(s.Stdout, "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+	line, err := bufio.NewReader(s.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return strings.TrimSpace(line) == "yes", nil
+}
+
+// textEvents prints apply's progress the way Terraform does.
+func textEvents(w io.Writer) func(planner.Event) {
+	var mu sync.Mutex
+	return func(e planner.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		inst := fmt.Sprintf("%s[%d]", e.Address, e.Index)
+		switch e.Type {
+		case "step_start":
+			switch e.Op {
+			case planner.OpCreate:
+				fmt.Fprintf(w, "%s: Creating...\n", inst)
+			case planner.OpDelete:
+				fmt.Fprintf(w, "%s: Destroying...\n", inst)
+			}
+		case "step_done":
+			switch e.Op {
+			case planner.OpCreate:
+				fmt.Fprintf(w, "%s: Creation complete after %s [id=%s]\n", inst, round(e.Elapsed), e.ID)
+			case planner.OpDelete:
+				fmt.Fprintf(w, "%s: Destruction complete after %s\n", inst, round(e.Elapsed))
+			case planner.OpCommit:
+				fmt.Fprintf(w, "%s: Recorded\n", e.Address)
+			case planner.OpForget:
+				fmt.Fprintf(w, "%s: Removed from state\n", e.Address)
+			}
+		case "step_failed":
+			fmt.Fprintf(w, "%s: %s failed: %s\n", inst, e.Op, e.Message)
+		case "failover", "retry":
+			fmt.Fprintf(w, "%s: %s\n", inst, e.Message)
+		}
+	}
+}
+
+func round(sec float64) string {
+	return (time.Duration(sec*float64(time.Second)) / time.Millisecond * time.Millisecond).String()
+}
+
+// jsonEvents writes apply's events as JSON lines.
+func jsonEvents(w io.Writer) func(planner.Event) {
+	enc := json.NewEncoder(w)
+	return func(e planner.Event) { _ = enc.Encode(e) }
+}

@@ -1,0 +1,477 @@
+package planner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// Event is one line of apply's event stream.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"` // step_start, step_done, step_failed, step_skipped, failover, retry, apply_done
+	Step    int       `json:"step,omitempty"`
+	Op      StepOp    `json:"op,omitempty"`
+	Address string    `json:"address,omitempty"`
+	Index   int       `json:"index,omitempty"`
+	ID      string    `json:"provider_id,omitempty"`
+	Message string    `json:"message,omitempty"`
+	Elapsed float64   `json:"elapsed_seconds,omitempty"`
+}
+
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	// Parallelism bounds the steps in flight (10 when zero).
+	Parallelism int
+	// RateLimit bounds calls per second to each backend (0: none).
+	RateLimit float64
+	// Stop, when closed, starts nothing new: steps in flight finish and
+	// the state is saved (the first Ctrl-C). Cancelling ctx stops the
+	// steps in flight too (the second).
+	Stop <-chan struct{}
+	// Events receives progress; it is called from many goroutines, one
+	// call at a time.
+	Events      func(Event)
+	ToolVersion string
+}
+
+// Result says what apply did.
+type Result struct {
+	Done, Failed, Skipped, NotStarted int
+	// Errors are the failed steps' errors, in step order.
+	Errors []StepError
+	State  *state.State
+}
+
+// StepError is a failed step.
+type StepError struct {
+	Step *Step
+	Err  error
+}
+
+func (e StepError) Error() string { return fmt.Sprintf("%s: %v", e.Step.Name(), e.Err) }
+
+// Err summarizes the failures, nil when every step was done.
+func (r *Result) Err() error {
+	if r.Failed == 0 && r.Skipped == 0 && r.NotStarted == 0 {
+		return nil
+	}
+	var errs []error
+	for _, e := range r.Errors {
+		errs = append(errs, e)
+	}
+	if r.NotStarted > 0 {
+		errs = append(errs, fmt.Errorf("%d steps were not started (interrupted)", r.NotStarted))
+	}
+	if r.Skipped > 0 {
+		errs = append(errs, fmt.Errorf("%d steps were skipped because a step they need failed", r.Skipped))
+	}
+	return errors.Join(errs...)
+}
+
+type executor struct {
+	plan     *Plan
+	set      providers.Set
+	opts     ApplyOptions
+	rec      *recorder
+	changes  map[string]*Change
+	limiters map[string]*rate.Limiter
+	emitMu   sync.Mutex
+
+	mu      sync.Mutex
+	created map[int]*state.Instance // by create step
+	tokens  map[string]string       // instance token -> provider ID, for hosts
+}
+
+// Apply carries out a plan onto its prior state, recording every step in
+// the store as it goes, and writes the final state.
+func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts ApplyOptions) (*Result, error) {
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = 10
+	}
+	st := p.Prior.Clone()
+	rec, err := newRecorder(ctx, store, st, opts.ToolVersion)
+	if err != nil {
+		return nil, err
+	}
+	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{},
+		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{}}
+	for _, c := range p.Changes {
+		x.changes[c.Address] = c
+	}
+	for _, r := range p.Prior.Resources {
+		for _, in := range r.Instances {
+			x.tokens[in.Token] = in.ProviderID
+		}
+	}
+	res := x.walk(ctx)
+	if err := rec.close(context.WithoutCancel(ctx)); err != nil {
+		return res, err
+	}
+	res.State = st
+	x.emit(Event{Type: "apply_done", Message: fmt.Sprintf("%d done, %d failed, %d skipped, %d not started", res.Done, res.Failed, res.Skipped, res.NotStarted)})
+	return res, nil
+}
+
+func (x *executor) emit(e Event) {
+	if x.opts.Events == nil {
+		return
+	}
+	e.Time = time.Now().UTC()
+	x.emitMu.Lock()
+	defer x.emitMu.Unlock()
+	x.opts.Events(e)
+}
+
+type outcome struct {
+	id  int
+	err error
+}
+
+// walk runs the steps in dependency order, at most Parallelism at once.
+func (x *executor) walk(ctx context.Context) *Result {
+	steps := x.plan.Steps
+	res := &Result{}
+	waiting := make([]int, len(steps))
+	next := make([][]int, len(steps))
+	for _, s := range steps {
+		waiting[s.ID] = len(s.Deps)
+		for _, d := range s.Deps {
+			next[d] = append(next[d], s.ID)
+		}
+	}
+	var ready []int
+	for _, s := range steps {
+		if waiting[s.ID] == 0 {
+			ready = append(ready, s.ID)
+		}
+	}
+	skipped := make([]bool, len(steps))
+	var skip func(id int)
+	skip = func(id int) {
+		for _, n := range next[id] {
+			if !skipped[n] {
+				skipped[n] = true
+				res.Skipped++
+				x.emit(Event{Type: "step_skipped", Step: n, Op: steps[n].Op, Address: steps[n].Address, Index: steps[n].Index})
+				skip(n)
+			}
+		}
+	}
+	results := make(chan outcome)
+	inFlight, finished := 0, 0
+	stopped := false
+	for {
+		if !stopped && x.opts.Stop != nil {
+			select {
+			case <-x.opts.Stop:
+				stopped = true
+			default:
+			}
+		}
+		if ctx.Err() != nil {
+			stopped = true
+		}
+		for !stopped && len(ready) > 0 && inFlight < x.opts.Parallelism {
+			id := ready[0]
+			ready = ready[1:]
+			inFlight++
+			go func() { results <- outcome{id, x.run(ctx, steps[id])} }()
+		}
+		if inFlight == 0 {
+			break
+		}
+		var o outcome
+		if x.opts.Stop != nil && !stopped {
+			select {
+			case o = <-results:
+			case <-x.opts.Stop:
+				stopped = true
+				continue
+			}
+		} else {
+			o = <-results
+		}
+		inFlight--
+		finished++
+		if o.err != nil {
+			res.Failed++
+			res.Errors = append(res.Errors, StepError{steps[o.id], o.err})
+			skip(o.id)
+			continue
+		}
+		res.Done++
+		for _, n := range next[o.id] {
+			if waiting[n]--; waiting[n] == 0 && !skipped[n] {
+				ready = append(ready, n)
+			}
+		}
+	}
+	res.NotStarted = len(steps) - res.Done - res.Failed - res.Skipped
+	slices.SortFunc(res.Errors, func(a, b StepError) int { return a.Step.ID - b.Step.ID })
+	return res
+}
+
+func (x *executor) run(ctx context.Context, s *Step) error {
+	start := time.Now()
+	x.emit(Event{Type: "step_start", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index})
+	id, err := x.do(ctx, s)
+	if err != nil {
+		x.emit(Event{Type: "step_failed", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: err.Error(), Elapsed: time.Since(start).Seconds()})
+		return err
+	}
+	x.emit(Event{Type: "step_done", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, ID: id, Elapsed: time.Since(start).Seconds()})
+	return nil
+}
+
+func (x *executor) do(ctx context.Context, s *Step) (string, error) {
+	switch s.Op {
+	case OpCreate:
+		return x.create(ctx, s)
+	case OpDelete:
+		return s.ProviderID, x.delete(ctx, s)
+	case OpCommit:
+		c := x.changes[s.Address]
+		var spec any
+		if len(c.After) > 0 {
+			_ = json.Unmarshal(c.After, &spec)
+		}
+		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec})
+	case OpForget:
+		return "", x.rec.write(&record{Op: "forget", Address: s.Address})
+	}
+	return "", fmt.Errorf("unknown step %q", s.Op)
+}
+
+func newToken() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("planner: reading random bytes: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func (x *executor) limiter(backend string) *rate.Limiter {
+	if x.opts.RateLimit <= 0 {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	l := x.limiters[backend]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(x.opts.RateLimit), max(1, int(x.opts.RateLimit)))
+		x.limiters[backend] = l
+	}
+	return l
+}
+
+func (x *executor) create(ctx context.Context, s *Step) (string, error) {
+	c := x.changes[s.Address]
+	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: newToken(), Status: "creating",
+		Attributes: map[string]any{attrKind: string(s.Kind)}}
+	if s.Demand != nil {
+		in.Attributes[attrDemand] = toAttr(s.Demand)
+	}
+	if c.Action == Read && s.Kind == providers.KindVolume {
+		var v struct {
+			VolumeID string `json:"volume_id"`
+		}
+		_ = json.Unmarshal(c.Spec, &v)
+		in.ProviderID, in.Status = v.VolumeID, providers.StatusRunning
+		in.Attributes[attrExternal] = true
+		return in.ProviderID, x.put(s, in)
+	}
+	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec}
+	if s.HostStep >= 0 || s.HostToken != "" {
+		x.mu.Lock()
+		if s.HostStep >= 0 {
+			if h := x.created[s.HostStep]; h != nil {
+				req.Host = h.ProviderID
+			}
+		} else {
+			req.Host = x.tokens[s.HostToken]
+		}
+		x.mu.Unlock()
+		if req.Host == "" {
+			return "", fmt.Errorf("its instance %s does not exist", s.HostAddress)
+		}
+		in.Attributes[attrHost] = hostToken(x, s)
+		in.Attributes[attrHostAddress] = s.HostAddress
+	}
+	prov, err := x.set.For(s.Backend)
+	if err != nil {
+		return "", err
+	}
+	candidates := []*offers.Offer{s.Offer}
+	for i := range s.Candidates {
+		candidates = append(candidates, &s.Candidates[i])
+	}
+	var lastErr error
+	for i, o := range candidates {
+		if s.HostStep < 0 && s.HostToken == "" && o != nil {
+			req.Offer = o
+			in.Attributes[attrOffer] = toAttr(o)
+			in.Attributes[attrPrice] = o.PricePerHour
+			in.Provider = o.Backend
+			if o.Backend != s.Backend {
+				if prov, err = x.set.For(o.Backend); err != nil {
+					return "", err
+				}
+			}
+		} else if o != nil {
+			in.Attributes[attrOffer] = toAttr(o)
+		}
+		// The intent is durable before the provider is asked.
+		if err := x.put(s, in); err != nil {
+			return "", err
+		}
+		var obj providers.Object
+		err := x.call(ctx, s, prov.Name(), func() error {
+			var err error
+			obj, err = prov.Create(ctx, req)
+			return err
+		})
+		code := providers.CodeOf(err)
+		if err != nil && (code == providers.NoCapacity || code == providers.Quota) && i+1 < len(candidates) {
+			lastErr = err
+			nextO := candidates[i+1]
+			x.emit(Event{Type: "failover", Step: s.ID, Address: s.Address, Index: s.Index,
+				Message: fmt.Sprintf("%v; trying %s %s %s", err, nextO.Backend, nextO.Region, nextO.InstanceType)})
+			continue
+		}
+		if err != nil {
+			if lastErr != nil {
+				err = fmt.Errorf("%w (after %d offers)", err, i+1)
+			}
+			if ctx.Err() == nil && code != "" {
+				// Nothing was made: forget the intent.
+				_ = x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: in.Token})
+			}
+			return "", err
+		}
+		in.ProviderID, in.Status = obj.ID, obj.Status
+		for k, v := range obj.Attributes {
+			in.Attributes[k] = v
+		}
+		if err := x.put(s, in); err != nil {
+			return obj.ID, err
+		}
+		x.mu.Lock()
+		x.created[s.ID] = in
+		x.tokens[in.Token] = in.ProviderID
+		x.mu.Unlock()
+		return obj.ID, nil
+	}
+	return "", lastErr
+}
+
+func hostToken(x *executor, s *Step) string {
+	if s.HostToken != "" {
+		return s.HostToken
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if h := x.created[s.HostStep]; h != nil {
+		return h.Token
+	}
+	return ""
+}
+
+// put records an instance; the record holds a copy, so later changes to
+// in are not seen by the recorder before they are written.
+func (x *executor) put(s *Step, in *state.Instance) error {
+	cp := *in
+	cp.Attributes = make(map[string]any, len(in.Attributes))
+	for k, v := range in.Attributes {
+		cp.Attributes[k] = v
+	}
+	return x.rec.write(&record{Op: "put-instance", Address: s.Address, Instance: &cp})
+}
+
+func (x *executor) delete(ctx context.Context, s *Step) error {
+	external := false
+	if r := x.plan.Prior.Resource(s.Address); r != nil {
+		for _, in := range r.Instances {
+			if in.Token == s.Token && in.Attributes[attrExternal] == true {
+				external = true
+			}
+		}
+	}
+	if !external {
+		prov, err := x.set.For(s.Backend)
+		if err != nil {
+			return err
+		}
+		id := s.ProviderID
+		if id == "" && s.Token != "" {
+			// Recorded as an intent only: find out whether it was made.
+			objs, err := describe(ctx, prov, []string{s.Token})
+			if err != nil {
+				return err
+			}
+			id = objs[s.Token].ID
+		}
+		if id != "" {
+			err := x.call(ctx, s, prov.Name(), func() error { return prov.Delete(ctx, s.Kind, id) })
+			if err != nil && providers.CodeOf(err) != providers.NotFound {
+				return err
+			}
+		}
+	}
+	return x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: s.Token})
+}
+
+// call runs a provider call under the backend's rate limit, backing off
+// and retrying while the provider says it is rate-limited.
+func (x *executor) call(ctx context.Context, s *Step, backend string, fn func() error) error {
+	lim := x.limiter(backend)
+	attempt := 0
+	return withRetry(ctx, func() error {
+		if lim != nil {
+			if err := lim.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		err := fn()
+		if providers.CodeOf(err) == providers.RateLimited {
+			attempt++
+			x.emit(Event{Type: "retry", Step: s.ID, Address: s.Address, Index: s.Index, Message: fmt.Sprintf("rate limited (attempt %d): %v", attempt, err)})
+		}
+		return err
+	})
+}
+
+// withRetry retries fn while it fails with a rate-limit error: after the
+// provider's Retry-After, or an exponential backoff from 50 ms, up to 8
+// attempts.
+func withRetry(ctx context.Context, fn func() error) error {
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if providers.CodeOf(err) != providers.RateLimited || attempt >= 8 {
+			return err
+		}
+		wait := providers.RetryAfter(err)
+		if wait <= 0 {
+			wait = delay
+			delay = min(delay*2, 5*time.Second)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}

@@ -1,0 +1,782 @@
+package planner
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// Input is what a plan is made from.
+type Input struct {
+	// Config is the desired configuration; nil or empty destroys
+	// everything in Destroy mode only.
+	Config *lang.Config
+	// Prior is the refreshed state (an empty state when none exists).
+	Prior        *state.State
+	StateExisted bool
+	Workspace    string
+	ToolVersion  string
+	// Offers are what providers can make now, for placement.
+	Offers []offers.Offer
+	Mode   Mode
+	// Targets limits the plan to these addresses and what they need.
+	Targets []string
+	// Replace forces these addresses to be replaced.
+	Replace []string
+	// Drift is what Refresh found.
+	Drift []Drift
+}
+
+// Error lists every reason a plan could not be made.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Problems[0]
+	}
+	return fmt.Sprintf("%d problems:\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
+}
+
+// Make diffs the configuration against the prior state. The same input
+// gives the same plan.
+func Make(in Input) (*Plan, error) {
+	if in.Prior == nil {
+		in.Prior = state.New(in.ToolVersion)
+	}
+	if in.Config == nil {
+		in.Config = lang.NewConfig()
+	}
+	if in.Mode == "" {
+		in.Mode = Normal
+	}
+	p := &Plan{
+		FormatVersion: FormatVersion, ToolVersion: in.ToolVersion, Mode: in.Mode, Workspace: in.Workspace,
+		Lineage: in.Prior.Lineage, Serial: in.Prior.Serial, StateExisted: in.StateExisted,
+		Prior: in.Prior, Targets: in.Targets, Replace: in.Replace, Drift: in.Drift,
+		Sources: map[string]string{},
+	}
+	for name, src := range in.Config.Sources {
+		p.Sources[name] = string(src)
+	}
+	if cycle := findCycle(in.Config); cycle != nil {
+		return nil, &Error{Problems: []string{"Cycle in the configuration: " + strings.Join(cycle, " → ")}}
+	}
+	m := &maker{in: in, plan: p, hosts: map[string]*host{}}
+	if err := m.checkAddresses(); err != nil {
+		return nil, err
+	}
+	if in.Mode == RefreshOnly {
+		return p, nil
+	}
+	m.collectHosts()
+	addrs := m.addresses()
+	// Infrastructure first, so runs can be placed on the fleets planned.
+	sort.SliceStable(addrs, func(i, j int) bool { return kindOrder(addrs[i]) < kindOrder(addrs[j]) })
+	for _, a := range addrs {
+		n := len(p.Changes)
+		m.change(a)
+		if len(p.Changes) > n {
+			m.syncFleetHosts(p.Changes[n])
+		}
+	}
+	if len(m.problems) > 0 {
+		return nil, &Error{Problems: m.problems}
+	}
+	slices.SortFunc(p.Changes, func(a, b *Change) int { return strings.Compare(a.Address, b.Address) })
+	m.order()
+	if cyc := stepCycle(p.Steps); cyc != nil {
+		return nil, &Error{Problems: []string{"Cycle in the action graph: " + strings.Join(cyc, " → ")}}
+	}
+	return p, nil
+}
+
+func kindOrder(addr string) int {
+	a, _ := lang.ParseAddress(addr)
+	switch a.Kind {
+	case lang.KindVolume, lang.KindGateway:
+		return 0
+	case lang.KindFleet:
+		return 1
+	}
+	return 2
+}
+
+type maker struct {
+	in       Input
+	plan     *Plan
+	problems []string
+	// hosts are the fleet instances runs can be placed on, by token for
+	// existing ones and by "step:N" for planned ones.
+	hosts     map[string]*host
+	hostOrder []*host
+}
+
+func (m *maker) problem(format string, args ...any) {
+	m.problems = append(m.problems, fmt.Sprintf(format, args...))
+}
+
+func (m *maker) checkAddresses() error {
+	var probs []string
+	for _, list := range [][]string{m.in.Targets, m.in.Replace} {
+		for _, a := range list {
+			if _, err := lang.ParseAddress(a); err != nil {
+				probs = append(probs, err.Error())
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return &Error{Problems: probs}
+	}
+	return nil
+}
+
+// addresses are every address in the configuration or the state that the
+// plan covers (all of them, or the targets and what they depend on).
+func (m *maker) addresses() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, r := range m.in.Config.Sorted() {
+		add(r.Address.String())
+	}
+	for _, r := range m.in.Prior.Resources {
+		add(r.Address)
+	}
+	sort.Strings(out)
+	if len(m.in.Targets) == 0 {
+		return out
+	}
+	want := map[string]bool{}
+	var visit func(a string)
+	visit = func(a string) {
+		if want[a] {
+			return
+		}
+		want[a] = true
+		if pa, err := lang.ParseAddress(a); err == nil {
+			if r := m.in.Config.Resources[pa]; r != nil {
+				for _, d := range r.DependsOn {
+					visit(d.To.String())
+				}
+			}
+		}
+	}
+	for _, t := range m.in.Targets {
+		visit(t)
+	}
+	var kept []string
+	for _, a := range out {
+		if want[a] {
+			kept = append(kept, a)
+		}
+	}
+	return kept
+}
+
+// desired is one configured resource, ready to diff.
+type desired struct {
+	res    *lang.Resource
+	spec   json.RawMessage // unmasked
+	masked json.RawMessage
+	fields map[string]json.RawMessage // masked, by top-level field
+	hash   string
+}
+
+func newDesired(r *lang.Resource) (*desired, error) {
+	raw, err := json.Marshal(r.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", r.Address, err)
+	}
+	masked, fields, err := maskSpec(raw)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", r.Address, err)
+	}
+	return &desired{res: r, spec: raw, masked: masked, fields: fields, hash: r.Hash()}, nil
+}
+
+// sensitive lists the top-level fields and nested keys whose values are
+// never shown or stored in clear.
+var sensitive = map[string][]string{"registry_auth": {"password"}}
+
+// Masked is what sensitive values are replaced with.
+const Masked = "(sensitive)"
+
+func maskSpec(raw json.RawMessage) (json.RawMessage, map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, nil, err
+	}
+	changed := false
+	for field, keys := range sensitive {
+		v, ok := fields[field]
+		if !ok {
+			continue
+		}
+		var obj map[string]any
+		if json.Unmarshal(v, &obj) != nil {
+			continue
+		}
+		for _, k := range keys {
+			if _, ok := obj[k]; ok {
+				obj[k] = Masked
+				changed = true
+			}
+		}
+		fields[field], _ = json.Marshal(obj)
+	}
+	if !changed {
+		return raw, fields, nil
+	}
+	out, err := json.Marshal(fields)
+	return out, fields, err
+}
+
+func isSensitiveField(f string) bool { _, ok := sensitive[f]; return ok }
+
+func (m *maker) configured(addr string) *lang.Resource {
+	a, err := lang.ParseAddress(addr)
+	if err != nil {
+		return nil
+	}
+	return m.in.Config.Resources[a]
+}
+
+func (m *maker) change(addr string) {
+	prior := m.in.Prior.Resource(addr)
+	res := m.configured(addr)
+	if m.in.Mode == Destroy {
+		res = nil
+	}
+	lc := lang.Lifecycle{}
+	if r := m.configured(addr); r != nil {
+		lc = r.Lifecycle
+	}
+	switch {
+	case res == nil && prior == nil:
+		return
+	case res == nil:
+		if lc.PreventDestroy {
+			m.problem("%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
+			return
+		}
+		m.deleteChange(prior, "not in configuration")
+		if m.in.Mode == Destroy {
+			m.plan.Changes[len(m.plan.Changes)-1].Reason = "destroy"
+		}
+		return
+	}
+	d, err := newDesired(res)
+	if err != nil {
+		m.problem("%v", err)
+		return
+	}
+	if prior == nil {
+		m.createChange(d)
+		return
+	}
+	m.updateChange(d, prior, lc)
+}
+
+// priorSpec returns the masked configuration recorded in state.
+func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage) {
+	v, ok := r.Attributes["spec"]
+	if !ok {
+		return nil, nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil
+	}
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &fields)
+	return raw, fields
+}
+
+func (m *maker) addChange(c *Change) {
+	m.plan.Changes = append(m.plan.Changes, c)
+}
+
+func (m *maker) newStep(s *Step) *Step {
+	s.ID = len(m.plan.Steps)
+	if s.HostStep == 0 && s.HostToken == "" {
+		s.HostStep = -1
+	}
+	m.plan.Steps = append(m.plan.Steps, s)
+	return s
+}
+
+func deps(r *lang.Resource) []string {
+	var out []string
+	for _, d := range r.DependsOn {
+		out = append(out, d.To.String())
+	}
+	return out
+}
+
+func (m *maker) createChange(d *desired) {
+	c := &Change{Address: d.res.Address.String(), Kind: d.res.Address.Kind, Action: Create, Reason: "new in configuration",
+		After: d.masked, Spec: d.spec, ConfigHash: d.hash, DependsOn: deps(d.res)}
+	for _, f := range sortedKeys(d.fields) {
+		if f == "type" || f == "name" {
+			continue
+		}
+		c.Fields = append(c.Fields, FieldChange{Field: f, After: rawValue(d.fields[f]), Sensitive: isSensitiveField(f)})
+	}
+	if v, ok := d.res.Spec.(*lang.Volume); ok && v.VolumeID != "" {
+		c.Action, c.Reason = Read, "registers the existing volume "+v.VolumeID
+	}
+	n := desiredCount(d.res.Spec, 0)
+	m.addInstances(c, d, nil, n)
+	m.commit(c)
+	m.addChange(c)
+}
+
+// desiredCount is how many instances, replicas or jobs a resource should
+// have, given how many it has now.
+func desiredCount(spec lang.Spec, current int) int {
+	switch s := spec.(type) {
+	case *lang.Fleet:
+		if s.SSHConfig != nil {
+			return len(s.SSHConfig.Hosts)
+		}
+		if s.Nodes == nil {
+			return 1
+		}
+		n := current
+		if s.Nodes.Target != nil && current == 0 {
+			n = *s.Nodes.Target
+		}
+		n = max(n, s.Nodes.Min)
+		if s.Nodes.Max != nil {
+			n = min(n, *s.Nodes.Max)
+		}
+		return n
+	case *lang.Service:
+		lo, hi := replicaRange(s)
+		return max(min(max(current, lo), hi), lo)
+	case *lang.Task:
+		if len(s.Groups) > 0 {
+			n := 0
+			for _, g := range s.Groups {
+				n += max(g.Nodes, 1)
+			}
+			return n
+		}
+		if s.Nodes != nil {
+			return *s.Nodes
+		}
+		return 1
+	}
+	return 1
+}
+
+func replicaRange(s *lang.Service) (lo, hi int) {
+	if s.Replicas == nil {
+		return 1, 1
+	}
+	if s.Replicas.Range != nil {
+		r := s.Replicas.Range
+		lo, hi = 1, 1<<30
+		if r.Min != nil {
+			lo = *r.Min
+		}
+		if r.Max != nil {
+			hi = *r.Max
+		}
+		return lo, hi
+	}
+	hi = 0
+	for _, g := range s.Replicas.Groups {
+		gl, gh := 1, 1
+		if g.Count != nil {
+			gl, gh = 0, 1<<20
+			if g.Count.Min != nil {
+				gl = *g.Count.Min
+			}
+			if g.Count.Max != nil {
+				gh = *g.Count.Max
+			}
+		}
+		lo += gl
+		hi += gh
+	}
+	return lo, hi
+}
+
+func objectKind(k lang.Kind) providers.ObjectKind {
+	switch k {
+	case lang.KindFleet:
+		return providers.KindInstance
+	case lang.KindVolume:
+		return providers.KindVolume
+	case lang.KindGateway:
+		return providers.KindGateway
+	}
+	return providers.KindJob
+}
+
+// addInstances plans creates of n instances of c's resource at the
+// lowest free indexes, after the steps in after.
+func (m *maker) addInstances(c *Change, d *desired, keep []*state.Instance, n int) []int {
+	used := map[int]bool{}
+	for _, in := range keep {
+		used[in.Index] = true
+	}
+	var ids []int
+	for idx := 0; len(ids) < n; idx++ {
+		if used[idx] {
+			continue
+		}
+		s := m.instanceStep(c, d, idx)
+		if s == nil {
+			return ids
+		}
+		ids = append(ids, s.ID)
+		c.Steps = append(c.Steps, s.ID)
+	}
+	return ids
+}
+
+func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
+	s := &Step{Op: OpCreate, Address: c.Address, Index: idx, Kind: objectKind(c.Kind)}
+	switch spec := d.res.Spec.(type) {
+	case *lang.Fleet:
+		if spec.SSHConfig != nil {
+			h := spec.SSHConfig.Hosts[idx]
+			o := sshOffer(spec, h.Hostname)
+			s.Backend, s.Offer = "ssh", &o
+			break
+		}
+		list := offers.Match(m.in.Offers, resourcesOf(spec.Resources), fleetFilter(spec))
+		list = available(list)
+		list = filterTypes(list, spec.InstanceTypes)
+		if len(list) == 0 {
+			m.problem("%s: no offer matches %s%s", c.Address, describeResources(spec.Resources), describeFilter(spec.Backends, spec.Regions, spec.SpotPolicy, spec.MaxPrice))
+			return nil
+		}
+		s.Offer, s.Backend = &list[0], list[0].Backend
+		s.Candidates = head(list[1:], 3)
+		c.CostAfter += list[0].PricePerHour
+	case *lang.Volume:
+		s.Backend = spec.Backend
+	case *lang.Gateway:
+		s.Backend = spec.Backend
+	default:
+		if !m.place(c, d, s) {
+			return nil
+		}
+	}
+	return m.newStep(s)
+}
+
+func head[T any](list []T, n int) []T {
+	if len(list) > n {
+		list = list[:n]
+	}
+	return slices.Clone(list)
+}
+
+func available(list []offers.Offer) []offers.Offer {
+	out := list[:0:0]
+	for _, o := range list {
+		if o.Availability != offers.NoCapacity {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func filterTypes(list []offers.Offer, types []string) []offers.Offer {
+	if len(types) == 0 {
+		return list
+	}
+	out := list[:0:0]
+	for _, o := range list {
+		if slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, o.InstanceType) }) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// commit adds the step that records the change's configuration once its
+// instances are made.
+func (m *maker) commit(c *Change) {
+	s := m.newStep(&Step{Op: OpCommit, Address: c.Address})
+	c.Steps = append(c.Steps, s.ID)
+}
+
+func (m *maker) deleteChange(prior *state.Resource, reason string) {
+	before, fields := priorSpec(prior)
+	c := &Change{Address: prior.Address, Action: Delete, Reason: reason, Before: before,
+		InstancesBefore: len(prior.Instances), DependsOn: prior.DependsOn}
+	if a, err := lang.ParseAddress(prior.Address); err == nil {
+		c.Kind = a.Kind
+	}
+	for _, f := range sortedKeys(fields) {
+		if f == "type" || f == "name" {
+			continue
+		}
+		c.Fields = append(c.Fields, FieldChange{Field: f, Before: rawValue(fields[f]), Sensitive: isSensitiveField(f)})
+	}
+	for _, in := range prior.Instances {
+		c.CostBefore += price(in)
+		s := m.deleteStep(prior.Address, in)
+		c.Steps = append(c.Steps, s.ID)
+	}
+	s := m.newStep(&Step{Op: OpForget, Address: prior.Address})
+	c.Steps = append(c.Steps, s.ID)
+	m.addChange(c)
+}
+
+func (m *maker) deleteStep(addr string, in *state.Instance) *Step {
+	return m.newStep(&Step{Op: OpDelete, Address: addr, Index: in.Index, Kind: instanceKind(in),
+		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID})
+}
+
+func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycle) {
+	addr := prior.Address
+	before, beforeFields := priorSpec(prior)
+	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec,
+		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances)}
+	for _, in := range prior.Instances {
+		c.CostBefore += price(in)
+	}
+	replaceRequested := slices.Contains(m.in.Replace, addr)
+	hostGone := ""
+	if c.Kind.IsRun() && !taskFinished(prior) {
+		hostGone = m.onRemovedHost(prior)
+	}
+	interrupted := prior.ConfigHash == ""
+	var forced []string
+	scaled := false
+	if prior.ConfigHash != d.hash && !interrupted {
+		for _, f := range unionKeys(beforeFields, d.fields) {
+			if f == "type" || f == "name" || lc.Ignores(f) {
+				continue
+			}
+			b, a := beforeFields[f], d.fields[f]
+			if jsonEqual(b, a) {
+				if isSensitiveField(f) {
+					c.Fields = append(c.Fields, FieldChange{Field: f, Sensitive: true, ForcesReplacement: rule(c.Kind, f) == ruleReplace})
+					if rule(c.Kind, f) == ruleReplace {
+						forced = append(forced, f)
+					}
+				}
+				continue
+			}
+			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: isSensitiveField(f)}
+			switch rule(c.Kind, f) {
+			case ruleReplace:
+				fc.ForcesReplacement = true
+				forced = append(forced, f)
+			case ruleScale:
+				fc.Scales = true
+				scaled = true
+			}
+			c.Fields = append(c.Fields, fc)
+		}
+		if len(c.Fields) == 0 {
+			// Only ignored fields changed: keep the recorded configuration.
+			c.ConfigHash = prior.ConfigHash
+		}
+	}
+	live := prior.Instances
+	finished := c.Kind == lang.KindTask && taskFinished(prior)
+	switch {
+	case replaceRequested || len(forced) > 0 || hostGone != "" || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
+		if lc.PreventDestroy {
+			m.problem("%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
+			return
+		}
+		c.Action = Replace
+		switch {
+		case replaceRequested:
+			c.Reason = "replacement requested with -replace"
+		case len(forced) > 0:
+			c.Reason = "configuration changed: " + strings.Join(forced, ", ") + " cannot change in place"
+		case hostGone != "":
+			c.Reason = "its instance " + hostGone + " is being torn down"
+		default:
+			c.Reason = "the task's jobs failed and retry allows another attempt"
+		}
+		c.CreateBeforeDestroy = c.Kind == lang.KindService
+		if lc.CreateBeforeDestroy != nil {
+			c.CreateBeforeDestroy = *lc.CreateBeforeDestroy
+		}
+		m.replace(c, d, prior)
+	case interrupted:
+		c.Action, c.Reason = Create, "finishing an interrupted apply"
+		n := desiredCount(d.res.Spec, 0)
+		m.scaleTo(c, d, prior, n)
+		m.commit(c)
+	default:
+		n := len(live)
+		if !finished {
+			n = desiredCount(d.res.Spec, len(live))
+		}
+		switch {
+		case n != len(live):
+			c.Action = Scale
+			c.Reason = fmt.Sprintf("%d → %d instances", len(live), n)
+			if !scaled {
+				c.Reason = fmt.Sprintf("drift: %d of %d instances are gone; %d → %d", desiredCount(d.res.Spec, 0)-len(live), desiredCount(d.res.Spec, 0), len(live), n)
+			}
+			m.scaleTo(c, d, prior, n)
+			m.commit(c)
+		case len(c.Fields) > 0:
+			c.Action, c.Reason = Update, "configuration changed in place"
+			m.commit(c)
+		default:
+			m.plan.NoChange++
+			m.keepHosts(prior)
+			return
+		}
+	}
+	c.InstancesAfter = c.InstancesBefore
+	m.addChange(c)
+}
+
+// taskNeedsRerun: a task whose jobs failed is run again when its retry
+// policy allows it.
+func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
+	t, ok := d.res.Spec.(*lang.Task)
+	if !ok || !t.Retry.Enabled() {
+		return false
+	}
+	for _, in := range prior.Instances {
+		if in.Status == providers.StatusFailed || in.Status == providers.StatusTerminated {
+			return true
+		}
+	}
+	return false
+}
+
+func taskFinished(r *state.Resource) bool {
+	if len(r.Instances) == 0 {
+		return false
+	}
+	for _, in := range r.Instances {
+		if in.Status != providers.StatusDone && in.Status != providers.StatusFailed {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *maker) replace(c *Change, d *desired, prior *state.Resource) {
+	n := desiredCount(d.res.Spec, len(prior.Instances))
+	var dels []int
+	for _, in := range prior.Instances {
+		s := m.deleteStep(c.Address, in)
+		dels = append(dels, s.ID)
+		c.Steps = append(c.Steps, s.ID)
+	}
+	// The new instances are placed as if the old ones were gone.
+	m.releaseHosts(prior)
+	creates := m.addInstances(c, d, nil, n)
+	for _, cid := range creates {
+		cs := m.plan.Steps[cid]
+		if c.CreateBeforeDestroy {
+			for _, did := range dels {
+				m.plan.Steps[did].Deps = append(m.plan.Steps[did].Deps, cid)
+			}
+		} else {
+			cs.Deps = append(cs.Deps, dels...)
+		}
+	}
+	m.commit(c)
+	c.InstancesAfter = n
+}
+
+// scaleTo creates or deletes instances to reach n, deleting the highest
+// indexes first.
+func (m *maker) scaleTo(c *Change, d *desired, prior *state.Resource, n int) {
+	live := slices.Clone(prior.Instances)
+	slices.SortFunc(live, func(a, b *state.Instance) int { return cmp.Compare(a.Index, b.Index) })
+	m.keepHosts(prior)
+	if n > len(live) {
+		m.addInstances(c, d, live, n-len(live))
+	}
+	for i := len(live) - 1; i >= n; i-- {
+		s := m.deleteStep(c.Address, live[i])
+		c.Steps = append(c.Steps, s.ID)
+	}
+	c.CostAfter = c.CostBefore
+	for i := n; i < len(live); i++ {
+		c.CostAfter -= price(live[i])
+	}
+	for _, id := range c.Steps {
+		if s := m.plan.Steps[id]; s.Op == OpCreate && s.Offer != nil && s.HostStep < 0 && s.HostToken == "" {
+			c.CostAfter += s.Offer.PricePerHour
+		}
+	}
+	c.InstancesAfter = n
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return string(a) == string(b)
+	}
+	ca, _ := json.Marshal(x)
+	cb, _ := json.Marshal(y)
+	return string(ca) == string(cb)
+}
+
+func rawValue(r json.RawMessage) any {
+	if len(r) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(r, &v); err != nil {
+		return string(r)
+	}
+	return v
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func unionKeys(a, b map[string]json.RawMessage) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range []map[string]json.RawMessage{a, b} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrStale is returned when a saved plan no longer matches the state.
+var ErrStale = errors.New("Saved plan is stale: the state changed since the plan was made")

@@ -1,0 +1,396 @@
+package planner
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/resources"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// host is a fleet instance runs can be placed on.
+type host struct {
+	key     string // the instance's token, or "step:N" for a planned one
+	address string // fleet.f[0]
+	fleet   string // the fleet's name
+	token   string
+	step    int
+	backend string
+	cap     offers.Offer
+	used    Demand
+	removed bool
+}
+
+func (h *host) free() Demand {
+	d := Demand{CPUs: h.cap.CPUs - h.used.CPUs, MemoryMB: int(h.cap.Memory) - h.used.MemoryMB}
+	if h.cap.GPU != nil {
+		d.GPUs = h.cap.GPU.Count - h.used.GPUs
+	}
+	return d
+}
+
+// Instance attribute keys the planner records.
+const (
+	attrKind        = "kind"
+	attrOffer       = "offer"
+	attrHost        = "host"
+	attrHostAddress = "host_address"
+	attrDemand      = "demand"
+	attrPrice       = "price"
+	attrExternal    = "external"
+)
+
+func instanceKind(in *state.Instance) providers.ObjectKind {
+	s, _ := in.Attributes[attrKind].(string)
+	return providers.ObjectKind(s)
+}
+
+func price(in *state.Instance) float64 {
+	switch v := in.Attributes[attrPrice].(type) {
+	case float64:
+		return v
+	case json.Number:
+		f, _ := v.Float64()
+		return f
+	}
+	return 0
+}
+
+func hostOf(in *state.Instance) string {
+	s, _ := in.Attributes[attrHost].(string)
+	return s
+}
+
+func decodeAttr[T any](in *state.Instance, key string) (T, bool) {
+	var out T
+	v, ok := in.Attributes[key]
+	if !ok {
+		return out, false
+	}
+	b, err := json.Marshal(v)
+	if err != nil || json.Unmarshal(b, &out) != nil {
+		return out, false
+	}
+	return out, true
+}
+
+func toAttr(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// collectHosts lists the live fleet instances of the prior state and
+// what the runs that stay take from them.
+func (m *maker) collectHosts() {
+	for _, r := range m.in.Prior.Resources {
+		a, err := lang.ParseAddress(r.Address)
+		if err != nil || a.Kind != lang.KindFleet {
+			continue
+		}
+		for _, in := range r.Instances {
+			o, ok := decodeAttr[offers.Offer](in, attrOffer)
+			if !ok || in.Token == "" {
+				continue
+			}
+			m.addHost(&host{key: in.Token, address: fmt.Sprintf("%s[%d]", r.Address, in.Index), fleet: a.Name,
+				token: in.Token, step: -1, backend: in.Provider, cap: o})
+		}
+	}
+	for _, r := range m.in.Prior.Resources {
+		if m.in.Mode == Destroy || m.configured(r.Address) == nil {
+			continue
+		}
+		for _, in := range r.Instances {
+			if h := m.hosts[hostOf(in)]; h != nil && !finishedJob(in) {
+				d, _ := decodeAttr[Demand](in, attrDemand)
+				h.used = h.used.plus(d)
+			}
+		}
+	}
+}
+
+func finishedJob(in *state.Instance) bool {
+	return in.Status == providers.StatusDone || in.Status == providers.StatusFailed
+}
+
+func (d Demand) plus(o Demand) Demand {
+	return Demand{CPUs: d.CPUs + o.CPUs, MemoryMB: d.MemoryMB + o.MemoryMB, GPUs: d.GPUs + o.GPUs}
+}
+
+func (d Demand) minus(o Demand) Demand {
+	return Demand{CPUs: d.CPUs - o.CPUs, MemoryMB: d.MemoryMB - o.MemoryMB, GPUs: d.GPUs - o.GPUs}
+}
+
+func (m *maker) addHost(h *host) {
+	m.hosts[h.key] = h
+	m.hostOrder = append(m.hostOrder, h)
+}
+
+// releaseHosts gives back what a run being replaced or deleted takes.
+func (m *maker) releaseHosts(prior *state.Resource) {
+	for _, in := range prior.Instances {
+		if h := m.hosts[hostOf(in)]; h != nil && !finishedJob(in) {
+			d, _ := decodeAttr[Demand](in, attrDemand)
+			h.used = h.used.minus(d)
+		}
+	}
+}
+
+// keepHosts is called for a resource whose instances stay as they are;
+// collectHosts already counted them.
+func (m *maker) keepHosts(*state.Resource) {}
+
+// syncFleetHosts updates the hosts after a fleet's change was planned:
+// instances it deletes are no longer hosts, instances it creates are.
+func (m *maker) syncFleetHosts(c *Change) {
+	if c.Kind != lang.KindFleet {
+		return
+	}
+	for _, id := range c.Steps {
+		s := m.plan.Steps[id]
+		switch s.Op {
+		case OpDelete:
+			if h := m.hosts[s.Token]; h != nil {
+				h.removed = true
+			}
+		case OpCreate:
+			if s.Offer == nil {
+				continue
+			}
+			a, _ := lang.ParseAddress(s.Address)
+			m.addHost(&host{key: fmt.Sprintf("step:%d", s.ID), address: fmt.Sprintf("%s[%d]", s.Address, s.Index),
+				fleet: a.Name, step: s.ID, backend: s.Backend, cap: *s.Offer})
+		}
+	}
+}
+
+// onRemovedHost reports whether any of a run's jobs is on a host this
+// plan deletes, and which.
+func (m *maker) onRemovedHost(prior *state.Resource) string {
+	for _, in := range prior.Instances {
+		if h := m.hosts[hostOf(in)]; h != nil && h.removed {
+			return h.address
+		}
+	}
+	return ""
+}
+
+func runParts(spec lang.Spec) (*lang.RunConfig, *lang.Profile) {
+	switch s := spec.(type) {
+	case *lang.Task:
+		return &s.RunConfig, &s.Profile
+	case *lang.Service:
+		return &s.RunConfig, &s.Profile
+	case *lang.DevEnvironment:
+		return &s.RunConfig, &s.Profile
+	}
+	return nil, nil
+}
+
+func resourcesOf(r *resources.Spec) resources.Spec {
+	if r == nil {
+		return resources.Spec{}.WithDefaults()
+	}
+	return r.WithDefaults()
+}
+
+func demandOf(spec resources.Spec) Demand {
+	spec = spec.WithDefaults()
+	d := Demand{}
+	if spec.CPU != nil && spec.CPU.Count.Min != nil {
+		d.CPUs = *spec.CPU.Count.Min
+	}
+	if spec.Memory != nil && spec.Memory.Min != nil {
+		d.MemoryMB = int(*spec.Memory.Min)
+	}
+	if spec.GPU != nil && spec.GPU.Count.Min != nil {
+		d.GPUs = *spec.GPU.Count.Min
+	}
+	return d
+}
+
+// fits says why h cannot take a job of spec (empty when it can).
+func fits(h *host, spec resources.Spec, d Demand) string {
+	free := h.free()
+	switch {
+	case free.CPUs < d.CPUs:
+		return fmt.Sprintf("cpu: needs %d, %s has %d free", d.CPUs, h.address, free.CPUs)
+	case free.MemoryMB < d.MemoryMB:
+		return fmt.Sprintf("memory: needs %s, %s has %s free", resources.Memory(d.MemoryMB), h.address, resources.Memory(max(free.MemoryMB, 0)))
+	case d.GPUs > 0 && h.cap.GPU == nil:
+		return fmt.Sprintf("gpu: needs %s, %s has none", spec.GPU, h.address)
+	case d.GPUs > free.GPUs:
+		return fmt.Sprintf("gpu: needs %s, %s has %d of %s free", spec.GPU, h.address, max(free.GPUs, 0), h.cap.GPU)
+	}
+	if d.GPUs > 0 {
+		// The model and memory per GPU must fit too: ask the offer matcher
+		// about one GPU of the host.
+		one := h.cap
+		g := *h.cap.GPU
+		g.Count = d.GPUs
+		one.GPU, one.CPUs, one.Memory, one.Disk = &g, max(one.CPUs, 1<<20), 1<<40, 1<<40
+		probe := spec
+		probe.CPU, probe.Memory, probe.Disk = nil, nil, nil
+		if why := offers.Explain(one, probe); why != "" {
+			return fmt.Sprintf("%s (on %s)", why, h.address)
+		}
+	}
+	return ""
+}
+
+// place puts a job on a fleet instance with room, the tightest fit first,
+// or else on a new machine from the cheapest matching offer.
+func (m *maker) place(c *Change, d *desired, s *Step) bool {
+	run, prof := runParts(d.res.Spec)
+	spec := resourcesOf(run.Resources)
+	demand := demandOf(spec)
+	s.Demand = &demand
+	var best *host
+	var reasons []string
+	for _, h := range m.hostOrder {
+		if h.removed || (len(prof.Fleets) > 0 && !slices.Contains(prof.Fleets, h.fleet)) ||
+			(len(prof.Backends) > 0 && !containsFold(prof.Backends, h.backend)) {
+			continue
+		}
+		if why := fits(h, spec, demand); why != "" {
+			reasons = append(reasons, why)
+			continue
+		}
+		if best == nil || tighter(h, best) {
+			best = h
+		}
+	}
+	if best != nil {
+		best.used = best.used.plus(demand)
+		s.HostAddress, s.Backend = best.address, best.backend
+		if best.step >= 0 {
+			s.HostStep = best.step
+		} else {
+			s.HostToken = best.token
+		}
+		fleet := "fleet." + best.fleet
+		if !slices.Contains(c.DependsOn, fleet) {
+			c.DependsOn = append(c.DependsOn, fleet)
+			slices.Sort(c.DependsOn)
+		}
+		return true
+	}
+	if len(prof.Fleets) > 0 || prof.CreationPolicy == "reuse" {
+		m.problem("%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
+		return false
+	}
+	list := available(offers.Match(m.in.Offers, spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions,
+		Spot: spotOf(prof.SpotPolicy), MaxPrice: deref(prof.MaxPrice)}))
+	list = filterTypes(list, prof.InstanceTypes)
+	if len(list) == 0 {
+		m.problem("%s: no fleet instance has room and no offer matches %s%s (%s)", c.Address, spec,
+			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), reasonList(reasons, "no fleet instances"))
+		return false
+	}
+	s.Offer, s.Backend = &list[0], list[0].Backend
+	s.Candidates = head(list[1:], 3)
+	c.CostAfter += list[0].PricePerHour
+	return true
+}
+
+func reasonList(reasons []string, none string) string {
+	if len(reasons) == 0 {
+		return none
+	}
+	if len(reasons) > 5 {
+		return strings.Join(reasons[:5], "; ") + fmt.Sprintf("; and %d more", len(reasons)-5)
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// tighter orders hosts for best fit: fewer free GPUs, then fewer free
+// CPUs, then address.
+func tighter(a, b *host) bool {
+	fa, fb := a.free(), b.free()
+	return cmp.Or(cmp.Compare(fa.GPUs, fb.GPUs), cmp.Compare(fa.CPUs, fb.CPUs), strings.Compare(a.address, b.address)) < 0
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// spotOf maps a spot policy to an offer filter: on-demand unless spot or
+// auto is asked for.
+func spotOf(policy string) *bool {
+	switch policy {
+	case "spot":
+		return new(true)
+	case "auto":
+		return nil
+	}
+	return new(false)
+}
+
+func fleetFilter(f *lang.Fleet) offers.Filter {
+	return offers.Filter{Backends: f.Backends, Regions: f.Regions, Spot: spotOf(f.SpotPolicy), MaxPrice: deref(f.MaxPrice)}
+}
+
+func describeResources(r *resources.Spec) string {
+	if r == nil {
+		return "the default resources"
+	}
+	return resourcesOf(r).String()
+}
+
+func describeFilter(backends, regions []string, spot string, maxPrice *float64) string {
+	var parts []string
+	if len(backends) > 0 {
+		parts = append(parts, "backends "+strings.Join(backends, ", "))
+	}
+	if len(regions) > 0 {
+		parts = append(parts, "regions "+strings.Join(regions, ", "))
+	}
+	if spot != "" {
+		parts = append(parts, "spot_policy "+spot)
+	}
+	if maxPrice != nil {
+		parts = append(parts, fmt.Sprintf("max_price $%.2f", *maxPrice))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(parts, ", ")
+}
+
+// sshOffer describes a host of an SSH fleet until its agent reports its
+// inventory: what the fleet's resources ask for at least.
+func sshOffer(f *lang.Fleet, hostname string) offers.Offer {
+	spec := resourcesOf(f.Resources)
+	d := demandOf(spec)
+	o := offers.Offer{Backend: "ssh", Region: "on-prem", InstanceType: hostname, CPUs: d.CPUs,
+		Memory: resources.Memory(d.MemoryMB), Availability: offers.Available}
+	if d.GPUs > 0 {
+		g := &offers.GPU{Count: d.GPUs}
+		if len(spec.GPU.Names) > 0 {
+			g.Name = spec.GPU.Names[0]
+		}
+		if spec.GPU.Memory != nil && spec.GPU.Memory.Min != nil {
+			g.MemoryMB = *spec.GPU.Memory.Min
+		}
+		o.GPU = g
+	}
+	return o
+}

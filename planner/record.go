@@ -1,0 +1,254 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dstackai/dstack-go/state"
+)
+
+// record is one journal entry: a change to the state that apply made
+// durable before going on.
+type record struct {
+	Op         string          `json:"op"` // begin, put-instance, remove-instance, put-resource, forget
+	Lineage    string          `json:"lineage,omitempty"`
+	Serial     *uint64         `json:"serial,omitempty"`
+	Address    string          `json:"address,omitempty"`
+	Token      string          `json:"token,omitempty"`
+	Instance   *state.Instance `json:"instance,omitempty"`
+	ConfigHash string          `json:"config_hash,omitempty"`
+	DependsOn  []string        `json:"depends_on,omitempty"`
+	Spec       any             `json:"spec,omitempty"`
+}
+
+// applyRecord changes st as r says. Every record is idempotent, so a
+// journal replayed twice gives the same state.
+func applyRecord(st *state.State, r *record) {
+	res := st.Resource(r.Address)
+	switch r.Op {
+	case "put-instance":
+		if res == nil {
+			res = &state.Resource{Address: r.Address}
+			st.Put(res)
+		}
+		for i, in := range res.Instances {
+			if in.Token == r.Instance.Token {
+				res.Instances[i] = r.Instance
+				return
+			}
+		}
+		res.Instances = append(res.Instances, r.Instance)
+	case "remove-instance":
+		if res == nil {
+			return
+		}
+		for i, in := range res.Instances {
+			if in.Token == r.Token {
+				res.Instances = append(res.Instances[:i:i], res.Instances[i+1:]...)
+				return
+			}
+		}
+	case "put-resource":
+		if res == nil {
+			res = &state.Resource{Address: r.Address}
+			st.Put(res)
+		}
+		res.ConfigHash, res.DependsOn = r.ConfigHash, r.DependsOn
+		if res.Attributes == nil {
+			res.Attributes = map[string]any{}
+		}
+		res.Attributes["spec"] = r.Spec
+	case "forget":
+		st.Remove(r.Address)
+	}
+}
+
+// Store is where apply keeps the state while it works: the backend, the
+// workspace and the lock held.
+type Store struct {
+	Backend   state.Backend
+	Workspace string
+	LockID    string
+	// Version is that of the stored state the work started from (empty
+	// when none was stored).
+	Version state.Version
+}
+
+// Recover folds a journal that an interrupted apply left behind into the
+// state and writes it. It returns the state as stored afterwards (nil
+// when there is none) and whether there was a journal.
+func Recover(ctx context.Context, s *Store, toolVersion string) (*state.Snapshot, bool, error) {
+	snap, err := s.Backend.Read(ctx, s.Workspace)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return nil, false, err
+	}
+	j, ok := s.Backend.(state.Journal)
+	if !ok {
+		return snap, false, nil
+	}
+	raw, err := j.ReadJournal(ctx, s.Workspace)
+	if err != nil || len(raw) == 0 {
+		return snap, false, err
+	}
+	recs := make([]*record, 0, len(raw))
+	for i, b := range raw {
+		var r record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, false, fmt.Errorf("journal record %d is damaged: %w", i+1, err)
+		}
+		recs = append(recs, &r)
+	}
+	if recs[0].Op != "begin" || recs[0].Serial == nil {
+		return nil, false, fmt.Errorf("the journal does not start with a begin record")
+	}
+	var st *state.State
+	var prev state.Version
+	if snap != nil {
+		st, prev = snap.State, snap.Version
+		if st.Lineage != recs[0].Lineage {
+			return nil, false, fmt.Errorf("the journal belongs to state lineage %s, the stored state is %s; move the journal away to go on", recs[0].Lineage, st.Lineage)
+		}
+		if st.Serial != *recs[0].Serial {
+			// The apply wrote its state but died before clearing the
+			// journal: there is nothing left to fold in.
+			return snap, true, j.ClearJournal(ctx, s.Workspace, s.LockID)
+		}
+	} else {
+		st = state.New(toolVersion)
+		st.Lineage = recs[0].Lineage
+	}
+	for _, r := range recs[1:] {
+		applyRecord(st, r)
+	}
+	st.Serial++
+	st.ToolVersion = toolVersion
+	v, err := s.Backend.Write(ctx, s.Workspace, st, prev, s.LockID)
+	if err != nil {
+		return nil, true, fmt.Errorf("writing the recovered state: %w", err)
+	}
+	if err := j.ClearJournal(ctx, s.Workspace, s.LockID); err != nil {
+		return nil, true, err
+	}
+	return &state.Snapshot{State: st, Version: v}, true, nil
+}
+
+// recorder makes state changes durable, many at a time: callers wait
+// until their records are on the backend (group commit).
+type recorder struct {
+	store   *Store
+	journal state.Journal // nil: the whole state is written instead
+	st      *state.State
+	reqs    chan recReq
+	done    chan struct{}
+	toolVer string
+	err     error
+}
+
+type recReq struct {
+	recs  []*record
+	reply chan error
+}
+
+func newRecorder(ctx context.Context, s *Store, st *state.State, toolVersion string) (*recorder, error) {
+	r := &recorder{store: s, st: st, reqs: make(chan recReq, 64), done: make(chan struct{}), toolVer: toolVersion}
+	if j, ok := s.Backend.(state.Journal); ok {
+		r.journal = j
+		serial := st.Serial
+		b, _ := json.Marshal(&record{Op: "begin", Lineage: st.Lineage, Serial: &serial})
+		if err := j.AppendJournal(ctx, s.Workspace, s.LockID, [][]byte{b}); err != nil {
+			return nil, fmt.Errorf("starting the journal: %w", err)
+		}
+	}
+	go r.loop(context.WithoutCancel(ctx))
+	return r, nil
+}
+
+// write records recs and returns once they are durable.
+func (r *recorder) write(recs ...*record) error {
+	reply := make(chan error, 1)
+	r.reqs <- recReq{recs, reply}
+	return <-reply
+}
+
+func (r *recorder) loop(ctx context.Context) {
+	defer close(r.done)
+	for req := range r.reqs {
+		batch := []recReq{req}
+	drain:
+		for {
+			select {
+			case more, ok := <-r.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		err := r.commit(ctx, batch)
+		for _, b := range batch {
+			b.reply <- err
+		}
+	}
+}
+
+func (r *recorder) commit(ctx context.Context, batch []recReq) error {
+	if r.err != nil {
+		return r.err
+	}
+	var lines [][]byte
+	for _, b := range batch {
+		for _, rec := range b.recs {
+			applyRecord(r.st, rec)
+			if r.journal != nil {
+				line, err := json.Marshal(rec)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, line)
+			}
+		}
+	}
+	var err error
+	if r.journal != nil {
+		err = r.journal.AppendJournal(ctx, r.store.Workspace, r.store.LockID, lines)
+	} else {
+		err = r.writeState(ctx)
+	}
+	if err != nil {
+		r.err = fmt.Errorf("recording progress: %w", err)
+	}
+	return r.err
+}
+
+func (r *recorder) writeState(ctx context.Context) error {
+	r.st.Serial++
+	r.st.ToolVersion = r.toolVer
+	v, err := r.store.Backend.Write(ctx, r.store.Workspace, r.st, r.store.Version, r.store.LockID)
+	if err != nil {
+		r.st.Serial--
+		return err
+	}
+	r.store.Version = v
+	return nil
+}
+
+// close stops the recorder and writes the final state: with a journal,
+// one write of the whole state, then the journal is cleared.
+func (r *recorder) close(ctx context.Context) error {
+	close(r.reqs)
+	<-r.done
+	if r.err != nil {
+		return r.err
+	}
+	if r.journal == nil {
+		return nil
+	}
+	if err := r.writeState(ctx); err != nil {
+		return fmt.Errorf("writing state: %w (the journal keeps every change; the next command recovers it)", err)
+	}
+	return r.journal.ClearJournal(ctx, r.store.Workspace, r.store.LockID)
+}

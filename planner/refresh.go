@@ -1,0 +1,177 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// RefreshOptions tune Refresh.
+type RefreshOptions struct {
+	// Batch is how many tokens one Describe call asks about (500 when
+	// zero); Concurrency how many calls run at once per provider (4).
+	Batch, Concurrency int
+}
+
+// Refresh asks the providers about every object in st, updates st in
+// place (adopting objects whose creation an interrupted apply recorded,
+// dropping ones that are gone) and returns what changed outside dstack.
+func Refresh(ctx context.Context, st *state.State, set providers.Set, opts RefreshOptions) ([]Drift, error) {
+	if opts.Batch <= 0 {
+		opts.Batch = 500
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	type ref struct {
+		res *state.Resource
+		in  *state.Instance
+	}
+	byBackend := map[string][]ref{}
+	for _, r := range st.Resources {
+		for _, in := range r.Instances {
+			if in.Token == "" || in.Attributes[attrExternal] == true {
+				continue
+			}
+			byBackend[in.Provider] = append(byBackend[in.Provider], ref{r, in})
+		}
+	}
+	backends := sortedKeys(byBackend)
+	found := make(map[string]providers.Object)
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, b := range backends {
+		prov, err := set.For(b)
+		if err != nil {
+			return nil, fmt.Errorf("refreshing %s objects: %w", b, err)
+		}
+		refs := byBackend[b]
+		sem := make(chan struct{}, opts.Concurrency)
+		for i := 0; i < len(refs); i += opts.Batch {
+			batch := refs[i:min(i+opts.Batch, len(refs))]
+			tokens := make([]string, len(batch))
+			for j, r := range batch {
+				tokens[j] = r.in.Token
+			}
+			g.Go(func() error {
+				select {
+				case sem <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				defer func() { <-sem }()
+				objs, err := describe(gctx, prov, tokens)
+				if err != nil {
+					return fmt.Errorf("refreshing %s objects: %w", b, err)
+				}
+				mu.Lock()
+				for t, o := range objs {
+					found[t] = o
+				}
+				mu.Unlock()
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var drift []Drift
+	for _, r := range st.Resources {
+		kind := lang.Kind("")
+		if a, err := lang.ParseAddress(r.Address); err == nil {
+			kind = a.Kind
+		}
+		kept := r.Instances[:0]
+		for _, in := range r.Instances {
+			if in.Token == "" || in.Attributes[attrExternal] == true {
+				kept = append(kept, in)
+				continue
+			}
+			o, ok := found[in.Token]
+			d := Drift{Address: r.Address, Index: in.Index, ProviderID: in.ProviderID}
+			switch {
+			case !ok && in.ProviderID == "":
+				d.Message = fmt.Sprintf("%s[%d] was recorded by an interrupted apply but never created; forgetting it", r.Address, in.Index)
+				drift = append(drift, d)
+				continue
+			case !ok || o.Status == providers.StatusTerminated || (o.Status == providers.StatusFailed && kind != lang.KindTask):
+				if kind == lang.KindTask && (in.Status == providers.StatusDone || in.Status == providers.StatusFailed) {
+					kept = append(kept, in) // a finished job's record stays
+					continue
+				}
+				what := "was deleted outside dstack"
+				if ok {
+					what = "was terminated outside dstack"
+					if o.Status == providers.StatusFailed {
+						what = "failed"
+					}
+					if o.Reason != "" {
+						what += " (" + o.Reason + ")"
+					}
+				}
+				d.Message = fmt.Sprintf("%s %s of %s %s", describeKind(instanceKind(in)), nonEmpty(in.ProviderID, in.Token), r.Address, what)
+				drift = append(drift, d)
+				continue
+			}
+			if in.ProviderID == "" {
+				d.ProviderID = o.ID
+				d.Message = fmt.Sprintf("%s[%d] was created by an interrupted apply as %s; adopting it", r.Address, in.Index, o.ID)
+				drift = append(drift, d)
+			}
+			in.ProviderID = o.ID
+			if in.Status != o.Status {
+				in.Status = o.Status
+			}
+			if len(o.Attributes) > 0 {
+				if in.Attributes == nil {
+					in.Attributes = map[string]any{}
+				}
+				for k, v := range o.Attributes {
+					in.Attributes[k] = v
+				}
+			}
+			kept = append(kept, in)
+		}
+		r.Instances = kept
+	}
+	sort.SliceStable(drift, func(i, j int) bool {
+		if drift[i].Address != drift[j].Address {
+			return drift[i].Address < drift[j].Address
+		}
+		return drift[i].Index < drift[j].Index
+	})
+	return drift, nil
+}
+
+// describe calls Describe, backing off while the provider rate-limits.
+func describe(ctx context.Context, p providers.Provider, tokens []string) (map[string]providers.Object, error) {
+	var objs map[string]providers.Object
+	err := withRetry(ctx, func() error {
+		var err error
+		objs, err = p.Describe(ctx, tokens)
+		return err
+	})
+	return objs, err
+}
+
+func describeKind(k providers.ObjectKind) string {
+	if k == "" {
+		return "object"
+	}
+	return string(k)
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
