@@ -314,9 +314,6 @@ func (m *maker) addChange(c *Change) {
 
 func (m *maker) newStep(s *Step) *Step {
 	s.ID = len(m.plan.Steps)
-	if s.HostStep == 0 && s.HostToken == "" {
-		s.HostStep = -1
-	}
 	m.plan.Steps = append(m.plan.Steps, s)
 	return s
 }
@@ -454,7 +451,7 @@ func (m *maker) addInstances(c *Change, d *desired, keep []*state.Instance, n in
 }
 
 func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
-	s := &Step{Op: OpCreate, Address: c.Address, Index: idx, Kind: objectKind(c.Kind)}
+	s := &Step{Op: OpCreate, Address: c.Address, Index: idx, Kind: objectKind(c.Kind), HostStep: -1}
 	switch spec := d.res.Spec.(type) {
 	case *lang.Fleet:
 		if spec.SSHConfig != nil {
@@ -518,7 +515,7 @@ func filterTypes(list []offers.Offer, types []string) []offers.Offer {
 // commit adds the step that records the change's configuration once its
 // instances are made.
 func (m *maker) commit(c *Change) {
-	s := m.newStep(&Step{Op: OpCommit, Address: c.Address})
+	s := m.newStep(&Step{Op: OpCommit, Address: c.Address, HostStep: -1})
 	c.Steps = append(c.Steps, s.ID)
 }
 
@@ -540,14 +537,14 @@ func (m *maker) deleteChange(prior *state.Resource, reason string) {
 		s := m.deleteStep(prior.Address, in)
 		c.Steps = append(c.Steps, s.ID)
 	}
-	s := m.newStep(&Step{Op: OpForget, Address: prior.Address})
+	s := m.newStep(&Step{Op: OpForget, Address: prior.Address, HostStep: -1})
 	c.Steps = append(c.Steps, s.ID)
 	m.addChange(c)
 }
 
 func (m *maker) deleteStep(addr string, in *state.Instance) *Step {
 	return m.newStep(&Step{Op: OpDelete, Address: addr, Index: in.Index, Kind: instanceKind(in),
-		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID})
+		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID, HostStep: -1})
 }
 
 func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycle) {

@@ -272,19 +272,14 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 	}
 	if best != nil {
-		best.used = best.used.plus(demand)
-		s.HostAddress, s.Backend = best.address, best.backend
-		if best.step >= 0 {
-			s.HostStep = best.step
-		} else {
-			s.HostToken = best.token
-		}
-		fleet := "fleet." + best.fleet
-		if !slices.Contains(c.DependsOn, fleet) {
-			c.DependsOn = append(c.DependsOn, fleet)
-			slices.Sort(c.DependsOn)
-		}
+		m.putOn(c, s, best, demand)
 		return true
+	}
+	if prof.CreationPolicy != "reuse" {
+		if h := m.grow(c, spec, prof, &reasons); h != nil {
+			m.putOn(c, s, h, demand)
+			return true
+		}
 	}
 	if len(prof.Fleets) > 0 || prof.CreationPolicy == "reuse" {
 		m.problem("%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
@@ -302,6 +297,120 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	s.Candidates = head(list[1:], 3)
 	c.CostAfter += list[0].PricePerHour
 	return true
+}
+
+func (m *maker) putOn(c *Change, s *Step, h *host, demand Demand) {
+	h.used = h.used.plus(demand)
+	s.HostAddress, s.Backend = h.address, h.backend
+	if h.step >= 0 {
+		s.HostStep = h.step
+	} else {
+		s.HostToken = h.token
+	}
+	fleet := "fleet." + h.fleet
+	if !slices.Contains(c.DependsOn, fleet) {
+		c.DependsOn = append(c.DependsOn, fleet)
+		slices.Sort(c.DependsOn)
+	}
+}
+
+// grow adds an instance to a configured cloud fleet that may grow (its
+// nodes have room below their max) for a job no instance has room for,
+// from the cheapest offer that fits both the fleet and the job.
+func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons *[]string) *host {
+	names := prof.Fleets
+	if len(names) == 0 {
+		for _, r := range m.in.Config.Sorted() {
+			if r.Address.Kind == lang.KindFleet {
+				names = append(names, r.Address.Name)
+			}
+		}
+	}
+	for _, name := range names {
+		addr := lang.Address{Kind: lang.KindFleet, Name: name}
+		r := m.in.Config.Resources[addr]
+		if r == nil {
+			continue
+		}
+		f := r.Spec.(*lang.Fleet)
+		if f.SSHConfig != nil || f.Nodes == nil {
+			continue
+		}
+		count, next := 0, 0
+		for _, h := range m.hostOrder {
+			if h.fleet == name {
+				idx := indexOf(h.address)
+				next = max(next, idx+1)
+				if !h.removed {
+					count++
+				}
+			}
+		}
+		if f.Nodes.Max != nil && count >= *f.Nodes.Max {
+			*reasons = append(*reasons, fmt.Sprintf("%s is at its maximum of %d nodes", addr, *f.Nodes.Max))
+			continue
+		}
+		list := available(offers.Match(m.in.Offers, resourcesOf(f.Resources), fleetFilter(f)))
+		list = offers.Match(filterTypes(list, f.InstanceTypes), spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions, MaxPrice: deref(prof.MaxPrice)})
+		if len(list) == 0 {
+			*reasons = append(*reasons, fmt.Sprintf("%s could grow, but no offer fits both it and %s", addr, c.Address))
+			continue
+		}
+		fc := m.changeFor(addr.String(), r)
+		if fc == nil {
+			continue
+		}
+		hs := m.newStep(&Step{Op: OpCreate, Address: addr.String(), Index: next, Kind: providers.KindInstance, HostStep: -1,
+			Backend: list[0].Backend, Offer: &list[0], Candidates: head(list[1:], 3)})
+		fc.Steps = append(fc.Steps, hs.ID)
+		fc.InstancesAfter++
+		fc.CostAfter += list[0].PricePerHour
+		m.syncFleetHosts(&Change{Kind: lang.KindFleet, Steps: []int{hs.ID}})
+		return m.hosts[fmt.Sprintf("step:%d", hs.ID)]
+	}
+	return nil
+}
+
+func indexOf(instance string) int {
+	i := strings.LastIndexByte(instance, '[')
+	n := 0
+	fmt.Sscanf(instance[i+1:], "%d]", &n)
+	return n
+}
+
+// changeFor returns the plan's change of a fleet, turning a fleet left as
+// it is into one that scales.
+func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
+	for _, c := range m.plan.Changes {
+		if c.Address == addr {
+			if c.Action == Update || c.Action == NoOp {
+				c.Action = Scale
+			}
+			if c.Action == Delete {
+				return nil
+			}
+			return c
+		}
+	}
+	prior := m.in.Prior.Resource(addr)
+	if prior == nil {
+		return nil
+	}
+	d, err := newDesired(r)
+	if err != nil {
+		return nil
+	}
+	before, _ := priorSpec(prior)
+	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec,
+		ConfigHash: prior.ConfigHash, DependsOn: prior.DependsOn, InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
+	for _, in := range prior.Instances {
+		c.CostBefore += price(in)
+	}
+	c.CostAfter = c.CostBefore
+	m.plan.NoChange--
+	m.commit(c)
+	m.addChange(c)
+	return c
 }
 
 func reasonList(reasons []string, none string) string {
