@@ -340,6 +340,7 @@ func (m *maker) createChange(d *desired) {
 	}
 	n := desiredCount(d.res.Spec, 0)
 	m.addInstances(c, d, nil, n)
+	c.InstancesAfter = n
 	m.commit(c)
 	m.addChange(c)
 }
@@ -551,10 +552,11 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	addr := prior.Address
 	before, beforeFields := priorSpec(prior)
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec,
-		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances)}
+		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
 	for _, in := range prior.Instances {
 		c.CostBefore += price(in)
 	}
+	c.CostAfter = c.CostBefore
 	replaceRequested := slices.Contains(m.in.Replace, addr)
 	hostGone := ""
 	if c.Kind.IsRun() && !taskFinished(prior) {
@@ -646,7 +648,6 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			return
 		}
 	}
-	c.InstancesAfter = c.InstancesBefore
 	m.addChange(c)
 }
 
@@ -679,6 +680,7 @@ func taskFinished(r *state.Resource) bool {
 
 func (m *maker) replace(c *Change, d *desired, prior *state.Resource) {
 	n := desiredCount(d.res.Spec, len(prior.Instances))
+	c.CostAfter = 0
 	var dels []int
 	for _, in := range prior.Instances {
 		s := m.deleteStep(c.Address, in)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/dstackai/dstack-go/state"
@@ -32,6 +33,9 @@ func (b *Backend) AppendJournal(ctx context.Context, workspace, lockID string, r
 	path := b.StatePath(workspace)
 	if err := b.checkLock(path, lockID); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
 	}
 	f, err := os.OpenFile(journalPath(path), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
