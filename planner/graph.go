@@ -66,14 +66,6 @@ func (m *maker) order() {
 	for _, c := range p.Changes {
 		byAddr[c.Address] = c
 	}
-	commitOf := func(c *Change) int {
-		for _, id := range c.Steps {
-			if p.Steps[id].Op == OpCommit {
-				return id
-			}
-		}
-		return -1
-	}
 	deletesOf := func(c *Change) []int {
 		var out []int
 		for _, id := range c.Steps {
@@ -97,15 +89,21 @@ func (m *maker) order() {
 				s.Deps = append(s.Deps, s.HostStep)
 			}
 		}
+		// A resource's creates wait for what it needs to be made (not for
+		// that resource's deletes: a fleet shrinking must not hold up a
+		// run rolling off the instances it removes).
 		for _, d := range c.DependsOn {
 			dc := byAddr[d]
 			if dc == nil {
 				continue
 			}
-			if cid := commitOf(dc); cid >= 0 {
+			for _, did := range dc.Steps {
+				if p.Steps[did].Op != OpCreate {
+					continue
+				}
 				for _, id := range c.Steps {
 					if s := p.Steps[id]; s.Op == OpCreate {
-						s.Deps = append(s.Deps, cid)
+						s.Deps = append(s.Deps, did)
 					}
 				}
 			}

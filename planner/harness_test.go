@@ -176,6 +176,18 @@ func (w *world) checkInventory() {
 	for _, o := range live {
 		inCloud = append(inCloud, o.Token+" "+o.ID)
 	}
+	// A finished task's jobs stay in state as its record after the cloud
+	// let go of them (their instance was torn down).
+	if snap != nil {
+		for _, r := range snap.State.Resources {
+			for _, in := range r.Instances {
+				key := in.Token + " " + in.ProviderID
+				if (in.Status == providers.StatusDone || in.Status == providers.StatusFailed) && !slices.Contains(inCloud, key) {
+					inState = slices.DeleteFunc(inState, func(s string) bool { return s == key })
+				}
+			}
+		}
+	}
 	slices.Sort(inState)
 	slices.Sort(inCloud)
 	if !slices.Equal(inState, inCloud) {
