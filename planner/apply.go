@@ -87,6 +87,7 @@ type executor struct {
 	opts     ApplyOptions
 	rec      *recorder
 	changes  map[string]*Change
+	external map[string]bool // tokens of objects dstack registered, not made
 	limiters map[string]*rate.Limiter
 	emitMu   sync.Mutex
 
@@ -96,22 +97,31 @@ type executor struct {
 }
 
 // Apply carries out a plan onto its prior state, recording every step in
-// the store as it goes, and writes the final state.
+// the store as it goes, and writes the final state. The plan's prior
+// state becomes the result: Apply changes it.
 func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts ApplyOptions) (*Result, error) {
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 10
 	}
-	st := p.Prior.Clone()
+	st := p.Prior
+	external := map[string]bool{}
+	for _, r := range st.Resources {
+		for _, in := range r.Instances {
+			if in.Attributes[attrExternal] == true {
+				external[in.Token] = true
+			}
+		}
+	}
 	rec, err := newRecorder(ctx, store, st, opts.ToolVersion)
 	if err != nil {
 		return nil, err
 	}
-	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{},
+	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{}, external: external,
 		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{}}
 	for _, c := range p.Changes {
 		x.changes[c.Address] = c
 	}
-	for _, r := range p.Prior.Resources {
+	for _, r := range st.Resources {
 		for _, in := range r.Instances {
 			x.tokens[in.Token] = in.ProviderID
 		}
@@ -401,15 +411,7 @@ func (x *executor) put(s *Step, in *state.Instance) error {
 }
 
 func (x *executor) delete(ctx context.Context, s *Step) error {
-	external := false
-	if r := x.plan.Prior.Resource(s.Address); r != nil {
-		for _, in := range r.Instances {
-			if in.Token == s.Token && in.Attributes[attrExternal] == true {
-				external = true
-			}
-		}
-	}
-	if !external {
+	if !x.external[s.Token] {
 		prov, err := x.set.For(s.Backend)
 		if err != nil {
 			return err

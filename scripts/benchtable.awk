@@ -1,25 +1,48 @@
 # Turns `go test -bench` output into a table, and prints the ratio where a
-# benchmark ran beside its peer (X/dstack and X/terraform).
+# benchmark ran beside its peer (X/dstack and X/terraform), with the peak
+# RSS of both. A terraform run killed at its cap (the "capped" metric, see
+# cmd/dstack/internal/cli/bench_plan_test.go) is shown as ">time" and its
+# ratio as a lower bound.
 BEGIN {
-	printf "%-44s %12s %11s %12s %13s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS"
+	printf "%-44s %14s %11s %12s %13s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS"
 }
 /^Benchmark/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
-	ns = ""; bytes = "-"; allocs = "-"; rss = "-"
+	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; capped = 0; done = ""
 	for (i = 3; i < NF; i++) {
 		if ($(i+1) == "ns/op") ns = $i
 		if ($(i+1) == "B/op") bytes = sprintf("%.2f MB", $i / 1048576)
 		if ($(i+1) == "allocs/op") allocs = $i
-		if ($(i+1) == "peak-RSS-MB") rss = sprintf("%.1f MB", $i)
+		if ($(i+1) == "peak-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
+		if ($(i+1) == "capped" && $i > 0) capped = 1
+		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = $i " of " substr($(i+1), 9) }
 	}
-	t[name] = ns
-	printf "%-44s %9.3f ms %11s %12s %13s\n", name, ns / 1e6, bytes, allocs, rss
+	if (ns == "") next
+	if (!(name in t)) order[++count] = name
+	t[name] = ns; cap[name] = capped; made[name] = done
+	printf "%-44s %14s %11s %12s %13s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss
+}
+function dur(ns) {
+	if (ns >= 1e9) return sprintf("%.1f s", ns / 1e9)
+	return sprintf("%.1f ms", ns / 1e6)
+}
+function mem(name) {
+	return (name in mb) ? sprintf("%.1f MB", mb[name]) : "-"
 }
 END {
-	for (n in t) {
+	for (k = 1; k <= count; k++) {
+		n = order[k]
 		if (n !~ /\/terraform$/) continue
 		d = n; sub(/\/terraform$/, "/dstack", d)
-		if (d in t && t[d] > 0)
-			printf "\n%s: dstack %.1f ms, terraform %.1f ms: dstack is %.1fx faster\n", substr(d, 1, length(d) - 7), t[d] / 1e6, t[n] / 1e6, t[n] / t[d]
+		if (!(d in t) || t[d] <= 0) continue
+		x = substr(d, 1, length(d) - 7)
+		rss = ""
+		if ((d in mb) || (n in mb))
+			rss = sprintf("; peak RSS: dstack %s vs terraform %s", mem(d), mem(n))
+		if (cap[n]) {
+			left = made[n] != "" ? sprintf("; terraform had created %s", made[n]) : ""
+			printf "\n%s: terraform did not finish within %s; dstack is at least %.1fx faster (dstack %s%s)%s\n", x, dur(t[n]), t[n] / t[d], dur(t[d]), left, rss
+		} else
+			printf "\n%s: dstack %s, terraform %s: dstack is %.1fx faster%s\n", x, dur(t[d]), dur(t[n]), t[n] / t[d], rss
 	}
 }

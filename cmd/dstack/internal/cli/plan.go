@@ -176,11 +176,13 @@ func openSession(ctx context.Context, s Streams, env Env, lf lockFlags, op strin
 	return ss, nil
 }
 
+// prior is the stored state, which the plan then owns (refresh changes
+// it in place).
 func (ss *session) prior() (*state.State, bool) {
 	if ss.snap == nil {
 		return state.New(version()), false
 	}
-	return ss.snap.State.Clone(), true
+	return ss.snap.State, true
 }
 
 func (ss *session) version() state.Version {
