@@ -24,6 +24,9 @@ type world struct {
 	dir     string
 	cloud   *sim.Cloud
 	backend *local.Backend
+	// parallelism is converge's; 1 makes the simulated cloud's IDs
+	// repeatable.
+	parallelism int
 }
 
 func newWorld(t testing.TB, cfg *sim.Config) *world {
@@ -130,7 +133,7 @@ func (w *world) apply(p *planner.Plan, opts planner.ApplyOptions) *planner.Resul
 func (w *world) converge(cfg *lang.Config) *planner.Plan {
 	w.t.Helper()
 	p := w.mustPlan(cfg, planOpts{})
-	if res := w.apply(p, planner.ApplyOptions{}); res.Err() != nil {
+	if res := w.apply(p, planner.ApplyOptions{Parallelism: w.parallelism}); res.Err() != nil {
 		w.t.Fatalf("apply: %v", res.Err())
 	}
 	again := w.mustPlan(cfg, planOpts{})

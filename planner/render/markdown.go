@@ -79,21 +79,30 @@ func costCell(c *planner.Change) string {
 	return "—"
 }
 
-// diffMarks moves each line's +, - or ~ to the first column so GitHub
-// colours it in a diff block.
+// diffMarks moves each line's mark to the first column, so GitHub
+// colours additions green and removals red in a diff block; changes in
+// place and replacements get "!", which it leaves uncoloured.
 func diffMarks(s string) string {
 	var out strings.Builder
 	for _, line := range strings.SplitAfter(s, "\n") {
 		t := strings.TrimLeft(line, " ")
+		indent := len(line) - len(t)
+		mark := ""
 		switch {
-		case strings.HasPrefix(t, "-/+"):
-			out.WriteString("!" + line[1:])
+		case strings.HasPrefix(t, "-/+ "):
+			mark = "!"
 		case strings.HasPrefix(t, "+ "), strings.HasPrefix(t, "- "):
-			out.WriteString(t[:1] + line[1:])
+			mark = t[:1]
 		case strings.HasPrefix(t, "~ "):
-			out.WriteString("!" + line[1:])
-		default:
+			mark = "!"
+		}
+		switch {
+		case mark == "":
 			out.WriteString(line)
+		case indent == 0:
+			out.WriteString(mark + line)
+		default:
+			out.WriteString(mark + line[1:])
 		}
 	}
 	return out.String()
