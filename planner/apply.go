@@ -22,10 +22,10 @@ import (
 type Event struct {
 	Time    time.Time `json:"time"`
 	Type    string    `json:"type"` // step_start, step_done, step_failed, step_skipped, failover, retry, apply_done
-	Step    int       `json:"step,omitempty"`
+	Step    int       `json:"step"`
 	Op      StepOp    `json:"op,omitempty"`
 	Address string    `json:"address,omitempty"`
-	Index   int       `json:"index,omitempty"`
+	Index   int       `json:"index"`
 	ID      string    `json:"provider_id,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Elapsed float64   `json:"elapsed_seconds,omitempty"`

@@ -109,9 +109,8 @@ func loadConfig(a *planArgs, s Streams, env Env) (*lang.Config, bool) {
 		cfg, diags = load.Files(a.files, opts)
 	} else {
 		cfg, diags = load.Path(".", opts)
-		if len(cfg.Files) == 0 && !a.destroy {
-			diags = append(diags, lang.Errorf(lang.Range{}, "", "No configuration files",
-				"The current directory holds no *.dstack.hcl, *.dstack.yml or .dstack.yml files; give one with -f."))
+		if len(cfg.Files) == 0 && a.destroy {
+			diags = nil // destroy needs no configuration
 		}
 	}
 	opt := lang.TextOptions{Color: useColor(s.Stderr, env, a.noColor), Width: termWidth(s.Stderr)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func TestScripts(t *testing.T) {
 			"mkstate":    cmdMkstate,
 			"holdlock":   cmdHoldlock,
 			"httpserver": cmdHTTPServer,
+			"exitcode":   cmdExitcode,
 		},
 	})
 }
@@ -80,4 +82,24 @@ func cmdHTTPServer(ts *testscript.TestScript, neg bool, args []string) {
 	srv := httptest.NewServer(httpstatetest.NewServer(dir))
 	ts.Defer(srv.Close)
 	ts.Setenv("HTTPSTATE", srv.URL)
+}
+
+// cmdExitcode runs a program and checks its exit status: exitcode N
+// PROGRAM ARGS... (testscript's exec only tells zero from non-zero).
+func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: exitcode N PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	cmd := exec.Command(args[1], args[2:]...)
+	cmd.Dir = ts.MkAbs(".")
+	for _, k := range []string{"PATH", "HOME", "DSTACK_SIM_DIR", "DSTACK_WORKSPACE", "NO_COLOR", "TMPDIR"} {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	cmd.Stdout, cmd.Stderr = ts.Stdout(), ts.Stderr()
+	_ = cmd.Run()
+	if got := cmd.ProcessState.ExitCode(); got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
 }
