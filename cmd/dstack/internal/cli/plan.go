@@ -40,6 +40,7 @@ type planArgs struct {
 	noColor, json, md     bool
 	out                   string
 	parallelism           int
+	rateLimit             float64
 	yes                   bool
 	detach                bool
 }
@@ -59,6 +60,7 @@ func (a *planArgs) register(fs *flag.FlagSet, apply bool) {
 	a.lock.register(fs)
 	if apply {
 		fs.IntVar(&a.parallelism, "parallelism", 10, "how many steps run at once")
+		fs.Float64Var(&a.rateLimit, "rate-limit", 0, "at most this many provider calls per second to each backend (0: no limit)")
 		fs.BoolVar(&a.yes, "y", false, "apply without asking")
 		fs.BoolVar(&a.yes, "auto-approve", false, "apply without asking")
 		return
@@ -379,7 +381,7 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		events = jsonEvents(s.Stdout)
 	}
 	store := &planner.Store{Backend: ss.backend, Workspace: ss.ws, LockID: ss.lockID(), Version: ss.version()}
-	res, err := planner.Apply(ctx, p, store, ss.set, planner.ApplyOptions{Parallelism: a.parallelism, Stop: stop, Events: events, ToolVersion: version()})
+	res, err := planner.Apply(ctx, p, store, ss.set, planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version()})
 	if err != nil {
 		return fail(s, err)
 	}
