@@ -103,6 +103,16 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 10
 	}
+	// Every backend the plan uses must have a provider before anything
+	// starts.
+	for _, s := range p.Steps {
+		if s.Op != OpCreate && s.Op != OpDelete || s.Backend == "" {
+			continue
+		}
+		if _, err := set.For(s.Backend); err != nil {
+			return nil, fmt.Errorf("cannot apply %s: %w", s.Name(), err)
+		}
+	}
 	st := p.Prior
 	external := map[string]bool{}
 	for _, r := range st.Resources {
@@ -194,8 +204,13 @@ func (x *executor) walk(ctx context.Context) *Result {
 		if ctx.Err() != nil {
 			stopped = true
 		}
-		for !stopped && len(ready) > 0 && inFlight < x.opts.Parallelism {
+		for len(ready) > 0 && inFlight < x.opts.Parallelism {
 			id := ready[0]
+			// Once stopped, only records start: they change nothing
+			// outside, and they finish what is already made.
+			if stopped && (ctx.Err() != nil || (steps[id].Op != OpCommit && steps[id].Op != OpForget)) {
+				break
+			}
 			ready = ready[1:]
 			inFlight++
 			go func() { results <- outcome{id, x.run(ctx, steps[id])} }()
@@ -225,7 +240,14 @@ func (x *executor) walk(ctx context.Context) *Result {
 		res.Done++
 		for _, n := range next[o.id] {
 			if waiting[n]--; waiting[n] == 0 && !skipped[n] {
-				ready = append(ready, n)
+				// Records go first: they are quick, and a resource whose
+				// every step is done should be committed before an
+				// interruption can leave it half-recorded.
+				if op := steps[n].Op; op == OpCommit || op == OpForget {
+					ready = append([]int{n}, ready...)
+				} else {
+					ready = append(ready, n)
+				}
 			}
 		}
 	}
