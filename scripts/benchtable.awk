@@ -15,7 +15,7 @@ BEGIN {
 		if ($(i+1) == "allocs/op") allocs = $i
 		if ($(i+1) == "peak-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
 		if ($(i+1) == "capped" && $i > 0) capped = 1
-		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = $i " of " substr($(i+1), 9) }
+		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = sprintf("%d of %s", $i, substr($(i+1), 9)) }
 	}
 	if (ns == "") next
 	if (!(name in t)) order[++count] = name
@@ -32,6 +32,11 @@ function mem(name) {
 END {
 	for (k = 1; k <= count; k++) {
 		n = order[k]
+		if (n ~ /\/dstack$/) {
+			p = n; sub(/\/dstack$/, "/terraform", p)
+			if (!(p in t))
+				printf "\n%s: no terraform result to compare with (skipped: is terraform on PATH?)\n", substr(n, 1, length(n) - 7)
+		}
 		if (n !~ /\/terraform$/) continue
 		d = n; sub(/\/terraform$/, "/dstack", d)
 		if (!(d in t) || t[d] <= 0) continue
