@@ -2,6 +2,8 @@ package planner
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,16 +200,29 @@ type desired struct {
 	hash   string
 }
 
+// newDesired encodes a resource once; its hash is lang's Resource.Hash
+// of the same bytes. The masked fields are worked out only for resources
+// that change (see load).
 func newDesired(r *lang.Resource) (*desired, error) {
 	raw, err := json.Marshal(r.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", r.Address, err)
 	}
-	masked, fields, err := maskSpec(raw)
-	if err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", r.Address, err)
+	sum := sha256.Sum256(raw)
+	return &desired{res: r, spec: raw, hash: hex.EncodeToString(sum[:])}, nil
+}
+
+// load splits the configuration into masked top-level fields.
+func (d *desired) load() {
+	if d.fields != nil {
+		return
 	}
-	return &desired{res: r, spec: raw, masked: masked, fields: fields, hash: r.Hash()}, nil
+	masked, fields, err := maskSpec(d.spec)
+	if err != nil {
+		// The spec is our own encoding; it always decodes.
+		panic(fmt.Sprintf("planner: decoding %s: %v", d.res.Address, err))
+	}
+	d.masked, d.fields = masked, fields
 }
 
 // sensitive lists the top-level fields and nested keys whose values are
@@ -327,6 +342,7 @@ func deps(r *lang.Resource) []string {
 }
 
 func (m *maker) createChange(d *desired) {
+	d.load()
 	c := &Change{Address: d.res.Address.String(), Kind: d.res.Address.Kind, Action: Create, Reason: "new in configuration",
 		After: d.masked, Spec: d.spec, ConfigHash: d.hash, DependsOn: deps(d.res)}
 	for _, f := range sortedKeys(d.fields) {
@@ -550,6 +566,11 @@ func (m *maker) deleteStep(addr string, in *state.Instance) *Step {
 
 func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycle) {
 	addr := prior.Address
+	if m.unchanged(d, prior) {
+		m.plan.NoChange++
+		return
+	}
+	d.load()
 	before, beforeFields := priorSpec(prior)
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec,
 		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
@@ -649,6 +670,23 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 	}
 	m.addChange(c)
+}
+
+// unchanged is the quick answer for most resources of a large plan: the
+// same configuration, the same number of instances, nothing asked.
+func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
+	if prior.ConfigHash != d.hash || slices.Contains(m.in.Replace, prior.Address) {
+		return false
+	}
+	kind := d.res.Address.Kind
+	finished := kind == lang.KindTask && taskFinished(prior)
+	if kind.IsRun() && !finished && m.onRemovedHost(prior) != "" {
+		return false
+	}
+	if kind == lang.KindTask && m.taskNeedsRerun(d, prior) {
+		return false
+	}
+	return finished || desiredCount(d.res.Spec, len(prior.Instances)) == len(prior.Instances)
 }
 
 // taskNeedsRerun: a task whose jobs failed is run again when its retry

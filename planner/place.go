@@ -400,6 +400,7 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 	if err != nil {
 		return nil
 	}
+	d.load()
 	before, _ := priorSpec(prior)
 	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec,
 		ConfigHash: prior.ConfigHash, DependsOn: prior.DependsOn, InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}

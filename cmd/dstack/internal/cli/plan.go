@@ -195,21 +195,77 @@ func (ss *session) version() state.Version {
 
 // makePlan refreshes and plans.
 func makePlan(ctx context.Context, ss *session, cfg *lang.Config, a *planArgs, s Streams) (*planner.Plan, error) {
-	prior, existed := ss.prior()
-	var drift []planner.Drift
+	r, err := refresh(ctx, ss, a)
+	if err != nil {
+		return nil, err
+	}
+	return r.plan(ss, cfg, a)
+}
+
+// refreshed is the state as the providers see it, with their offers.
+type refreshed struct {
+	prior   *state.State
+	existed bool
+	drift   []planner.Drift
+	offers  []offers.Offer
+}
+
+func refresh(ctx context.Context, ss *session, a *planArgs) (*refreshed, error) {
+	r := &refreshed{}
+	r.prior, r.existed = ss.prior()
 	if a.refresh {
 		var err error
-		drift, err = planner.Refresh(ctx, prior, ss.set, planner.RefreshOptions{})
+		r.drift, err = planner.Refresh(ctx, r.prior, ss.set, planner.RefreshOptions{})
 		if err != nil {
 			return nil, err
 		}
 	}
-	all, err := ss.set.Offers(ctx)
-	if err != nil {
+	var err error
+	if r.offers, err = ss.set.Offers(ctx); err != nil {
 		return nil, fmt.Errorf("listing offers: %w", err)
 	}
-	return planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: existed, Workspace: ss.ws, ToolVersion: version(),
-		Offers: all, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: drift})
+	return r, nil
+}
+
+func (r *refreshed) plan(ss *session, cfg *lang.Config, a *planArgs) (*planner.Plan, error) {
+	return planner.Make(planner.Input{Config: cfg, Prior: r.prior, StateExisted: r.existed, Workspace: ss.ws, ToolVersion: version(),
+		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift})
+}
+
+// lockAndPlan loads the configuration while it locks, reads and
+// refreshes the state, since neither needs the other, then plans. The
+// session it returns holds the lock; release it.
+func lockAndPlan(ctx context.Context, a *planArgs, s Streams, env Env, op string) (*session, *planner.Plan, int) {
+	type loaded struct {
+		cfg *lang.Config
+		ok  bool
+	}
+	ch := make(chan loaded, 1)
+	go func() {
+		cfg, ok := loadConfig(a, s, env)
+		ch <- loaded{cfg, ok}
+	}()
+	ss, err := openSession(ctx, s, env, a.lock, op)
+	var r *refreshed
+	if err == nil {
+		r, err = refresh(ctx, ss, a)
+	}
+	l := <-ch
+	if err != nil || !l.ok {
+		if ss != nil {
+			ss.release(ctx, s)
+		}
+		if !l.ok {
+			return nil, nil, ExitInvalid
+		}
+		return nil, nil, fail(s, err)
+	}
+	p, err := r.plan(ss, l.cfg, a)
+	if err != nil {
+		ss.release(ctx, s)
+		return nil, nil, fail(s, err)
+	}
+	return ss, p, ExitOK
 }
 
 func runPlan(argv []string, s Streams, env Env) int {
@@ -219,21 +275,13 @@ func runPlan(argv []string, s Streams, env Env) int {
 	if _, err := parseFlags(fs, argv); err != nil {
 		return flagExit(err)
 	}
-	cfg, ok := loadConfig(&a, s, env)
-	if !ok {
-		return ExitInvalid
-	}
 	ctx, cancel := commandContext()
 	defer cancel()
-	ss, err := openSession(ctx, s, env, a.lock, "plan")
-	if err != nil {
-		return fail(s, err)
+	ss, p, code := lockAndPlan(ctx, &a, s, env, "plan")
+	if ss == nil {
+		return code
 	}
 	defer ss.release(ctx, s)
-	p, err := makePlan(ctx, ss, cfg, &a, s)
-	if err != nil {
-		return fail(s, err)
-	}
 	if err := writePlan(s.Stdout, p, &a, env); err != nil {
 		return fail(s, err)
 	}
@@ -328,19 +376,12 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 			return fail(s, fmt.Errorf("the plan was made for workspace %q, the selected one is %q", p.Workspace, ss.ws))
 		}
 	} else {
-		cfg, ok := loadConfig(&a, s, env)
-		if !ok {
-			return ExitInvalid
-		}
-		ss, err = openSession(ctx, s, env, a.lock, name)
-		if err != nil {
-			return fail(s, err)
+		var code int
+		ss, p, code = lockAndPlan(ctx, &a, s, env, name)
+		if ss == nil {
+			return code
 		}
 		defer ss.release(ctx, s)
-		p, err = makePlan(ctx, ss, cfg, &a, s)
-		if err != nil {
-			return fail(s, err)
-		}
 		if !a.json {
 			if err := render.Text(s.Stdout, p, render.Options{Color: useColor(s.Stdout, env, a.noColor)}); err != nil {
 				return fail(s, err)
