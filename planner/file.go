@@ -62,6 +62,21 @@ func ReadPlan(r io.Reader, name string) (*Plan, error) {
 			return nil, fmt.Errorf("%s is damaged: step %d runs on step %d", name, i, s.HostStep)
 		}
 	}
+	changed := map[string]bool{}
+	for _, c := range f.Changes {
+		if c == nil {
+			return nil, fmt.Errorf("%s is damaged: an empty change", name)
+		}
+		changed[c.Address] = true
+	}
+	for _, s := range f.Steps {
+		if (s.Op == OpCreate || s.Op == OpCommit) && !changed[s.Address] {
+			return nil, fmt.Errorf("%s is damaged: step %d is for %s, which the plan does not change", name, s.ID, s.Address)
+		}
+		if s.HostStep < -1 {
+			return nil, fmt.Errorf("%s is damaged: step %d runs on step %d", name, s.ID, s.HostStep)
+		}
+	}
 	for _, c := range f.Changes {
 		for _, id := range c.Steps {
 			if id < 0 || id >= len(f.Steps) {

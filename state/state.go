@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/google/uuid"
 )
@@ -257,10 +259,8 @@ func Decode(data []byte, where string) (*State, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &CorruptError{Where: where, Reason: "it is empty"}
 	}
-	var s State
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&s); err != nil {
+	s, err := decodeLines(data)
+	if err != nil {
 		return nil, &CorruptError{Where: where, Reason: fmt.Sprintf("it is not a state document (%v); it may be truncated", err)}
 	}
 	if s.Version > FormatVersion {
@@ -289,7 +289,75 @@ func Decode(data []byte, where string) (*State, error) {
 	if hex.EncodeToString(sum[:]) != s.Checksum {
 		return nil, &CorruptError{Where: where, Reason: "its checksum does not match its content (edited by hand or damaged)"}
 	}
-	upgrade(&s)
+	upgrade(s)
+	return s, nil
+}
+
+var (
+	resourcesOpen  = []byte(`"resources":[` + "\n")
+	resourcesClose = []byte("\n],")
+)
+
+// decodeLines decodes a document. One that Encode wrote holds one
+// resource per line; those lines are decoded in parallel, which on a
+// large state is most of the work. Anything else is decoded as a whole.
+func decodeLines(data []byte) (*State, error) {
+	open := bytes.Index(data, resourcesOpen)
+	end := bytes.LastIndex(data, resourcesClose)
+	if open < 0 || end < open+len(resourcesOpen) || runtime.GOMAXPROCS(0) == 1 {
+		return decodeWhole(data)
+	}
+	body := data[open+len(resourcesOpen) : end]
+	head := make([]byte, 0, open+64+len(data)-end)
+	head = append(head, data[:open]...)
+	head = append(head, `"resources":[]`...)
+	head = append(head, data[end+len(resourcesClose)-1:]...)
+	s, err := decodeWhole(head)
+	if err != nil || len(s.Resources) != 0 {
+		return decodeWhole(data)
+	}
+	lines := bytes.Split(body, []byte("\n"))
+	s.Resources = make([]*Resource, len(lines))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(lines)/64))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(lines); i += workers {
+				line := bytes.TrimSuffix(lines[i], []byte(","))
+				var r Resource
+				dec := json.NewDecoder(bytes.NewReader(line))
+				dec.UseNumber()
+				if err := dec.Decode(&r); err != nil {
+					errs[w] = fmt.Errorf("resource %d: %w", i+1, err)
+					return
+				}
+				if dec.More() {
+					errs[w] = fmt.Errorf("resource %d: more than one value on its line", i+1)
+					return
+				}
+				s.Resources[i] = &r
+			}
+		}()
+	}
+	wg.Wait()
+	if errors.Join(errs...) != nil {
+		// Not the layout Encode writes after all: read it as a whole,
+		// which says what is wrong with it.
+		return decodeWhole(data)
+	}
+	return s, nil
+}
+
+func decodeWhole(data []byte) (*State, error) {
+	var s State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&s); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 
