@@ -11,19 +11,29 @@
 //
 // Layout of the directory:
 //
-//	sim.json                the Config (optional)
-//	state.json              counters: objects made, live machines per offer,
-//	                        failures fired; flocked around every change
-//	index.log               a JSON line per object made: its ID, file and host
-//	objects/<token>.json    one JSON file per object, by idempotency token
-//	                        (escaped), replaced through a rename
-//	replaced/<id>.json      terminated objects whose token was used again
+//	sim.json      the Config (optional)
+//	state.json    counters: objects made, live machines per offer,
+//	              failures fired; flocked around every call
+//	objects.log   the objects, append-only: a JSON line per object made
+//	              and per change of one (terminated, interrupted), each
+//	              the whole object after it; an object's last line is
+//	              what it is now
 //
-// Deleted objects stay, terminated. Nothing is synced: the sim survives
-// its processes crashing (which it can simulate: see [CodeCrash]), not the
-// machine crashing. A process killed in the middle of a change leaves at
-// worst a machine counted against capacity that is not there, or an ID
-// never used.
+// No call makes a file. Each process keeps every object in memory,
+// decoded, and before each call, holding the flock, reads only the lines
+// appended since it last looked; a change is appended, in one write per
+// call, under the same flock.
+//
+// Deleted objects stay, terminated; a token used again after its object
+// was terminated makes a new object, and the old one stays, under its ID.
+// Nothing is synced: the sim survives its processes crashing (which it
+// can simulate: see [CodeCrash]), not the machine crashing. A process
+// killed in the middle of a change leaves at worst a machine counted
+// against capacity that is not there, an ID never used, or a torn last
+// line of objects.log, which readers skip and the next writer cuts off.
+//
+// Directories of older sims, with a file per object (index.log and
+// objects/), are refused: make a new one.
 package sim
 
 import (
@@ -32,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -66,9 +77,11 @@ type Cloud struct {
 
 	mu    sync.Mutex // held with the flock, and guards what follows
 	state *os.File   // state.json, flocked; nil once closed
-	index *os.File   // index.log, opened to append
-	idx   index
+	log   *os.File   // objects.log, opened to append
+	idx   index      // what of objects.log was read
 	rng   *rand.Rand
+	// stateSize is the size of state.json as last read or written.
+	stateSize int
 }
 
 var _ providers.Provider = (*Cloud)(nil)
@@ -77,10 +90,14 @@ var _ providers.Provider = (*Cloud)(nil)
 // missing, and reads its configuration from dir/sim.json (none means the
 // zero Config). Close it when done.
 func Open(dir string) (*Cloud, error) {
-	for _, sub := range []string{objectsDir, replacedDir} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("sim: open: %w", err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sim: open: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, oldIndexFile)); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			err = fmt.Errorf("%s holds a cloud of an older sim, with a file per object, which this one does not read; use a new directory", dir)
 		}
+		return nil, fmt.Errorf("sim: open: %w", err)
 	}
 	cfg, err := readConfig(dir)
 	if err != nil {
@@ -94,7 +111,7 @@ func Open(dir string) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: open: %w", err)
 	}
-	idx, err := os.OpenFile(filepath.Join(dir, indexFile), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	log, err := os.OpenFile(filepath.Join(dir, logFile), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sim: open: %w", err)
@@ -106,8 +123,8 @@ func Open(dir string) (*Cloud, error) {
 		catalog: catalog,
 		limiter: limiter{rate: cfg.RateLimit, tokens: math.Max(cfg.RateLimit, 1)},
 		state:   st,
-		index:   idx,
-		idx:     index{file: map[string]string{}, jobs: map[string][]string{}},
+		log:     log,
+		idx:     newIndex(),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed)),
 	}
 	for i, f := range cfg.Failures {
@@ -125,15 +142,17 @@ func killSelf() {
 	}
 }
 
-// Close closes the Cloud's files. The directory stays.
+// Close closes the Cloud's files and drops its copy of the objects. The
+// directory stays.
 func (c *Cloud) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == nil {
 		return nil
 	}
-	err := errors.Join(c.state.Close(), c.index.Close())
-	c.state = nil
+	err := errors.Join(c.state.Close(), c.log.Close())
+	c.state, c.log = nil, nil
+	c.idx = index{}
 	if err != nil {
 		return fmt.Errorf("sim: close: %w", err)
 	}
@@ -206,23 +225,17 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 	}
 	var (
 		made  record
+		fresh bool // made is new, not the index's: it shares nothing with it
 		crash bool
 	)
 	err = c.locked(func(st *state) (changed bool, err error) {
-		old, found, err := c.byToken(req.Token)
-		if err != nil {
-			return false, err
-		}
-		if found && old.Status != providers.StatusTerminated {
+		if old, found := c.byToken(req.Token); found && old.Status != providers.StatusTerminated {
 			made = old
 			return false, nil
 		}
 		var host record
 		if req.Host != "" {
-			h, ok, err := c.byID(req.Host)
-			if err != nil {
-				return false, err
-			}
+			h, ok := c.byID(req.Host)
 			if !ok || h.Kind != providers.KindInstance || !h.Live() {
 				return false, providers.Errorf(providers.NotFound, "sim: create job %q: no live instance %s", req.Token, req.Host)
 			}
@@ -254,8 +267,6 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 				return changed, providers.Errorf(providers.NoCapacity, "sim: create %s %q: no capacity left for %s", req.Kind, req.Token, r.Pool)
 			}
 		}
-		// Count it first: a process killed from here on leaves at worst a
-		// machine counted that is not there, or an ID never used.
 		st.Seq++
 		r.ID = newID(r.Kind, r.Host, st.Seq)
 		if r.Pool != "" {
@@ -263,12 +274,6 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 				st.Used = map[string]int{}
 			}
 			st.Used[r.Pool]++
-		}
-		if err := c.writeState(*st); err != nil {
-			return false, err
-		}
-		if err := c.addIndex(r); err != nil {
-			return false, err
 		}
 		switch {
 		case req.Kind == providers.KindGateway:
@@ -278,15 +283,16 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 		case req.Kind != providers.KindVolume:
 			r.Attributes = map[string]string{"ip": ip(st.Seq)}
 		}
-		if found { // terminated: keep it under its ID, and use the token again
-			if err := os.Rename(filepath.Join(c.dir, objectsDir, fileName(req.Token)), filepath.Join(c.dir, replacedDir, old.ID+".json")); err != nil {
-				return false, err
-			}
-		}
-		if err := c.put(r); err != nil {
+		// Count it first: a process killed from here on leaves at worst a
+		// machine counted that is not there, or an ID never used. A
+		// terminated object of the token stays in the log, under its ID.
+		if err := c.writeState(*st); err != nil {
 			return false, err
 		}
-		made = r
+		if err := c.append(r); err != nil {
+			return false, err
+		}
+		made, fresh = r, true
 		return false, nil // written above
 	})
 	if err != nil {
@@ -298,6 +304,9 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 	if crash {
 		c.Crash()
 		return providers.Object{}, fmt.Errorf("sim: create %s %q: crash hook returned after making %s", req.Kind, req.Token, made.ID)
+	}
+	if fresh {
+		return c.now(made), nil
 	}
 	return c.view(made), nil
 }
@@ -370,25 +379,21 @@ func (c *Cloud) Describe(ctx context.Context, tokens []string) (map[string]provi
 		return nil, err
 	}
 	out := make(map[string]providers.Object, len(tokens))
-	var targets []target
-	for _, t := range tokens {
-		if t == "" {
-			continue
-		}
-		r, ok, err := c.byToken(t) // replaced by a rename: no lock needed to read it
-		if err != nil {
-			return nil, fmt.Errorf("sim: describe: %w", err)
-		}
-		if ok {
-			out[t] = c.view(r)
-			targets = append(targets, target{r.Kind, r.Address})
-		}
-	}
-	if !c.injects(OpDescribe) {
-		return out, nil
-	}
+	injects := c.injects(OpDescribe)
 	var fired *Failure
 	err := c.locked(func(st *state) (bool, error) {
+		var targets []target
+		for _, t := range tokens {
+			if r, ok := c.byToken(t); ok {
+				out[t] = c.view(r)
+				if injects {
+					targets = append(targets, target{r.Kind, r.Address})
+				}
+			}
+		}
+		if !injects {
+			return false, nil
+		}
 		fired = c.inject(st, OpDescribe, targets...)
 		return fired != nil, nil
 	})
@@ -404,17 +409,6 @@ func (c *Cloud) Describe(ctx context.Context, tokens []string) (map[string]provi
 	return nil, injected(fired, "describe")
 }
 
-// view is r as a provider reports it now.
-func (c *Cloud) view(r record) providers.Object {
-	o := r.Object
-	if r.Task && o.Status == providers.StatusRunning && c.cfg.JobDuration != nil &&
-		time.Since(r.Created) >= time.Duration(*c.cfg.JobDuration) {
-		o.Status = providers.StatusDone
-		o.Reason = "exit code 0"
-	}
-	return o
-}
-
 // Delete terminates the object with id; deleting an instance terminates
 // the jobs on it too, with the reason "host instance terminated". An
 // unknown or terminated ID is not an error; an ID of another kind is.
@@ -424,10 +418,7 @@ func (c *Cloud) Delete(ctx context.Context, kind providers.ObjectKind, id string
 	}
 	var crash bool
 	err := c.locked(func(st *state) (changed bool, err error) {
-		r, ok, err := c.byID(id)
-		if err != nil {
-			return false, err
-		}
+		r, ok := c.byID(id)
 		if ok && r.Kind != kind {
 			return false, fmt.Errorf("%s is a %s, not a %s", id, r.Kind, kind)
 		}
@@ -463,10 +454,7 @@ func (c *Cloud) Delete(ctx context.Context, kind providers.ObjectKind, id string
 // is a NotFound error; a terminated one is left as it is.
 func (c *Cloud) Interrupt(id, reason string) error {
 	err := c.locked(func(st *state) (bool, error) {
-		r, ok, err := c.byID(id)
-		if err != nil {
-			return false, err
-		}
+		r, ok := c.byID(id)
 		if !ok {
 			return false, providers.Errorf(providers.NotFound, "sim: interrupt: no object %s", id)
 		}
@@ -481,29 +469,26 @@ func (c *Cloud) Interrupt(id, reason string) error {
 	return err
 }
 
-// terminate marks r terminated with reason, frees its machine, and
-// terminates the live jobs on it with jobReason. The caller holds the
-// lock and has read the index (byID does).
+// terminate marks r terminated with reason, and the live jobs on it
+// with jobReason, in one append to the log, and frees their machines in
+// st. The caller holds the lock and has refreshed the index.
 func (c *Cloud) terminate(st *state, r record, reason, jobReason string) error {
-	r.Status = providers.StatusTerminated
-	r.Reason = reason
-	if err := c.put(r); err != nil {
+	r.Status, r.Reason = providers.StatusTerminated, reason
+	ended := []record{r}
+	for _, id := range c.idx.jobs[r.ID] {
+		if j, ok := c.byID(id); ok && j.Status != providers.StatusTerminated {
+			j.Status, j.Reason = providers.StatusTerminated, jobReason
+			ended = append(ended, j)
+		}
+	}
+	if err := c.append(ended...); err != nil {
 		return err
 	}
-	if r.Pool != "" && st.Used[r.Pool] > 0 {
-		st.Used[r.Pool]--
-		if st.Used[r.Pool] == 0 {
-			delete(st.Used, r.Pool)
-		}
-	}
-	for _, name := range c.idx.jobs[r.ID] {
-		j, ok, err := c.byFile(name)
-		if err != nil {
-			return err
-		}
-		if ok && j.Host == r.ID && j.Status != providers.StatusTerminated {
-			if err := c.terminate(st, j, jobReason, jobReason); err != nil {
-				return err
+	for _, e := range ended {
+		if e.Pool != "" && st.Used[e.Pool] > 0 {
+			st.Used[e.Pool]--
+			if st.Used[e.Pool] == 0 {
+				delete(st.Used, e.Pool)
 			}
 		}
 	}
@@ -515,14 +500,15 @@ func (c *Cloud) terminate(st *state, r record, reason, jobReason string) error {
 // statuses as Describe reports them.
 func (c *Cloud) Objects() ([]providers.Object, error) {
 	var all []providers.Object
-	for _, sub := range []string{objectsDir, replacedDir} {
-		rs, err := c.objects(sub)
-		if err != nil {
-			return nil, fmt.Errorf("sim: objects: %w", err)
+	err := c.locked(func(*state) (bool, error) {
+		all = make([]providers.Object, 0, len(c.idx.objs))
+		for _, r := range c.idx.objs {
+			all = append(all, c.view(*r))
 		}
-		for _, r := range rs {
-			all = append(all, c.view(r))
-		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sim: objects: %w", err)
 	}
 	slices.SortFunc(all, func(a, b providers.Object) int {
 		return cmp.Or(cmp.Compare(a.Token, b.Token), cmp.Compare(a.ID, b.ID))

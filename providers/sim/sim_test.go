@@ -680,6 +680,89 @@ func TestConfigValidation(t *testing.T) {
 	open(t, dir)
 }
 
+func TestTornLogLine(t *testing.T) {
+	o1, _ := catalog(t)
+	dir := t.TempDir()
+	a := open(t, dir)
+	made := mustCreate(t, a, instance("a", "fleet.f[0]", o1))
+	// A process killed in the middle of its write leaves part of a line.
+	name := filepath.Join(dir, "objects.log")
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"kind":"instance","id":"i-torn","token":"torn","addr`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, dir)
+	if got := describe(t, b, "a", "torn"); len(got) != 1 || got["a"].ID != made.ID {
+		t.Fatalf("with a torn line: %+v, want only %s", got, made.ID)
+	}
+	// The next write cuts it off; a process that read up to it reads on.
+	second := mustCreate(t, b, instance("b", "fleet.f[1]", o1))
+	if err := a.Delete(context.Background(), providers.KindInstance, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	if len(lines) != 4 || lines[3] != "" {
+		t.Fatalf("objects.log: %q, want 3 whole lines", data)
+	}
+	for _, l := range lines[:3] {
+		var o providers.Object
+		if err := json.Unmarshal([]byte(l), &o); err != nil || o.ID == "i-torn" {
+			t.Errorf("line %q: %v", l, err)
+		}
+	}
+	all, err := open(t, dir).Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].ID != made.ID || all[0].Status != providers.StatusRunning ||
+		all[1].ID != second.ID || all[1].Status != providers.StatusTerminated {
+		t.Errorf("objects: %+v, want %s running and %s terminated", all, made.ID, second.ID)
+	}
+}
+
+func TestOlderLayoutIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.log"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := sim.Open(dir); err == nil {
+		c.Close()
+		t.Fatal("open of an older sim's directory: no error")
+	}
+}
+
+func TestObjectsAreCopies(t *testing.T) {
+	o1, _ := catalog(t)
+	c := open(t, t.TempDir())
+	made := mustCreate(t, c, instance("h", "fleet.f[0]", o1))
+	ip := made.Attributes["ip"]
+	made.Attributes["ip"] = "made"
+	got := describe(t, c, "h")["h"]
+	if got.Attributes["ip"] != ip {
+		t.Fatalf("ip %q after changing Create's object, want %q", got.Attributes["ip"], ip)
+	}
+	got.Attributes["ip"] = "described"
+	got.Offer.InstanceType = "described"
+	if got.Offer.GPU != nil {
+		got.Offer.GPU.Count = -1
+	}
+	again := describe(t, c, "h")["h"]
+	if again.Attributes["ip"] != ip || again.Offer.InstanceType != o1.InstanceType ||
+		again.Offer.GPU != nil && again.Offer.GPU.Count != o1.GPU.Count {
+		t.Errorf("described %+v (offer %+v) after changing an earlier one's, want ip %q and the offer %+v", again, *again.Offer, ip, o1)
+	}
+}
+
 // BenchmarkCreate creates instances with no latency, as the planner's
 // benchmarks do.
 func BenchmarkCreate(b *testing.B) {
@@ -716,5 +799,59 @@ func BenchmarkDescribe(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// BenchmarkDescribe10000 describes 10,000 objects, in calls of 500
+// tokens, as the planner refreshes a large state; an op is all 10,000.
+func BenchmarkDescribe10000(b *testing.B) {
+	o1, _ := catalog(b)
+	c := open(b, b.TempDir())
+	ctx := context.Background()
+	tokens := make([]string, 10000)
+	for i := range tokens {
+		tokens[i] = fmt.Sprint("tok-", i)
+		if _, err := c.Create(ctx, instance(tokens[i], "fleet.f", o1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for start := 0; start < len(tokens); start += 500 {
+			got, err := c.Describe(ctx, tokens[start:start+500])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(got) != 500 {
+				b.Fatalf("described %d objects, want 500", len(got))
+			}
+		}
+	}
+}
+
+// BenchmarkOpen10000 opens a cloud of 10,000 objects and describes one:
+// the cost of a new process reading the whole log.
+func BenchmarkOpen10000(b *testing.B) {
+	o1, _ := catalog(b)
+	dir := b.TempDir()
+	c := open(b, dir)
+	ctx := context.Background()
+	for i := range 10000 {
+		if _, err := c.Create(ctx, instance(fmt.Sprint("tok-", i), "fleet.f", o1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := sim.Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := describe(b, c, "tok-0"); len(got) != 1 {
+			b.Fatalf("described %+v, want tok-0", got)
+		}
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -2,16 +2,11 @@ package sim
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,15 +15,16 @@ import (
 
 // The files of a cloud's directory; see the package documentation.
 const (
-	configFile  = "sim.json"
-	stateFile   = "state.json"
-	indexFile   = "index.log"
-	objectsDir  = "objects"
-	replacedDir = "replaced"
-	tmpName     = ".tmp" // the temporary file of a write, in each directory
+	configFile = "sim.json"
+	stateFile  = "state.json"
+	logFile    = "objects.log"
+	// oldIndexFile is a file of the layout of older sims, a file per
+	// object, which this one does not read: its directories are refused
+	// rather than taken for empty clouds with machines counted.
+	oldIndexFile = "index.log"
 )
 
-// record is an object as stored.
+// record is an object as stored: a line of objects.log.
 type record struct {
 	providers.Object
 	// Created is when Create made it.
@@ -49,167 +45,194 @@ type state struct {
 	Fired map[string]int `json:"fired,omitempty"`
 }
 
-// index is a process's copy of index.log, which has a JSON line per
-// object made (see indexLine).
+// index is a process's copy of objects.log: the latest record of every
+// object, decoded once. [Cloud.refresh] brings it up to date by reading
+// only the bytes appended since it last did.
+//
+// The index shares no memory with what Create is given or callers are
+// handed ([Cloud.view] copies), and the Attributes and Offer of its
+// records are never changed: a change stores a whole new record over the
+// object's last.
 type index struct {
-	off  int64               // how much of the log has been read
-	file map[string]string   // object ID: its file name in objects/
-	jobs map[string][]string // instance ID: the file names of its jobs
+	off   int64               // the end of the last complete line read
+	size  int64               // the log's size when last read or written
+	objs  map[string]*record  // object ID: its latest record
+	token map[string]*record  // token: the latest record of the object last made with it
+	jobs  map[string][]string // instance ID: the IDs of the jobs made on it
 }
 
-// fileName is the name of the file of the object made with token: the
-// token with bytes other than letters, digits, '-', '_' and a '.' that is
-// not first escaped as %XX, so that distinct tokens get distinct names.
-// Names that would be long are cut and end in '~' and a hash of the token.
-func fileName(token string) string {
-	var b strings.Builder
-	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' && i > 0 {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	s := b.String()
-	if len(s) > 160 {
-		sum := sha256.Sum256([]byte(token))
-		s = s[:100] + "~" + hex.EncodeToString(sum[:16])
-	}
-	return s + ".json"
+func newIndex() index {
+	return index{objs: map[string]*record{}, token: map[string]*record{}, jobs: map[string][]string{}}
 }
 
-// writeFile replaces dir/name with data through a temporary file and a
-// rename, so readers see the old file or the new one. It does not sync:
-// the sim survives its processes crashing, not the machine. Callers hold
-// the lock, which makes the one temporary name per directory safe.
-func writeFile(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, tmpName)
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
+// add stores r as the latest record of its object. The first record of
+// an object is its creation, which makes it its token's object (the
+// token's earlier one was terminated) and, for a job on a host, one of
+// its host's jobs.
+func (x *index) add(r record) {
+	if p, seen := x.objs[r.ID]; seen {
+		*p = r // for x.token too
+		return
 	}
-	return os.Rename(tmp, filepath.Join(dir, name))
+	p := &r
+	x.objs[r.ID] = p
+	x.token[r.Token] = p
+	if r.Host != "" {
+		x.jobs[r.Host] = append(x.jobs[r.Host], r.ID)
+	}
 }
 
-// readRecord reads a record file; ok is false when there is none.
-func readRecord(name string) (r record, ok bool, err error) {
-	data, err := os.ReadFile(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return record{}, false, nil
+// byToken returns the record of the object last made with token. The
+// caller holds the lock and has refreshed the index (locked does both).
+func (c *Cloud) byToken(token string) (record, bool) {
+	if p, ok := c.idx.token[token]; ok {
+		return *p, true
 	}
-	if err != nil {
-		return record{}, false, err
-	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		return record{}, false, fmt.Errorf("%s: %w", name, err)
-	}
-	return r, true, nil
+	return record{}, false
 }
 
-// byToken reads the record of the object last made with token.
-func (c *Cloud) byToken(token string) (record, bool, error) {
-	return c.byFile(fileName(token))
-}
-
-func (c *Cloud) byFile(name string) (record, bool, error) {
-	return readRecord(filepath.Join(c.dir, objectsDir, name))
-}
-
-// byID reads the record of the object with id, wherever it is. The
-// caller holds the lock.
-func (c *Cloud) byID(id string) (record, bool, error) {
-	if err := c.refresh(); err != nil {
-		return record{}, false, err
+// byID returns the record of the object with id, terminated or not. The
+// caller holds the lock and has refreshed the index.
+func (c *Cloud) byID(id string) (record, bool) {
+	if p, ok := c.idx.objs[id]; ok {
+		return *p, true
 	}
-	name, ok := c.idx.file[id]
-	if !ok {
-		return record{}, false, nil
-	}
-	r, ok, err := c.byFile(name)
-	if err != nil || ok && r.ID == id {
-		return r, ok, err
-	}
-	// The token was used again after this object was terminated.
-	return readRecord(filepath.Join(c.dir, replacedDir, id+".json"))
+	return record{}, false
 }
 
-// put writes r to its token's file.
-func (c *Cloud) put(r record) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return writeFile(filepath.Join(c.dir, objectsDir), fileName(r.Token), data)
-}
-
-// indexLine is a line of index.log.
-type indexLine struct {
-	ID   string `json:"id"`
-	File string `json:"file"`           // its file name in objects/
-	Host string `json:"host,omitempty"` // the instance a job runs on
-}
-
-// refresh reads the lines added to index.log since the last call. A last
-// line without its newline (its writer died) is left for later, and
-// lines that are not JSON (the start of such a line) are skipped. The
-// caller holds the lock.
+// refresh reads the lines appended to objects.log since the last call.
+// A last line without its newline is the rest of a writer that died in
+// the middle of it: it is left unread, and the next append cuts it off.
+// The caller holds the lock.
 func (c *Cloud) refresh() error {
-	data, err := io.ReadAll(io.NewSectionReader(c.index, c.idx.off, 1<<62))
+	info, err := c.log.Stat()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", indexFile, err)
+		return fmt.Errorf("read %s: %w", logFile, err)
 	}
-	end := bytes.LastIndexByte(data, '\n') + 1
-	c.idx.off += int64(end)
-	for line := range bytes.Lines(data[:end]) {
-		var l indexLine
-		if json.Unmarshal(line, &l) != nil || l.ID == "" || l.File == "" {
-			continue
-		}
-		c.idx.file[l.ID] = l.File
-		if l.Host != "" {
-			c.idx.jobs[l.Host] = append(c.idx.jobs[l.Host], l.File)
-		}
+	size := info.Size()
+	if size < c.idx.off {
+		return fmt.Errorf("read %s: it shrank from %d to %d bytes (was it replaced?)", logFile, c.idx.off, size)
 	}
+	c.idx.size = size
+	if size == c.idx.off {
+		return nil
+	}
+	data := make([]byte, size-c.idx.off)
+	n, err := c.log.ReadAt(data, c.idx.off)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read %s: %w", logFile, err)
+	}
+	data = data[:n]
+	for {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			return nil // a torn line, or none
+		}
+		var r record
+		if err := json.Unmarshal(data[:nl], &r); err != nil {
+			return fmt.Errorf("read %s: the line at byte %d: %w", logFile, c.idx.off, err)
+		}
+		if r.ID == "" || r.Token == "" {
+			return fmt.Errorf("read %s: the line at byte %d: an object without an ID or a token", logFile, c.idx.off)
+		}
+		c.idx.add(r)
+		c.idx.off += int64(nl + 1)
+		data = data[nl+1:]
+	}
+}
+
+// append writes rs to objects.log, a line each, in one write, and adds
+// copies of them to the index. The caller holds the lock and has
+// refreshed the index, which then holds every complete line of the log:
+// any bytes past them are a torn line.
+func (c *Cloud) append(rs ...record) error {
+	var buf []byte
+	for _, r := range rs {
+		line, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", r.ID, err)
+		}
+		buf = append(append(buf, line...), '\n')
+	}
+	if c.idx.size > c.idx.off {
+		// A writer died in the middle of its line: cut off what it left,
+		// which no reader took, so that the log is whole lines again.
+		if err := c.log.Truncate(c.idx.off); err != nil {
+			return fmt.Errorf("cut the torn end off %s: %w", logFile, err)
+		}
+		c.idx.size = c.idx.off
+	}
+	n, err := c.log.Write(buf) // O_APPEND: at the end, at c.idx.off
+	c.idx.size += int64(n)
+	if err != nil {
+		// Whatever whole lines did get written, refresh reads.
+		return fmt.Errorf("append to %s: %w", logFile, err)
+	}
+	for _, r := range rs {
+		r.Object = clone(r.Object)
+		c.idx.add(r)
+	}
+	c.idx.off = c.idx.size
 	return nil
 }
 
-// addIndex appends r's line to index.log. The caller holds the lock.
-func (c *Cloud) addIndex(r record) error {
-	line, err := json.Marshal(indexLine{ID: r.ID, File: fileName(r.Token), Host: r.Host})
-	if err != nil {
-		return err
-	}
-	line = append(line, '\n')
-	if err := c.refresh(); err != nil {
-		return err
-	}
-	if info, err := c.index.Stat(); err != nil {
-		return err
-	} else if info.Size() > c.idx.off {
-		line = append([]byte{'\n'}, line...) // end the torn line
-	}
-	if _, err := c.index.Write(line); err != nil {
-		return fmt.Errorf("write %s: %w", indexFile, err)
-	}
-	return nil
+// view is r, a record of the index, as a provider reports it now,
+// sharing nothing with the index.
+func (c *Cloud) view(r record) providers.Object {
+	r.Object = clone(r.Object)
+	return c.now(r)
 }
 
-// readState reads state.json. The caller holds the lock.
+// clone is a copy of o that shares no memory with it.
+func clone(o providers.Object) providers.Object {
+	if o.Offer != nil {
+		of := *o.Offer
+		if of.GPU != nil {
+			g := *of.GPU
+			of.GPU = &g
+		}
+		o.Offer = &of
+	}
+	if o.Attributes != nil {
+		a := make(map[string]string, len(o.Attributes))
+		for k, v := range o.Attributes { // faster than maps.Clone for a few
+			a[k] = v
+		}
+		o.Attributes = a
+	}
+	return o
+}
+
+// now is r's object as a provider reports it now: a job of a task is
+// done once the JobDuration has passed since it was made.
+func (c *Cloud) now(r record) providers.Object {
+	o := r.Object
+	if r.Task && o.Status == providers.StatusRunning && c.cfg.JobDuration != nil &&
+		time.Since(r.Created) >= time.Duration(*c.cfg.JobDuration) {
+		o.Status = providers.StatusDone
+		o.Reason = "exit code 0"
+	}
+	return o
+}
+
+// readState reads state.json, and notes its size for writeState. The
+// caller holds the lock.
 func (c *Cloud) readState() (state, error) {
 	var st state
 	info, err := c.state.Stat()
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("read %s: %w", stateFile, err)
 	}
-	data := make([]byte, info.Size())
+	c.stateSize = int(info.Size())
+	data := make([]byte, c.stateSize)
 	if _, err := c.state.ReadAt(data, 0); err != nil && err != io.EOF {
-		return st, err
+		return st, fmt.Errorf("read %s: %w", stateFile, err)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return st, nil
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("%s: %w", stateFile, err)
+		return st, fmt.Errorf("read %s: %w", stateFile, err)
 	}
 	return st, nil
 }
@@ -217,28 +240,27 @@ func (c *Cloud) readState() (state, error) {
 // writeState writes st over state.json in place, in one write padded
 // with spaces to the file's length: a process killed in the middle has
 // written all of it or nothing, and the file never holds the tail of an
-// older, longer state. The caller holds the lock.
+// older, longer state. The caller holds the lock, and has read the
+// state since taking it.
 func (c *Cloud) writeState(st state) error {
 	data, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode the state: %w", err)
 	}
-	info, err := c.state.Stat()
-	if err != nil {
-		return err
-	}
-	if n := int(info.Size()) - len(data); n > 0 {
+	if n := c.stateSize - len(data); n > 0 {
 		data = append(data, bytes.Repeat([]byte{' '}, n)...)
 	}
 	if _, err := c.state.WriteAt(data, 0); err != nil {
 		return fmt.Errorf("write %s: %w", stateFile, err)
 	}
+	c.stateSize = max(c.stateSize, len(data))
 	return nil
 }
 
 // locked runs fn holding this Cloud's mutex and the flock on state.json,
-// with the state read; it writes the state back when fn says it changed,
-// even when fn fails (an injected failure counts when it fires).
+// with the state read and the index refreshed; it writes the state back
+// when fn says it changed, even when fn fails (an injected failure
+// counts when it fires).
 func (c *Cloud) locked(fn func(st *state) (changed bool, err error)) (err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -246,21 +268,24 @@ func (c *Cloud) locked(fn func(st *state) (changed bool, err error)) (err error)
 		return errors.New("cloud is closed")
 	}
 	if err := flock(c.state, syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock: %w", err)
+		return fmt.Errorf("lock %s: %w", stateFile, err)
 	}
 	defer func() {
 		if uerr := flock(c.state, syscall.LOCK_UN); uerr != nil && err == nil {
-			err = fmt.Errorf("unlock: %w", uerr)
+			err = fmt.Errorf("unlock %s: %w", stateFile, uerr)
 		}
 	}()
 	st, err := c.readState()
 	if err != nil {
 		return err
 	}
+	if err := c.refresh(); err != nil {
+		return err
+	}
 	changed, err := fn(&st)
 	if changed {
 		if werr := c.writeState(st); werr != nil {
-			return werr
+			return errors.Join(err, werr)
 		}
 	}
 	return err
@@ -273,28 +298,4 @@ func flock(f *os.File, how int) error {
 			return err
 		}
 	}
-}
-
-// objects reads every record of a directory of records.
-func (c *Cloud) objects(sub string) ([]record, error) {
-	dir := filepath.Join(c.dir, sub)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []record
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		r, ok, err := readRecord(filepath.Join(dir, name))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
