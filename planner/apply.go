@@ -91,9 +91,19 @@ type executor struct {
 	limiters map[string]*rate.Limiter
 	emitMu   sync.Mutex
 
+	// stepTokens are the idempotency tokens of the create steps.
+	stepTokens map[int]string
+
 	mu      sync.Mutex
 	created map[int]*state.Instance // by create step
 	tokens  map[string]string       // instance token -> provider ID, for hosts
+	started map[int]bool            // steps that began
+}
+
+func (x *executor) ran(id int) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.started[id]
 }
 
 // Apply carries out a plan onto its prior state, recording every step in
@@ -127,7 +137,8 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 		return nil, err
 	}
 	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{}, external: external,
-		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{}}
+		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{},
+		stepTokens: map[int]string{}, started: map[int]bool{}}
 	for _, c := range p.Changes {
 		x.changes[c.Address] = c
 	}
@@ -136,7 +147,31 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 			x.tokens[in.Token] = in.ProviderID
 		}
 	}
+	// Every create's intent, durable in one write before anything starts.
+	var intents []*record
+	for _, s := range p.Steps {
+		if s.Op == OpCreate {
+			x.stepTokens[s.ID] = newToken()
+		}
+	}
+	for _, s := range p.Steps {
+		if s.Op == OpCreate && !x.registers(s) {
+			intents = append(intents, &record{Op: "put-instance", Address: s.Address, Instance: x.intent(s)})
+		}
+	}
+	if len(intents) > 0 {
+		if err := rec.write(intents...); err != nil {
+			_ = rec.close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	res := x.walk(ctx)
+	// Creates that never ran leave no intent behind.
+	for _, s := range p.Steps {
+		if s.Op == OpCreate && !x.registers(s) && !x.ran(s.ID) {
+			x.forget(s, x.stepTokens[s.ID])
+		}
+	}
 	if err := rec.close(context.WithoutCancel(ctx)); err != nil {
 		return res, err
 	}
@@ -191,7 +226,7 @@ func (x *executor) walk(ctx context.Context) *Result {
 		}
 	}
 	results := make(chan outcome)
-	inFlight, finished := 0, 0
+	inFlight, calls, finished := 0, 0, 0
 	stopped := false
 	for {
 		if !stopped && x.opts.Stop != nil {
@@ -204,15 +239,20 @@ func (x *executor) walk(ctx context.Context) *Result {
 		if ctx.Err() != nil {
 			stopped = true
 		}
-		for len(ready) > 0 && inFlight < x.opts.Parallelism {
+		for len(ready) > 0 {
 			id := ready[0]
-			// Once stopped, only records start: they change nothing
-			// outside, and they finish what is already made.
-			if stopped && (ctx.Err() != nil || (steps[id].Op != OpCommit && steps[id].Op != OpForget)) {
+			record := steps[id].Op == OpCommit || steps[id].Op == OpForget
+			// Records change nothing outside: they take no slot of the
+			// parallelism, and once stopped they still run, to finish
+			// what is already made.
+			if (!record && (stopped || calls >= x.opts.Parallelism)) || (record && ctx.Err() != nil) {
 				break
 			}
 			ready = ready[1:]
 			inFlight++
+			if !record {
+				calls++
+			}
 			go func() { results <- outcome{id, x.run(ctx, steps[id])} }()
 		}
 		if inFlight == 0 {
@@ -230,6 +270,9 @@ func (x *executor) walk(ctx context.Context) *Result {
 			o = <-results
 		}
 		inFlight--
+		if op := steps[o.id].Op; op != OpCommit && op != OpForget {
+			calls--
+		}
 		finished++
 		if o.err != nil {
 			res.Failed++
@@ -257,6 +300,9 @@ func (x *executor) walk(ctx context.Context) *Result {
 }
 
 func (x *executor) run(ctx context.Context, s *Step) error {
+	x.mu.Lock()
+	x.started[s.ID] = true
+	x.mu.Unlock()
 	start := time.Now()
 	x.emit(Event{Type: "step_start", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index})
 	id, err := x.do(ctx, s)
@@ -309,14 +355,41 @@ func (x *executor) limiter(backend string) *rate.Limiter {
 	return l
 }
 
-func (x *executor) create(ctx context.Context, s *Step) (string, error) {
-	c := x.changes[s.Address]
-	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: newToken(), Status: "creating",
+// intent is the record of an object about to be made: its token, and
+// what it is meant to be. All of a plan's intents are recorded, in one
+// durable write, before the first step starts (see Apply), so a create
+// never waits for a record before asking the provider.
+func (x *executor) intent(s *Step) *state.Instance {
+	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: x.stepTokens[s.ID], Status: "creating",
 		Attributes: map[string]any{attrKind: string(s.Kind)}}
 	if s.Demand != nil {
 		in.Attributes[attrDemand] = toAttr(s.Demand)
 	}
-	if c.Action == Read && s.Kind == providers.KindVolume {
+	switch {
+	case s.HostStep >= 0:
+		in.Attributes[attrHost] = x.stepTokens[s.HostStep]
+		in.Attributes[attrHostAddress] = s.HostAddress
+	case s.HostToken != "":
+		in.Attributes[attrHost] = s.HostToken
+		in.Attributes[attrHostAddress] = s.HostAddress
+	case s.Offer != nil:
+		in.Attributes[attrOffer] = toAttr(s.Offer)
+		in.Attributes[attrPrice] = s.Offer.PricePerHour
+	}
+	return in
+}
+
+// registers reports whether a create step records an existing object
+// (a volume_id) rather than making one.
+func (x *executor) registers(s *Step) bool {
+	c := x.changes[s.Address]
+	return c != nil && c.Action == Read && s.Kind == providers.KindVolume
+}
+
+func (x *executor) create(ctx context.Context, s *Step) (string, error) {
+	c := x.changes[s.Address]
+	in := x.intent(s)
+	if x.registers(s) {
 		var v struct {
 			VolumeID string `json:"volume_id"`
 		}
@@ -337,13 +410,13 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		}
 		x.mu.Unlock()
 		if req.Host == "" {
+			x.forget(s, in.Token)
 			return "", fmt.Errorf("its instance %s does not exist", s.HostAddress)
 		}
-		in.Attributes[attrHost] = hostToken(x, s)
-		in.Attributes[attrHostAddress] = s.HostAddress
 	}
 	prov, err := x.set.For(s.Backend)
 	if err != nil {
+		x.forget(s, in.Token)
 		return "", err
 	}
 	candidates := []*offers.Offer{s.Offer}
@@ -359,15 +432,10 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 			in.Provider = o.Backend
 			if o.Backend != s.Backend {
 				if prov, err = x.set.For(o.Backend); err != nil {
+					x.forget(s, in.Token)
 					return "", err
 				}
 			}
-		} else if o != nil {
-			in.Attributes[attrOffer] = toAttr(o)
-		}
-		// The intent is durable before the provider is asked.
-		if err := x.put(s, in); err != nil {
-			return "", err
 		}
 		var obj providers.Object
 		err := x.call(ctx, s, prov.Name(), func() error {
@@ -388,8 +456,8 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 				err = fmt.Errorf("%w (after %d offers)", err, i+1)
 			}
 			if ctx.Err() == nil && code != "" {
-				// Nothing was made: forget the intent.
-				_ = x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: in.Token})
+				// The provider said no: nothing was made.
+				x.forget(s, in.Token)
 			}
 			return "", err
 		}
@@ -397,9 +465,10 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		for k, v := range obj.Attributes {
 			in.Attributes[k] = v
 		}
-		if err := x.put(s, in); err != nil {
-			return obj.ID, err
-		}
+		// The result need not be durable before dependents start: the
+		// intent is, and refresh adopts by token what a crash leaves
+		// unrecorded.
+		x.rec.send(&record{Op: "put-instance", Address: s.Address, Instance: x.snapshot(in)})
 		x.mu.Lock()
 		x.created[s.ID] = in
 		x.tokens[in.Token] = in.ProviderID
@@ -409,27 +478,25 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	return "", lastErr
 }
 
-func hostToken(x *executor, s *Step) string {
-	if s.HostToken != "" {
-		return s.HostToken
-	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if h := x.created[s.HostStep]; h != nil {
-		return h.Token
-	}
-	return ""
+// forget drops the intent of a create that made nothing.
+func (x *executor) forget(s *Step, token string) {
+	x.rec.send(&record{Op: "remove-instance", Address: s.Address, Token: token})
 }
 
-// put records an instance; the record holds a copy, so later changes to
-// in are not seen by the recorder before they are written.
+// put records an instance and waits until the record is durable.
 func (x *executor) put(s *Step, in *state.Instance) error {
+	return x.rec.write(&record{Op: "put-instance", Address: s.Address, Instance: x.snapshot(in)})
+}
+
+// snapshot copies an instance, so later changes to it are not seen by the
+// recorder before they are written.
+func (x *executor) snapshot(in *state.Instance) *state.Instance {
 	cp := *in
 	cp.Attributes = make(map[string]any, len(in.Attributes))
 	for k, v := range in.Attributes {
 		cp.Attributes[k] = v
 	}
-	return x.rec.write(&record{Op: "put-instance", Address: s.Address, Instance: &cp})
+	return &cp
 }
 
 func (x *executor) delete(ctx context.Context, s *Step) error {

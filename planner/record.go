@@ -172,6 +172,14 @@ func (r *recorder) write(recs ...*record) error {
 	return <-reply
 }
 
+// send records recs without waiting for them to be durable. Records are
+// written in the order they are sent, so anything written after them
+// (the intent of a step that depends on them) lands after them. A failed
+// write fails every later one, and close reports it.
+func (r *recorder) send(recs ...*record) {
+	r.reqs <- recReq{recs, make(chan error, 1)}
+}
+
 func (r *recorder) loop(ctx context.Context) {
 	defer close(r.done)
 	for req := range r.reqs {

@@ -99,8 +99,8 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 			d := Drift{Address: r.Address, Index: in.Index, ProviderID: in.ProviderID}
 			switch {
 			case !ok && in.ProviderID == "":
-				d.Message = fmt.Sprintf("%s[%d] was recorded by an interrupted apply but never created; forgetting it", r.Address, in.Index)
-				drift = append(drift, d)
+				// The intent of a create an interrupted apply never got
+				// to: nothing exists, nothing changed outside dstack.
 				continue
 			case !ok || o.Status == providers.StatusTerminated || (o.Status == providers.StatusFailed && kind != lang.KindTask):
 				if kind == lang.KindTask && (in.Status == providers.StatusDone || in.Status == providers.StatusFailed) {
