@@ -13,7 +13,7 @@ import (
 // that Apply can walk: every reference in range and no cycle.
 func FuzzReadPlan(f *testing.F) {
 	p := &Plan{FormatVersion: FormatVersion, Mode: Normal, Prior: state.New("test"),
-		Steps: []*Step{{ID: 0, Op: OpCreate, Address: "volume.a", HostStep: -1}, {ID: 1, Op: OpCommit, Address: "volume.a", HostStep: -1, Deps: []int{0}}},
+		Steps:   []*Step{{ID: 0, Op: OpCreate, Address: "volume.a", HostStep: -1}, {ID: 1, Op: OpCommit, Address: "volume.a", HostStep: -1, Deps: []int{0}}},
 		Changes: []*Change{{Address: "volume.a", Action: Create, Steps: []int{0, 1}}}}
 	good, err := json.Marshal(planFile{Kind: planKind, Plan: p})
 	if err != nil {
