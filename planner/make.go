@@ -665,7 +665,6 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			m.commit(c)
 		default:
 			m.plan.NoChange++
-			m.keepHosts(prior)
 			return
 		}
 	}
@@ -747,7 +746,6 @@ func (m *maker) replace(c *Change, d *desired, prior *state.Resource) {
 func (m *maker) scaleTo(c *Change, d *desired, prior *state.Resource, n int) {
 	live := slices.Clone(prior.Instances)
 	slices.SortFunc(live, func(a, b *state.Instance) int { return cmp.Compare(a.Index, b.Index) })
-	m.keepHosts(prior)
 	if n > len(live) {
 		m.addInstances(c, d, live, n-len(live))
 	}

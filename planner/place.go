@@ -147,10 +147,6 @@ func (m *maker) releaseHosts(prior *state.Resource) {
 	}
 }
 
-// keepHosts is called for a resource whose instances stay as they are;
-// collectHosts already counted them.
-func (m *maker) keepHosts(*state.Resource) {}
-
 // syncFleetHosts updates the hosts after a fleet's change was planned:
 // instances it deletes are no longer hosts, instances it creates are.
 func (m *maker) syncFleetHosts(c *Change) {
