@@ -15,10 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/api/googleapi"
 
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/statetest"
@@ -99,24 +97,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestFakeServerPreconditions checks, with the storage client alone, that
-// fake-gcs-server enforces the generation preconditions the backend's
-// safety rests on; the conformance suite is only as good as this.
+// TestFakeServerPreconditions checks, with the backend's raw JSON API
+// requests alone, that fake-gcs-server enforces the generation
+// preconditions the backend's safety rests on; the conformance suite is
+// only as good as this.
 func TestFakeServerPreconditions(t *testing.T) {
 	ctx := context.Background()
 	b := newBackend(t, testConfig(t))
-	bucket := b.client.Bucket(testBucket)
 	name := b.prefix + "/object"
-	put := func(o *storage.ObjectHandle, data string) (int64, error) {
-		w := o.NewWriter(ctx)
-		if _, err := w.Write([]byte(data)); err != nil {
-			_ = w.Close()
-			return 0, err
-		}
-		if err := w.Close(); err != nil {
-			return 0, err
-		}
-		return w.Attrs().Generation, nil
+	// put uploads data to object with ifGenerationMatch=match, or without
+	// a precondition when match is noCondition.
+	put := func(object string, match int64, data string) (int64, error) {
+		return b.upload(ctx, object, []byte(data), match)
 	}
 	read := func() (string, int64) {
 		t.Helper()
@@ -128,39 +120,39 @@ func TestFakeServerPreconditions(t *testing.T) {
 	}
 	wantPrecondition := func(what string, err error) {
 		t.Helper()
-		var gerr *googleapi.Error
-		if !errors.As(err, &gerr) || gerr.Code != http.StatusPreconditionFailed {
+		var aerr *apiError
+		if !errors.As(err, &aerr) || aerr.Code != http.StatusPreconditionFailed {
 			t.Fatalf("%s: got %v, want 412 Precondition Failed", what, err)
 		}
 	}
 
 	// ifGenerationMatch=0 on a write: create only.
-	gen1, err := put(bucket.Object(name).If(storage.Conditions{DoesNotExist: true}), "one")
+	gen1, err := put(name, 0, "one")
 	if err != nil {
 		t.Fatalf("create with ifGenerationMatch=0: %v", err)
 	}
-	_, err = put(bucket.Object(name).If(storage.Conditions{DoesNotExist: true}), "two")
+	_, err = put(name, 0, "two")
 	wantPrecondition("second create with ifGenerationMatch=0", err)
 	if data, gen := read(); data != "one" || gen != gen1 {
 		t.Fatalf("after a refused create: %q generation %d, want %q %d", data, gen, "one", gen1)
 	}
 
 	// ifGenerationMatch=N on a write: replace only generation N.
-	gen2, err := put(bucket.Object(name).If(storage.Conditions{GenerationMatch: gen1}), "two")
+	gen2, err := put(name, gen1, "two")
 	if err != nil {
 		t.Fatalf("write with ifGenerationMatch on the current generation: %v", err)
 	}
 	if gen2 == gen1 {
 		t.Fatalf("a write kept generation %d", gen1)
 	}
-	_, err = put(bucket.Object(name).If(storage.Conditions{GenerationMatch: gen1}), "stale")
+	_, err = put(name, gen1, "stale")
 	wantPrecondition("write with ifGenerationMatch on a replaced generation", err)
 	if data, gen := read(); data != "two" || gen != gen2 {
 		t.Fatalf("after a refused write: %q generation %d, want %q %d", data, gen, "two", gen2)
 	}
 
 	// A delete naming a replaced generation finds nothing to delete.
-	err = bucket.Object(name).Generation(gen1).If(storage.Conditions{GenerationMatch: gen1}).Delete(ctx)
+	err = b.remove(ctx, name, gen1, gen1)
 	if !lostRace(err) {
 		t.Fatalf("delete of a replaced generation (generation and ifGenerationMatch): got %v, want 404 or 412", err)
 	}
@@ -174,7 +166,7 @@ func TestFakeServerPreconditions(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			_, err := put(bucket.Object(race).If(storage.Conditions{DoesNotExist: true}), fmt.Sprint(i))
+			_, err := put(race, 0, fmt.Sprint(i))
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -192,18 +184,18 @@ func TestFakeServerPreconditions(t *testing.T) {
 	if err := b.deleteGeneration(ctx, name, gen2); err != nil {
 		t.Fatalf("delete of the current generation: %v", err)
 	}
-	if _, _, err := b.get(ctx, name); !errors.Is(err, storage.ErrObjectNotExist) {
+	if _, _, err := b.get(ctx, name); !errors.Is(err, errNotExist) {
 		t.Fatalf("after delete: %v", err)
 	}
 
 	// ifGenerationMatch alone on a delete, as Terraform's gcs backend
 	// sends it. GCS refuses a stale one with 412.
 	t.Run("DeleteIfGenerationMatchOnly", func(t *testing.T) {
-		gen3, err := put(bucket.Object(name), "three")
+		gen3, err := put(name, noCondition, "three")
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = bucket.Object(name).If(storage.Conditions{GenerationMatch: gen3 - 1}).Delete(ctx)
+		err = b.remove(ctx, name, 0, gen3-1)
 		if err == nil {
 			t.Skipf("fake-gcs-server ignores ifGenerationMatch on DELETE: a delete with ifGenerationMatch=%d of generation %d succeeded and removed the object; the backend also names the generation (?generation=N), which the fake does honour", gen3-1, gen3)
 		}
