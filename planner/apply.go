@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +99,7 @@ type executor struct {
 	created map[int]*state.Instance // by create step
 	tokens  map[string]string       // instance token -> provider ID, for hosts
 	started map[int]bool            // steps that began
+	hostIPs map[string]string       // instance token -> IP, of instances in the prior state
 }
 
 func (x *executor) ran(id int) bool {
@@ -138,13 +140,16 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	}
 	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{}, external: external,
 		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{},
-		stepTokens: map[int]string{}, started: map[int]bool{}}
+		stepTokens: map[int]string{}, started: map[int]bool{}, hostIPs: map[string]string{}}
 	for _, c := range p.Changes {
 		x.changes[c.Address] = c
 	}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
 			x.tokens[in.Token] = in.ProviderID
+			if ip, ok := in.Attributes["ip"].(string); ok {
+				x.hostIPs[in.Token] = ip
+			}
 		}
 	}
 	// Every create's intent, durable in one write before anything starts.
@@ -399,6 +404,9 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		return in.ProviderID, x.put(s, in)
 	}
 	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec}
+	if s.Kind == providers.KindJob {
+		req.Env = x.jobEnv(c, s)
+	}
 	if s.HostStep >= 0 || s.HostToken != "" {
 		x.mu.Lock()
 		if s.HostStep >= 0 {
@@ -476,6 +484,57 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		return obj.ID, nil
 	}
 	return "", lastErr
+}
+
+// jobEnv is dstack's environment of a job: its rank among the run's
+// jobs, their number, GPUs, and the addresses of their hosts where they
+// are known (jobs on fleet instances).
+func (x *executor) jobEnv(c *Change, s *Step) map[string]string {
+	var jobs []*Step
+	for _, id := range c.Steps {
+		if st := x.plan.Steps[id]; st.Op == OpCreate && st.Kind == providers.KindJob {
+			jobs = append(jobs, st)
+		}
+	}
+	slices.SortFunc(jobs, func(a, b *Step) int { return a.Index - b.Index })
+	env := map[string]string{
+		"DSTACK_NODE_RANK": fmt.Sprint(slices.Index(jobs, s)),
+		"DSTACK_NODES_NUM": fmt.Sprint(len(jobs)),
+	}
+	if s.Demand != nil {
+		env["DSTACK_GPUS_PER_NODE"] = fmt.Sprint(s.Demand.GPUs)
+		env["DSTACK_GPUS_NUM"] = fmt.Sprint(s.Demand.GPUs * len(jobs))
+	}
+	var ips []string
+	for _, j := range jobs {
+		ip := x.hostIP(j)
+		if ip == "" {
+			return env
+		}
+		ips = append(ips, ip)
+	}
+	if len(ips) > 0 {
+		env["DSTACK_MASTER_NODE_IP"] = ips[0]
+		env["DSTACK_NODES_IPS"] = strings.Join(ips, "\n")
+	}
+	return env
+}
+
+// hostIP is the address of the instance a job runs on, when known.
+func (x *executor) hostIP(s *Step) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if s.HostStep >= 0 {
+		if h := x.created[s.HostStep]; h != nil {
+			ip, _ := h.Attributes["ip"].(string)
+			return ip
+		}
+		return ""
+	}
+	if s.HostToken != "" {
+		return x.hostIPs[s.HostToken]
+	}
+	return ""
 }
 
 // forget drops the intent of a create that made nothing.

@@ -89,6 +89,21 @@ func (m *maker) order() {
 				s.Deps = append(s.Deps, s.HostStep)
 			}
 		}
+		// The jobs of a multi-node run learn each other's addresses
+		// (DSTACK_NODES_IPS): each waits for every one of their hosts.
+		var hosts []int
+		for _, id := range c.Steps {
+			if s := p.Steps[id]; s.Op == OpCreate && s.HostStep >= 0 {
+				hosts = append(hosts, s.HostStep)
+			}
+		}
+		if len(hosts) > 1 {
+			for _, id := range c.Steps {
+				if s := p.Steps[id]; s.Op == OpCreate && s.HostStep >= 0 {
+					s.Deps = append(s.Deps, hosts...)
+				}
+			}
+		}
 		// A resource's creates wait for what it needs to be made (not for
 		// that resource's deletes: a fleet shrinking must not hold up a
 		// run rolling off the instances it removes).

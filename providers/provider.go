@@ -80,6 +80,10 @@ type CreateRequest struct {
 	Host string
 	// Spec is the resource's configuration as JSON.
 	Spec json.RawMessage
+	// Env are variables the planner sets for a job: dstack's
+	// DSTACK_NODE_RANK, DSTACK_NODES_NUM, DSTACK_MASTER_NODE_IP,
+	// DSTACK_NODES_IPS, DSTACK_GPUS_PER_NODE, DSTACK_GPUS_NUM.
+	Env map[string]string
 }
 
 // Provider makes and finds objects. Implementations must be safe for
