@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -345,7 +346,7 @@ func (m *maker) createChange(d *desired) {
 	d.load()
 	c := &Change{Address: d.res.Address.String(), Kind: d.res.Address.Kind, Action: Create, Reason: "new in configuration",
 		After: d.masked, Spec: d.spec, ConfigHash: d.hash, DependsOn: deps(d.res)}
-	for _, f := range sortedKeys(d.fields) {
+	for _, f := range slices.Sorted(maps.Keys(d.fields)) {
 		if f == "type" || f == "name" {
 			continue
 		}
@@ -543,7 +544,7 @@ func (m *maker) deleteChange(prior *state.Resource, reason string) {
 	if a, err := lang.ParseAddress(prior.Address); err == nil {
 		c.Kind = a.Kind
 	}
-	for _, f := range sortedKeys(fields) {
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
 		if f == "type" || f == "name" {
 			continue
 		}
@@ -787,15 +788,6 @@ func rawValue(r json.RawMessage) any {
 		return string(r)
 	}
 	return v
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func unionKeys(a, b map[string]json.RawMessage) []string {

@@ -3,6 +3,8 @@ package planner
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -43,7 +45,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 			byBackend[in.Provider] = append(byBackend[in.Provider], ref{r, in})
 		}
 	}
-	backends := sortedKeys(byBackend)
+	backends := slices.Sorted(maps.Keys(byBackend))
 	found := make(map[string]providers.Object)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)

@@ -25,6 +25,7 @@ package hclconf
 
 import (
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"slices"
@@ -561,7 +562,7 @@ func (l *loader) evalLocals(ctx *hcl.EvalContext) cty.Value {
 	}
 	for len(pending) > 0 {
 		progress := false
-		for _, name := range sortedKeys(pending) {
+		for _, name := range slices.Sorted(maps.Keys(pending)) {
 			a := pending[name]
 			ready := true
 			for _, tr := range a.Expr.Variables() {
@@ -588,7 +589,7 @@ func (l *loader) evalLocals(ctx *hcl.EvalContext) cty.Value {
 			progress = true
 		}
 		if !progress {
-			names := sortedKeys(pending)
+			names := slices.Sorted(maps.Keys(pending))
 			first := pending[names[0]]
 			l.errorf(first.NameRange, "Cycle in locals", "These locals refer to each other: %s.", "local."+strings.Join(names, ", local."))
 			for _, n := range names {
@@ -598,15 +599,6 @@ func (l *loader) evalLocals(ctx *hcl.EvalContext) cty.Value {
 		}
 	}
 	return cty.ObjectVal(values)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // addResourceNamespace makes `<kind>.<name>.<attribute>` resolvable for

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -32,17 +33,12 @@ func runShow(argv []string, s Streams, env Env) int {
 		}
 		return ExitOK
 	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	snap, _, err := readCurrent(ctx, env)
+	st, err := maskedState(env)
 	if err != nil {
 		return fail(s, err)
 	}
-	st := snap.State.Masked()
 	if *asJSON {
-		enc := json.NewEncoder(s.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := printJSON(s.Stdout, st); err != nil {
 			return fail(s, err)
 		}
 		return ExitOK
@@ -137,13 +133,10 @@ func runOutput(argv []string, s Streams, env Env) int {
 	if err != nil {
 		return flagExit(err)
 	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	snap, _, err := readCurrent(ctx, env)
+	st, err := maskedState(env)
 	if err != nil {
 		return fail(s, err)
 	}
-	st := snap.State.Masked()
 	out := map[string]any{}
 	for _, r := range st.Resources {
 		if len(args) > 0 && r.Address != args[0] {
@@ -168,9 +161,7 @@ func runOutput(argv []string, s Streams, env Env) int {
 		return fail(s, fmt.Errorf("%s is not in the state", args[0]))
 	}
 	if *asJSON {
-		enc := json.NewEncoder(s.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := printJSON(s.Stdout, out); err != nil {
 			return fail(s, err)
 		}
 		return ExitOK
@@ -185,4 +176,22 @@ func runOutput(argv []string, s Streams, env Env) int {
 		fmt.Fprintf(s.Stdout, "%s = %s\n", k, b)
 	}
 	return ExitOK
+}
+
+// maskedState reads the selected workspace's state, secrets masked.
+func maskedState(env Env) (*state.State, error) {
+	ctx, cancel := commandContext()
+	defer cancel()
+	snap, _, err := readCurrent(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return snap.State.Masked(), nil
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
