@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -166,4 +167,15 @@ type Set interface {
 	For(backend string) (Provider, error)
 	// Offers returns every offer of every provider, for placement.
 	Offers(ctx context.Context) ([]offers.Offer, error)
+}
+
+// JobControl is implemented by providers whose jobs run through a host
+// agent: their output and stopping them.
+type JobControl interface {
+	// Logs streams a job's output from byte offset since; with follow it
+	// ends when the job has ended and its output is drained.
+	Logs(ctx context.Context, id string, since int64, follow bool) (io.ReadCloser, error)
+	// StopJob stops a job: SIGTERM, then SIGKILL after its grace period,
+	// or SIGKILL at once with abort.
+	StopJob(ctx context.Context, id string, abort bool) error
 }

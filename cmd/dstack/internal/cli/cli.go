@@ -65,6 +65,9 @@ func commands() []command {
 		{"apply", "Carry out a plan (made now, or saved with plan -out)", runApply},
 		{"destroy", "Tear down everything in the state", runDestroy},
 		{"show", "Show a saved plan, or the state", runShow},
+		{"ps", "List runs and their jobs", runPS},
+		{"logs", "Print a run's output", runLogs},
+		{"stop", "Stop a run's jobs", runStop},
 		{"graph", "Print the action graph in Graphviz DOT", runGraph},
 		{"output", "Print what the state records about each resource", runOutput},
 		{"offer", "List the machines that match a resources spec, cheapest first", runOffer},
@@ -88,6 +91,11 @@ func Run(args []string, s Streams, env []string) int {
 	}
 	if args[0] == "-version" || args[0] == "--version" {
 		return runVersion(nil, s, env)
+	}
+	if args[0] == "agent" {
+		// This machine's agent, which the CLI starts detached for the
+		// local backend; not listed in the help.
+		return runAgent(args[1:], s)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

@@ -45,6 +45,10 @@ type planArgs struct {
 	detach                bool
 }
 
+// following says whether apply follows the runs' output afterwards:
+// dstack's own flow, `dstack apply -f FILE`, unless detached.
+func (a *planArgs) following() bool { return len(a.files) > 0 && !a.detach && !a.json }
+
 func (a *planArgs) register(fs *flag.FlagSet, apply bool) {
 	fs.Var((*stringList)(&a.files), "f", "a configuration `FILE` (repeatable); default: every configuration file in the current directory")
 	fs.Var((*stringList)(&a.vars), "var", "set a variable: `NAME=VALUE` (repeatable)")
@@ -63,6 +67,7 @@ func (a *planArgs) register(fs *flag.FlagSet, apply bool) {
 		fs.Float64Var(&a.rateLimit, "rate-limit", 0, "at most this many provider calls per second to each backend (0: no limit)")
 		fs.BoolVar(&a.yes, "y", false, "apply without asking")
 		fs.BoolVar(&a.yes, "auto-approve", false, "apply without asking")
+		fs.BoolVar(&a.detach, "d", false, "with -f: do not follow the runs' output after applying")
 		return
 	}
 	fs.BoolVar(&a.md, "markdown", false, "print the plan as Markdown for a pull-request comment")
@@ -80,7 +85,8 @@ func (a *planArgs) mode() planner.Mode {
 }
 
 // providerSet is the simulated cloud when DSTACK_SIM_DIR names one, else
-// the offline catalog, which can plan but not make anything yet.
+// this machine (the local backend) and the offline catalog, which can plan
+// for the clouds but not make anything there yet.
 func providerSet(env Env) (providers.Set, error) {
 	if dir, ok := env.Get("DSTACK_SIM_DIR"); ok && dir != "" {
 		c, err := sim.Open(dir)
@@ -89,14 +95,14 @@ func providerSet(env Env) (providers.Set, error) {
 		}
 		return sim.Set{Cloud: c}, nil
 	}
-	return catalogSet{}, nil
+	return newDefaultSet(env), nil
 }
 
 // catalogSet plans from the embedded catalog and has no provider.
 type catalogSet struct{}
 
 func (catalogSet) For(backend string) (providers.Provider, error) {
-	return nil, fmt.Errorf("backend %q has no provider in this build: plan works from the offline catalog, but nothing can be made or refreshed (set DSTACK_SIM_DIR=DIR to use the simulated cloud, or plan with -refresh=false)", backend)
+	return nil, fmt.Errorf("backend %q has no provider in this build: plan works from the offline catalog, but nothing can be made or refreshed there (use backends: [local] for this machine, set DSTACK_SIM_DIR=DIR to use the simulated cloud, or plan with -refresh=false)", backend)
 }
 
 func (catalogSet) Offers(context.Context) ([]offers.Offer, error) { return offers.Catalog() }
@@ -432,6 +438,17 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	}
 	if err := res.Err(); err != nil {
 		return fail(s, err)
+	}
+	if a.following() {
+		var runs []string
+		for _, c := range p.Changes {
+			if (c.Action == planner.Create || c.Action == planner.Replace) && isRunAddress(c.Address) {
+				runs = append(runs, c.Address)
+			}
+		}
+		ss.release(ctx, s)
+		ss.lease = nil
+		followRuns(res.State, ss.set, runs, s)
 	}
 	if a.detailed {
 		return ExitChanges

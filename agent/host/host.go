@@ -1,0 +1,448 @@
+// Package host is the agent's runtime for jobs without an image: their
+// commands run directly on the host, for machines without Docker (common
+// on HPC nodes).
+//
+// Each job runs as its own session and process group, under a small
+// /bin/sh wrapper:
+//
+//	sh -c 'trap : TERM INT HUP; "$@"; echo $? > "$0"; ...' <dir>/exit <argv>...
+//
+// The wrapper ignores nothing (a trap is reset in the programs it starts),
+// but outlives a SIGTERM sent to the group long enough to record the job's
+// exit code in a file, so the code survives an agent restart. Its stdout
+// and stderr are the job's log file itself, opened for appending, so the
+// job keeps logging while the agent is down. The wrapper's PID, its start
+// time (from /proc/<pid>/stat) and the boot ID are recorded in the job's
+// directory; together they name the process even after PIDs wrap, and let
+// a restarted agent find it again ([Runtime.Reattach]) and watch it by
+// polling /proc, since only a parent can wait(2).
+//
+// Stop sends SIGTERM to the group and, after the grace period, SIGKILL to
+// every process of the group but the wrapper, which then records 137
+// ("killed by signal 9"). A job ends when its wrapper does; processes it
+// left behind in its group are killed then, as a container's would be.
+//
+// What the host runtime does with a spec: Commands run with the spec's
+// shell as a `set -e` script; Entrypoint, when set, is the program, with
+// Commands as its arguments. The environment is a minimal base (PATH,
+// HOME, USER, LOGNAME, LANG, LC_ALL, TZ, TMPDIR from the agent's) plus
+// CUDA_VISIBLE_DEVICES from the spec's GPUs (unset when it lists none, so
+// the job sees every GPU), plus the spec's Env, which wins. A relative or
+// empty WorkingDir is inside the job's own directory, which Remove deletes;
+// an absolute one is used (and created) as is and kept. User switches
+// users only when the agent runs as root, and needs an absolute
+// WorkingDir that the user can enter. Ports are the job's own: a host
+// port may be given only equal to the job's port. Volumes are symbolic
+// links from the mount path to the host path, or to a directory per named
+// volume under Dir/volumes that outlives the jobs; read_only is not
+// enforced. Image, Privileged and ShmSizeMB do not apply. Processes that
+// leave the job's process group (setsid, setpgid) escape Stop and the
+// metrics, as there are no cgroups here.
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/inventory"
+)
+
+// wrapper runs the job (its argv follows as "$@") and writes its exit code
+// to the file named by $0. See the package comment. The wrapper's own
+// stderr goes to /dev/null, so that the shell's "Killed" notices stay out
+// of the job's log; an inner sh gives the job the log back as its stderr
+// (fd 3 carries it across) and execs the job.
+const wrapper = `trap : TERM INT HUP
+exec 3>&2 2>/dev/null
+/bin/sh -c 'exec 2>&3 3>&-; exec "$@"' sh "$@"
+code=$?
+echo "$code" > "$0"
+exit "$code"
+`
+
+// defaultPath is the job's PATH when the agent has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options configure the host runtime.
+type Options struct {
+	// Dir holds the runtime's files: Dir/jobs/<id>/ per job (process.json,
+	// exit, and work/, the default working directory) and Dir/volumes/.
+	Dir string
+	// GPUUsage reports the GPUs' use for job metrics; nil means
+	// inventory.NvidiaUsage.
+	GPUUsage func(context.Context) ([]inventory.GPUUsage, error)
+	// Logger receives the runtime's events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Runtime runs jobs as host processes.
+type Runtime struct {
+	dir      string
+	gpuUsage func(context.Context) ([]inventory.GPUUsage, error)
+	log      *slog.Logger
+	clkTck   float64
+	bootID   string
+}
+
+// New returns a host runtime keeping its files under opts.Dir.
+func New(opts Options) (*Runtime, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("host runtime: no dir")
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "jobs"), 0o700); err != nil {
+		return nil, fmt.Errorf("host runtime: %w", err)
+	}
+	r := &Runtime{
+		dir:      opts.Dir,
+		gpuUsage: opts.GPUUsage,
+		log:      opts.Logger,
+		clkTck:   clockTicks(),
+		bootID:   bootID(),
+	}
+	if r.gpuUsage == nil {
+		r.gpuUsage = inventory.NvidiaUsage
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}
+
+// Name is "host".
+func (r *Runtime) Name() string { return "host" }
+
+// procState is what process.json holds: enough to find the job's process
+// again and to clean up after it.
+type procState struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"` // /proc/<pid>/stat field 22
+	BootID    string `json:"boot_id"`
+	WorkDir   string `json:"work_dir"`
+	// Links are the symbolic links made for volumes outside the job's
+	// directory, removed with the job.
+	Links []string `json:"links,omitempty"`
+}
+
+func (r *Runtime) jobDir(id string) string { return filepath.Join(r.dir, "jobs", id) }
+
+// Start runs the job's process and returns once it has started.
+func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string, progress func(agent.JobState, string)) (_ agent.Handle, err error) {
+	argv, err := command(spec)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := ports(spec.Ports)
+	if err != nil {
+		return nil, err
+	}
+	cred, home, err := credential(spec.User)
+	if err != nil {
+		return nil, err
+	}
+	progress(agent.StateCreating, "starting the process")
+	dir := r.jobDir(spec.ID)
+	if p, ok, _ := r.find(spec, dir); ok && p.alive() {
+		return nil, fmt.Errorf("a process of job %s is already running (pid %d)", spec.ID, p.st.PID)
+	}
+	// Whatever is left is debris of an earlier job with this ID.
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clear job dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create job dir: %w", err)
+	}
+	st := procState{BootID: r.bootID}
+	defer func() {
+		if err != nil { // leave nothing behind for a job that did not start
+			removeLinks(st.Links)
+			os.RemoveAll(dir)
+		}
+	}()
+	st.WorkDir, err = r.workDir(dir, spec.WorkingDir, cred)
+	if err != nil {
+		return nil, err
+	}
+	if st.Links, err = r.mount(spec.Volumes, st.WorkDir); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	defer logf.Close() // the process holds its own descriptor
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	exitPath := filepath.Join(dir, "exit")
+	cmd := exec.Command("/bin/sh", append([]string{"-c", wrapper, exitPath}, argv...)...)
+	cmd.Dir = st.WorkDir
+	cmd.Env = environ(spec, home)
+	cmd.Stdout, cmd.Stderr = logf, logf // *os.File: handed to the process, no copying
+	// A session of its own: its own process group to signal, and no
+	// controlling terminal to lose when the agent's terminal goes away.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		if cred != nil {
+			return nil, fmt.Errorf("start process as user %s in %s: %w", spec.User, st.WorkDir, err)
+		}
+		return nil, fmt.Errorf("start process: %w", err)
+	}
+	st.PID = cmd.Process.Pid
+	// The child is not reaped before cmd.Wait, so its stat is readable
+	// even if it has already exited.
+	ps, err := readStat(st.PID)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("read the new process's start time: %w", err)
+	}
+	st.StartTime = ps.startTime
+	data, _ := json.Marshal(st)
+	if err := writeFileAtomic(filepath.Join(dir, "process.json"), data); err != nil {
+		syscall.Kill(-st.PID, syscall.SIGKILL)
+		cmd.Wait()
+		return nil, fmt.Errorf("record the process: %w", err)
+	}
+	p := r.newProc(spec, dir, st, ports)
+	p.exited = make(chan struct{})
+	go func() {
+		cmd.Wait() // reaps; the exit code is in the exit file
+		p.exitState = cmd.ProcessState
+		close(p.exited)
+	}()
+	r.log.Info("started process", "job", spec.ID, "pid", st.PID)
+	return p, nil
+}
+
+// Reattach finds a job's process from process.json: running, or ended with
+// its exit code recorded. A process that is gone without an exit code (the
+// host rebooted, or something killed the wrapper) is reported as not
+// found; Cleanup removes its files.
+func (r *Runtime) Reattach(ctx context.Context, spec agent.JobSpec, logPath string) (agent.Handle, bool, error) {
+	p, ok, err := r.find(spec, r.jobDir(spec.ID))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if _, err := os.Stat(p.exitPath()); err == nil || p.alive() {
+		return p, true, nil
+	}
+	return nil, false, nil
+}
+
+// Cleanup removes what a job that could not be re-attached left behind:
+// its directory and volume links.
+func (r *Runtime) Cleanup(ctx context.Context, spec agent.JobSpec) error {
+	p, ok, err := r.find(spec, r.jobDir(spec.ID))
+	if err != nil || !ok {
+		return err
+	}
+	return p.Remove(ctx)
+}
+
+// find loads a job's process.json; ok is false when there is none.
+func (r *Runtime) find(spec agent.JobSpec, dir string) (*proc, bool, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "process.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	var st procState
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read job %s's process record: %w", spec.ID, err)
+	}
+	pp := make([]agent.PortBinding, 0, len(spec.Ports))
+	for _, b := range spec.Ports {
+		pp = append(pp, agent.PortBinding{Container: b.Container, Host: b.Container})
+	}
+	return r.newProc(spec, dir, st, pp), true, nil
+}
+
+// command is the job's argv: the entrypoint followed by the commands, or
+// the commands run by the shell.
+func command(spec agent.JobSpec) ([]string, error) {
+	switch {
+	case len(spec.Entrypoint) > 0:
+		return append(slices.Clone(spec.Entrypoint), spec.Commands...), nil
+	case len(spec.Commands) > 0:
+		return spec.ShellCommand(), nil
+	}
+	return nil, errors.New("the job has neither commands nor an entrypoint")
+}
+
+// ports checks the spec's ports: a host process binds its own ports, so
+// the host port is the job's port.
+func ports(spec []agent.PortBinding) ([]agent.PortBinding, error) {
+	out := make([]agent.PortBinding, 0, len(spec))
+	for _, p := range spec {
+		if p.Host != 0 && p.Host != p.Container {
+			return nil, fmt.Errorf("port %d cannot be published as %d: on the host runtime a job binds its ports itself", p.Container, p.Host)
+		}
+		out = append(out, agent.PortBinding{Container: p.Container, Host: p.Container})
+	}
+	return out, nil
+}
+
+// credential resolves the spec's user ("name", "uid" or "uid:gid"). It
+// returns nil when the job runs as the agent's user.
+func credential(spec string) (*syscall.Credential, string, error) {
+	if spec == "" {
+		return nil, "", nil
+	}
+	name, group, _ := strings.Cut(spec, ":")
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return nil, "", fmt.Errorf("user %q: %w", spec, err)
+		}
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return nil, "", fmt.Errorf("group %q: %w", group, err)
+			}
+		}
+		gid, _ = strconv.ParseUint(g.Gid, 10, 32)
+	}
+	if int(uid) == os.Geteuid() && group == "" {
+		return nil, u.HomeDir, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, "", fmt.Errorf("user %q: the host runtime switches users only when the agent runs as root", spec)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(g))
+			}
+		}
+	}
+	return cred, u.HomeDir, nil
+}
+
+// workDir makes the job's working directory: an absolute WorkingDir as
+// is, anything else under dir/work. A job run as another user needs an
+// absolute one that user can enter, as the agent's data dir is private to
+// the agent; a working dir the runtime creates for it is the user's.
+func (r *Runtime) workDir(dir, wd string, cred *syscall.Credential) (string, error) {
+	if !filepath.IsAbs(wd) {
+		if cred != nil {
+			return "", errors.New("a job run as another user needs an absolute working_dir that the user can enter (the agent's data dir is private)")
+		}
+		if wd != "" && !filepath.IsLocal(wd) {
+			return "", fmt.Errorf("working dir %q leaves the job's directory", wd)
+		}
+		path := filepath.Join(dir, "work", wd)
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return "", fmt.Errorf("create working dir: %w", err)
+		}
+		return path, nil
+	}
+	if _, err := os.Stat(wd); err == nil {
+		return wd, nil
+	}
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return "", fmt.Errorf("create working dir: %w", err)
+	}
+	if cred != nil {
+		if err := os.Chown(wd, int(cred.Uid), int(cred.Gid)); err != nil {
+			return "", fmt.Errorf("give the working dir to the job's user: %w", err)
+		}
+	}
+	return wd, nil
+}
+
+// mount links each volume's path to its source. It returns the links made
+// outside workDir, which Remove deletes.
+func (r *Runtime) mount(volumes []agent.Mount, workDir string) ([]string, error) {
+	var outside []string
+	for _, v := range volumes {
+		src := v.HostPath
+		if v.Name != "" {
+			src = filepath.Join(r.dir, "volumes", v.Name)
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return outside, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		}
+		dst := v.Path
+		if !filepath.IsAbs(dst) {
+			dst = filepath.Join(workDir, dst)
+		}
+		if filepath.Clean(dst) == filepath.Clean(src) {
+			continue
+		}
+		if target, err := os.Readlink(dst); err == nil && target == src {
+			continue // linked by an earlier job
+		} else if _, err := os.Lstat(dst); err == nil {
+			return outside, fmt.Errorf("volume at %s: the path exists; the host runtime mounts by linking the path to %s", v.Path, src)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return outside, fmt.Errorf("volume at %s: %w", v.Path, err)
+		}
+		if err := os.Symlink(src, dst); err != nil {
+			return outside, fmt.Errorf("volume at %s: the host runtime mounts by linking the path to %s: %w", v.Path, src, err)
+		}
+		if rel, err := filepath.Rel(workDir, dst); err != nil || !filepath.IsLocal(rel) {
+			outside = append(outside, dst)
+		}
+	}
+	return outside, nil
+}
+
+// environ is the job's environment: a minimal base from the agent's,
+// the GPUs, then the spec's variables.
+func environ(spec agent.JobSpec, home string) []string {
+	env := map[string]string{"PATH": defaultPath}
+	for _, k := range []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	if home != "" && spec.User != "" {
+		env["HOME"] = home
+		name, _, _ := strings.Cut(spec.User, ":")
+		if u, err := user.Lookup(name); err == nil {
+			name = u.Username
+		} else if u, err := user.LookupId(name); err == nil {
+			name = u.Username
+		}
+		env["USER"], env["LOGNAME"] = name, name
+	}
+	if len(spec.GPUs) > 0 {
+		env["CUDA_VISIBLE_DEVICES"] = strings.Join(spec.GPUs, ",")
+	}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Interface guards.
+var (
+	_ agent.Runtime = (*Runtime)(nil)
+	_ agent.Cleaner = (*Runtime)(nil)
+)

@@ -1,0 +1,260 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/dstackai/dstack-go/agent"
+)
+
+// logDrainTimeout bounds how long Wait waits, once the container has
+// exited, for the rest of its output to reach the log file while none
+// arrives.
+const logDrainTimeout = 30 * time.Second
+
+// Handle is a job's container. Start and Reattach return one (as an
+// agent.Handle).
+type Handle struct {
+	rt    *Runtime
+	id    string
+	spec  agent.JobSpec
+	ports []agent.PortBinding
+	logs  *logFollower
+
+	mu      sync.Mutex
+	lastCPU *cpuSample
+}
+
+var (
+	_ agent.Handle   = (*Handle)(nil)
+	_ agent.Detacher = (*Handle)(nil)
+)
+
+// handle is the name the rest of the package uses.
+type handle = Handle
+
+// ContainerID is the ID of the job's container.
+func (h *Handle) ContainerID() string { return h.id }
+
+// Detach stops following the container's output and lets the handle go,
+// leaving the container as it is (agent.Detacher): what an agent that
+// shuts down does, so that the next one reattaches. The log's cursor stays
+// where the last batch written left it.
+func (h *Handle) Detach() { h.logs.close() }
+
+// Ports are the job's port bindings with the host ports Docker chose.
+func (h *Handle) Ports() []agent.PortBinding { return slices.Clone(h.ports) }
+
+// Wait waits until the container exits and its output is in the log file,
+// and returns its exit code and why it ended: "exit code N", "OOM killed",
+// "killed by signal 9" and the like, or the Engine's error when
+// the container could not run its process.
+func (h *Handle) Wait(ctx context.Context) (int, string, error) {
+	for {
+		statusCh, errCh := h.rt.cli.ContainerWait(ctx, h.id, container.WaitConditionNotRunning)
+		var werr error
+		select {
+		case <-statusCh:
+		case werr = <-errCh:
+		}
+		if ctx.Err() != nil {
+			return -1, "", ctx.Err()
+		}
+		if werr != nil {
+			// The wait request broke (the Engine restarted?): see whether
+			// the container is still there and still running.
+			insp, err := h.rt.cli.ContainerInspect(ctx, h.id)
+			if err != nil {
+				if cerrdefs.IsNotFound(err) {
+					return -1, "", fmt.Errorf("docker: container %s is gone", shortID(h.id))
+				}
+				return -1, "", fmt.Errorf("docker: waiting for container %s: %w", shortID(h.id), werr)
+			}
+			if insp.State.Running || insp.State.Restarting {
+				select {
+				case <-ctx.Done():
+					return -1, "", ctx.Err()
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+		}
+		break
+	}
+	if err := h.drainLogs(ctx); err != nil {
+		return -1, "", err
+	}
+	insp, err := h.rt.cli.ContainerInspect(ctx, h.id)
+	if err != nil {
+		return -1, "", fmt.Errorf("docker: inspecting container %s: %w", shortID(h.id), err)
+	}
+	st := insp.State
+	return st.ExitCode, exitReason(st.ExitCode, st.OOMKilled, st.Error), nil
+}
+
+// drainLogs waits until the log follower has written all of the stopped
+// container's output, or has written nothing for logDrainTimeout.
+func (h *Handle) drainLogs(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, idle := h.logs.written.Load(), time.Duration(0)
+	for {
+		select {
+		case <-h.logs.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if n := h.logs.written.Load(); n != last {
+				last, idle = n, 0
+			} else if idle += time.Second; idle >= logDrainTimeout {
+				return nil
+			}
+		}
+	}
+}
+
+// exitReason explains how a container ended.
+func exitReason(code int, oom bool, engineErr string) string {
+	switch {
+	case oom:
+		return "OOM killed"
+	case engineErr != "":
+		return engineErr
+	case code > 128 && code < 128+32:
+		// Docker reports a process killed by signal N as exit code 128+N
+		// (so does a shell for its children).
+		return fmt.Sprintf("killed by signal %d", code-128)
+	default:
+		return fmt.Sprintf("exit code %d", code)
+	}
+}
+
+// Stop sends the container SIGTERM (or its image's stop signal) and, if it
+// has not exited after grace, SIGKILL. A negative grace uses the job's
+// stop_grace_seconds (Docker's 10 s when unset). Stopping a container that
+// has exited or is gone is not an error.
+func (h *Handle) Stop(ctx context.Context, grace time.Duration) error {
+	opts := container.StopOptions{}
+	if grace >= 0 {
+		t := int(math.Ceil(grace.Seconds()))
+		opts.Timeout = &t
+	}
+	err := h.rt.cli.ContainerStop(ctx, h.id, opts)
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("docker: stopping container %s: %w", shortID(h.id), err)
+	}
+	return nil
+}
+
+// Remove removes the container, killing it if it still runs, and its
+// anonymous volumes; named volumes stay. The log file stays; its cursor
+// goes.
+func (h *Handle) Remove(ctx context.Context) error {
+	h.logs.close()
+	err := h.rt.cli.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("docker: removing container %s: %w", shortID(h.id), err)
+	}
+	os.Remove(h.logs.out.Name() + CursorSuffix)
+	return nil
+}
+
+type cpuSample struct {
+	at            time.Time
+	total, system uint64
+	online        uint32
+}
+
+// Metrics samples the container's CPU and memory use. CPU is the share of
+// one core used since the previous call (100 = one full core); the first
+// call takes two samples 200 ms apart.
+func (h *Handle) Metrics(ctx context.Context) (agent.Metrics, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, err := h.stats(ctx)
+	if err != nil {
+		return agent.Metrics{}, err
+	}
+	prev := h.lastCPU
+	if prev == nil || time.Since(prev.at) > time.Minute {
+		first := sampleOf(s)
+		select {
+		case <-ctx.Done():
+			return agent.Metrics{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if s, err = h.stats(ctx); err != nil {
+			return agent.Metrics{}, err
+		}
+		prev = &first
+	}
+	cur := sampleOf(s)
+	h.lastCPU = &cur
+	return metricsOf(s, *prev, cur), nil
+}
+
+func (h *Handle) stats(ctx context.Context) (container.StatsResponse, error) {
+	var s container.StatsResponse
+	r, err := h.rt.cli.ContainerStatsOneShot(ctx, h.id)
+	if err != nil {
+		return s, fmt.Errorf("docker: stats of container %s: %w", shortID(h.id), err)
+	}
+	defer r.Body.Close()
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+		return s, fmt.Errorf("docker: stats of container %s: %w", shortID(h.id), err)
+	}
+	return s, nil
+}
+
+func sampleOf(s container.StatsResponse) cpuSample {
+	at := s.Read
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return cpuSample{at: at, total: s.CPUStats.CPUUsage.TotalUsage, system: s.CPUStats.SystemUsage, online: s.CPUStats.OnlineCPUs}
+}
+
+// cpuPercent is the CPU used between two samples, in percent of one core.
+func cpuPercent(prev, cur cpuSample) float64 {
+	if cur.total < prev.total {
+		return 0
+	}
+	used := float64(cur.total - prev.total)
+	if cur.system > prev.system && cur.online > 0 {
+		// Docker's own formula (docker stats): the container's share of
+		// the host's CPU time, times the host's CPUs.
+		return used / float64(cur.system-prev.system) * float64(cur.online) * 100
+	}
+	if wall := cur.at.Sub(prev.at); wall > 0 {
+		return used / float64(wall.Nanoseconds()) * 100
+	}
+	return 0
+}
+
+// memoryUsed is the container's memory use without the page cache it could
+// give back, as docker stats counts it.
+func memoryUsed(m container.MemoryStats) uint64 {
+	for _, k := range []string{"total_inactive_file", "inactive_file"} {
+		if v, ok := m.Stats[k]; ok && v < m.Usage {
+			return m.Usage - v
+		}
+	}
+	return m.Usage
+}
+
+func metricsOf(s container.StatsResponse, prev, cur cpuSample) agent.Metrics {
+	return agent.Metrics{
+		CPUPercent: cpuPercent(prev, cur),
+		MemoryMB:   int64(memoryUsed(s.MemoryStats) / (1 << 20)),
+	}
+}

@@ -1,0 +1,274 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// findRun finds a run in the state by address (task.train) or name.
+func findRun(st *state.State, name string) (*state.Resource, error) {
+	if r := st.Resource(name); r != nil {
+		return r, nil
+	}
+	var found []*state.Resource
+	for _, k := range []lang.Kind{lang.KindTask, lang.KindService, lang.KindDevEnvironment} {
+		if r := st.Resource(string(k) + "." + name); r != nil {
+			found = append(found, r)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no run named %q in the state (dstack ps -a lists them)", name)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%q names more than one run; give its address, such as %s", name, found[0].Address)
+}
+
+func isRunAddress(addr string) bool {
+	a, err := lang.ParseAddress(addr)
+	return err == nil && a.Kind.IsRun()
+}
+
+// jobControl returns what can follow and stop an instance's job.
+func jobControl(set providers.Set, in *state.Instance) (providers.JobControl, error) {
+	p, err := set.For(in.Provider)
+	if err != nil {
+		return nil, err
+	}
+	jc, ok := p.(providers.JobControl)
+	if !ok {
+		return nil, fmt.Errorf("backend %s cannot stream logs or stop jobs", in.Provider)
+	}
+	return jc, nil
+}
+
+// readRuns reads the state without locking it (these commands only look,
+// or act on jobs through their agents).
+func readRuns(ctx context.Context, env Env) (*state.State, providers.Set, error) {
+	snap, ws, err := readCurrent(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if snap == nil {
+		return nil, nil, fmt.Errorf("workspace %q has no state yet: nothing has been applied", ws)
+	}
+	set, err := providerSet(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap.State, set, nil
+}
+
+func runLogs(argv []string, s Streams, env Env) int {
+	fs := newFlagSet("logs", "logs [options] RUN\n\nPrints a run's output (a task, service or dev environment, by name or address).", s)
+	follow := fs.Bool("f", false, "follow the output until the job ends")
+	replica := fs.Int("replica", 0, "the job (replica or node) to show")
+	args, err := parseFlags(fs, argv)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(args) != 1 {
+		return fail(s, errors.New("logs takes one run"))
+	}
+	ctx, cancel := commandContext()
+	defer cancel()
+	st, set, err := readRuns(ctx, env)
+	if err != nil {
+		return fail(s, err)
+	}
+	r, err := findRun(st, args[0])
+	if err != nil {
+		return fail(s, err)
+	}
+	i := slices.IndexFunc(r.Instances, func(in *state.Instance) bool { return in.Index == *replica })
+	if i < 0 {
+		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
+	}
+	if err := streamLogs(ctx, set, r.Instances[i], *follow, s.Stdout); err != nil && ctx.Err() == nil {
+		return fail(s, err)
+	}
+	return ExitOK
+}
+
+func streamLogs(ctx context.Context, set providers.Set, in *state.Instance, follow bool, w io.Writer) error {
+	jc, err := jobControl(set, in)
+	if err != nil {
+		return err
+	}
+	rc, err := jc.Logs(ctx, in.ProviderID, 0, follow)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+func runStop(argv []string, s Streams, env Env) int {
+	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs: SIGTERM, then SIGKILL after the grace period. The next\napply starts the run again if its configuration still declares it.", s)
+	abort := fs.Bool("abort", false, "kill at once, without the grace period")
+	args, err := parseFlags(fs, argv)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(args) != 1 {
+		return fail(s, errors.New("stop takes one run"))
+	}
+	ctx, cancel := commandContext()
+	defer cancel()
+	st, set, err := readRuns(ctx, env)
+	if err != nil {
+		return fail(s, err)
+	}
+	r, err := findRun(st, args[0])
+	if err != nil {
+		return fail(s, err)
+	}
+	for _, in := range r.Instances {
+		jc, err := jobControl(set, in)
+		if err != nil {
+			return fail(s, err)
+		}
+		if err := jc.StopJob(ctx, in.ProviderID, *abort); err != nil {
+			return fail(s, fmt.Errorf("stopping %s[%d]: %w", r.Address, in.Index, err))
+		}
+		fmt.Fprintf(s.Stdout, "Stopped %s[%d]\n", r.Address, in.Index)
+	}
+	return ExitOK
+}
+
+func runPS(argv []string, s Streams, env Env) int {
+	fs := newFlagSet("ps", "ps [options]\n\nLists the runs and their jobs with the status their providers report.", s)
+	all := fs.Bool("a", false, "also list finished jobs")
+	watch := fs.Bool("w", false, "refresh every 2 seconds until interrupted")
+	if _, err := parseFlags(fs, argv); err != nil {
+		return flagExit(err)
+	}
+	ctx, cancel := commandContext()
+	defer cancel()
+	for {
+		st, set, err := readRuns(ctx, env)
+		if err != nil {
+			return fail(s, err)
+		}
+		rows, err := psRows(ctx, st, set, *all)
+		if err != nil {
+			return fail(s, err)
+		}
+		if *watch {
+			fmt.Fprint(s.Stdout, "\x1b[H\x1b[2J")
+		}
+		tw := tabwriter.NewWriter(s.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN\tJOB\tSTATUS\tBACKEND\tHOST\tPORTS\tID")
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		tw.Flush()
+		if !*watch {
+			return ExitOK
+		}
+		select {
+		case <-ctx.Done():
+			return ExitOK
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) ([][]string, error) {
+	var rows [][]string
+	for _, r := range st.Resources {
+		if !isRunAddress(r.Address) {
+			continue
+		}
+		byBackend := map[string][]string{}
+		for _, in := range r.Instances {
+			byBackend[in.Provider] = append(byBackend[in.Provider], in.Token)
+		}
+		live := map[string]providers.Object{}
+		for b, tokens := range byBackend {
+			p, err := set.For(b)
+			if err != nil {
+				continue // shown with its recorded status
+			}
+			objs, err := p.Describe(ctx, tokens)
+			if err != nil {
+				return nil, err
+			}
+			for t, o := range objs {
+				live[t] = o
+			}
+		}
+		for _, in := range r.Instances {
+			status := in.Status
+			ports, _ := in.Attributes["ports"].(string)
+			if o, ok := live[in.Token]; ok {
+				status = o.Status
+				if o.Reason != "" && !o.Live() || o.Status == providers.StatusDone {
+					status += " (" + o.Reason + ")"
+				}
+				if p := o.Attributes["ports"]; p != "" {
+					ports = p
+				}
+			} else if in.ProviderID != "" {
+				status = "gone"
+			}
+			finished := strings.HasPrefix(status, providers.StatusDone) || strings.HasPrefix(status, providers.StatusFailed) ||
+				strings.HasPrefix(status, providers.StatusTerminated) || status == "gone"
+			if finished && !all {
+				continue
+			}
+			host, _ := in.Attributes["host_address"].(string)
+			rows = append(rows, []string{r.Address, fmt.Sprint(in.Index), strings.TrimSuffix(status, " ()"), in.Provider, host, ports, in.ProviderID})
+		}
+	}
+	return rows, nil
+}
+
+// followRuns streams the output of the runs an apply started, until
+// their jobs end; an interrupt detaches and leaves them running.
+func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(s.Stderr, "\nDetached: the run goes on. Follow it again with dstack logs -f.")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, addr := range addrs {
+		r := st.Resource(addr)
+		if r == nil || len(r.Instances) == 0 {
+			continue
+		}
+		in := r.Instances[0]
+		if _, err := jobControl(set, in); err != nil {
+			continue
+		}
+		fmt.Fprintf(s.Stdout, "\n%s:\n", addr)
+		if err := streamLogs(ctx, set, in, true, s.Stdout); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(s.Stderr, "dstack: following %s: %v\n", addr, err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}

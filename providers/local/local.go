@@ -1,0 +1,459 @@
+// Package local makes this machine a fleet of one: the `local` backend,
+// the default when no other is configured. Its instance is the machine
+// itself; its jobs run through the host agent (containers when Docker
+// is there and the run names an image, host processes otherwise).
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/client"
+	"github.com/dstackai/dstack-go/lang/resources"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+)
+
+// Backend is the backend name.
+const Backend = "local"
+
+// Agent is what the provider needs of the host agent's client.
+type Agent interface {
+	Inventory(ctx context.Context) (agent.Inventory, error)
+	Submit(ctx context.Context, spec agent.JobSpec) (job agent.Job, created bool, err error)
+	Get(ctx context.Context, id string) (agent.Job, error)
+	Delete(ctx context.Context, id string) error
+	Stop(ctx context.Context, id string, req agent.StopRequest) (agent.Job, error)
+	Logs(ctx context.Context, id string, since int64, follow bool) (*client.LogStream, error)
+}
+
+// Options configure the provider.
+type Options struct {
+	// Agent returns the local agent, starting it if need be; it is called
+	// only when a job is made, looked at or removed.
+	Agent func(ctx context.Context) (Agent, error)
+	// Inventory describes this machine (the offer); nil asks the agent.
+	Inventory func(ctx context.Context) (agent.Inventory, error)
+	// Dir keeps the objects that live only in dstack's books: the machine
+	// registered as an instance, and volumes.
+	Dir string
+}
+
+// Provider is the local backend.
+type Provider struct {
+	opts  Options
+	dir   string
+	mu    sync.Mutex
+	inv   *agent.Inventory
+	agent Agent
+}
+
+var (
+	_ providers.Provider   = (*Provider)(nil)
+	_ providers.JobControl = (*Provider)(nil)
+)
+
+// Logs implements providers.JobControl.
+func (p *Provider) Logs(ctx context.Context, id string, since int64, follow bool) (io.ReadCloser, error) {
+	a, err := p.getAgent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.Logs(ctx, id, since, follow)
+}
+
+// StopJob implements providers.JobControl.
+func (p *Provider) StopJob(ctx context.Context, id string, abort bool) error {
+	a, err := p.getAgent(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = a.Stop(ctx, id, agent.StopRequest{Abort: abort})
+	if errors.Is(err, client.ErrNotFound) {
+		return nil
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.StatusCode == 409 {
+		return nil // not running any more
+	}
+	return err
+}
+
+// New returns the local provider.
+func New(opts Options) *Provider { return &Provider{opts: opts, dir: opts.Dir} }
+
+func (p *Provider) getAgent(ctx context.Context) (Agent, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.agent != nil {
+		return p.agent, nil
+	}
+	a, err := p.opts.Agent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("starting the local agent: %w", err)
+	}
+	p.agent = a
+	return a, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Backend }
+
+func (p *Provider) inventory(ctx context.Context) (agent.Inventory, error) {
+	p.mu.Lock()
+	inv := p.inv
+	p.mu.Unlock()
+	if inv != nil {
+		return *inv, nil
+	}
+	get := p.opts.Inventory
+	if get == nil {
+		get = func(ctx context.Context) (agent.Inventory, error) {
+			a, err := p.getAgent(ctx)
+			if err != nil {
+				return agent.Inventory{}, err
+			}
+			return a.Inventory(ctx)
+		}
+	}
+	got, err := get(ctx)
+	if err != nil {
+		return agent.Inventory{}, fmt.Errorf("reading this machine's inventory: %w", err)
+	}
+	p.mu.Lock()
+	p.inv = &got
+	p.mu.Unlock()
+	return got, nil
+}
+
+// Offer describes this machine as an offer at no cost.
+func Offer(inv agent.Inventory) offers.Offer {
+	o := offers.Offer{Backend: Backend, Region: "local", InstanceType: inv.Hostname, CPUs: inv.CPUs,
+		Arch: arch(inv.Arch), Memory: resources.Memory(inv.MemoryMB), Disk: resources.Memory(inv.DiskFreeMB),
+		Availability: offers.Available}
+	if len(inv.GPUs) > 0 {
+		g := inv.GPUs[0]
+		o.GPU = &offers.GPU{Vendor: g.Vendor, Name: gpuName(g.Name), MemoryMB: resources.Memory(g.MemoryMB), Count: len(inv.GPUs)}
+	}
+	return o
+}
+
+func arch(goarch string) string {
+	if goarch == "arm64" {
+		return "arm"
+	}
+	return "x86"
+}
+
+var gpuModel = regexp.MustCompile(`(?i)\b(H100|H200|B200|GB200|A100|A10G|A10|L40S|L40|L4|T4|V100|RTX\s?\w+|MI300X|MI250X?)\b`)
+
+// gpuName turns "NVIDIA H100 80GB HBM3" into the name resources specs
+// use ("H100").
+func gpuName(full string) string {
+	if m := gpuModel.FindString(full); m != "" {
+		return strings.ToUpper(strings.ReplaceAll(m, " ", ""))
+	}
+	return full
+}
+
+// Offers implements providers.Provider: this machine.
+func (p *Provider) Offers(ctx context.Context) ([]offers.Offer, error) {
+	inv, err := p.inventory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []offers.Offer{Offer(inv)}, nil
+}
+
+func (p *Provider) recordPath(token string) string {
+	return filepath.Join(p.dir, "objects", token+".json")
+}
+
+func (p *Provider) readRecord(token string) (*providers.Object, error) {
+	data, err := os.ReadFile(p.recordPath(token))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var o providers.Object
+	if err := json.Unmarshal(data, &o); err != nil {
+		return nil, fmt.Errorf("local object %s is damaged: %w", token, err)
+	}
+	return &o, nil
+}
+
+func (p *Provider) writeRecord(o providers.Object) error {
+	if err := os.MkdirAll(filepath.Join(p.dir, "objects"), 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(p.recordPath(o.Token), data, 0o600)
+}
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// Create implements providers.Provider.
+func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
+	if !tokenRE.MatchString(req.Token) {
+		return providers.Object{}, fmt.Errorf("local: invalid token %q", req.Token)
+	}
+	switch req.Kind {
+	case providers.KindInstance, providers.KindVolume:
+		if o, err := p.readRecord(req.Token); err != nil || o != nil {
+			if o != nil {
+				return *o, nil
+			}
+			return providers.Object{}, err
+		}
+		o := providers.Object{Kind: req.Kind, Token: req.Token, Address: req.Address, Status: providers.StatusRunning}
+		if req.Kind == providers.KindInstance {
+			inv, err := p.inventory(ctx)
+			if err != nil {
+				return providers.Object{}, err
+			}
+			off := Offer(inv)
+			o.ID, o.Offer = "local-"+inv.Hostname, &off
+			o.Attributes = map[string]string{"ip": "127.0.0.1", "hostname": inv.Hostname}
+		} else {
+			o.ID = volumeName(req.Address)
+		}
+		return o, p.writeRecord(o)
+	case providers.KindJob:
+		spec, err := JobSpec(req)
+		if err != nil {
+			return providers.Object{}, err
+		}
+		a, err := p.getAgent(ctx)
+		if err != nil {
+			return providers.Object{}, err
+		}
+		job, _, err := a.Submit(ctx, spec)
+		if err != nil {
+			return providers.Object{}, fmt.Errorf("submitting %s to the local agent: %w", req.Address, err)
+		}
+		return jobObject(req.Address, req.Host, job), nil
+	}
+	return providers.Object{}, fmt.Errorf("the local backend cannot make a %s; use a cloud backend", req.Kind)
+}
+
+// volumeName is the Docker volume that backs a dstack volume: "volume.data[0]" → "dstack-data".
+func volumeName(address string) string {
+	name := strings.TrimPrefix(address, "volume.")
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		name = name[:i]
+	}
+	return "dstack-" + name
+}
+
+func jobObject(address, host string, j agent.Job) providers.Object {
+	o := providers.Object{Kind: providers.KindJob, ID: j.Spec.ID, Token: j.Spec.ID, Address: address, Host: host, Reason: j.Reason}
+	switch j.State {
+	case agent.StateDone:
+		o.Status = providers.StatusDone
+	case agent.StateFailed:
+		o.Status = providers.StatusFailed
+	case agent.StateStopped:
+		o.Status = providers.StatusTerminated
+		if o.Reason == "" {
+			o.Reason = "stopped"
+		}
+	case agent.StateRunning:
+		o.Status = providers.StatusRunning
+	default:
+		o.Status = providers.StatusProvisioning
+	}
+	o.Attributes = map[string]string{"ip": "127.0.0.1", "runtime": j.Runtime}
+	var ports []string
+	for _, pb := range j.Ports {
+		ports = append(ports, fmt.Sprintf("%d:%d", pb.Host, pb.Container))
+	}
+	if len(ports) > 0 {
+		o.Attributes["ports"] = strings.Join(ports, ",")
+	}
+	if j.ExitCode != nil {
+		o.Attributes["exit_code"] = strconv.Itoa(*j.ExitCode)
+	}
+	return o
+}
+
+// Describe implements providers.Provider.
+func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]providers.Object, error) {
+	out := map[string]providers.Object{}
+	for _, t := range tokens {
+		if !tokenRE.MatchString(t) {
+			continue
+		}
+		o, err := p.readRecord(t)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil {
+			out[t] = *o
+			continue
+		}
+		a, err := p.getAgent(ctx)
+		if err != nil {
+			return nil, err
+		}
+		j, err := a.Get(ctx, t)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("asking the local agent about job %s: %w", t, err)
+		}
+		out[t] = jobObject(j.Spec.Labels["dstack.address"], "", j)
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, client.ErrNotFound) || errors.Is(err, agent.ErrNotFound)
+}
+
+// Delete implements providers.Provider.
+func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id string) error {
+	switch kind {
+	case providers.KindJob:
+		a, err := p.getAgent(ctx)
+		if err != nil {
+			return err
+		}
+		if err := a.Delete(ctx, id); err != nil && !isNotFound(err) {
+			return fmt.Errorf("removing job %s from the local agent: %w", id, err)
+		}
+		return nil
+	case providers.KindInstance, providers.KindVolume:
+		entries, err := os.ReadDir(filepath.Join(p.dir, "objects"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for _, e := range entries {
+			token := strings.TrimSuffix(e.Name(), ".json")
+			if o, err := p.readRecord(token); err == nil && o != nil && o.ID == id && o.Kind == kind {
+				if err := os.Remove(p.recordPath(token)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("the local backend has no %s objects", kind)
+}
+
+// runSpec is the part of a run's configuration (its JSON, as lang
+// writes it) that becomes a job.
+type runSpec struct {
+	Type         string             `json:"type"`
+	Name         string             `json:"name"`
+	Image        string             `json:"image"`
+	User         string             `json:"user"`
+	Privileged   bool               `json:"privileged"`
+	Entrypoint   string             `json:"entrypoint"`
+	WorkingDir   string             `json:"working_dir"`
+	Shell        string             `json:"shell"`
+	Env          map[string]*string `json:"env"`
+	Commands     []string           `json:"commands"`
+	Nodes        *int               `json:"nodes"`
+	RegistryAuth *struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"registry_auth"`
+	Resources *struct {
+		ShmSize *resources.Memory `json:"shm_size"`
+	} `json:"resources"`
+	Ports []struct {
+		LocalPort     *int `json:"local_port"`
+		ContainerPort int  `json:"container_port"`
+	} `json:"ports"`
+	Port *struct {
+		ContainerPort int `json:"container_port"`
+	} `json:"port"`
+	Volumes []struct {
+		Name         resources.Names `json:"name"`
+		InstancePath string          `json:"instance_path"`
+		Path         string          `json:"path"`
+	} `json:"volumes"`
+	StopDuration *string `json:"stop_duration"`
+}
+
+// JobSpec turns a create request for a job into what the agent runs:
+// the run's commands by its shell, its image (none: a host process),
+// env (with dstack's DSTACK_* variables and the planner's), ports,
+// volumes (dstack volumes as Docker volumes "dstack-NAME", instance
+// volumes as bind mounts).
+func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
+	var r runSpec
+	if err := json.Unmarshal(req.Spec, &r); err != nil {
+		return agent.JobSpec{}, fmt.Errorf("reading the configuration of %s: %w", req.Address, err)
+	}
+	spec := agent.JobSpec{ID: req.Token, RunName: r.Name, Image: r.Image, Commands: r.Commands, Shell: r.Shell,
+		WorkingDir: r.WorkingDir, User: r.User, Privileged: r.Privileged,
+		Labels: map[string]string{"dstack.address": req.Address, "dstack.run": r.Name}, Env: map[string]string{}}
+	if r.Entrypoint != "" {
+		spec.Entrypoint = strings.Fields(r.Entrypoint)
+	}
+	var missing []string
+	for k, v := range r.Env {
+		if v != nil {
+			spec.Env[k] = *v
+		} else if val, ok := os.LookupEnv(k); ok {
+			spec.Env[k] = val
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return agent.JobSpec{}, fmt.Errorf("%s: environment variables %s are declared without a value and are not set", req.Address, strings.Join(missing, ", "))
+	}
+	for k, v := range req.Env {
+		spec.Env[k] = v
+	}
+	spec.Env["DSTACK_RUN_NAME"] = r.Name
+	if r.RegistryAuth != nil {
+		spec.RegistryAuth = &agent.RegistryAuth{Username: r.RegistryAuth.Username, Password: r.RegistryAuth.Password}
+	}
+	if r.Resources != nil && r.Resources.ShmSize != nil {
+		spec.ShmSizeMB = int(*r.Resources.ShmSize)
+	}
+	for _, pt := range r.Ports {
+		host := pt.ContainerPort
+		if pt.LocalPort != nil {
+			host = *pt.LocalPort
+		} else {
+			host = 0
+		}
+		spec.Ports = append(spec.Ports, agent.PortBinding{Container: pt.ContainerPort, Host: host})
+	}
+	if r.Port != nil {
+		spec.Ports = append(spec.Ports, agent.PortBinding{Container: r.Port.ContainerPort})
+	}
+	for _, v := range r.Volumes {
+		switch {
+		case v.InstancePath != "":
+			spec.Volumes = append(spec.Volumes, agent.Mount{HostPath: v.InstancePath, Path: v.Path})
+		case len(v.Name) > 0:
+			spec.Volumes = append(spec.Volumes, agent.Mount{Name: "dstack-" + v.Name[0], Path: v.Path})
+		}
+	}
+	return spec, nil
+}
