@@ -10,7 +10,7 @@
 // The token comes from -token-file, else from DSTACK_AGENT_TOKEN, else from
 // <data-dir>/token, which the agent creates (mode 0600) with a random
 // token when it does not exist. Once listening, the agent writes its
-// address to <data-dir>/agent.addr, so that a CLI can find it (with
+// address to <data-dir>/agent.addr (and its PID to agent.pid), so that a CLI can find it (with
 // -listen 127.0.0.1:0 the port is chosen by the system). SIGTERM and
 // SIGINT shut the agent down and leave its jobs running: the next agent on
 // the same data dir re-attaches to them.
@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,6 +172,12 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 		return fmt.Errorf("write %s: %w", addrFile, err)
 	}
 	defer removeIfOurs(addrFile, addr)
+	pidFile := filepath.Join(a.dataDir, "agent.pid")
+	pid := strconv.Itoa(os.Getpid())
+	if err := writeFileAtomic(pidFile, []byte(pid+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer removeIfOurs(pidFile, pid)
 	log.Info("agent listening", "addr", addr, "data_dir", a.dataDir, "runtimes", m.Runtimes())
 
 	select {

@@ -142,7 +142,7 @@ func (p *Provider) inventory(ctx context.Context) (agent.Inventory, error) {
 // Offer describes this machine as an offer at no cost.
 func Offer(inv agent.Inventory) offers.Offer {
 	o := offers.Offer{Backend: Backend, Region: "local", InstanceType: inv.Hostname, CPUs: inv.CPUs,
-		Arch: arch(inv.Arch), Memory: resources.Memory(inv.MemoryMB), Disk: resources.Memory(inv.DiskFreeMB),
+		Arch: arch(inv.Arch), Memory: resources.Memory(inv.MemoryMB), Disk: resources.Memory(inv.DiskMB),
 		Availability: offers.Available}
 	if len(inv.GPUs) > 0 {
 		g := inv.GPUs[0]

@@ -5,7 +5,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +41,7 @@ func TestScripts(t *testing.T) {
 			"holdlock":   cmdHoldlock,
 			"httpserver": cmdHTTPServer,
 			"exitcode":   cmdExitcode,
+			"stopagent":  cmdStopAgent,
 		},
 	})
 }
@@ -102,4 +106,23 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	if got := cmd.ProcessState.ExitCode(); got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
 	}
+}
+
+// cmdStopAgent stops the agent of $DSTACK_AGENT_DIR, as a restart or a
+// crash of the machine's agent would, and waits until it is gone.
+func cmdStopAgent(ts *testscript.TestScript, neg bool, args []string) {
+	data, err := os.ReadFile(filepath.Join(ts.Getenv("DSTACK_AGENT_DIR"), "agent.pid"))
+	if err != nil {
+		return // no agent running
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	ts.Check(err)
+	ts.Check(syscall.Kill(pid, syscall.SIGTERM))
+	for i := 0; i < 200; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	ts.Fatalf("the agent (pid %d) did not stop", pid)
 }
