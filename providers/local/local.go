@@ -435,14 +435,11 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 	if r.Resources != nil && r.Resources.ShmSize != nil {
 		spec.ShmSizeMB = int(*r.Resources.ShmSize)
 	}
+	// A port's local side is where `dstack attach` listens on the user's
+	// machine; on the host the agent publishes the job's port wherever it
+	// can (Docker: any free port; a host process: its own).
 	for _, pt := range r.Ports {
-		host := pt.ContainerPort
-		if pt.LocalPort != nil {
-			host = *pt.LocalPort
-		} else {
-			host = 0
-		}
-		spec.Ports = append(spec.Ports, agent.PortBinding{Container: pt.ContainerPort, Host: host})
+		spec.Ports = append(spec.Ports, agent.PortBinding{Container: pt.ContainerPort})
 	}
 	if r.Port != nil {
 		spec.Ports = append(spec.Ports, agent.PortBinding{Container: r.Port.ContainerPort})

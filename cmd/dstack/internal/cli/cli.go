@@ -68,6 +68,7 @@ func commands() []command {
 		{"ps", "List runs and their jobs", runPS},
 		{"logs", "Print a run's output", runLogs},
 		{"stop", "Stop a run's jobs", runStop},
+		{"attach", "Forward a run's ports to localhost and follow its output", runAttach},
 		{"graph", "Print the action graph in Graphviz DOT", runGraph},
 		{"output", "Print what the state records about each resource", runOutput},
 		{"offer", "List the machines that match a resources spec, cheapest first", runOffer},

@@ -50,7 +50,7 @@ type planArgs struct {
 func (a *planArgs) following() bool { return len(a.files) > 0 && !a.detach && !a.json }
 
 func (a *planArgs) register(fs *flag.FlagSet, apply bool) {
-	fs.Var((*stringList)(&a.files), "f", "a configuration `FILE` (repeatable); default: every configuration file in the current directory")
+	fs.Var((*stringList)(&a.files), "f", "a configuration `FILE` (repeatable): plan its resources only, leaving the others as they are; default: every configuration file in the current directory, which is the whole configuration")
 	fs.Var((*stringList)(&a.vars), "var", "set a variable: `NAME=VALUE` (repeatable)")
 	fs.Var((*stringList)(&a.varFiles), "var-file", "read variables from `FILE` (repeatable)")
 	fs.Var((*stringList)(&a.targets), "target", "plan only this `ADDRESS` and what it needs (repeatable)")
@@ -265,6 +265,17 @@ func lockAndPlan(ctx context.Context, a *planArgs, s Streams, env Env, op string
 			return nil, nil, ExitInvalid
 		}
 		return nil, nil, fail(s, err)
+	}
+	if len(a.files) > 0 && len(a.targets) == 0 {
+		// dstack's form, `apply -f FILE`, is about that configuration
+		// only: everything else stays as it is.
+		for _, r := range l.cfg.Sorted() {
+			a.targets = append(a.targets, r.Address.String())
+		}
+		if len(a.targets) == 0 {
+			ss.release(ctx, s)
+			return nil, nil, fail(s, errors.New("the files given with -f declare nothing"))
+		}
 	}
 	p, err := r.plan(ss, l.cfg, a)
 	if err != nil {

@@ -2,6 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -33,6 +37,12 @@ func TestMain(m *testing.M) {
 // expected output in place; review the diff like code.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
+		Setup: func(env *testscript.Env) error {
+			// A script that fails half-way must not leave its agent and
+			// jobs running.
+			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
+			return nil
+		},
 		Dir:                 "testdata/script",
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
 		RequireExplicitExec: false,
@@ -42,6 +52,7 @@ func TestScripts(t *testing.T) {
 			"httpserver": cmdHTTPServer,
 			"exitcode":   cmdExitcode,
 			"stopagent":  cmdStopAgent,
+			"httpget":    cmdHTTPGet,
 		},
 	})
 }
@@ -125,4 +136,46 @@ func cmdStopAgent(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	ts.Fatalf("the agent (pid %d) did not stop", pid)
+}
+
+// cmdHTTPGet fetches URL until its body holds WANT (for up to 10 s):
+// httpget URL WANT.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: httpget URL WANT")
+	}
+	var last string
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), args[1]) {
+				return
+			}
+			last = fmt.Sprintf("%s: %q", resp.Status, body)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("GET %s never answered %q; last: %s", args[0], args[1], last)
+}
+
+// killAgentAndJobs kills the agent of dir and every host job it started.
+func killAgentAndJobs(dir string) {
+	if data, err := os.ReadFile(filepath.Join(dir, "agent.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "host", "jobs", "*", "process.json"))
+	for _, f := range files {
+		var p struct {
+			PID int `json:"pid"`
+		}
+		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &p) == nil && p.PID > 0 {
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		}
+	}
 }

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// forward is one port dstack attach forwards.
+type forward struct {
+	local     int // on this machine; 0: any free port
+	container int
+	target    string // host:port the job's port is published on
+}
+
+// runAttach forwards a run's ports to localhost and streams its output
+// until the job ends or the user interrupts.
+func runAttach(argv []string, s Streams, env Env) int {
+	fs := newFlagSet("attach", "attach [options] RUN\n\nForwards the run's ports to localhost and follows its output; Ctrl-C detaches\n(the run goes on).", s)
+	replica := fs.Int("replica", 0, "the job (replica or node) to attach to")
+	args, err := parseFlags(fs, argv)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(args) != 1 {
+		return fail(s, errors.New("attach takes one run"))
+	}
+	ctx, cancel := commandContext()
+	defer cancel()
+	st, set, err := readRuns(ctx, env)
+	if err != nil {
+		return fail(s, err)
+	}
+	r, err := findRun(st, args[0])
+	if err != nil {
+		return fail(s, err)
+	}
+	var in *state.Instance
+	for _, i := range r.Instances {
+		if i.Index == *replica {
+			in = i
+		}
+	}
+	if in == nil {
+		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
+	}
+	fwds, err := forwards(ctx, set, r, in)
+	if err != nil {
+		return fail(s, err)
+	}
+	var wg sync.WaitGroup
+	for _, f := range fwds {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.local)))
+		if err != nil {
+			return fail(s, fmt.Errorf("listening on localhost:%d for port %d: %w", f.local, f.container, err))
+		}
+		defer ln.Close()
+		fmt.Fprintf(s.Stdout, "Forwarding http://localhost:%d to %s port %d\n", ln.Addr().(*net.TCPAddr).Port, r.Address, f.container)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proxy(ctx, ln, f.target)
+		}()
+	}
+	if err := streamLogs(ctx, set, in, true, s.Stdout); err != nil && ctx.Err() == nil {
+		return fail(s, err)
+	}
+	return ExitOK
+}
+
+// forwards pairs the run's declared ports with where the job publishes
+// them.
+func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *state.Instance) ([]forward, error) {
+	var spec struct {
+		Ports []struct {
+			LocalPort     *int `json:"local_port"`
+			ContainerPort int  `json:"container_port"`
+		} `json:"ports"`
+		Port *struct {
+			LocalPort     *int `json:"local_port"`
+			ContainerPort int  `json:"container_port"`
+		} `json:"port"`
+	}
+	b, _ := json.Marshal(r.Attributes["spec"])
+	_ = json.Unmarshal(b, &spec)
+	if spec.Port != nil {
+		spec.Ports = append(spec.Ports, *spec.Port)
+	}
+	p, err := set.For(in.Provider)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := p.Describe(ctx, []string{in.Token})
+	if err != nil {
+		return nil, err
+	}
+	o, ok := objs[in.Token]
+	if !ok || !o.Live() || o.Status == providers.StatusDone {
+		return nil, fmt.Errorf("%s[%d] is not running", r.Address, in.Index)
+	}
+	published := map[int]string{}
+	for _, pair := range strings.Split(o.Attributes["ports"], ",") {
+		hostPort, containerPort, ok := strings.Cut(pair, ":")
+		if c, err := strconv.Atoi(containerPort); ok && err == nil {
+			published[c] = net.JoinHostPort(nonEmpty(o.Attributes["ip"], "127.0.0.1"), hostPort)
+		}
+	}
+	var out []forward
+	for _, pt := range spec.Ports {
+		target, ok := published[pt.ContainerPort]
+		if !ok {
+			return nil, fmt.Errorf("%s does not publish port %d", r.Address, pt.ContainerPort)
+		}
+		f := forward{container: pt.ContainerPort, target: target, local: pt.ContainerPort}
+		if pt.LocalPort == nil {
+			f.local = 0
+		} else {
+			f.local = *pt.LocalPort
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// proxy copies each connection to ln to target, both ways, until ctx
+// ends.
+func proxy(ctx context.Context, ln net.Listener, target string) {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			var d net.Dialer
+			t, err := d.DialContext(ctx, "tcp", target)
+			if err != nil {
+				return
+			}
+			defer t.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(t, c); closeWrite(t); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, t); closeWrite(c); done <- struct{}{} }()
+			<-done
+			<-done
+		}()
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
