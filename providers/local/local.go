@@ -38,6 +38,7 @@ type Agent interface {
 	Delete(ctx context.Context, id string) error
 	Stop(ctx context.Context, id string, req agent.StopRequest) (agent.Job, error)
 	Logs(ctx context.Context, id string, since int64, follow bool) (*client.LogStream, error)
+	WaitFor(ctx context.Context, id string, done func(agent.Job) bool) (agent.Job, error)
 }
 
 // Options configure the provider.
@@ -248,6 +249,17 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		job, _, err := a.Submit(ctx, spec)
 		if err != nil {
 			return providers.Object{}, fmt.Errorf("submitting %s to the local agent: %w", req.Address, err)
+		}
+		// Apply waits for the job to start: pulling and creating happen
+		// here, and a job that cannot start is an error of this step.
+		job, err = a.WaitFor(ctx, job.Spec.ID, func(j agent.Job) bool {
+			return j.State == agent.StateRunning || j.State.Finished()
+		})
+		if err != nil {
+			return providers.Object{}, fmt.Errorf("waiting for %s to start: %w", req.Address, err)
+		}
+		if job.State == agent.StateFailed && job.StartedAt.IsZero() {
+			return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
 		}
 		return jobObject(req.Address, req.Host, job), nil
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/httpstate/httpstatetest"
 	"github.com/dstackai/dstack-go/state/local"
@@ -53,6 +54,29 @@ func TestScripts(t *testing.T) {
 			"exitcode":   cmdExitcode,
 			"stopagent":  cmdStopAgent,
 			"httpget":    cmdHTTPGet,
+		},
+	})
+}
+
+// TestDockerScripts runs testdata/docker/*.txtar against the Docker
+// Engine (skipped without one, unless DSTACK_REQUIRE_DOCKER is set), with
+// the busybox image the scripts name imported for the test.
+func TestDockerScripts(t *testing.T) {
+	image := dockertest.Image(t)
+	if image != "dstack-test/busybox:latest" {
+		t.Fatalf("the scripts name dstack-test/busybox:latest, the test image is %s", image)
+	}
+	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
+	testscript.Run(t, testscript.Params{
+		Dir:           "testdata/docker",
+		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
+		Setup: func(env *testscript.Env) error {
+			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"stopagent": cmdStopAgent,
+			"httpget":   cmdHTTPGet,
 		},
 	})
 }
