@@ -67,6 +67,10 @@ func TestDockerScripts(t *testing.T) {
 		t.Fatalf("the scripts name dstack-test/busybox:latest, the test image is %s", image)
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
+	// A script that fails half-way must not leave containers behind.
+	for _, run := range []string{"write", "read", "fail", "web", "long"} {
+		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/docker",
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
