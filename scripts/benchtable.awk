@@ -34,8 +34,15 @@ END {
 		n = order[k]
 		if (n ~ /\/dstack$/) {
 			p = n; sub(/\/dstack$/, "/terraform", p)
-			if (!(p in t))
+			q = n; sub(/\/dstack$/, "/docker", q)
+			if (!(p in t) && !(q in t))
 				printf "\n%s: no terraform result to compare with (skipped: is terraform on PATH?)\n", substr(n, 1, length(n) - 7)
+		}
+		if (n ~ /\/docker$/) {
+			d = n; sub(/\/docker$/, "/dstack", d)
+			if ((d in t) && t[n] > 0)
+				printf "\n%s: dstack %s, docker CLI %s: dstack takes %.2fx docker's time\n", substr(d, 1, length(d) - 7), dur(t[d]), dur(t[n]), t[d] / t[n]
+			continue
 		}
 		if (n !~ /\/terraform$/) continue
 		d = n; sub(/\/terraform$/, "/dstack", d)
