@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,11 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/renameio/v2"
 
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/client"
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/resources"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -261,6 +264,9 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if job.State == agent.StateFailed && job.StartedAt.IsZero() {
 			return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
 		}
+		if err := probe(ctx, a, req, job); err != nil {
+			return providers.Object{}, err
+		}
 		return jobObject(req.Address, req.Host, job), nil
 	}
 	return providers.Object{}, fmt.Errorf("the local backend cannot make a %s; use a cloud backend", req.Kind)
@@ -405,6 +411,7 @@ type runSpec struct {
 		Path         string          `json:"path"`
 	} `json:"volumes"`
 	StopDuration *string `json:"stop_duration"`
+	Probes       []lang.Probe `json:"probes"`
 }
 
 // JobSpec turns a create request for a job into what the agent runs:
@@ -465,4 +472,87 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// probe waits until a service replica answers its HTTP probes (each
+// ready_after times in a row, every interval), so that a replica counts
+// only once it serves. A replica that exits first, or does not become
+// ready within probeLimit, fails the step.
+func probe(ctx context.Context, a Agent, req providers.CreateRequest, job agent.Job) error {
+	var r runSpec
+	if err := json.Unmarshal(req.Spec, &r); err != nil || r.Type != "service" || len(r.Probes) == 0 || r.Port == nil {
+		return nil
+	}
+	hostPort := 0
+	for _, pb := range job.Ports {
+		if pb.Container == r.Port.ContainerPort {
+			hostPort = pb.Host
+		}
+	}
+	if hostPort == 0 {
+		return fmt.Errorf("%s: the service's port %d is not published", req.Address, r.Port.ContainerPort)
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeLimit)
+	defer cancel()
+	for i, p := range r.Probes {
+		if err := probeOne(ctx, a, job.Spec.ID, hostPort, p); err != nil {
+			return fmt.Errorf("%s: probe %d (%s %s): %w", req.Address, i, strings.ToUpper(cmpOr(p.Method, "get")), cmpOr(p.URL, "/"), err)
+		}
+	}
+	return nil
+}
+
+// probeLimit bounds how long a replica may take to become ready.
+const probeLimit = 10 * time.Minute
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func probeOne(ctx context.Context, a Agent, id string, port int, p lang.Probe) error {
+	interval, timeout := time.Second, 10*time.Second
+	if p.Interval != nil {
+		interval = time.Duration(*p.Interval) * time.Second
+	}
+	if p.Timeout != nil {
+		timeout = time.Duration(*p.Timeout) * time.Second
+	}
+	need := max(p.ReadyAfter, 1)
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, cmpOr(p.URL, "/"))
+	hc := &http.Client{Timeout: timeout}
+	ok, last := 0, ""
+	for {
+		httpReq, err := http.NewRequestWithContext(ctx, strings.ToUpper(cmpOr(p.Method, "get")), url, strings.NewReader(p.Body))
+		if err != nil {
+			return err
+		}
+		for _, h := range p.Headers {
+			httpReq.Header.Set(h.Name, h.Value)
+		}
+		resp, err := hc.Do(httpReq)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+				if ok++; ok >= need {
+					return nil
+				}
+			} else {
+				ok, last = 0, resp.Status
+			}
+		} else {
+			ok, last = 0, err.Error()
+		}
+		if j, err := a.Get(ctx, id); err == nil && j.State.Finished() {
+			return fmt.Errorf("the replica ended (%s) before it was ready", j.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %s (last: %s)", probeLimit, last)
+		case <-time.After(interval):
+		}
+	}
 }
