@@ -410,7 +410,7 @@ type runSpec struct {
 		InstancePath string          `json:"instance_path"`
 		Path         string          `json:"path"`
 	} `json:"volumes"`
-	StopDuration *string `json:"stop_duration"`
+	StopDuration *string      `json:"stop_duration"`
 	Probes       []lang.Probe `json:"probes"`
 }
 
