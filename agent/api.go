@@ -57,6 +57,9 @@ type JobSpec struct {
 	// StopGraceSeconds is the time between SIGTERM and SIGKILL when the job
 	// is stopped; 0 means DefaultStopGrace.
 	StopGraceSeconds int               `json:"stop_grace_seconds,omitempty"`
+	// MaxDurationSeconds stops the job (with its grace period) once it
+	// has run this long, its run's max_duration; 0: no limit.
+	MaxDurationSeconds int `json:"max_duration_seconds,omitempty"`
 	Labels           map[string]string `json:"labels,omitempty"`
 }
 

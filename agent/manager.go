@@ -99,6 +99,8 @@ type job struct {
 // record is what job.json holds.
 type record struct {
 	Job Job `json:"job"`
+	// Expired says the job was stopped for running past its max duration.
+	Expired bool `json:"expired,omitempty"`
 	// StopRequested survives restarts so that a job stopped just before
 	// the agent went down still ends as stopped.
 	StopRequested bool `json:"stop_requested,omitempty"`
@@ -395,6 +397,31 @@ func (m *Manager) run(ctx context.Context, j *job, rt Runtime, spec JobSpec) {
 // watch waits for a running job to end and records how it ended. It
 // returns early, recording nothing, when the manager closes.
 func (m *Manager) watch(j *job, h Handle) {
+	if limit := time.Duration(j.rec.Job.Spec.MaxDurationSeconds) * time.Second; limit > 0 {
+		m.mu.Lock()
+		started := j.rec.Job.StartedAt
+		m.mu.Unlock()
+		expire := time.NewTimer(time.Until(started.Add(limit)))
+		defer expire.Stop()
+		go func() {
+			select {
+			case <-expire.C:
+			case <-j.done:
+				return
+			case <-m.lifetime.Done():
+				return
+			}
+			m.mu.Lock()
+			j.rec.Expired = true
+			m.persist(j)
+			grace := j.rec.Job.Spec.StopGrace()
+			m.mu.Unlock()
+			m.log.Info("job ran past its max duration", "job", j.rec.Job.Spec.ID, "limit", limit)
+			if err := h.Stop(m.lifetime, grace); err != nil {
+				m.log.Warn("stop failed", "job", j.rec.Job.Spec.ID, "err", err)
+			}
+		}()
+	}
 	code, reason, err := h.Wait(m.lifetime)
 	if err != nil && m.lifetime.Err() != nil {
 		return // closing: the job runs on, for the next agent to re-attach
@@ -415,6 +442,9 @@ func (m *Manager) watch(j *job, h Handle) {
 	case j.rec.StopRequested:
 		r.State = StateStopped
 		r.Reason = "stopped on request (" + reason + ")"
+	case j.rec.Expired:
+		r.State = StateStopped
+		r.Reason = fmt.Sprintf("stopped after its max duration of %s (%s)", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
 	case code == 0:
 		r.State = StateDone
 	default:

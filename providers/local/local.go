@@ -289,7 +289,10 @@ func jobObject(address, host string, j agent.Job) providers.Object {
 	case agent.StateFailed:
 		o.Status = providers.StatusFailed
 	case agent.StateStopped:
-		o.Status = providers.StatusTerminated
+		// A stopped job has ended like a failed one: a task is not run
+		// again by itself (apply -replace does that), a service's replica
+		// is replaced.
+		o.Status = providers.StatusFailed
 		if o.Reason == "" {
 			o.Reason = "stopped"
 		}
@@ -410,8 +413,9 @@ type runSpec struct {
 		InstancePath string          `json:"instance_path"`
 		Path         string          `json:"path"`
 	} `json:"volumes"`
-	StopDuration *string      `json:"stop_duration"`
-	Probes       []lang.Probe `json:"probes"`
+	StopDuration *lang.Duration `json:"stop_duration"`
+	MaxDuration  *lang.Duration `json:"max_duration"`
+	Probes       []lang.Probe   `json:"probes"`
 }
 
 // JobSpec turns a create request for a job into what the agent runs:
@@ -448,6 +452,12 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 		spec.Env[k] = v
 	}
 	spec.Env["DSTACK_RUN_NAME"] = r.Name
+	if r.MaxDuration != nil && *r.MaxDuration > 0 {
+		spec.MaxDurationSeconds = int(*r.MaxDuration)
+	}
+	if r.StopDuration != nil && *r.StopDuration > 0 {
+		spec.StopGraceSeconds = int(*r.StopDuration)
+	}
 	if r.RegistryAuth != nil {
 		spec.RegistryAuth = &agent.RegistryAuth{Username: r.RegistryAuth.Username, Password: r.RegistryAuth.Password}
 	}

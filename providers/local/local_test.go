@@ -1,0 +1,101 @@
+package local
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/yamlconf"
+	"github.com/dstackai/dstack-go/providers"
+)
+
+// request builds a create request from a run's YAML, as the planner does.
+func request(t *testing.T, src string) providers.CreateRequest {
+	t.Helper()
+	raws, diags := yamlconf.Parse("run.dstack.yml", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	r, diags := lang.DecodeResource(raws[0])
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return providers.CreateRequest{Kind: providers.KindJob, Token: "tok", Address: r.Address.String() + "[1]", Spec: spec,
+		Env: map[string]string{"DSTACK_NODE_RANK": "1", "DSTACK_NODES_NUM": "2"}}
+}
+
+func TestJobSpec(t *testing.T) {
+	t.Setenv("FROM_CALLER", "caller-value")
+	req := request(t, `type: task
+name: train
+image: pytorch:2
+commands: [python train.py]
+env:
+  - A=1
+  - FROM_CALLER
+working_dir: /work
+user: "1000"
+shell: bash
+ports: ["18081:8080", 9000]
+volumes: [data:/data, /mnt/cache:/cache]
+max_duration: 2h
+stop_duration: 30s
+registry_auth: {username: bot, password: hunter2}
+resources:
+  shm_size: 16GB
+`)
+	got, err := JobSpec(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := agent.JobSpec{ID: "tok", RunName: "train", Image: "pytorch:2", Commands: []string{"python train.py"}, Shell: "bash",
+		WorkingDir: "/work", User: "1000", ShmSizeMB: 16 * 1024, MaxDurationSeconds: 7200, StopGraceSeconds: 30,
+		Ports:        []agent.PortBinding{{Container: 8080}, {Container: 9000}},
+		Volumes:      []agent.Mount{{Name: "dstack-data", Path: "/data"}, {HostPath: "/mnt/cache", Path: "/cache"}},
+		RegistryAuth: &agent.RegistryAuth{Username: "bot", Password: "hunter2"},
+		Labels:       map[string]string{"dstack.address": "task.train[1]", "dstack.run": "train"},
+		Env: map[string]string{"A": "1", "FROM_CALLER": "caller-value", "DSTACK_RUN_NAME": "train",
+			"DSTACK_NODE_RANK": "1", "DSTACK_NODES_NUM": "2"}}
+	gj, _ := json.Marshal(got)
+	wj, _ := json.Marshal(want)
+	if string(gj) != string(wj) {
+		t.Errorf("job spec:\n got %s\nwant %s", gj, wj)
+	}
+}
+
+func TestJobSpecMissingEnv(t *testing.T) {
+	req := request(t, "type: task\nname: t\ncommands: [x]\nenv: [NOT_SET_ANYWHERE_42]\n")
+	_, err := JobSpec(req)
+	if err == nil || !strings.Contains(err.Error(), "NOT_SET_ANYWHERE_42") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestGPUName(t *testing.T) {
+	for in, want := range map[string]string{
+		"NVIDIA H100 80GB HBM3":     "H100",
+		"NVIDIA A100-SXM4-80GB":     "A100",
+		"NVIDIA GeForce RTX 4090":   "RTX4090",
+		"AMD Instinct MI300X":       "MI300X",
+		"Some Accelerator Nobody K": "Some Accelerator Nobody K",
+	} {
+		if got := gpuName(in); got != want {
+			t.Errorf("gpuName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestOffer(t *testing.T) {
+	inv := agent.Inventory{Hostname: "box", Arch: "amd64", CPUs: 64, MemoryMB: 512 * 1024, DiskMB: 2 << 20,
+		GPUs: []agent.GPU{{Vendor: "nvidia", Name: "NVIDIA H100 80GB HBM3", MemoryMB: 81559}, {Vendor: "nvidia", Name: "NVIDIA H100 80GB HBM3", MemoryMB: 81559}}}
+	o := Offer(inv)
+	if o.Backend != "local" || o.PricePerHour != 0 || o.GPU == nil || o.GPU.Count != 2 || o.GPU.Name != "H100" || o.Arch != "x86" || o.CPUs != 64 {
+		t.Fatalf("offer %+v %+v", o, o.GPU)
+	}
+}
