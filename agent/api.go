@@ -56,11 +56,11 @@ type JobSpec struct {
 	RegistryAuth *RegistryAuth `json:"registry_auth,omitempty"`
 	// StopGraceSeconds is the time between SIGTERM and SIGKILL when the job
 	// is stopped; 0 means DefaultStopGrace.
-	StopGraceSeconds int               `json:"stop_grace_seconds,omitempty"`
+	StopGraceSeconds int `json:"stop_grace_seconds,omitempty"`
 	// MaxDurationSeconds stops the job (with its grace period) once it
 	// has run this long, its run's max_duration; 0: no limit.
-	MaxDurationSeconds int `json:"max_duration_seconds,omitempty"`
-	Labels           map[string]string `json:"labels,omitempty"`
+	MaxDurationSeconds int               `json:"max_duration_seconds,omitempty"`
+	Labels             map[string]string `json:"labels,omitempty"`
 }
 
 // PortBinding publishes a job's port on the host.
