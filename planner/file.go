@@ -113,6 +113,7 @@ func (p *Plan) CheckFresh(lineage string, serial uint64, exists bool) error {
 		return fmt.Errorf("%w (the state it was made against is gone)", ErrStale)
 	}
 	if lineage != p.Lineage {
+		//lint:ignore ST1005 a sentence users see first on the line, like ErrStale
 		return fmt.Errorf("Saved plan is for another state: its lineage is %s, the state's is %s", p.Lineage, lineage)
 	}
 	if serial != p.Serial {

@@ -806,4 +806,6 @@ func unionKeys(a, b map[string]json.RawMessage) []string {
 }
 
 // ErrStale is returned when a saved plan no longer matches the state.
+//
+//lint:ignore ST1005 the message is a sentence users see first on the line, as Terraform words it
 var ErrStale = errors.New("Saved plan is stale: the state changed since the plan was made")

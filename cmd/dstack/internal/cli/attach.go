@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,23 +26,12 @@ type forward struct {
 func runAttach(argv []string, s Streams, env Env) int {
 	fs := newFlagSet("attach", "attach [options] RUN\n\nForwards the run's ports to localhost and follows its output; Ctrl-C detaches\n(the run goes on).", s)
 	replica := fs.Int("replica", 0, "the job (replica or node) to attach to")
-	args, err := parseFlags(fs, argv)
-	if err != nil {
-		return flagExit(err)
+	t, code := openRun(fs, argv, s, env)
+	if t == nil {
+		return code
 	}
-	if len(args) != 1 {
-		return fail(s, errors.New("attach takes one run"))
-	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	st, set, err := readRuns(ctx, env)
-	if err != nil {
-		return fail(s, err)
-	}
-	r, err := findRun(st, args[0])
-	if err != nil {
-		return fail(s, err)
-	}
+	defer t.cancel()
+	ctx, set, r := t.ctx, t.set, t.run
 	var in *state.Instance
 	for _, i := range r.Instances {
 		if i.Index == *replica {

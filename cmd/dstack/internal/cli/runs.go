@@ -2,7 +2,7 @@ package cli
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -76,23 +76,12 @@ func runLogs(argv []string, s Streams, env Env) int {
 	fs := newFlagSet("logs", "logs [options] RUN\n\nPrints a run's output (a task, service or dev environment, by name or address).", s)
 	follow := fs.Bool("f", false, "follow the output until the job ends")
 	replica := fs.Int("replica", 0, "the job (replica or node) to show")
-	args, err := parseFlags(fs, argv)
-	if err != nil {
-		return flagExit(err)
+	t, code := openRun(fs, argv, s, env)
+	if t == nil {
+		return code
 	}
-	if len(args) != 1 {
-		return fail(s, errors.New("logs takes one run"))
-	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	st, set, err := readRuns(ctx, env)
-	if err != nil {
-		return fail(s, err)
-	}
-	r, err := findRun(st, args[0])
-	if err != nil {
-		return fail(s, err)
-	}
+	defer t.cancel()
+	ctx, set, r := t.ctx, t.set, t.run
 	i := slices.IndexFunc(r.Instances, func(in *state.Instance) bool { return in.Index == *replica })
 	if i < 0 {
 		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
@@ -101,6 +90,36 @@ func runLogs(argv []string, s Streams, env Env) int {
 		return fail(s, err)
 	}
 	return ExitOK
+}
+
+// runTarget is the run a command acts on, with the state and providers.
+type runTarget struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	set    providers.Set
+	run    *state.Resource
+}
+
+// openRun parses a command line that names one run and finds the run; it
+// returns the exit code to stop with when it cannot.
+func openRun(fs *flag.FlagSet, argv []string, s Streams, env Env) (*runTarget, int) {
+	args, err := parseFlags(fs, argv)
+	if err != nil {
+		return nil, flagExit(err)
+	}
+	if len(args) != 1 {
+		return nil, fail(s, fmt.Errorf("%s takes one run", fs.Name()))
+	}
+	ctx, cancel := commandContext()
+	st, set, err := readRuns(ctx, env)
+	if err == nil {
+		var r *state.Resource
+		if r, err = findRun(st, args[0]); err == nil {
+			return &runTarget{ctx: ctx, cancel: cancel, set: set, run: r}, ExitOK
+		}
+	}
+	cancel()
+	return nil, fail(s, err)
 }
 
 func streamLogs(ctx context.Context, set providers.Set, in *state.Instance, follow bool, w io.Writer) error {
@@ -120,23 +139,12 @@ func streamLogs(ctx context.Context, set providers.Set, in *state.Instance, foll
 func runStop(argv []string, s Streams, env Env) int {
 	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs: SIGTERM, then SIGKILL after the grace period. The next\napply starts the run again if its configuration still declares it.", s)
 	abort := fs.Bool("abort", false, "kill at once, without the grace period")
-	args, err := parseFlags(fs, argv)
-	if err != nil {
-		return flagExit(err)
+	t, code := openRun(fs, argv, s, env)
+	if t == nil {
+		return code
 	}
-	if len(args) != 1 {
-		return fail(s, errors.New("stop takes one run"))
-	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	st, set, err := readRuns(ctx, env)
-	if err != nil {
-		return fail(s, err)
-	}
-	r, err := findRun(st, args[0])
-	if err != nil {
-		return fail(s, err)
-	}
+	defer t.cancel()
+	ctx, set, r := t.ctx, t.set, t.run
 	for _, in := range r.Instances {
 		jc, err := jobControl(set, in)
 		if err != nil {
