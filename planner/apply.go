@@ -94,6 +94,8 @@ type executor struct {
 
 	// stepTokens are the idempotency tokens of the create steps.
 	stepTokens map[int]string
+	// started0 is when the apply began.
+	started0 time.Time
 
 	mu      sync.Mutex
 	created map[int]*state.Instance // by create step
@@ -140,7 +142,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	}
 	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{}, external: external,
 		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{},
-		stepTokens: map[int]string{}, started: map[int]bool{}, hostIPs: map[string]string{}}
+		stepTokens: map[int]string{}, started: map[int]bool{}, hostIPs: map[string]string{}, started0: time.Now()}
 	for _, c := range p.Changes {
 		x.changes[c.Address] = c
 	}
@@ -367,6 +369,9 @@ func (x *executor) limiter(backend string) *rate.Limiter {
 func (x *executor) intent(s *Step) *state.Instance {
 	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: x.stepTokens[s.ID], Status: "creating",
 		Attributes: map[string]any{attrKind: string(s.Kind)}}
+	if s.Kind == providers.KindJob {
+		in.Attributes[attrCreatedAt] = x.started0.UTC().Format(time.RFC3339)
+	}
 	if s.Demand != nil {
 		in.Attributes[attrDemand] = toAttr(s.Demand)
 	}

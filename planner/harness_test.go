@@ -12,6 +12,7 @@ import (
 	"github.com/dstackai/dstack-go/lang/load"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
 	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/local"
@@ -213,4 +214,12 @@ func liveObjects(t testing.TB, c *sim.Cloud) []providers.Object {
 		t.Fatal(err)
 	}
 	return live
+}
+
+func mustOffers(t testing.TB, w *world) []offers.Offer {
+	all, err := sim.Set{Cloud: w.cloud}.Offers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
 }

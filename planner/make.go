@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/providers"
@@ -37,6 +38,8 @@ type Input struct {
 	Replace []string
 	// Drift is what Refresh found.
 	Drift []Drift
+	// Now is the time retry windows are measured at; zero: the clock.
+	Now time.Time
 }
 
 // Error lists every reason a plan could not be made.
@@ -690,18 +693,48 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 }
 
 // taskNeedsRerun: a task whose jobs failed is run again when its retry
-// policy allows it.
+// policy lists the event ("error" for a job that exited non-zero,
+// "interruption" for one terminated outside dstack) and the task was
+// first submitted less than the policy's duration ago.
 func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
 	t, ok := d.res.Spec.(*lang.Task)
 	if !ok || !t.Retry.Enabled() {
 		return false
 	}
+	event := ""
+	var first time.Time
 	for _, in := range prior.Instances {
-		if in.Status == providers.StatusFailed || in.Status == providers.StatusTerminated {
-			return true
+		if at, err := time.Parse(time.RFC3339, attrString(in, attrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
+			continue
+		}
+		if attrString(in, attrOutside) != "" {
+			event = "interruption"
+		} else if event == "" {
+			event = "error"
 		}
 	}
-	return false
+	if event == "" || !slices.Contains(t.Retry.OnEvents, event) {
+		return false
+	}
+	if t.Retry.Duration != nil && *t.Retry.Duration > 0 && !first.IsZero() {
+		return m.now().Sub(first) < time.Duration(*t.Retry.Duration)*time.Second
+	}
+	return true
+}
+
+func (m *maker) now() time.Time {
+	if m.in.Now.IsZero() {
+		return time.Now()
+	}
+	return m.in.Now
+}
+
+func attrString(in *state.Instance, key string) string {
+	s, _ := in.Attributes[key].(string)
+	return s
 }
 
 func taskFinished(r *state.Resource) bool {

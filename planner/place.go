@@ -44,6 +44,8 @@ const (
 	attrDemand      = "demand"
 	attrPrice       = "price"
 	attrExternal    = "external"
+	attrCreatedAt   = "created_at"    // when apply made a job
+	attrOutside     = "ended_outside" // why a task's job ended outside dstack
 )
 
 func instanceKind(in *state.Instance) providers.ObjectKind {

@@ -372,3 +372,46 @@ func TestStopFinishesInFlight(t *testing.T) {
 	w.checkInventory()
 	w.converge(cfg)
 }
+
+func TestTaskRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		retry string
+		later time.Duration
+		rerun bool
+	}{
+		{"no retry", "", 0, false},
+		{"retry on interruption", "retry:\n  on_events: [interruption]\n  duration: 1h\n", 0, true},
+		{"retry on error only", "retry:\n  on_events: [error]\n", 0, false},
+		{"retry window over", "retry:\n  on_events: [interruption]\n  duration: 1h\n", 2 * time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil)
+			cfg := w.config(map[string]string{"main.dstack.yml": "type: task\nname: t\ncommands: [train]\n" + tc.retry})
+			w.converge(cfg)
+			job := w.state().Resources[0].Instances[0]
+			if err := w.cloud.Interrupt(job.ProviderID, "spot interruption"); err != nil {
+				t.Fatal(err)
+			}
+			p, err := w.plan(cfg, planOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.later > 0 {
+				// The same refreshed state, planned later.
+				p, err = planner.Make(planner.Input{Config: cfg, Prior: p.Prior, StateExisted: true, Workspace: "default",
+					ToolVersion: "test", Offers: mustOffers(t, w), Drift: p.Drift, Now: time.Now().Add(tc.later)})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(p.Drift) != 1 || !strings.Contains(p.Drift[0].Message, "spot interruption") {
+				t.Fatalf("drift: %s", describe(p))
+			}
+			rerun := len(p.Changes) == 1 && p.Changes[0].Action == planner.Replace
+			if rerun != tc.rerun || (!tc.rerun && len(p.Changes) != 0) {
+				t.Fatalf("re-run = %v, want %v:\n%s", rerun, tc.rerun, describe(p))
+			}
+		})
+	}
+}

@@ -121,6 +121,17 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				}
 				d.Message = fmt.Sprintf("%s %s of %s %s", describeKind(instanceKind(in)), nonEmpty(in.ProviderID, in.Token), r.Address, what)
 				drift = append(drift, d)
+				if kind == lang.KindTask {
+					// The task ended there: its job stays as a failed
+					// record, and its retry policy decides whether it
+					// runs again.
+					in.Status = providers.StatusFailed
+					if in.Attributes == nil {
+						in.Attributes = map[string]any{}
+					}
+					in.Attributes[attrOutside] = what
+					kept = append(kept, in)
+				}
 				continue
 			}
 			if in.ProviderID == "" {
