@@ -22,7 +22,7 @@ import (
 // Event is one line of apply's event stream.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Type    string    `json:"type"` // step_start, step_done, step_failed, step_skipped, failover, retry, apply_done
+	Type    string    `json:"type"` // step_start, step_done, step_failed, step_skipped, progress, failover, retry, apply_done
 	Step    int       `json:"step"`
 	Op      StepOp    `json:"op,omitempty"`
 	Address string    `json:"address,omitempty"`
@@ -411,6 +411,9 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec}
 	if s.Kind == providers.KindJob {
 		req.Env = x.jobEnv(c, s)
+	}
+	req.Progress = func(msg string) {
+		x.emit(Event{Type: "progress", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})
 	}
 	if s.HostStep >= 0 || s.HostToken != "" {
 		x.mu.Lock()

@@ -85,6 +85,9 @@ type CreateRequest struct {
 	// DSTACK_NODE_RANK, DSTACK_NODES_NUM, DSTACK_MASTER_NODE_IP,
 	// DSTACK_NODES_IPS, DSTACK_GPUS_PER_NODE, DSTACK_GPUS_NUM.
 	Env map[string]string
+	// Progress, when set, receives what a slow create is doing ("pulling
+	// vllm/vllm-openai: 3/12 layers, 1.2GB/8GB").
+	Progress func(string)
 }
 
 // Provider makes and finds objects. Implementations must be safe for

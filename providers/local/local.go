@@ -255,7 +255,13 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		}
 		// Apply waits for the job to start: pulling and creating happen
 		// here, and a job that cannot start is an error of this step.
+		last := ""
 		job, err = a.WaitFor(ctx, job.Spec.ID, func(j agent.Job) bool {
+			if msg := string(j.State) + ": " + j.Reason; req.Progress != nil && j.Reason != "" && msg != last &&
+				(j.State == agent.StatePulling || j.State == agent.StateCreating) {
+				last = msg
+				req.Progress(j.Reason)
+			}
 			return j.State == agent.StateRunning || j.State.Finished()
 		})
 		if err != nil {

@@ -1,9 +1,12 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/lang"
@@ -97,5 +100,51 @@ func TestOffer(t *testing.T) {
 	o := Offer(inv)
 	if o.Backend != "local" || o.PricePerHour != 0 || o.GPU == nil || o.GPU.Count != 2 || o.GPU.Name != "H100" || o.Arch != "x86" || o.CPUs != 64 {
 		t.Fatalf("offer %+v %+v", o, o.GPU)
+	}
+}
+
+// fakeAgent replays job states, as an agent pulling an image reports them.
+type fakeAgent struct {
+	Agent
+	states []agent.Job
+}
+
+func (f *fakeAgent) Submit(ctx context.Context, spec agent.JobSpec) (agent.Job, bool, error) {
+	return agent.Job{Spec: spec, State: agent.StatePending}, true, nil
+}
+
+func (f *fakeAgent) WaitFor(ctx context.Context, id string, done func(agent.Job) bool) (agent.Job, error) {
+	for _, j := range f.states {
+		j.Spec.ID = id
+		if done(j) {
+			return j, nil
+		}
+	}
+	return agent.Job{}, errors.New("never started")
+}
+
+func TestCreateReportsPullProgress(t *testing.T) {
+	fa := &fakeAgent{states: []agent.Job{
+		{State: agent.StatePulling, Reason: "pulling vllm: 1/2 layers"},
+		{State: agent.StatePulling, Reason: "pulling vllm: 1/2 layers"},
+		{State: agent.StatePulling, Reason: "pulling vllm: 2/2 layers"},
+		{State: agent.StateCreating},
+		{State: agent.StateRunning, StartedAt: time.Now()},
+	}}
+	p := New(Options{Dir: t.TempDir(), Agent: func(context.Context) (Agent, error) { return fa, nil }})
+	req := request(t, "type: task\nname: t\nimage: vllm\ncommands: [serve]\n")
+	var got []string
+	req.Progress = func(s string) { got = append(got, s) }
+	o, err := p.Create(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != providers.StatusRunning || strings.Join(got, "|") != "pulling vllm: 1/2 layers|pulling vllm: 2/2 layers" {
+		t.Fatalf("object %+v, progress %q", o, got)
+	}
+	fa.states = []agent.Job{{State: agent.StateFailed, Reason: "image pull failed: manifest unknown"}}
+	req.Token = "tok2"
+	if _, err := p.Create(context.Background(), req); err == nil || !strings.Contains(err.Error(), "did not start: image pull failed: manifest unknown") {
+		t.Fatalf("a failed pull: %v", err)
 	}
 }

@@ -516,7 +516,7 @@ func textEvents(w io.Writer) func(planner.Event) {
 			}
 		case "step_failed":
 			fmt.Fprintf(w, "%s: %s failed: %s\n", inst, e.Op, e.Message)
-		case "failover", "retry":
+		case "failover", "retry", "progress":
 			fmt.Fprintf(w, "%s: %s\n", inst, e.Message)
 		}
 	}
