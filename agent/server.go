@@ -86,6 +86,7 @@ func (s *Server) Routes() []Route {
 		{"DELETE", "/jobs/{id}", s.delete},
 		{"GET", "/jobs/{id}/logs", s.logs},
 		{"GET", "/jobs/{id}/metrics", s.metrics},
+		{"POST", "/jobs/{id}/exec", s.exec},
 	}
 }
 

@@ -76,6 +76,9 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		if r.Method == "POST" && r.Path == "/jobs" {
 			body = `{"id":"j2","commands":["true"]}`
 		}
+		if r.Path == "/jobs/{id}/exec" {
+			body = `{"command":["true"]}`
+		}
 		req, _ := http.NewRequest(r.Method, a.http.URL+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := http.DefaultClient.Do(req)

@@ -182,3 +182,9 @@ type JobControl interface {
 	// or SIGKILL at once with abort.
 	StopJob(ctx context.Context, id string, abort bool) error
 }
+
+// Execer is implemented by providers that can run a command inside a
+// running job (`dstack attach RUN -- CMD`).
+type Execer interface {
+	Exec(ctx context.Context, id string, command []string, tty bool, stdin io.Reader, stdout io.Writer) (exitCode int, err error)
+}

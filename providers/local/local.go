@@ -42,6 +42,7 @@ type Agent interface {
 	Stop(ctx context.Context, id string, req agent.StopRequest) (agent.Job, error)
 	Logs(ctx context.Context, id string, since int64, follow bool) (*client.LogStream, error)
 	WaitFor(ctx context.Context, id string, done func(agent.Job) bool) (agent.Job, error)
+	Exec(ctx context.Context, id string, req agent.ExecRequest, stdin io.Reader, stdout io.Writer) (int, error)
 }
 
 // Options configure the provider.
@@ -68,6 +69,7 @@ type Provider struct {
 var (
 	_ providers.Provider   = (*Provider)(nil)
 	_ providers.JobControl = (*Provider)(nil)
+	_ providers.Execer     = (*Provider)(nil)
 )
 
 // Logs implements providers.JobControl.
@@ -77,6 +79,15 @@ func (p *Provider) Logs(ctx context.Context, id string, since int64, follow bool
 		return nil, err
 	}
 	return a.Logs(ctx, id, since, follow)
+}
+
+// Exec implements providers.Execer.
+func (p *Provider) Exec(ctx context.Context, id string, command []string, tty bool, stdin io.Reader, stdout io.Writer) (int, error) {
+	a, err := p.getAgent(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return a.Exec(ctx, id, agent.ExecRequest{Command: command, TTY: tty}, stdin, stdout)
 }
 
 // StopJob implements providers.JobControl.

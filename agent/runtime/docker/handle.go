@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/dstackai/dstack-go/agent"
 )
@@ -257,4 +259,37 @@ func metricsOf(s container.StatsResponse, prev, cur cpuSample) agent.Metrics {
 		CPUPercent: cpuPercent(prev, cur),
 		MemoryMB:   int64(memoryUsed(s.MemoryStats) / (1 << 20)),
 	}
+}
+
+// Exec runs a command in the container (docker exec), with a terminal
+// when asked for one.
+func (h *Handle) Exec(ctx context.Context, req agent.ExecRequest, stdin io.Reader, stdout io.Writer) (int, error) {
+	cli := h.rt.cli
+	created, err := cli.ContainerExecCreate(ctx, h.id, container.ExecOptions{Cmd: req.Command, Tty: req.TTY,
+		AttachStdin: true, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return 0, fmt.Errorf("docker exec: %w", err)
+	}
+	att, err := cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: req.TTY})
+	if err != nil {
+		return 0, fmt.Errorf("docker exec: attaching: %w", err)
+	}
+	defer att.Close()
+	go func() {
+		_, _ = io.Copy(att.Conn, stdin)
+		_ = att.CloseWrite()
+	}()
+	if req.TTY {
+		_, err = io.Copy(stdout, att.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(stdout, stdout, att.Reader)
+	}
+	if err != nil && ctx.Err() == nil {
+		return 0, fmt.Errorf("docker exec: reading output: %w", err)
+	}
+	ins, err := cli.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return 0, fmt.Errorf("docker exec: %w", err)
+	}
+	return ins.ExitCode, nil
 }

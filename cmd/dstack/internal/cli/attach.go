@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/term"
 
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
@@ -24,8 +28,12 @@ type forward struct {
 // runAttach forwards a run's ports to localhost and streams its output
 // until the job ends or the user interrupts.
 func runAttach(argv []string, s Streams, env Env) int {
-	fs := newFlagSet("attach", "attach [options] RUN\n\nForwards the run's ports to localhost and follows its output; Ctrl-C detaches\n(the run goes on).", s)
+	fs := newFlagSet("attach", "attach [options] RUN [-- COMMAND...]\n\nForwards the run's ports to localhost and follows its output; Ctrl-C detaches\n(the run goes on). With a command (dstack attach RUN -- sh), runs it inside the\njob instead, with a terminal when this is one, and exits with its status.", s)
 	replica := fs.Int("replica", 0, "the job (replica or node) to attach to")
+	var command []string
+	if i := slices.Index(argv, "--"); i >= 0 {
+		argv, command = argv[:i], argv[i+1:]
+	}
 	t, code := openRun(fs, argv, s, env)
 	if t == nil {
 		return code
@@ -40,6 +48,9 @@ func runAttach(argv []string, s Streams, env Env) int {
 	}
 	if in == nil {
 		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
+	}
+	if len(command) > 0 {
+		return execIn(ctx, set, r.Address, in, command, s)
 	}
 	fwds, err := forwards(ctx, set, r, in)
 	if err != nil {
@@ -159,4 +170,28 @@ func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
+}
+
+// execIn runs a command inside a job, with a terminal when stdin is one.
+func execIn(ctx context.Context, set providers.Set, addr string, in *state.Instance, command []string, s Streams) int {
+	p, err := set.For(in.Provider)
+	if err != nil {
+		return fail(s, err)
+	}
+	ex, ok := p.(providers.Execer)
+	if !ok {
+		return fail(s, fmt.Errorf("backend %s cannot run commands in jobs", in.Provider))
+	}
+	tty := false
+	if f, ok := s.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if old, err := term.MakeRaw(int(f.Fd())); err == nil {
+			tty = true
+			defer term.Restore(int(f.Fd()), old)
+		}
+	}
+	code, err := ex.Exec(ctx, in.ProviderID, command, tty, s.Stdin, s.Stdout)
+	if err != nil {
+		return fail(s, fmt.Errorf("%s[%d]: %w", addr, in.Index, err))
+	}
+	return code
 }

@@ -137,10 +137,16 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	cmd := exec.Command(args[1], args[2:]...)
 	cmd.Dir = ts.MkAbs(".")
-	for _, k := range []string{"PATH", "HOME", "DSTACK_SIM_DIR", "DSTACK_WORKSPACE", "NO_COLOR", "TMPDIR"} {
+	for _, k := range []string{"PATH", "HOME", "DSTACK_SIM_DIR", "DSTACK_AGENT_DIR", "DSTACK_WORKSPACE", "NO_COLOR", "TMPDIR"} {
 		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
 	}
 	cmd.Stdout, cmd.Stderr = ts.Stdout(), ts.Stderr()
+	if in := ts.Getenv("EXITCODE_STDIN"); in != "" {
+		f, err := os.Open(ts.MkAbs(in))
+		ts.Check(err)
+		defer f.Close()
+		cmd.Stdin = f
+	}
 	_ = cmd.Run()
 	if got := cmd.ProcessState.ExitCode(); got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
