@@ -59,8 +59,12 @@ type JobSpec struct {
 	StopGraceSeconds int `json:"stop_grace_seconds,omitempty"`
 	// MaxDurationSeconds stops the job (with its grace period) once it
 	// has run this long, its run's max_duration; 0: no limit.
-	MaxDurationSeconds int               `json:"max_duration_seconds,omitempty"`
-	Labels             map[string]string `json:"labels,omitempty"`
+	MaxDurationSeconds int `json:"max_duration_seconds,omitempty"`
+	// InactivitySeconds stops the job once nobody has been attached to it
+	// (exec sessions, followed logs) for this long, a dev environment's
+	// inactivity_duration; 0: never.
+	InactivitySeconds int               `json:"inactivity_seconds,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
 }
 
 // PortBinding publishes a job's port on the host.

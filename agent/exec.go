@@ -54,6 +54,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req ExecRequest, stdin io
 	if !ok {
 		return 0, fmt.Errorf("job %s: its runtime cannot run commands in it: %w", id, ErrNoRuntime)
 	}
+	defer m.Session(id)()
 	return ex.Exec(ctx, req, stdin, stdout)
 }
 

@@ -94,6 +94,61 @@ type job struct {
 	// dropped mirrors rec.Job.LogDropped for log readers, which check it
 	// after every read and should not wait for m.mu.
 	dropped atomic.Int64
+	// sessions counts who is attached (exec sessions, followed logs);
+	// lastActive is when the last one ended (unix nanoseconds).
+	sessions   atomic.Int32
+	lastActive atomic.Int64
+}
+
+// Session records that someone is attached to a job until the returned
+// function is called: while anyone is, the job is active (see
+// JobSpec.InactivitySeconds).
+func (m *Manager) Session(id string) func() {
+	m.mu.Lock()
+	j, ok := m.jobs[id]
+	m.mu.Unlock()
+	if !ok {
+		return func() {}
+	}
+	j.sessions.Add(1)
+	return func() {
+		j.lastActive.Store(time.Now().UnixNano())
+		j.sessions.Add(-1)
+	}
+}
+
+// watchInactivity stops a job nobody has been attached to for limit.
+func (m *Manager) watchInactivity(j *job, h Handle, limit time.Duration) {
+	tick := time.NewTicker(min(limit/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-j.done:
+			return
+		case <-m.lifetime.Done():
+			return
+		}
+		m.mu.Lock()
+		since := j.rec.Job.StartedAt
+		m.mu.Unlock()
+		if last := j.lastActive.Load(); last > since.UnixNano() {
+			since = time.Unix(0, last)
+		}
+		if j.sessions.Load() > 0 || time.Since(since) < limit {
+			continue
+		}
+		m.mu.Lock()
+		j.rec.Inactive = true
+		m.persist(j)
+		grace := j.rec.Job.Spec.StopGrace()
+		m.mu.Unlock()
+		m.log.Info("job inactive", "job", j.rec.Job.Spec.ID, "limit", limit)
+		if err := h.Stop(m.lifetime, grace); err != nil {
+			m.log.Warn("stop failed", "job", j.rec.Job.Spec.ID, "err", err)
+		}
+		return
+	}
 }
 
 // record is what job.json holds.
@@ -101,6 +156,8 @@ type record struct {
 	Job Job `json:"job"`
 	// Expired says the job was stopped for running past its max duration.
 	Expired bool `json:"expired,omitempty"`
+	// Inactive says the job was stopped for its inactivity.
+	Inactive bool `json:"inactive,omitempty"`
 	// StopRequested survives restarts so that a job stopped just before
 	// the agent went down still ends as stopped.
 	StopRequested bool `json:"stop_requested,omitempty"`
@@ -422,6 +479,9 @@ func (m *Manager) watch(j *job, h Handle) {
 			}
 		}()
 	}
+	if limit := time.Duration(j.rec.Job.Spec.InactivitySeconds) * time.Second; limit > 0 {
+		go m.watchInactivity(j, h, limit)
+	}
 	code, reason, err := h.Wait(m.lifetime)
 	if err != nil && m.lifetime.Err() != nil {
 		return // closing: the job runs on, for the next agent to re-attach
@@ -442,6 +502,9 @@ func (m *Manager) watch(j *job, h Handle) {
 	case j.rec.StopRequested:
 		r.State = StateStopped
 		r.Reason = "stopped on request (" + reason + ")"
+	case j.rec.Inactive:
+		r.State = StateStopped
+		r.Reason = fmt.Sprintf("stopped after %s without anyone attached (%s)", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
 	case j.rec.Expired:
 		r.State = StateStopped
 		r.Reason = fmt.Sprintf("stopped after its max duration of %s (%s)", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)

@@ -210,6 +210,10 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if follow {
+		// Someone following a job's output is using it.
+		defer s.m.Session(r.PathValue("id"))()
+	}
 	defer lr.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")

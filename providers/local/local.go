@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -431,8 +432,11 @@ type runSpec struct {
 		Path         string          `json:"path"`
 	} `json:"volumes"`
 	StopDuration *lang.Duration `json:"stop_duration"`
-	MaxDuration  *lang.Duration `json:"max_duration"`
-	Probes       []lang.Probe   `json:"probes"`
+	// Dev environments: commands run first, and the idle limit.
+	Init               []string       `json:"init"`
+	InactivityDuration *lang.Duration `json:"inactivity_duration"`
+	MaxDuration        *lang.Duration `json:"max_duration"`
+	Probes             []lang.Probe   `json:"probes"`
 }
 
 // JobSpec turns a create request for a job into what the agent runs:
@@ -469,6 +473,14 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 		spec.Env[k] = v
 	}
 	spec.Env["DSTACK_RUN_NAME"] = r.Name
+	if r.Type == "dev-environment" {
+		// A dev environment runs its init commands, then waits for its
+		// users until it is stopped or idle too long.
+		spec.Commands = append(slices.Clone(r.Init), "while true; do sleep 3600; done")
+		if r.InactivityDuration != nil && *r.InactivityDuration > 0 {
+			spec.InactivitySeconds = int(*r.InactivityDuration)
+		}
+	}
 	if r.MaxDuration != nil && *r.MaxDuration > 0 {
 		spec.MaxDurationSeconds = int(*r.MaxDuration)
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +56,7 @@ func TestScripts(t *testing.T) {
 			"exitcode":   cmdExitcode,
 			"stopagent":  cmdStopAgent,
 			"httpget":    cmdHTTPGet,
+			"waitfor":    cmdWaitFor,
 		},
 	})
 }
@@ -212,4 +215,30 @@ func killAgentAndJobs(dir string) {
 			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
 		}
 	}
+}
+
+// cmdWaitFor runs a command every 100 ms until its output matches a
+// regular expression: waitfor TIMEOUT PROGRAM ARGS... -- REGEXP.
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	sep := slices.Index(args, "--")
+	if len(args) < 4 || sep < 2 || sep != len(args)-2 {
+		ts.Fatalf("usage: waitfor TIMEOUT PROGRAM [ARGS...] -- REGEXP")
+	}
+	limit, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	re, err := regexp.Compile(args[len(args)-1])
+	ts.Check(err)
+	var out []byte
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		cmd := exec.Command(args[1], args[2:sep]...)
+		cmd.Dir = ts.MkAbs(".")
+		for _, k := range []string{"PATH", "HOME", "DSTACK_SIM_DIR", "DSTACK_AGENT_DIR", "DSTACK_WORKSPACE", "NO_COLOR", "TMPDIR"} {
+			cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+		}
+		out, _ = cmd.CombinedOutput()
+		if re.Match(out) {
+			return
+		}
+	}
+	ts.Fatalf("%s never printed %s; last:\n%s", strings.Join(args[1:sep], " "), re, out)
 }
