@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
 	"github.com/dstackai/dstack-go/state"
@@ -42,6 +43,9 @@ type ApplyOptions struct {
 	// the state is saved (the first Ctrl-C). Cancelling ctx stops the
 	// steps in flight too (the second).
 	Stop <-chan struct{}
+	// RetryInterval is how long a run whose retry policy lists
+	// no-capacity waits before asking again (15s when zero).
+	RetryInterval time.Duration
 	// Events receives progress; it is called from many goroutines, one
 	// call at a time.
 	Events      func(Event)
@@ -439,7 +443,81 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	for i := range s.Candidates {
 		candidates = append(candidates, &s.Candidates[i])
 	}
+	retry := retryPolicy(c.Spec)
+	deadline := time.Now().Add(retry.window)
+	for {
+		obj, err := x.tryOffers(ctx, s, req, in, prov, candidates)
+		code := providers.CodeOf(err)
+		if err == nil || (code != providers.NoCapacity && code != providers.Quota) || !retry.onNoCapacity || time.Now().Add(x.retryInterval()).After(deadline) {
+			if err == nil {
+				return obj.ID, nil
+			}
+			if ctx.Err() == nil && code != "" {
+				// The provider said no: nothing was made.
+				x.forget(s, in.Token)
+			}
+			return "", err
+		}
+		x.emit(Event{Type: "retry", Step: s.ID, Address: s.Address, Index: s.Index,
+			Message: fmt.Sprintf("%v; retrying in %s (retry on no-capacity, until %s)", err, x.retryInterval(), deadline.Format(time.Kitchen))})
+		select {
+		case <-time.After(x.retryInterval()):
+		case <-ctx.Done():
+			return "", err
+		case <-x.stopCh():
+			x.forget(s, in.Token)
+			return "", fmt.Errorf("%w (stopped while waiting for capacity)", err)
+		}
+	}
+}
+
+// retryInterval is how long apply waits before asking for capacity again.
+func (x *executor) retryInterval() time.Duration {
+	if x.opts.RetryInterval > 0 {
+		return x.opts.RetryInterval
+	}
+	return 15 * time.Second
+}
+
+func (x *executor) stopCh() <-chan struct{} {
+	if x.opts.Stop == nil {
+		return nil
+	}
+	return x.opts.Stop
+}
+
+// retrying is what a run's retry policy asks of apply.
+type retrying struct {
+	onNoCapacity bool
+	window       time.Duration
+}
+
+// retryPolicy reads a run's retry policy: on no-capacity, apply keeps
+// asking for a machine within the policy's duration (an hour without one).
+func retryPolicy(spec json.RawMessage) retrying {
+	var r struct {
+		Retry *struct {
+			OnEvents []string `json:"on_events"`
+			Duration *string  `json:"duration"`
+		} `json:"retry"`
+	}
+	if json.Unmarshal(spec, &r) != nil || r.Retry == nil || !slices.Contains(r.Retry.OnEvents, "no-capacity") {
+		return retrying{}
+	}
+	out := retrying{onNoCapacity: true, window: time.Hour}
+	if r.Retry.Duration != nil {
+		if d, err := lang.ParseDuration(*r.Retry.Duration); err == nil && d > 0 {
+			out.window = time.Duration(d) * time.Second
+		}
+	}
+	return out
+}
+
+// tryOffers asks for the object on each offer in turn, failing over on
+// capacity and quota errors.
+func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateRequest, in *state.Instance, prov providers.Provider, candidates []*offers.Offer) (providers.Object, error) {
 	var lastErr error
+	var err error
 	for i, o := range candidates {
 		if s.HostStep < 0 && s.HostToken == "" && o != nil {
 			req.Offer = o
@@ -448,8 +526,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 			in.Provider = o.Backend
 			if o.Backend != s.Backend {
 				if prov, err = x.set.For(o.Backend); err != nil {
-					x.forget(s, in.Token)
-					return "", err
+					return providers.Object{}, err
 				}
 			}
 		}
@@ -471,11 +548,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 			if lastErr != nil {
 				err = fmt.Errorf("%w (after %d offers)", err, i+1)
 			}
-			if ctx.Err() == nil && code != "" {
-				// The provider said no: nothing was made.
-				x.forget(s, in.Token)
-			}
-			return "", err
+			return providers.Object{}, err
 		}
 		in.ProviderID, in.Status = obj.ID, obj.Status
 		for k, v := range obj.Attributes {
@@ -489,9 +562,9 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		x.created[s.ID] = in
 		x.tokens[in.Token] = in.ProviderID
 		x.mu.Unlock()
-		return obj.ID, nil
+		return obj, nil
 	}
-	return "", lastErr
+	return providers.Object{}, lastErr
 }
 
 // jobEnv is dstack's environment of a job: its rank among the run's

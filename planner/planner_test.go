@@ -1,6 +1,7 @@
 package planner_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -413,5 +414,63 @@ func TestTaskRetry(t *testing.T) {
 				t.Fatalf("re-run = %v, want %v:\n%s", rerun, tc.rerun, describe(p))
 			}
 		})
+	}
+}
+
+// flakySet answers "no capacity" to the first creates, then lets them
+// through to the simulated cloud.
+type flakySet struct {
+	sim.Set
+	fails *int
+}
+
+func (f flakySet) For(backend string) (providers.Provider, error) {
+	p, err := f.Set.For(backend)
+	return flakyProvider{p, f.fails}, err
+}
+
+type flakyProvider struct {
+	providers.Provider
+	fails *int
+}
+
+func (f flakyProvider) Create(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
+	if *f.fails > 0 {
+		*f.fails--
+		return providers.Object{}, providers.Errorf(providers.NoCapacity, "no %s left", req.Offer.InstanceType)
+	}
+	return f.Provider.Create(ctx, req)
+}
+
+func TestRetryOnNoCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		retry string
+		ok    bool
+	}{
+		{"", false},
+		{"retry:\n  on_events: [no-capacity]\n  duration: 1h\n", true},
+	} {
+		w := newWorld(t, nil)
+		cfg := w.config(map[string]string{"main.dstack.yml": "type: task\nname: t\ncommands: [train]\nresources:\n  gpu: H100:8\n" + tc.retry})
+		p := w.mustPlan(cfg, planOpts{})
+		// Every offer is out of capacity for the first round, and then some.
+		fails := len(p.Steps[p.Changes[0].Steps[0]].Candidates) + 3
+		var retries int
+		res, err := planner.Apply(context.Background(), p, w.store(), flakySet{sim.Set{Cloud: w.cloud}, &fails},
+			planner.ApplyOptions{Parallelism: 1, RetryInterval: time.Millisecond, Events: func(e planner.Event) {
+				if e.Type == "retry" {
+					retries++
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (res.Err() == nil) != tc.ok || (tc.ok && retries == 0) {
+			t.Fatalf("retry %q: result %v, %d retries", tc.retry, res.Err(), retries)
+		}
+		if !tc.ok && !strings.Contains(res.Err().Error(), "no-capacity") {
+			t.Fatalf("error %v", res.Err())
+		}
+		w.checkInventory()
 	}
 }
