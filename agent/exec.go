@@ -35,21 +35,11 @@ func (m *Manager) Exec(ctx context.Context, id string, req ExecRequest, stdin io
 	if len(req.Command) == 0 {
 		return 0, &InvalidSpecError{Err: errors.New("exec needs a command")}
 	}
-	m.mu.Lock()
-	j, ok := m.jobs[id]
-	var h Handle
-	running := false
-	if ok {
-		h, running = j.handle, j.rec.Job.State == StateRunning
-		req.Env = j.rec.Job.Spec.Env
+	h, spec, err := m.running(id)
+	if err != nil {
+		return 0, err
 	}
-	m.mu.Unlock()
-	switch {
-	case !ok:
-		return 0, fmt.Errorf("job %s: %w", id, ErrNotFound)
-	case !running || h == nil:
-		return 0, fmt.Errorf("job %s: %w", id, ErrNotRunning)
-	}
+	req.Env = spec.Env
 	ex, ok := h.(Execer)
 	if !ok {
 		return 0, fmt.Errorf("job %s: its runtime cannot run commands in it: %w", id, ErrNoRuntime)

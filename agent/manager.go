@@ -117,6 +117,21 @@ func (m *Manager) Session(id string) func() {
 	}
 }
 
+// stopFor records why the manager stops a job (mark), then stops it with
+// its grace period.
+func (m *Manager) stopFor(j *job, h Handle, mark func(*record), why string) {
+	m.mu.Lock()
+	mark(&j.rec)
+	m.persist(j)
+	grace := j.rec.Job.Spec.StopGrace()
+	id := j.rec.Job.Spec.ID
+	m.mu.Unlock()
+	m.log.Info(why, "job", id)
+	if err := h.Stop(m.lifetime, grace); err != nil {
+		m.log.Warn("stop failed", "job", id, "err", err)
+	}
+}
+
 // watchInactivity stops a job nobody has been attached to for limit.
 func (m *Manager) watchInactivity(j *job, h Handle, limit time.Duration) {
 	tick := time.NewTicker(min(limit/4, time.Second))
@@ -138,15 +153,7 @@ func (m *Manager) watchInactivity(j *job, h Handle, limit time.Duration) {
 		if j.sessions.Load() > 0 || time.Since(since) < limit {
 			continue
 		}
-		m.mu.Lock()
-		j.rec.Inactive = true
-		m.persist(j)
-		grace := j.rec.Job.Spec.StopGrace()
-		m.mu.Unlock()
-		m.log.Info("job inactive", "job", j.rec.Job.Spec.ID, "limit", limit)
-		if err := h.Stop(m.lifetime, grace); err != nil {
-			m.log.Warn("stop failed", "job", j.rec.Job.Spec.ID, "err", err)
-		}
+		m.stopFor(j, h, func(r *record) { r.Inactive = true }, "job inactive")
 		return
 	}
 }
@@ -468,15 +475,7 @@ func (m *Manager) watch(j *job, h Handle) {
 			case <-m.lifetime.Done():
 				return
 			}
-			m.mu.Lock()
-			j.rec.Expired = true
-			m.persist(j)
-			grace := j.rec.Job.Spec.StopGrace()
-			m.mu.Unlock()
-			m.log.Info("job ran past its max duration", "job", j.rec.Job.Spec.ID, "limit", limit)
-			if err := h.Stop(m.lifetime, grace); err != nil {
-				m.log.Warn("stop failed", "job", j.rec.Job.Spec.ID, "err", err)
-			}
+			m.stopFor(j, h, func(r *record) { r.Expired = true }, "job ran past its max duration")
 		}()
 	}
 	if limit := time.Duration(j.rec.Job.Spec.InactivitySeconds) * time.Second; limit > 0 {
@@ -675,21 +674,26 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Metrics reports a running job's resource use, or ErrNotRunning.
-func (m *Manager) Metrics(ctx context.Context, id string) (Metrics, error) {
+// running returns a running job's handle and spec, or ErrNotFound or
+// ErrNotRunning.
+func (m *Manager) running(id string) (Handle, JobSpec, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	j, ok := m.jobs[id]
-	var h Handle
-	running := false
-	if ok {
-		h, running = j.handle, j.rec.Job.State == StateRunning
-	}
-	m.mu.Unlock()
 	switch {
 	case !ok:
-		return Metrics{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
-	case !running || h == nil:
-		return Metrics{}, fmt.Errorf("job %s: %w", id, ErrNotRunning)
+		return nil, JobSpec{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
+	case j.handle == nil || j.rec.Job.State != StateRunning:
+		return nil, JobSpec{}, fmt.Errorf("job %s: %w", id, ErrNotRunning)
+	}
+	return j.handle, j.rec.Job.Spec, nil
+}
+
+// Metrics reports a running job's resource use, or ErrNotRunning.
+func (m *Manager) Metrics(ctx context.Context, id string) (Metrics, error) {
+	h, _, err := m.running(id)
+	if err != nil {
+		return Metrics{}, err
 	}
 	mt, err := h.Metrics(ctx)
 	if err != nil {
