@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // DefaultLogLimit caps the bytes of each job's log kept on disk.
@@ -771,22 +773,7 @@ func (m *Manager) write(j *job) error {
 	if err != nil {
 		return fmt.Errorf("job %s: encode record: %w", j.rec.Job.Spec.ID, err)
 	}
-	f, err := os.CreateTemp(j.dir, "job.json.*")
-	if err != nil {
-		return fmt.Errorf("job %s: write record: %w", j.rec.Job.Spec.ID, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(j.dir, "job.json"))
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := renameio.WriteFile(filepath.Join(j.dir, "job.json"), data, 0o600); err != nil {
 		return fmt.Errorf("job %s: write record: %w", j.rec.Job.Spec.ID, err)
 	}
 	return nil

@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/host"
 	"github.com/dstackai/dstack-go/agent/inventory"
@@ -167,14 +169,14 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 	go func() { served <- hs.Serve(ln) }()
 
 	addrFile := filepath.Join(a.dataDir, "agent.addr")
-	if err := writeFileAtomic(addrFile, []byte(addr+"\n"), 0o600); err != nil {
+	if err := renameio.WriteFile(addrFile, []byte(addr+"\n"), 0o600); err != nil {
 		hs.Close()
 		return fmt.Errorf("write %s: %w", addrFile, err)
 	}
 	defer removeIfOurs(addrFile, addr)
 	pidFile := filepath.Join(a.dataDir, "agent.pid")
 	pid := strconv.Itoa(os.Getpid())
-	if err := writeFileAtomic(pidFile, []byte(pid+"\n"), 0o600); err != nil {
+	if err := renameio.WriteFile(pidFile, []byte(pid+"\n"), 0o600); err != nil {
 		return err
 	}
 	defer removeIfOurs(pidFile, pid)
@@ -205,7 +207,7 @@ func loadToken(file, dataDir string) (string, error) {
 		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 			b := make([]byte, 32)
 			rand.Read(b)
-			if err := writeFileAtomic(file, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+			if err := renameio.WriteFile(file, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
 				return "", fmt.Errorf("create token file: %w", err)
 			}
 		}
@@ -219,20 +221,6 @@ func loadToken(file, dataDir string) (string, error) {
 		return "", fmt.Errorf("token file %s is empty", file)
 	}
 	return t, nil
-}
-
-// writeFileAtomic writes a file through a rename, so that a reader never
-// sees it half written.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // removeIfOurs removes the address file unless another agent has written

@@ -56,6 +56,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/inventory"
 )
@@ -212,7 +214,7 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 	}
 	st.StartTime = ps.startTime
 	data, _ := json.Marshal(st)
-	if err := writeFileAtomic(filepath.Join(dir, "process.json"), data); err != nil {
+	if err := renameio.WriteFile(filepath.Join(dir, "process.json"), data, 0o600); err != nil {
 		syscall.Kill(-st.PID, syscall.SIGKILL)
 		cmd.Wait()
 		return nil, fmt.Errorf("record the process: %w", err)

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/dstackai/dstack-go/agent"
 )
 
@@ -177,7 +179,7 @@ func (p *proc) Stop(ctx context.Context, grace time.Duration) error {
 		}
 		// Record what the wrapper could not, for an agent that restarts.
 		if _, err := os.Stat(p.exitPath()); err != nil {
-			writeFileAtomic(p.exitPath(), []byte("137\n"))
+			renameio.WriteFile(p.exitPath(), []byte("137\n"), 0o600)
 		}
 	}
 	p.killGroup()
