@@ -363,8 +363,10 @@ func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons
 		fc.Steps = append(fc.Steps, hs.ID)
 		fc.InstancesAfter++
 		fc.CostAfter += list[0].PricePerHour
-		m.syncFleetHosts(&Change{Kind: lang.KindFleet, Steps: []int{hs.ID}})
-		return m.hosts[fmt.Sprintf("step:%d", hs.ID)]
+		h := &host{key: fmt.Sprintf("step:%d", hs.ID), address: fmt.Sprintf("%s[%d]", hs.Address, hs.Index),
+			fleet: name, step: hs.ID, backend: hs.Backend, cap: *hs.Offer}
+		m.addHost(h)
+		return h
 	}
 	return nil
 }

@@ -253,7 +253,11 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		}
 		return o, p.writeRecord(o)
 	case providers.KindJob:
-		spec, err := JobSpec(req)
+		run, err := decodeRun(req)
+		if err != nil {
+			return providers.Object{}, err
+		}
+		spec, err := jobSpec(req, run)
 		if err != nil {
 			return providers.Object{}, err
 		}
@@ -282,7 +286,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if job.State == agent.StateFailed && job.StartedAt.IsZero() {
 			return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
 		}
-		if err := probe(ctx, a, req, job); err != nil {
+		if err := probe(ctx, a, req, run, job); err != nil {
 			return providers.Object{}, err
 		}
 		return jobObject(req.Address, req.Host, job), nil
@@ -445,10 +449,22 @@ type runSpec struct {
 // volumes (dstack volumes as Docker volumes "dstack-NAME", instance
 // volumes as bind mounts).
 func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
+	r, err := decodeRun(req)
+	if err != nil {
+		return agent.JobSpec{}, err
+	}
+	return jobSpec(req, r)
+}
+
+func decodeRun(req providers.CreateRequest) (runSpec, error) {
 	var r runSpec
 	if err := json.Unmarshal(req.Spec, &r); err != nil {
-		return agent.JobSpec{}, fmt.Errorf("reading the configuration of %s: %w", req.Address, err)
+		return r, fmt.Errorf("reading the configuration of %s: %w", req.Address, err)
 	}
+	return r, nil
+}
+
+func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
 	spec := agent.JobSpec{ID: req.Token, RunName: r.Name, Image: r.Image, Commands: r.Commands, Shell: r.Shell,
 		WorkingDir: r.WorkingDir, User: r.User, Privileged: r.Privileged,
 		Labels: map[string]string{"dstack.address": req.Address, "dstack.run": r.Name}, Env: map[string]string{}}
@@ -517,9 +533,8 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 // ready_after times in a row, every interval), so that a replica counts
 // only once it serves. A replica that exits first, or does not become
 // ready within probeLimit, fails the step.
-func probe(ctx context.Context, a Agent, req providers.CreateRequest, job agent.Job) error {
-	var r runSpec
-	if err := json.Unmarshal(req.Spec, &r); err != nil || r.Type != "service" || len(r.Probes) == 0 || r.Port == nil {
+func probe(ctx context.Context, a Agent, req providers.CreateRequest, r runSpec, job agent.Job) error {
+	if r.Type != "service" || len(r.Probes) == 0 || r.Port == nil {
 		return nil
 	}
 	hostPort := 0

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -143,7 +142,7 @@ func (d *defaultSet) Offers(ctx context.Context) ([]offers.Offer, error) {
 	}
 	mine, err := d.local.Offers(ctx)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("describing this machine"), err)
+		return nil, fmt.Errorf("describing this machine: %w", err)
 	}
 	return append(mine, all...), nil
 }
