@@ -182,6 +182,10 @@ type Inventory struct {
 	Docker bool `json:"docker"`
 	// Runtimes are the names of the runtimes this agent can run jobs with.
 	Runtimes []string `json:"runtimes"`
+	// Addresses are the host's IP addresses, loopback and link-local
+	// left out: where other hosts reach it (an SSH fleet's network picks
+	// one).
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // GPU is one GPU of the host.

@@ -132,6 +132,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 		}
 	}
 	st := p.Prior
+	Recall(st, set)
 	external := map[string]bool{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
@@ -551,6 +552,10 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 			return providers.Object{}, err
 		}
 		in.ProviderID, in.Status = obj.ID, obj.Status
+		if obj.Offer != nil && s.Kind == providers.KindInstance && s.HostStep < 0 && s.HostToken == "" {
+			// What the machine turned out to be (an SSH host's inventory).
+			in.Attributes[attrOffer] = toAttr(obj.Offer)
+		}
 		for k, v := range obj.Attributes {
 			in.Attributes[k] = v
 		}

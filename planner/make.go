@@ -78,7 +78,7 @@ func Make(in Input) (*Plan, error) {
 	if cycle := findCycle(in.Config); cycle != nil {
 		return nil, &Error{Problems: []string{"Cycle in the configuration: " + strings.Join(cycle, " → ")}}
 	}
-	m := &maker{in: in, plan: p, hosts: map[string]*host{}}
+	m := &maker{in: in, plan: p, hosts: map[string]*host{}, runHosts: map[string][]*host{}}
 	if err := m.checkAddresses(); err != nil {
 		return nil, err
 	}
@@ -100,6 +100,7 @@ func Make(in Input) (*Plan, error) {
 		return nil, &Error{Problems: m.problems}
 	}
 	slices.SortFunc(p.Changes, func(a, b *Change) int { return strings.Compare(a.Address, b.Address) })
+	m.startupOrder()
 	m.order()
 	if cyc := stepCycle(p.Steps); cyc != nil {
 		return nil, &Error{Problems: []string{"Cycle in the action graph: " + strings.Join(cyc, " → ")}}
@@ -126,6 +127,9 @@ type maker struct {
 	// existing ones and by "step:N" for planned ones.
 	hosts     map[string]*host
 	hostOrder []*host
+	// runHosts are the hosts a multi-node run's jobs were put on so far,
+	// by the run's address: one job per host, all in one fleet.
+	runHosts map[string][]*host
 }
 
 func (m *maker) problem(format string, args ...any) {
@@ -478,7 +482,7 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 		if spec.SSHConfig != nil {
 			h := spec.SSHConfig.Hosts[idx]
 			o := sshOffer(spec, h.Hostname)
-			s.Backend, s.Offer = "ssh", &o
+			s.Backend, s.Offer = sshBackend, &o
 			break
 		}
 		list := offers.Match(m.in.Offers, resourcesOf(spec.Resources), fleetFilter(spec))
@@ -588,6 +592,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		hostGone = m.onRemovedHost(prior)
 	}
 	interrupted := prior.ConfigHash == ""
+	sshFleet := isSSHFleet(d.res.Spec) && (interrupted || isSSHFleetJSON(before))
 	var forced []string
 	scaled := false
 	if prior.ConfigHash != d.hash && !interrupted {
@@ -606,11 +611,15 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				continue
 			}
 			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: isSensitiveField(f)}
-			switch rule(c.Kind, f) {
-			case ruleReplace:
+			switch {
+			case sshFleet && f == "ssh_config":
+				// Host by host: see sshHosts.
+				fc.Scales = true
+				scaled = true
+			case rule(c.Kind, f) == ruleReplace:
 				fc.ForcesReplacement = true
 				forced = append(forced, f)
-			case ruleScale:
+			case rule(c.Kind, f) == ruleScale:
 				fc.Scales = true
 				scaled = true
 			}
@@ -645,6 +654,18 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			c.CreateBeforeDestroy = *lc.CreateBeforeDestroy
 		}
 		m.replace(c, d, prior)
+	case sshFleet:
+		if !m.sshHosts(c, d, prior, before) {
+			if len(c.Fields) == 0 {
+				m.plan.NoChange++
+				return
+			}
+			c.Action, c.Reason = Update, "configuration changed in place"
+		}
+		if interrupted {
+			c.Action, c.Reason = Create, "finishing an interrupted apply"
+		}
+		m.commit(c)
 	case interrupted:
 		c.Action, c.Reason = Create, "finishing an interrupted apply"
 		n := desiredCount(d.res.Spec, 0)

@@ -109,12 +109,23 @@ func (m *maker) collectHosts() {
 				token: in.Token, step: -1, backend: in.Provider, cap: o})
 		}
 	}
+	byAddress := map[string]*host{}
+	for _, h := range m.hostOrder {
+		byAddress[h.address] = h
+	}
 	for _, r := range m.in.Prior.Resources {
 		if m.in.Mode == Destroy || m.configured(r.Address) == nil {
 			continue
 		}
 		for _, in := range r.Instances {
-			if h := m.hosts[hostOf(in)]; h != nil && !finishedJob(in) {
+			h := m.hosts[hostOf(in)]
+			if h == nil {
+				// Its instance was made again (an SSH host whose agent was
+				// repaired): the same machine at the same address.
+				addr, _ := in.Attributes[attrHostAddress].(string)
+				h = byAddress[addr]
+			}
+			if h != nil && !finishedJob(in) {
 				d, _ := decodeAttr[Demand](in, attrDemand)
 				h.used = h.used.plus(d)
 			}
@@ -223,13 +234,13 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 	free := h.free()
 	switch {
 	case free.CPUs < d.CPUs:
-		return fmt.Sprintf("cpu: needs %d, %s has %d free", d.CPUs, h.address, free.CPUs)
+		return fmt.Sprintf("cpu: needs %d, %s has %d free", d.CPUs, hostName(h), free.CPUs)
 	case free.MemoryMB < d.MemoryMB:
-		return fmt.Sprintf("memory: needs %s, %s has %s free", resources.Memory(d.MemoryMB), h.address, resources.Memory(max(free.MemoryMB, 0)))
+		return fmt.Sprintf("memory: needs %s, %s has %s free", resources.Memory(d.MemoryMB), hostName(h), resources.Memory(max(free.MemoryMB, 0)))
 	case d.GPUs > 0 && h.cap.GPU == nil:
-		return fmt.Sprintf("gpu: needs %s, %s has none", spec.GPU, h.address)
+		return fmt.Sprintf("gpu: needs %s, %s has none", spec.GPU, hostName(h))
 	case d.GPUs > free.GPUs:
-		return fmt.Sprintf("gpu: needs %s, %s has %d of %s free", spec.GPU, h.address, max(free.GPUs, 0), h.cap.GPU)
+		return fmt.Sprintf("gpu: needs %s, %s has %d of %s free", spec.GPU, hostName(h), max(free.GPUs, 0), h.cap.GPU)
 	}
 	if d.GPUs > 0 {
 		// The model and memory per GPU must fit too: ask the offer matcher
@@ -241,7 +252,7 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 		probe := spec
 		probe.CPU, probe.Memory, probe.Disk = nil, nil, nil
 		if why := offers.Explain(one, probe); why != "" {
-			return fmt.Sprintf("%s (on %s)", why, h.address)
+			return fmt.Sprintf("%s (on %s)", why, hostName(h))
 		}
 	}
 	return ""
@@ -256,10 +267,22 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	s.Demand = &demand
 	var best *host
 	var reasons []string
+	multi := multiNode(d.res.Spec)
+	taken := m.runHosts[c.Address]
 	for _, h := range m.hostOrder {
 		if h.removed || (len(prof.Fleets) > 0 && !slices.Contains(prof.Fleets, h.fleet)) ||
 			(len(prof.Backends) > 0 && !containsFold(prof.Backends, h.backend)) {
 			continue
+		}
+		if multi && len(taken) > 0 {
+			// A distributed task's jobs: one per host, in one fleet.
+			if slices.Contains(taken, h) {
+				reasons = append(reasons, fmt.Sprintf("%s has another job of this run", hostName(h)))
+				continue
+			}
+			if h.fleet != taken[0].fleet {
+				continue
+			}
 		}
 		if why := fits(h, spec, demand); why != "" {
 			reasons = append(reasons, why)
@@ -299,6 +322,7 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 
 func (m *maker) putOn(c *Change, s *Step, h *host, demand Demand) {
 	h.used = h.used.plus(demand)
+	m.runHosts[c.Address] = append(m.runHosts[c.Address], h)
 	s.HostAddress, s.Backend = h.address, h.backend
 	if h.step >= 0 {
 		s.HostStep = h.step
@@ -503,4 +527,52 @@ func sshOffer(f *lang.Fleet, hostname string) offers.Offer {
 		o.GPU = g
 	}
 	return o
+}
+
+// multiNode reports whether spec is a task of several nodes.
+func multiNode(spec lang.Spec) bool {
+	t, ok := spec.(*lang.Task)
+	return ok && desiredCount(t, 0) > 1
+}
+
+// hostName is how placement reasons name a host: "fleet.a[0]", with the
+// machine's name for an SSH fleet's host ("fleet.a[0] (a100-1)").
+func hostName(h *host) string {
+	if h.backend == sshBackend && h.cap.InstanceType != "" {
+		return fmt.Sprintf("%s (%s)", h.address, h.cap.InstanceType)
+	}
+	return h.address
+}
+
+// startupOrder makes a distributed task's jobs start in the order its
+// startup_order asks: the master (rank 0) before the workers, or after.
+func (m *maker) startupOrder() {
+	for _, c := range m.plan.Changes {
+		r := m.configured(c.Address)
+		if r == nil {
+			continue
+		}
+		t, ok := r.Spec.(*lang.Task)
+		if !ok || (t.StartupOrder != "master-first" && t.StartupOrder != "workers-first") {
+			continue
+		}
+		var jobs []*Step
+		for _, id := range c.Steps {
+			if s := m.plan.Steps[id]; s.Op == OpCreate && s.Kind == providers.KindJob {
+				jobs = append(jobs, s)
+			}
+		}
+		if len(jobs) < 2 {
+			continue
+		}
+		slices.SortFunc(jobs, func(a, b *Step) int { return a.Index - b.Index })
+		master := jobs[0]
+		for _, w := range jobs[1:] {
+			if t.StartupOrder == "master-first" {
+				w.Deps = append(w.Deps, master.ID)
+			} else {
+				master.Deps = append(master.Deps, w.ID)
+			}
+		}
+	}
 }

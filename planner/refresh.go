@@ -36,6 +36,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 		res *state.Resource
 		in  *state.Instance
 	}
+	Recall(st, set)
 	byBackend := map[string][]ref{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -40,6 +41,9 @@ const (
 	StatusDone         = "done"       // a job that exited 0
 	StatusFailed       = "failed"     // a job that exited non-zero, an instance that broke
 	StatusTerminated   = "terminated" // gone: deleted, or interrupted
+	// StatusUnknown is a job whose host cannot say for now (an SSH host
+	// whose agent is down): neither gone nor ended.
+	StatusUnknown = "unknown"
 )
 
 // Object is one thing a provider made.
@@ -187,4 +191,19 @@ type JobControl interface {
 // running job (`dstack attach RUN -- CMD`).
 type Execer interface {
 	Exec(ctx context.Context, id string, command []string, tty bool, stdin io.Reader, stdout io.Writer) (exitCode int, err error)
+}
+
+// Recaller is implemented by providers that reach their objects through
+// what the state recorded of them rather than through a cloud API (an
+// SSH fleet's hosts: address, user, key, trusted host key). The planner
+// and the CLI hand it the recorded objects (a job's Host is its
+// instance's ID) before they describe, change or use them.
+type Recaller interface {
+	Recall(objs []Object)
+}
+
+// PortDialer is implemented by providers whose jobs' published ports are
+// reached through a tunnel (an SSH fleet's hosts), for `dstack attach`.
+type PortDialer interface {
+	DialPort(ctx context.Context, jobID string, hostPort int) (net.Conn, error)
 }

@@ -75,7 +75,30 @@ func Collect(ctx context.Context, opts Options) (agent.Inventory, error) {
 	inv.GPUs = append(nvidia, amd...)
 	inv.TPUs = TPUs(root)
 	inv.Docker = dockerReachable(ctx, opts.DockerSocket)
+	inv.Addresses = addresses()
 	return inv, errors.Join(errs...)
+}
+
+// addresses lists the host's IP addresses but loopback and link-local
+// ones, IPv4 first.
+func addresses() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var v4, v6 []string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || n.IP.IsLinkLocalMulticast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			v4 = append(v4, n.IP.String())
+		} else {
+			v6 = append(v6, n.IP.String())
+		}
+	}
+	return append(v4, v6...)
 }
 
 func cmpOr(s, def string) string {

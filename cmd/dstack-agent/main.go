@@ -18,7 +18,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := agentd.Run(ctx, os.Args[1:], os.Stderr); err != nil {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "agent" {
+		// Started the way the dstack CLI's own agent is (`dstack agent
+		// ...`): SSH fleets start whichever binary they uploaded so.
+		args = args[1:]
+	}
+	if err := agentd.Run(ctx, args, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "dstack-agent:", err)
 		os.Exit(1)
 	}

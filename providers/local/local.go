@@ -253,45 +253,53 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		}
 		return o, p.writeRecord(o)
 	case providers.KindJob:
-		run, err := decodeRun(req)
-		if err != nil {
-			return providers.Object{}, err
-		}
-		spec, err := jobSpec(req, run)
-		if err != nil {
-			return providers.Object{}, err
-		}
 		a, err := p.getAgent(ctx)
 		if err != nil {
 			return providers.Object{}, err
 		}
-		job, _, err := a.Submit(ctx, spec)
-		if err != nil {
-			return providers.Object{}, fmt.Errorf("submitting %s to the local agent: %w", req.Address, err)
-		}
-		// Apply waits for the job to start: pulling and creating happen
-		// here, and a job that cannot start is an error of this step.
-		last := ""
-		job, err = a.WaitFor(ctx, job.Spec.ID, func(j agent.Job) bool {
-			if msg := string(j.State) + ": " + j.Reason; req.Progress != nil && j.Reason != "" && msg != last &&
-				(j.State == agent.StatePulling || j.State == agent.StateCreating) {
-				last = msg
-				req.Progress(j.Reason)
-			}
-			return j.State == agent.StateRunning || j.State.Finished()
-		})
-		if err != nil {
-			return providers.Object{}, fmt.Errorf("waiting for %s to start: %w", req.Address, err)
-		}
-		if job.State == agent.StateFailed && job.StartedAt.IsZero() {
-			return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
-		}
-		if err := probe(ctx, a, req, run, job); err != nil {
-			return providers.Object{}, err
-		}
-		return jobObject(req.Address, req.Host, job), nil
+		return StartJob(ctx, a, req, nil)
 	}
 	return providers.Object{}, fmt.Errorf("the local backend cannot make a %s; use a cloud backend", req.Kind)
+}
+
+// StartJob submits the job req asks for to an agent and waits until it
+// runs (showing an image pull's progress) and, for a service replica,
+// answers its probes. hc reaches the job's published ports on the
+// agent's host as 127.0.0.1:PORT (nil: directly, for this machine).
+func StartJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *http.Client) (providers.Object, error) {
+	run, err := decodeRun(req)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	spec, err := jobSpec(req, run)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	job, _, err := a.Submit(ctx, spec)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("submitting %s to the agent: %w", req.Address, err)
+	}
+	// Apply waits for the job to start: pulling and creating happen
+	// here, and a job that cannot start is an error of this step.
+	last := ""
+	job, err = a.WaitFor(ctx, job.Spec.ID, func(j agent.Job) bool {
+		if msg := string(j.State) + ": " + j.Reason; req.Progress != nil && j.Reason != "" && msg != last &&
+			(j.State == agent.StatePulling || j.State == agent.StateCreating) {
+			last = msg
+			req.Progress(j.Reason)
+		}
+		return j.State == agent.StateRunning || j.State.Finished()
+	})
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("waiting for %s to start: %w", req.Address, err)
+	}
+	if job.State == agent.StateFailed && job.StartedAt.IsZero() {
+		return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
+	}
+	if err := probe(ctx, a, hc, req, run, job); err != nil {
+		return providers.Object{}, err
+	}
+	return JobObject(req.Address, req.Host, job), nil
 }
 
 // volumeName is the Docker volume that backs a dstack volume: "volume.data[0]" → "dstack-data".
@@ -303,7 +311,8 @@ func volumeName(address string) string {
 	return "dstack-" + name
 }
 
-func jobObject(address, host string, j agent.Job) providers.Object {
+// JobObject describes an agent's job as a provider object.
+func JobObject(address, host string, j agent.Job) providers.Object {
 	o := providers.Object{Kind: providers.KindJob, ID: j.Spec.ID, Token: j.Spec.ID, Address: address, Host: host, Reason: j.Reason}
 	switch j.State {
 	case agent.StateDone:
@@ -363,7 +372,7 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		if err != nil {
 			return nil, fmt.Errorf("asking the local agent about job %s: %w", t, err)
 		}
-		out[t] = jobObject(j.Spec.Labels["dstack.address"], "", j)
+		out[t] = JobObject(j.Spec.Labels["dstack.address"], "", j)
 	}
 	return out, nil
 }
@@ -533,7 +542,7 @@ func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
 // ready_after times in a row, every interval), so that a replica counts
 // only once it serves. A replica that exits first, or does not become
 // ready within probeLimit, fails the step.
-func probe(ctx context.Context, a Agent, req providers.CreateRequest, r runSpec, job agent.Job) error {
+func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRequest, r runSpec, job agent.Job) error {
 	if r.Type != "service" || len(r.Probes) == 0 || r.Port == nil {
 		return nil
 	}
@@ -549,7 +558,7 @@ func probe(ctx context.Context, a Agent, req providers.CreateRequest, r runSpec,
 	ctx, cancel := context.WithTimeout(ctx, probeLimit)
 	defer cancel()
 	for i, p := range r.Probes {
-		if err := probeOne(ctx, a, job.Spec.ID, hostPort, p); err != nil {
+		if err := probeOne(ctx, a, hc, job.Spec.ID, hostPort, p); err != nil {
 			return fmt.Errorf("%s: probe %d (%s %s): %w", req.Address, i, strings.ToUpper(cmpOr(p.Method, "get")), cmpOr(p.URL, "/"), err)
 		}
 	}
@@ -566,7 +575,7 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func probeOne(ctx context.Context, a Agent, id string, port int, p lang.Probe) error {
+func probeOne(ctx context.Context, a Agent, hc *http.Client, id string, port int, p lang.Probe) error {
 	interval, timeout := time.Second, 10*time.Second
 	if p.Interval != nil {
 		interval = time.Duration(*p.Interval) * time.Second
@@ -576,7 +585,10 @@ func probeOne(ctx context.Context, a Agent, id string, port int, p lang.Probe) e
 	}
 	need := max(p.ReadyAfter, 1)
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, cmpOr(p.URL, "/"))
-	hc := &http.Client{Timeout: timeout}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	hc = &http.Client{Transport: hc.Transport, Timeout: timeout}
 	ok, last := 0, ""
 	for {
 		httpReq, err := http.NewRequestWithContext(ctx, strings.ToUpper(cmpOr(p.Method, "get")), url, strings.NewReader(p.Body))

@@ -23,6 +23,9 @@ type forward struct {
 	local     int // on this machine; 0: any free port
 	container int
 	target    string // host:port the job's port is published on
+	// dial reaches target (directly, or through the job's host's SSH
+	// connection).
+	dial func(ctx context.Context) (net.Conn, error)
 }
 
 // runAttach forwards a run's ports to localhost and streams its output
@@ -67,7 +70,7 @@ func runAttach(argv []string, s Streams, env Env) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			proxy(ctx, ln, f.target)
+			proxy(ctx, ln, f.dial)
 		}()
 	}
 	if err := streamLogs(ctx, set, in, true, s.Stdout); err != nil && ctx.Err() == nil {
@@ -106,20 +109,33 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 	if !ok || !o.Live() || o.Status == providers.StatusDone {
 		return nil, fmt.Errorf("%s[%d] is not running", r.Address, in.Index)
 	}
-	published := map[int]string{}
+	published := map[int]int{}
 	for _, pair := range strings.Split(o.Attributes["ports"], ",") {
 		hostPort, containerPort, ok := strings.Cut(pair, ":")
-		if c, err := strconv.Atoi(containerPort); ok && err == nil {
-			published[c] = net.JoinHostPort(nonEmpty(o.Attributes["ip"], "127.0.0.1"), hostPort)
+		c, err1 := strconv.Atoi(containerPort)
+		h, err2 := strconv.Atoi(hostPort)
+		if ok && err1 == nil && err2 == nil {
+			published[c] = h
 		}
 	}
+	pd, tunnel := p.(providers.PortDialer)
 	var out []forward
 	for _, pt := range spec.Ports {
-		target, ok := published[pt.ContainerPort]
+		hostPort, ok := published[pt.ContainerPort]
 		if !ok {
 			return nil, fmt.Errorf("%s does not publish port %d", r.Address, pt.ContainerPort)
 		}
-		f := forward{container: pt.ContainerPort, target: target, local: pt.ContainerPort}
+		f := forward{container: pt.ContainerPort, local: pt.ContainerPort}
+		if tunnel {
+			f.target = fmt.Sprintf("%s port %d (through SSH)", nonEmpty(o.Attributes["ip"], o.Host), hostPort)
+			f.dial = func(ctx context.Context) (net.Conn, error) { return pd.DialPort(ctx, in.ProviderID, hostPort) }
+		} else {
+			f.target = net.JoinHostPort(nonEmpty(o.Attributes["ip"], "127.0.0.1"), strconv.Itoa(hostPort))
+			f.dial = func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", f.target)
+			}
+		}
 		if pt.LocalPort == nil {
 			f.local = 0
 		} else {
@@ -137,9 +153,9 @@ func nonEmpty(a, b string) string {
 	return b
 }
 
-// proxy copies each connection to ln to target, both ways, until ctx
-// ends.
-func proxy(ctx context.Context, ln net.Listener, target string) {
+// proxy copies each connection to ln to one that dial makes, both
+// ways, until ctx ends.
+func proxy(ctx context.Context, ln net.Listener, dial func(context.Context) (net.Conn, error)) {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -151,8 +167,7 @@ func proxy(ctx context.Context, ln net.Listener, target string) {
 		}
 		go func() {
 			defer c.Close()
-			var d net.Dialer
-			t, err := d.DialContext(ctx, "tcp", target)
+			t, err := dial(ctx)
 			if err != nil {
 				return
 			}
@@ -167,8 +182,8 @@ func proxy(ctx context.Context, ln net.Listener, target string) {
 }
 
 func closeWrite(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
 	}
 }
 

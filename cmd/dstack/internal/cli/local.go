@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/offers"
+	sshprov "github.com/dstackai/dstack-go/providers/ssh"
 )
 
 // agentDir is where this machine's agent keeps its jobs, logs, token and
@@ -109,11 +111,20 @@ func localAgent(ctx context.Context, env Env) (*client.Client, error) {
 // backend), with the catalog's offers for planning the rest.
 type defaultSet struct {
 	local *local.Provider
+	ssh   func() (*sshprov.Provider, error)
 }
 
 func newDefaultSet(env Env) *defaultSet {
 	dir := agentDir(env)
-	return &defaultSet{local: local.New(local.Options{
+	ssh := sync.OnceValues(func() (*sshprov.Provider, error) {
+		var known []string
+		if home, err := os.UserHomeDir(); err == nil {
+			known = append(known, filepath.Join(home, ".ssh", "known_hosts"))
+		}
+		bin, _ := env.Get("DSTACK_AGENT_BINARY")
+		return sshprov.New(sshprov.Options{KnownHosts: known, AgentBinary: bin})
+	})
+	return &defaultSet{ssh: ssh, local: local.New(local.Options{
 		Dir: filepath.Join(filepath.Dir(dir), "local"),
 		Agent: func(ctx context.Context) (local.Agent, error) {
 			return localAgent(ctx, env)
@@ -129,8 +140,11 @@ func newDefaultSet(env Env) *defaultSet {
 }
 
 func (d *defaultSet) For(backend string) (providers.Provider, error) {
-	if backend == local.Backend {
+	switch backend {
+	case local.Backend:
 		return d.local, nil
+	case sshprov.Backend:
+		return d.ssh()
 	}
 	return catalogSet{}.For(backend)
 }

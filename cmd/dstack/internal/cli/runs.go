@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
 )
@@ -69,6 +70,7 @@ func readRuns(ctx context.Context, env Env) (*state.State, providers.Set, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	planner.Recall(snap.State, set)
 	return snap.State, set, nil
 }
 

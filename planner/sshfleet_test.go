@@ -1,0 +1,168 @@
+package planner_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/state"
+)
+
+const sshFleet = `type: fleet
+name: onprem
+ssh_config:
+  user: ubuntu
+  identity_file: ~/.ssh/id_rsa
+  hosts:
+    - a100-1
+    - a100-2
+    - hostname: a100-3
+      port: 2222
+---
+type: task
+name: train
+nodes: 3
+startup_order: master-first
+fleets: [onprem]
+commands: [python train.py]
+`
+
+// hostsOf returns the hostnames of an SSH fleet's instances in state, by
+// index.
+func (w *world) hostsOf(addr string) map[int]string {
+	w.t.Helper()
+	snap, err := w.backend.Read(context.Background(), state.DefaultWorkspace)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out := map[int]string{}
+	for _, in := range snap.State.Resource(addr).Instances {
+		o, _ := in.Attributes["offer"].(map[string]any)
+		out[in.Index], _ = o["instance_type"].(string)
+	}
+	return out
+}
+
+func tokensOf(t *testing.T, w *world, addr string) map[string]string {
+	snap, err := w.backend.Read(context.Background(), state.DefaultWorkspace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, in := range snap.State.Resource(addr).Instances {
+		o, _ := in.Attributes["offer"].(map[string]any)
+		name, _ := o["instance_type"].(string)
+		out[name] = in.Token
+	}
+	return out
+}
+
+// TestSSHFleetHostByHost: an SSH fleet's instances are its hosts by name.
+// Removing a host deletes only its instance (and moves the job on it),
+// adding one creates one, and a host whose SSH settings change is
+// replaced alone.
+func TestSSHFleetHostByHost(t *testing.T) {
+	w := newWorld(t, nil)
+	w.converge(w.config(map[string]string{"main.dstack.yml": sshFleet}))
+	before := tokensOf(t, w, "fleet.onprem")
+	if len(before) != 3 {
+		t.Fatalf("hosts: %v", before)
+	}
+
+	// The distributed task's three jobs are on three different hosts,
+	// and the workers wait for the master.
+	p := w.mustPlan(w.config(map[string]string{"main.dstack.yml": strings.Replace(sshFleet, "python train.py", "python train2.py", 1)}), planOpts{})
+	var jobs []*planner.Step
+	for _, s := range p.Steps {
+		if s.Address == "task.train" && s.Op == planner.OpCreate {
+			jobs = append(jobs, s)
+		}
+	}
+	if len(jobs) != 3 {
+		t.Fatalf("want 3 jobs, got %d", len(jobs))
+	}
+	hosts := map[string]bool{}
+	for _, j := range jobs {
+		hosts[j.HostToken] = true
+		if j.Index > 0 && !slices.Contains(j.Deps, jobs[0].ID) {
+			t.Errorf("worker %d does not wait for the master (startup_order: master-first): deps %v", j.Index, j.Deps)
+		}
+	}
+	if len(hosts) != 3 {
+		t.Errorf("the 3 nodes share hosts: %v", hosts)
+	}
+
+	// Remove the middle host: only its instance goes.
+	removed := strings.Replace(sshFleet, "    - a100-2\n", "", 1)
+	p = w.mustPlan(w.config(map[string]string{"main.dstack.yml": strings.Replace(removed, "nodes: 3", "nodes: 2", 1)}), planOpts{})
+	c := change(p, "fleet.onprem")
+	if c == nil || c.Action != planner.Scale || !strings.Contains(c.Reason, "removes a100-2") {
+		t.Fatalf("removing a host:\n%s", describe(p))
+	}
+	var dels []string
+	for _, id := range c.Steps {
+		switch s := p.Steps[id]; s.Op {
+		case planner.OpDelete:
+			dels = append(dels, s.Token)
+		case planner.OpCreate:
+			t.Errorf("removing a host plans %s", s.Name())
+		}
+	}
+	if !slices.Equal(dels, []string{before["a100-2"]}) {
+		t.Errorf("deletes %v, want only a100-2's instance %s", dels, before["a100-2"])
+	}
+	w.converge(w.config(map[string]string{"main.dstack.yml": strings.Replace(removed, "nodes: 3", "nodes: 2", 1)}))
+	after := tokensOf(t, w, "fleet.onprem")
+	if after["a100-1"] != before["a100-1"] || after["a100-3"] != before["a100-3"] || after["a100-2"] != "" {
+		t.Fatalf("after removing a100-2: %v (before %v)", after, before)
+	}
+
+	// Change one host's port: that host alone is replaced.
+	moved := strings.Replace(strings.Replace(removed, "nodes: 3", "nodes: 2", 1), "port: 2222", "port: 2200", 1)
+	p = w.mustPlan(w.config(map[string]string{"main.dstack.yml": moved}), planOpts{})
+	c = change(p, "fleet.onprem")
+	if c == nil || !strings.Contains(c.Reason, "replaces a100-3") {
+		t.Fatalf("changing a host's port:\n%s", describe(p))
+	}
+	w.converge(w.config(map[string]string{"main.dstack.yml": moved}))
+	final := tokensOf(t, w, "fleet.onprem")
+	if final["a100-1"] != before["a100-1"] || final["a100-3"] == before["a100-3"] || final["a100-3"] == "" {
+		t.Fatalf("after changing a100-3's port: %v (before %v)", final, before)
+	}
+
+	// Add a host back: one create, at a free index.
+	w.converge(w.config(map[string]string{"main.dstack.yml": strings.Replace(moved, "    - a100-1\n", "    - a100-1\n    - a100-4\n", 1)}))
+	if got := w.hostsOf("fleet.onprem"); len(got) != 3 || !slices.Contains(valuesOf(got), "a100-4") {
+		t.Fatalf("after adding a100-4: %v", got)
+	}
+}
+
+func valuesOf(m map[int]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func change(p *planner.Plan, addr string) *planner.Change {
+	for _, c := range p.Changes {
+		if c.Address == addr {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestDistributedTaskNeedsAHostPerNode: a 3-node task on a fleet of two
+// hosts fails the plan, naming the hosts.
+func TestDistributedTaskNeedsAHostPerNode(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := strings.Replace(sshFleet, "    - a100-2\n", "", 1)
+	_, err := w.plan(w.config(map[string]string{"main.dstack.yml": cfg}), planOpts{})
+	if err == nil || !strings.Contains(err.Error(), "has another job of this run") || !strings.Contains(err.Error(), "(a100-1)") {
+		t.Fatalf("want a placement error naming the hosts, got %v", err)
+	}
+}
