@@ -130,6 +130,8 @@ type maker struct {
 	// runHosts are the hosts a multi-node run's jobs were put on so far,
 	// by the run's address: one job per host, all in one fleet.
 	runHosts map[string][]*host
+	// byAddress are the existing hosts by address ("fleet.a[0]").
+	byAddress map[string]*host
 }
 
 func (m *maker) problem(format string, args ...any) {

@@ -109,28 +109,35 @@ func (m *maker) collectHosts() {
 				token: in.Token, step: -1, backend: in.Provider, cap: o})
 		}
 	}
-	byAddress := map[string]*host{}
+	m.byAddress = map[string]*host{}
 	for _, h := range m.hostOrder {
-		byAddress[h.address] = h
+		m.byAddress[h.address] = h
 	}
 	for _, r := range m.in.Prior.Resources {
 		if m.in.Mode == Destroy || m.configured(r.Address) == nil {
 			continue
 		}
 		for _, in := range r.Instances {
-			h := m.hosts[hostOf(in)]
-			if h == nil {
-				// Its instance was made again (an SSH host whose agent was
-				// repaired): the same machine at the same address.
-				addr, _ := in.Attributes[attrHostAddress].(string)
-				h = byAddress[addr]
-			}
-			if h != nil && !finishedJob(in) {
+			if h := m.hostFor(in); h != nil && !finishedJob(in) {
 				d, _ := decodeAttr[Demand](in, attrDemand)
 				h.used = h.used.plus(d)
 			}
 		}
 	}
+}
+
+// hostFor is the fleet instance a job runs on: by the instance's token,
+// or, when that instance was made again since (an SSH host whose agent
+// was repaired), the one at the same address, which is the same machine.
+func (m *maker) hostFor(in *state.Instance) *host {
+	if h := m.hosts[hostOf(in)]; h != nil {
+		return h
+	}
+	addr, _ := in.Attributes[attrHostAddress].(string)
+	if h := m.byAddress[addr]; h != nil && h.backend == sshBackend {
+		return h
+	}
+	return nil
 }
 
 func finishedJob(in *state.Instance) bool {
@@ -153,7 +160,7 @@ func (m *maker) addHost(h *host) {
 // releaseHosts gives back what a run being replaced or deleted takes.
 func (m *maker) releaseHosts(prior *state.Resource) {
 	for _, in := range prior.Instances {
-		if h := m.hosts[hostOf(in)]; h != nil && !finishedJob(in) {
+		if h := m.hostFor(in); h != nil && !finishedJob(in) {
 			d, _ := decodeAttr[Demand](in, attrDemand)
 			h.used = h.used.minus(d)
 		}
@@ -188,7 +195,7 @@ func (m *maker) syncFleetHosts(c *Change) {
 // plan deletes, and which.
 func (m *maker) onRemovedHost(prior *state.Resource) string {
 	for _, in := range prior.Instances {
-		if h := m.hosts[hostOf(in)]; h != nil && h.removed {
+		if h := m.hostFor(in); h != nil && h.removed {
 			return h.address
 		}
 	}

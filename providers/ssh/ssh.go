@@ -577,7 +577,10 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 	case providers.KindJob:
 		h, err := p.jobHost(id)
 		if err != nil {
-			return err
+			// Its host is no instance any more: removing a host removes
+			// its agent and every job with it (a finished task's record
+			// outlives it).
+			return nil
 		}
 		a, err := h.agent(ctx)
 		if err != nil {

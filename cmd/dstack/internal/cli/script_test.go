@@ -29,10 +29,14 @@ import (
 // TestMain lets the scripts run `dstack` as a real process (the test
 // binary re-executed), so exit codes and streams are what users see.
 func TestMain(m *testing.M) {
+	main := func() {
+		os.Exit(Run(os.Args[1:], Streams{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Environ()))
+	}
 	testscript.Main(m, map[string]func(){
-		"dstack": func() {
-			os.Exit(Run(os.Args[1:], Streams{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Environ()))
-		},
+		"dstack": main,
+		// The agent binary SSH fleets upload: run as `dstack-agent agent
+		// ...`, it is `dstack agent ...`.
+		"dstack-agent": main,
 	})
 }
 
