@@ -48,3 +48,14 @@ func rule(k lang.Kind, field string) fieldRule {
 	}
 	return ruleReplace
 }
+
+// ForcesReplacement reports whether a change to the top-level field of a
+// resource of kind k replaces it (what the Terraform provider marks with
+// RequiresReplace when a value is known only after apply). An SSH fleet's
+// ssh_config is planned host by host instead, and does not.
+func ForcesReplacement(k lang.Kind, field string) bool {
+	if k == lang.KindFleet && field == "ssh_config" {
+		return false
+	}
+	return rule(k, field) == ruleReplace
+}

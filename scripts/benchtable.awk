@@ -38,6 +38,15 @@ END {
 			if (!(p in t) && !(q in t))
 				printf "\n%s: no terraform result to compare with (skipped: is terraform on PATH?)\n", substr(n, 1, length(n) - 7)
 		}
+		if (n ~ /\/direct$/) {
+			d = n; sub(/\/direct$/, "/ssh", d)
+			o = n; sub(/\/direct$/, "/openssh", o)
+			if ((d in t) && t[d] > 0) {
+				peer = (o in t) && t[o] > 0 ? sprintf("; OpenSSH's ssh -L: %.2f of direct", t[n] / t[o]) : ""
+				printf "\n%s: through SSH %s, direct %s: %.2fx direct's time, %.2f of its rate%s\n", substr(n, 1, length(n) - 7), dur(t[d]), dur(t[n]), t[d] / t[n], t[n] / t[d], peer
+			}
+			continue
+		}
 		if (n ~ /\/docker$/) {
 			d = n; sub(/\/docker$/, "/dstack", d)
 			if ((d in t) && t[n] > 0)

@@ -616,6 +616,16 @@ func (p *Provider) jobAgent(ctx context.Context, id string) (*client.Client, err
 	return h.agent(ctx)
 }
 
+// AgentClient returns a client of the agent on the instance with ID id
+// (its hostname), reached through the host's pooled SSH connection.
+func (p *Provider) AgentClient(ctx context.Context, id string) (*client.Client, error) {
+	h := p.host(id, nil)
+	if h == nil {
+		return nil, fmt.Errorf("host %q is not known (its instance is not in state)", id)
+	}
+	return h.agent(ctx)
+}
+
 // Logs implements providers.JobControl.
 func (p *Provider) Logs(ctx context.Context, id string, since int64, follow bool) (io.ReadCloser, error) {
 	a, err := p.jobAgent(ctx, id)

@@ -22,12 +22,12 @@ import (
 // sshProject is a dstack project whose commands run as processes of the
 // real CLI binary, against SSH hosts of an sshtest cluster.
 type sshProject struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	env []string
 }
 
-func newSSHProject(t *testing.T, c *sshtest.Cluster) *sshProject {
+func newSSHProject(t testing.TB, c *sshtest.Cluster) *sshProject {
 	agentBin, err := exec.LookPath("dstack-agent")
 	if err != nil {
 		t.Fatalf("the test binary's dstack-agent command: %v", err)
@@ -314,7 +314,7 @@ func slicesIndex(hosts []*sshtest.Host, h *sshtest.Host) int {
 
 // attachGet runs `dstack attach RUN`, reads the local address it
 // forwards, GETs / through it and stops attach.
-func attachGet(t *testing.T, p *sshProject, run string) string {
+func attachGet(t testing.TB, p *sshProject, run string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

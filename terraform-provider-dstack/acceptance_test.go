@@ -1,0 +1,452 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
+	"github.com/dstackai/dstack-go/lang/load"
+	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/local"
+	"github.com/dstackai/dstack-go/providers/local/agentproc"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
+	statelocal "github.com/dstackai/dstack-go/state/local"
+)
+
+// The acceptance test runs the real terraform CLI (1.5.7) against the
+// freshly built provider through dev_overrides, with the local backend
+// running jobs in Docker.
+
+// requireEnv makes a missing terraform a failure instead of a skip.
+const requireEnv = "DSTACK_REQUIRE_TERRAFORM"
+
+func terraformPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("terraform"); err == nil {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	gobin := os.Getenv("GOBIN")
+	if gobin == "" {
+		gobin = filepath.Join(home, "go", "bin")
+	}
+	if p := filepath.Join(gobin, "terraform"); fileExists(p) {
+		return p
+	}
+	msg := "terraform is not installed (go install github.com/hashicorp/terraform@v1.5.7)"
+	if os.Getenv(requireEnv) == "1" {
+		t.Fatalf("%s, and %s=1", msg, requireEnv)
+	}
+	t.Skipf("%s; set %s=1 to make this a failure", msg, requireEnv)
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// tf runs terraform commands in one module directory.
+type tf struct {
+	t   *testing.T
+	bin string
+	dir string
+	env []string
+}
+
+func (x *tf) run(args ...string) (string, error) {
+	x.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, x.bin, append(args, "-no-color")...)
+	cmd.Dir, cmd.Env = x.dir, x.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (x *tf) must(args ...string) string {
+	x.t.Helper()
+	out, err := x.run(args...)
+	if err != nil {
+		x.t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// exitCode runs a command expected to end with code want.
+func (x *tf) exitCode(want int, args ...string) string {
+	x.t.Helper()
+	out, err := x.run(args...)
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		x.t.Fatalf("terraform %s: %v", strings.Join(args, " "), err)
+	}
+	if code != want {
+		x.t.Fatalf("terraform %s exited %d, want %d\n%s", strings.Join(args, " "), code, want, out)
+	}
+	return out
+}
+
+func (x *tf) write(name, text string) {
+	x.t.Helper()
+	if err := os.WriteFile(filepath.Join(x.dir, name), []byte(text), 0o644); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// setup builds the provider, points terraform at it, and gives the
+// local backend an agent directory of its own, whose agent is stopped
+// when the test ends.
+func setup(t *testing.T) *tf {
+	bin := terraformPath(t)
+	dockertest.Image(t)
+	root := t.TempDir()
+	plugins := filepath.Join(root, "plugins")
+	build := exec.Command("go", "build", "-o", filepath.Join(plugins, "terraform-provider-dstack"), ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the provider: %v\n%s", err, out)
+	}
+	rc := filepath.Join(root, "terraform.rc")
+	if err := os.WriteFile(rc, []byte(`provider_installation {
+  dev_overrides {
+    "dstackai/dstack" = "`+plugins+`"
+  }
+  direct {}
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentDir := filepath.Join(root, "agent")
+	t.Cleanup(func() { stopAgent(t, agentDir) })
+	module := filepath.Join(root, "module")
+	if err := os.MkdirAll(module, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "DSTACK_AGENT_DIR="+agentDir, "CHECKPOINT_DISABLE=1",
+		"TF_IN_AUTOMATION=1", "TF_INPUT=0")
+	return &tf{t: t, bin: bin, dir: module, env: env}
+}
+
+// stopAgent stops the agent the provider started for the test.
+func stopAgent(t *testing.T, dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "agent.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Logf("stopping the agent %d: %v", pid, err)
+	}
+}
+
+// containers lists the Docker containers (running or not) of a run.
+func containers(t *testing.T, run string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := dockertest.Client(t).ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "dstack.run="+run))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range list {
+		out = append(out, c.State)
+	}
+	return out
+}
+
+const module = `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+provider "dstack" {}
+
+resource "dstack_fleet" "box" {
+  name     = "tfacc-box"
+  nodes    = "1"
+  backends = ["local"]
+  %FLEET_EXTRA%
+  resources {
+    cpu    = "1.."
+    memory = "256MB.."
+    disk   = "1GB.."
+  }
+}
+
+resource "dstack_task" "train" {
+  name          = "tfacc-train"
+  image         = "dstack-test/busybox:latest"
+  commands      = ["echo training", "sleep 600"]
+  fleets        = [dstack_fleet.box.name]
+  stop_duration = "1s"
+  resources {
+    cpu    = "1.."
+    memory = "64MB.."
+    disk   = "1GB.."
+    %GPU%
+  }
+}
+
+resource "dstack_service" "web" {
+  name          = "tfacc-web"
+  image         = "dstack-test/busybox:latest"
+  commands      = ["%SERVE%"]
+  port          = "8000"
+  backends      = ["local"]
+  stop_duration = "1s"
+  resources {
+    cpu    = "1.."
+    memory = "64MB.."
+    disk   = "1GB.."
+  }
+}
+
+output "task_host" {
+  value = dstack_task.train.provisioned[0].host
+}
+`
+
+func render(fleetExtra, gpu, serve string) string {
+	r := strings.NewReplacer("%FLEET_EXTRA%", fleetExtra, "%GPU%", gpu, "%SERVE%", serve)
+	return r.Replace(module)
+}
+
+func TestTerraformLifecycle(t *testing.T) {
+	x := setup(t)
+	for _, run := range []string{"tfacc-train", "tfacc-web"} {
+		dockertest.RemoveContainers(t, "dstack.run="+run)
+	}
+	serve := "httpd -f -p 8000"
+	x.write("main.tf", render("", "", serve))
+
+	// With dev_overrides, terraform 1.5.7 needs no init for a module that
+	// uses only the overridden provider: init would try the registry.
+	out := x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 3 added, 0 changed, 0 destroyed.") {
+		t.Fatalf("apply did not create the three resources:\n%s", out)
+	}
+	if !strings.Contains(out, `task_host = "fleet.tfacc-box[0]"`) {
+		t.Errorf("the task was not placed on the fleet's instance:\n%s", out)
+	}
+	for _, run := range []string{"tfacc-train", "tfacc-web"} {
+		if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+			t.Errorf("containers of %s: %v, want one running", run, got)
+		}
+	}
+
+	t.Run("second plan shows no changes", func(t *testing.T) {
+		out := x.exitCode(0, "plan", "-detailed-exitcode")
+		if !strings.Contains(out, "No changes.") {
+			t.Errorf("plan after apply:\n%s", out)
+		}
+	})
+
+	t.Run("in-place change and forced replacement", func(t *testing.T) {
+		x.write("main.tf", render(`tags = { team = "ml" }`, "", serve+" -h /tmp"))
+		out := x.exitCode(2, "plan", "-detailed-exitcode")
+		for _, want := range []string{
+			`# dstack_fleet.box will be updated in-place`,
+			`~ resource "dstack_fleet" "box" {`,
+			`+ tags        = {`,
+			`# dstack_service.web must be replaced`,
+			`-/+ resource "dstack_service" "web" {`,
+			`~ commands      = [ # forces replacement`,
+			`Plan: 1 to add, 1 to change, 1 to destroy.`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "# dstack_task.train") {
+			t.Errorf("the task should not change:\n%s", out)
+		}
+		x.must("apply", "-auto-approve")
+		if got := containers(t, "tfacc-web"); len(got) != 1 || got[0] != "running" {
+			t.Errorf("containers of the replaced service: %v, want one running (the old one removed)", got)
+		}
+		x.exitCode(0, "plan", "-detailed-exitcode")
+	})
+
+	t.Run("invalid gpu spec fails plan at the attribute", func(t *testing.T) {
+		x.write("main.tf", render(`tags = { team = "ml" }`, `gpu = "H100:8:4"`, serve+" -h /tmp"))
+		out := x.exitCode(1, "plan")
+		for _, want := range []string{`Error: Invalid value for "resources.gpu"`, `with dstack_task.train,`, `gpu = "H100:8:4"`, `count given twice`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan output lacks %q:\n%s", want, out)
+			}
+		}
+		x.write("main.tf", render(`tags = { team = "ml" }`, "", serve+" -h /tmp"))
+	})
+
+	t.Run("destroy leaves nothing running", func(t *testing.T) {
+		out := x.must("destroy", "-auto-approve")
+		if !strings.Contains(out, "Destroy complete! Resources: 3 destroyed.") {
+			t.Errorf("destroy:\n%s", out)
+		}
+		for _, run := range []string{"tfacc-train", "tfacc-web"} {
+			if got := containers(t, run); len(got) != 0 {
+				t.Errorf("containers of %s after destroy: %v, want none", run, got)
+			}
+		}
+	})
+}
+
+// TestTerraformImportFleet makes a fleet the way `dstack apply` does
+// (the same planner and executor, into the CLI's local state in .dstack),
+// then adopts it with terraform import.
+func TestTerraformImportFleet(t *testing.T) {
+	x := setup(t)
+	yml := `type: fleet
+name: tfacc-imported
+nodes: 1
+backends: [local]
+resources:
+  cpu: 1..
+  memory: 256MB..
+  disk: 1GB..
+`
+	x.write("fleet.dstack.yml", yml)
+	agentDir := envValue(x.env, "DSTACK_AGENT_DIR")
+	dstackApply(t, filepath.Join(x.dir, "fleet.dstack.yml"), filepath.Join(x.dir, ".dstack"), agentDir)
+	x.write("main.tf", `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+provider "dstack" {}
+
+resource "dstack_fleet" "imported" {
+  name     = "tfacc-imported"
+  nodes    = "1"
+  backends = ["local"]
+  resources {
+    cpu    = "1.."
+    memory = "256MB.."
+    disk   = "1GB.."
+  }
+}
+`)
+	out := x.must("import", "dstack_fleet.imported", "tfacc-imported")
+	if !strings.Contains(out, "Import successful!") {
+		t.Fatalf("import:\n%s", out)
+	}
+	show := x.must("state", "show", "dstack_fleet.imported")
+	for _, want := range []string{`provider_id = "local-`, `status      = "running"`, `id          = "fleet.tfacc-imported"`} {
+		if !strings.Contains(show, want) {
+			t.Errorf("imported state lacks %q:\n%s", want, show)
+		}
+	}
+	out = x.exitCode(0, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after import:\n%s", out)
+	}
+	x.must("destroy", "-auto-approve")
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// dstackApply applies one configuration file into a local dstack state
+// with the engine of `dstack apply`.
+func dstackApply(t *testing.T, file, stateDir, agentDir string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, diags := load.Files([]string{file}, load.Options{})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	set := dstackSet{agentproc.Provider(agentDir, nil)}
+	all, err := set.Offers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := state.New("test")
+	p, err := planner.Make(planner.Input{Config: cfg, Prior: st, Workspace: state.DefaultWorkspace, ToolVersion: "test", Offers: all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := statelocal.New(map[string]string{"path": stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := planner.Apply(ctx, p, &planner.Store{Backend: b, Workspace: state.DefaultWorkspace}, set, planner.ApplyOptions{ToolVersion: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dstackSet is the local backend alone.
+type dstackSet struct{ local *local.Provider }
+
+func (s dstackSet) For(backend string) (providers.Provider, error) {
+	if backend != local.Backend {
+		return nil, fmt.Errorf("no provider for backend %q in this test", backend)
+	}
+	return s.local, nil
+}
+
+func (s dstackSet) Offers(ctx context.Context) ([]offers.Offer, error) { return s.local.Offers(ctx) }
+
+// TestTerraformExamplesValidate runs terraform validate on every example
+// of examples/terraform (embedded in the docs), so that none can rot.
+func TestTerraformExamplesValidate(t *testing.T) {
+	x := setup(t)
+	files, err := filepath.Glob("../examples/terraform/*/*/*.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider, err := filepath.Glob("../examples/terraform/provider/*.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, provider...)
+	if len(files) < 9 {
+		t.Fatalf("found %d examples, want one per resource and data source and the provider's", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.ToSlash(strings.TrimPrefix(f, "../examples/terraform/")), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			y := &tf{t: t, bin: x.bin, dir: dir, env: x.env}
+			y.write("example.tf", string(src))
+			if !strings.Contains(string(src), "required_providers") {
+				y.write("versions.tf", "terraform {\n  required_providers {\n    dstack = { source = \"dstackai/dstack\" }\n  }\n}\n")
+			}
+			y.must("validate")
+		})
+	}
+}

@@ -1,0 +1,247 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/local"
+	"github.com/dstackai/dstack-go/providers/local/agentproc"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
+)
+
+// configSchema is the provider block.
+var configSchema = tfplugin.Schema{Block: tfplugin.Block{
+	Description: "The dstack provider declares fleets, runs, volumes and gateways through dstack's engine: the same validation, plan rules and executor as `dstack apply`. Without a `backend` block it uses the `local` backend: this machine, running jobs through dstack's host agent (in Docker when a run has an image and Docker is present).",
+	Attributes: []tfplugin.Attribute{
+		{Name: "agent_dir", Type: tfplugin.StringType, Optional: true,
+			Description: "The directory of this machine's dstack agent (its jobs, logs, token and address). Default: `$DSTACK_AGENT_DIR`, else `~/.dstack/agent`, the directory the dstack CLI uses, so both see the same jobs."},
+		{Name: "state_backend", Type: tfplugin.StringType, Optional: true,
+			Description: "Where `terraform import` and the `dstack_fleet` data source find resources made with the dstack CLI: the type of its state backend (`local`, `s3`, `gcs`, `azurerm`, `pg`, `http`). Default: `local`."},
+		{Name: "state_config", Type: tfplugin.MapOf(tfplugin.StringType), Optional: true, Sensitive: true,
+			Description: "The settings of `state_backend`, as in the CLI's `dstack { backend \"TYPE\" { ... } }` block. Default for `local`: `{ path = \".dstack\" }`."},
+		{Name: "workspace", Type: tfplugin.StringType, Optional: true,
+			Description: "The dstack workspace whose state import and data sources read. Default: `$DSTACK_WORKSPACE`, else `default`."},
+	},
+	Blocks: []tfplugin.NestedBlock{{Name: "backend", Nesting: tfplugin.ListNesting, Block: tfplugin.Block{
+		Description: "A backend resources may be made in. Credentials not given here are taken from each cloud's standard environment variables and credential files.",
+		Attributes: []tfplugin.Attribute{
+			{Name: "type", Type: tfplugin.StringType, Required: true, Description: "The backend: `local`, `aws`, `gcp`, `azure`, `kubernetes`, `lambda`, `runpod`, ..."},
+			{Name: "credentials", Type: tfplugin.MapOf(tfplugin.StringType), Optional: true, Sensitive: true,
+				Description: "The backend's credentials (`aws`: `access_key`, `secret_key`; `gcp`: `credentials_file`; API-key clouds: `api_key`). Without them, the cloud's environment variables and credential files are used."},
+		},
+	}}},
+}}
+
+// credentialSource says where a cloud's credentials are found when the
+// backend block gives none: any one group of environment variables, or
+// any one file (relative to the home directory).
+type credentialSource struct {
+	env   [][]string
+	files []string
+}
+
+var credentialSources = map[string]credentialSource{
+	"aws":          {env: [][]string{{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, {"AWS_PROFILE"}}, files: []string{".aws/credentials", ".aws/config"}},
+	"gcp":          {env: [][]string{{"GOOGLE_APPLICATION_CREDENTIALS"}}, files: []string{".config/gcloud/application_default_credentials.json"}},
+	"azure":        {env: [][]string{{"AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"}}, files: []string{".azure/azureProfile.json"}},
+	"kubernetes":   {env: [][]string{{"KUBECONFIG"}}, files: []string{".kube/config"}},
+	"oci":          {env: [][]string{{"OCI_CLI_CONFIG_FILE"}}, files: []string{".oci/config"}},
+	"lambda":       {env: [][]string{{"LAMBDA_API_KEY"}}},
+	"runpod":       {env: [][]string{{"RUNPOD_API_KEY"}}},
+	"vastai":       {env: [][]string{{"VAST_API_KEY"}}, files: []string{".vast_api_key"}},
+	"tensordock":   {env: [][]string{{"TENSORDOCK_API_KEY", "TENSORDOCK_API_TOKEN"}}},
+	"datacrunch":   {env: [][]string{{"DATACRUNCH_CLIENT_ID", "DATACRUNCH_CLIENT_SECRET"}}},
+	"verda":        {env: [][]string{{"VERDA_CLIENT_ID", "VERDA_CLIENT_SECRET"}}},
+	"cudo":         {env: [][]string{{"CUDO_API_KEY"}}},
+	"nebius":       {env: [][]string{{"NEBIUS_IAM_TOKEN"}}, files: []string{".nebius/config.yaml"}},
+	"vultr":        {env: [][]string{{"VULTR_API_KEY"}}},
+	"cloudrift":    {env: [][]string{{"CLOUDRIFT_API_KEY"}}},
+	"hotaisle":     {env: [][]string{{"HOTAISLE_API_KEY"}}},
+	"digitalocean": {env: [][]string{{"DIGITALOCEAN_TOKEN"}}},
+	"amddevcloud":  {env: [][]string{{"AMD_DEVELOPER_CLOUD_API_KEY"}}},
+	"crusoe":       {env: [][]string{{"CRUSOE_ACCESS_KEY", "CRUSOE_SECRET_KEY"}}},
+}
+
+// settings is the provider block, resolved.
+type settings struct {
+	agentDir     string
+	backends     []string          // enabled backends, in the order given
+	credentials  map[string]string // backend -> where its credentials came from
+	stateBackend string
+	stateConfig  map[string]string
+	workspace    string
+}
+
+type environ struct {
+	lookup func(string) (string, bool)
+	home   string
+}
+
+func osEnviron() environ {
+	home, _ := os.UserHomeDir()
+	return environ{lookup: os.LookupEnv, home: home}
+}
+
+// resolve reads the provider block. Problems point at the attribute at
+// fault.
+func resolve(cfg map[string]any, env environ) (*settings, tfplugin.Diagnostics) {
+	var diags tfplugin.Diagnostics
+	s := &settings{credentials: map[string]string{}, stateBackend: "local", workspace: "default"}
+	s.agentDir = str(cfg["agent_dir"])
+	if s.agentDir == "" {
+		s.agentDir = agentproc.Dir(env.lookup)
+	}
+	if v := str(cfg["state_backend"]); v != "" {
+		s.stateBackend = v
+	}
+	s.stateConfig = strMap(cfg["state_config"])
+	if s.stateBackend == "local" && s.stateConfig["path"] == "" {
+		if s.stateConfig == nil {
+			s.stateConfig = map[string]string{}
+		}
+		s.stateConfig["path"] = ".dstack"
+	}
+	if v := str(cfg["workspace"]); v != "" {
+		s.workspace = v
+	} else if v, ok := env.lookup("DSTACK_WORKSPACE"); ok && v != "" {
+		s.workspace = v
+	}
+	blocks, _ := cfg["backend"].([]any)
+	if len(blocks) == 0 {
+		s.backends = []string{local.Backend}
+		s.credentials[local.Backend] = "this machine"
+		return s, diags
+	}
+	for i, b := range blocks {
+		m, _ := b.(map[string]any)
+		typ := str(m["type"])
+		path := tfplugin.Path{"backend", i, "type"}
+		switch {
+		case typ == "":
+			continue // unknown during validation
+		case !slices.Contains(lang.Backends, typ):
+			detail := fmt.Sprintf("Known backends: %s.", strings.Join(lang.Backends, ", "))
+			if sug := lang.Suggest(typ, lang.Backends); sug != "" {
+				detail = fmt.Sprintf("Did you mean %q? %s", sug, detail)
+			}
+			diags.Errorf(path, fmt.Sprintf("Unknown backend %q", typ), "%s", detail)
+			continue
+		case slices.Contains(s.backends, typ):
+			diags.Errorf(path, fmt.Sprintf("Duplicate backend %q", typ), "Each backend is configured once.")
+			continue
+		}
+		s.backends = append(s.backends, typ)
+		from, err := findCredentials(typ, strMap(m["credentials"]), env)
+		if err != nil {
+			diags.Errorf(tfplugin.Path{"backend", i, "credentials"}, fmt.Sprintf("No credentials for backend %q", typ), "%v", err)
+			continue
+		}
+		s.credentials[typ] = from
+	}
+	return s, diags
+}
+
+// findCredentials says where a backend's credentials come from: the
+// block, the environment, or a credential file.
+func findCredentials(backend string, given map[string]string, env environ) (string, error) {
+	if len(given) > 0 {
+		return "the provider configuration", nil
+	}
+	src, ok := credentialSources[backend]
+	if !ok {
+		return "none needed", nil // local, ssh, dstack
+	}
+	var tried []string
+	for _, group := range src.env {
+		all := true
+		for _, name := range group {
+			if v, ok := env.lookup(name); !ok || v == "" {
+				all = false
+			}
+		}
+		if all {
+			return "environment variables " + strings.Join(group, ", "), nil
+		}
+		tried = append(tried, strings.Join(group, " and "))
+	}
+	for _, f := range src.files {
+		p := filepath.Join(env.home, f)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, "~/"+f)
+	}
+	return "", fmt.Errorf("give them in the backend block's credentials, or set %s", strings.Join(tried, ", or "))
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func strMap(v any) map[string]string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, e := range m {
+		out[k] = str(e)
+	}
+	return out
+}
+
+// providerSet is what the provider makes things with: this machine for
+// the local backend, and the offline catalog for planning the clouds
+// configured, as the dstack CLI does in this build.
+type providerSet struct {
+	backends []string
+	local    *local.Provider
+}
+
+func newProviderSet(s *settings, agentCommand []string) *providerSet {
+	ps := &providerSet{backends: s.backends}
+	if slices.Contains(s.backends, local.Backend) {
+		ps.local = agentproc.Provider(s.agentDir, agentCommand)
+	}
+	return ps
+}
+
+func (ps *providerSet) For(backend string) (providers.Provider, error) {
+	if backend == local.Backend && ps.local != nil {
+		return ps.local, nil
+	}
+	if !slices.Contains(ps.backends, backend) {
+		return nil, fmt.Errorf("backend %q is not configured: add a backend block for it to the provider", backend)
+	}
+	return nil, fmt.Errorf("backend %q has no provider in this build: plans for it come from the offline catalog, but nothing can be made there yet (use the local backend)", backend)
+}
+
+func (ps *providerSet) Offers(ctx context.Context) ([]offers.Offer, error) {
+	var out []offers.Offer
+	if ps.local != nil {
+		mine, err := ps.local.Offers(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing this machine: %w", err)
+		}
+		out = append(out, mine...)
+	}
+	clouds := slices.DeleteFunc(slices.Clone(ps.backends), func(b string) bool { return b == local.Backend })
+	if len(clouds) == 0 {
+		return out, nil
+	}
+	all, err := offers.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("reading the offers catalog: %w", err)
+	}
+	for _, o := range all {
+		if slices.ContainsFunc(clouds, func(b string) bool { return strings.EqualFold(b, o.Backend) }) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,428 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
+)
+
+// resource is one Terraform resource type: one dstack kind. Each
+// Terraform resource is one dstack resource (address kind.name), planned
+// by planner.Make against a one-resource state built from its private
+// state, and carried out by planner.Apply, the executor of `dstack
+// apply`.
+type resource struct {
+	kind   lang.Kind
+	schema tfplugin.Schema
+	p      *dstack
+}
+
+var _ tfplugin.Resource = (*resource)(nil)
+
+func (r *resource) Schema() tfplugin.Schema { return r.schema }
+
+// Validate checks the configuration with the model's rules; values known
+// only after apply are not checked.
+func (r *resource) Validate(_ context.Context, config map[string]any) tfplugin.Diagnostics {
+	_, diags := decodeConfig(r.kind, r.schema.Block, config)
+	return diags
+}
+
+func (r *resource) address(name string) string { return string(r.kind) + "." + name }
+
+// errorsOnly keeps the errors: warnings were shown by Validate already.
+func errorsOnly(ds tfplugin.Diagnostics) tfplugin.Diagnostics {
+	var out tfplugin.Diagnostics
+	for _, d := range ds {
+		if d.Severity == tfplugin.Error {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// modelFields are the top-level configuration attributes.
+func (r *resource) modelFields() []string {
+	var out []string
+	for _, a := range r.schema.Block.Attributes {
+		if !a.Computed {
+			out = append(out, a.Name)
+		}
+	}
+	for _, b := range r.schema.Block.Blocks {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+func setComputedUnknown(obj map[string]any) {
+	for _, a := range computedAttrs {
+		obj[a.Name] = tfplugin.Unknown{}
+	}
+}
+
+// Plan diffs the configuration against the resource's dstack record
+// with the planner's rules.
+func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfplugin.PlanResponse) {
+	if req.Proposed == nil {
+		return resp // destroy
+	}
+	priv, err := readPrivate(req.PriorPrivate)
+	if err != nil {
+		resp.Diagnostics.FromError("Cannot plan", err)
+		return resp
+	}
+	planned := maps.Clone(req.Proposed)
+	resp.Planned = planned // filled in below
+	// Attributes known only after apply are planned with their prior
+	// values; whether their change forces a replacement is the planner's
+	// rule for the field (planner.ForcesReplacement).
+	input := maps.Clone(req.Proposed)
+	var unknown []string
+	for _, f := range r.modelFields() {
+		if tfplugin.HasUnknown(input[f]) {
+			unknown = append(unknown, f)
+			if req.Prior != nil {
+				input[f] = req.Prior[f]
+			}
+		}
+	}
+	res, diags := decodeConfig(r.kind, r.schema.Block, input)
+	resp.Diagnostics = errorsOnly(diags)
+	if resp.Diagnostics.HasErrors() {
+		return resp
+	}
+	if r.kind == lang.KindFleet && priv.Resource != nil && req.Prior != nil {
+		r.p.fleets.put(priv.Resource)
+	}
+	if req.Prior == nil {
+		setComputedUnknown(planned)
+		hosts, ready := r.p.hostsFor(res, nil)
+		// For the create half of a replacement, Terraform passes the
+		// first plan's private state here, and carries this plan's into
+		// the destroy half too: the old record must stay in it.
+		resp.PlannedPrivate = (&private{Resource: priv.Resource, Hosts: hosts}).bytes()
+		if len(unknown) > 0 || !ready {
+			// Placement waits for apply: a value or a fleet it needs is
+			// not known yet.
+			return resp
+		}
+		if _, err := r.p.makePlan(ctx, res, nil, hosts, planner.Normal); err != nil {
+			resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		}
+		return resp
+	}
+	if prior, _ := req.Prior["name"].(string); prior != res.Address.Name {
+		setComputedUnknown(planned)
+		resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{"name"})
+		return resp
+	}
+	if priv.Resource == nil {
+		// In Terraform's state, but dstack has no record of it (its
+		// private state was lost): make it anew.
+		setComputedUnknown(planned)
+		resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{attrID})
+		return resp
+	}
+	hosts, _ := r.p.hostsFor(res, priv.Hosts)
+	p, err := r.p.makePlan(ctx, res, priv.Resource, hosts, planner.Normal)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		return resp
+	}
+	resp.PlannedPrivate = (&private{Resource: priv.Resource, Hosts: hosts}).bytes()
+	c := changeOf(p, res.Address.String())
+	if len(unknown) > 0 {
+		for _, f := range unknown {
+			if planner.ForcesReplacement(r.kind, f) {
+				resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{f})
+			}
+		}
+		if len(resp.RequiresReplace) > 0 {
+			setComputedUnknown(planned)
+			return resp
+		}
+	}
+	if c == nil {
+		return resp // no change: the planned state is the proposed one
+	}
+	switch c.Action {
+	case planner.Update:
+		// In place: what was made stays.
+	case planner.Scale, planner.Create:
+		planned[attrStatus], planned[attrPrice], planned[attrProvisioned] = tfplugin.Unknown{}, tfplugin.Unknown{}, tfplugin.Unknown{}
+	case planner.Replace:
+		setComputedUnknown(planned)
+		for _, fc := range c.Fields {
+			if fc.ForcesReplacement {
+				resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{fc.Field})
+			}
+		}
+		if len(resp.RequiresReplace) == 0 {
+			// Replaced for a reason outside the configuration (its
+			// jobs failed and retry allows another attempt, its host
+			// goes away): the new object gets a new id.
+			resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{attrID})
+			resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
+				Summary: fmt.Sprintf("%s will be replaced", res.Address), Detail: capitalize(c.Reason) + "."})
+		}
+	}
+	return resp
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func changeOf(p *planner.Plan, addr string) *planner.Change {
+	for _, c := range p.Changes {
+		if c.Address == addr {
+			return c
+		}
+	}
+	return nil
+}
+
+// Apply carries out the change with the executor of `dstack apply`.
+func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp tfplugin.ApplyResponse) {
+	priv, err := readPrivate(req.PlannedPrivate)
+	if err != nil {
+		resp.Diagnostics.FromError("Cannot apply", err)
+		resp.State = req.Prior
+		return resp
+	}
+	if req.Planned == nil {
+		return r.destroy(ctx, req, priv)
+	}
+	res, diags := decodeConfig(r.kind, r.schema.Block, req.Planned)
+	if diags.HasErrors() {
+		resp.Diagnostics = errorsOnly(diags)
+		resp.State = req.Prior
+		return resp
+	}
+	var prior *state.Resource
+	if req.Prior != nil {
+		prior = priv.Resource
+	}
+	hosts, _ := r.p.hostsFor(res, priv.Hosts)
+	p, err := r.p.makePlan(ctx, res, prior, hosts, planner.Normal)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		resp.State, resp.Private = req.Prior, priv.bytes()
+		return resp
+	}
+	made, err := r.p.apply(ctx, p, prior, hosts)
+	if made != nil && r.kind == lang.KindFleet {
+		r.p.fleets.put(made)
+	}
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Applying %s failed", res.Address), err)
+		if made == nil {
+			resp.State = req.Prior
+			return resp
+		}
+	}
+	resp.State = maps.Clone(req.Planned)
+	fillComputed(resp.State, made, res.Address.String(), true)
+	resp.Private = (&private{Resource: made, Hosts: hosts}).bytes()
+	return resp
+}
+
+func (r *resource) destroy(ctx context.Context, req tfplugin.ApplyRequest, priv *private) (resp tfplugin.ApplyResponse) {
+	if priv.Resource == nil {
+		return resp
+	}
+	p, err := r.p.makePlan(ctx, nil, priv.Resource, nil, planner.Destroy)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan the destruction of %s", priv.Resource.Address), err)
+		resp.State, resp.Private = req.Prior, priv.bytes()
+		return resp
+	}
+	left, err := r.p.apply(ctx, p, priv.Resource, nil)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Destroying %s failed", priv.Resource.Address), err)
+		if left != nil {
+			resp.State = maps.Clone(req.Prior)
+			fillComputed(resp.State, left, left.Address, false)
+			resp.Private = (&private{Resource: left}).bytes()
+			return resp
+		}
+	}
+	if r.kind == lang.KindFleet {
+		r.p.fleets.remove(priv.Resource.Address)
+	}
+	return resp
+}
+
+// Read refreshes the resource from the providers, as `dstack plan` does:
+// an instance terminated outside dstack is drift, reported and dropped
+// from the record, and the next plan makes it again.
+func (r *resource) Read(ctx context.Context, req tfplugin.ReadRequest) (resp tfplugin.ReadResponse) {
+	resp.State, resp.Private = req.State, req.Private
+	priv, err := readPrivate(req.Private)
+	if err != nil || priv.Resource == nil {
+		if err != nil {
+			resp.Diagnostics.FromError("Cannot refresh", err)
+		}
+		return resp
+	}
+	st := state.New(r.p.version)
+	st.Put(priv.Resource)
+	drift, err := planner.Refresh(ctx, st, r.p.set, planner.RefreshOptions{})
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Refreshing %s failed", priv.Resource.Address), err)
+		return resp
+	}
+	res := st.Resource(priv.Resource.Address)
+	for _, d := range drift {
+		resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
+			Summary: fmt.Sprintf("%s changed outside Terraform", d.Address), Detail: capitalize(d.Message) + "."})
+	}
+	if r.kind == lang.KindFleet {
+		r.p.fleets.put(res)
+	}
+	resp.State = maps.Clone(req.State)
+	fillComputed(resp.State, res, priv.Resource.Address, false)
+	resp.Private = (&private{Resource: res, Hosts: priv.Hosts}).bytes()
+	return resp
+}
+
+// Upgrade fits a stored state to the current schema. Version 0 (the
+// provider's pre-release schema) called the price attribute
+// cost_per_hour. States of the current version written by an older
+// provider may lack model fields added since (they become null) or hold
+// ones removed since (they are dropped).
+func (r *resource) Upgrade(_ context.Context, version int64, raw map[string]any) (map[string]any, tfplugin.Diagnostics) {
+	var diags tfplugin.Diagnostics
+	if version > schemaVersion {
+		diags.Errorf(nil, "State written by a newer provider", "This state has schema version %d; this provider knows versions up to %d. Upgrade the dstack provider.", version, schemaVersion)
+		return nil, diags
+	}
+	if version == 0 {
+		if v, ok := raw["cost_per_hour"]; ok {
+			raw[attrPrice] = v
+			delete(raw, "cost_per_hour")
+		}
+	}
+	out, _, err := tfplugin.FitJSON(r.schema.Block, raw)
+	if err != nil {
+		diags.Errorf(nil, "Cannot upgrade the state", "%v", err)
+		return nil, diags
+	}
+	return out, diags
+}
+
+// Import adopts a fleet or volume made with the dstack CLI, by name: its
+// record moves from dstack's state (as configured in the provider) into
+// Terraform's.
+func (r *resource) Import(ctx context.Context, id string) (resp tfplugin.ImportResponse) {
+	if r.kind != lang.KindFleet && r.kind != lang.KindVolume {
+		resp.Diagnostics.Errorf(nil, "Import is not supported", "Only fleets and volumes can be imported; runs are declared anew.")
+		return resp
+	}
+	name := strings.TrimPrefix(id, string(r.kind)+".")
+	if !lang.ValidName(name) {
+		resp.Diagnostics.Errorf(nil, "Invalid import ID", "Give the %s's name (lower-case letters, digits and dashes), got %q.", r.kind, id)
+		return resp
+	}
+	rec, err := r.p.settings.dstackState(ctx, r.address(name))
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", r.address(name)), err)
+		return resp
+	}
+	spec, err := recordedSpec(rec)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", r.address(name)), err)
+		return resp
+	}
+	resp.State = specValue(spec)
+	resp.State["name"] = name
+	fillComputed(resp.State, rec, rec.Address, false)
+	resp.Private = (&private{Resource: rec}).bytes()
+	if r.kind == lang.KindFleet {
+		r.p.fleets.put(rec)
+	}
+	return resp
+}
+
+// recordedSpec decodes the configuration a dstack state record holds.
+func recordedSpec(rec *state.Resource) (lang.Spec, error) {
+	raw, ok := rec.Attributes["spec"]
+	if !ok {
+		return nil, fmt.Errorf("%s has no recorded configuration (an apply was interrupted); run dstack apply first", rec.Address)
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	var doc any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	res, diags := lang.DecodeResource(lang.RawResource{Body: jsonNode(doc), Syntax: "json"})
+	if err := diags.Err(); err != nil {
+		return nil, fmt.Errorf("the recorded configuration of %s does not load: %w", rec.Address, err)
+	}
+	return res.Spec, nil
+}
+
+// fillComputed sets the computed attributes from a dstack record. With
+// keepKnown, values the plan already knew stay (Terraform holds apply to
+// them).
+func fillComputed(obj map[string]any, res *state.Resource, addr string, keepKnown bool) {
+	set := func(k string, v any) {
+		if keepKnown {
+			if cur, ok := obj[k]; ok && !tfplugin.IsUnknown(cur) {
+				return
+			}
+		}
+		obj[k] = v
+	}
+	set(attrID, addr)
+	var insts []*state.Instance
+	if res != nil {
+		insts = slices.Clone(res.Instances)
+	}
+	sort.Slice(insts, func(i, j int) bool { return insts[i].Index < insts[j].Index })
+	list := []any{}
+	total := 0.0
+	statuses := map[string]bool{}
+	for _, in := range insts {
+		// Attribute keys as the planner records them (planner/place.go).
+		price, _ := in.Attributes["price"].(float64)
+		ip, _ := in.Attributes["ip"].(string)
+		host, _ := in.Attributes["host_address"].(string)
+		total += price
+		statuses[in.Status] = true
+		list = append(list, map[string]any{"index": float64(in.Index), "backend": in.Provider, "provider_id": in.ProviderID,
+			"status": in.Status, "ip": ip, "host": host, "price": price})
+	}
+	set(attrProvisioned, list)
+	set(attrPrice, total)
+	status := ""
+	for _, s := range []string{providers.StatusFailed, providers.StatusProvisioning, "creating", providers.StatusRunning, providers.StatusDone, providers.StatusTerminated} {
+		if statuses[s] {
+			status = s
+			break
+		}
+	}
+	if status == "creating" {
+		status = providers.StatusProvisioning
+	}
+	set(attrStatus, status)
+}

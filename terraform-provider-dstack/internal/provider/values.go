@@ -1,0 +1,425 @@
+package provider
+
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/resources"
+	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
+)
+
+// configNode turns a resource's Terraform value into the syntax-neutral
+// tree the model's decoder reads, so that a Terraform configuration goes
+// through the same decoding and validation as YAML and HCL. Null values
+// are left out, as if not written; unknown ones become unknown nodes,
+// which validation skips.
+func configNode(kind lang.Kind, obj map[string]any) *lang.Node {
+	t := reflect.TypeOf(lang.NewSpec(kind)).Elem()
+	n := structNode(t, obj, true)
+	n.Entries = append([]lang.Entry{{Key: "type", Value: scalar(string(kind), lang.String)}}, n.Entries...)
+	return n
+}
+
+func scalar(text string, typ lang.ScalarType) *lang.Node {
+	return &lang.Node{Kind: lang.ScalarNode, Text: text, Type: typ}
+}
+
+func structNode(t reflect.Type, obj map[string]any, top bool) *lang.Node {
+	n := &lang.Node{Kind: lang.MapNode}
+	for _, f := range lang.Fields(t) {
+		if top && f.Name == "type" {
+			continue
+		}
+		v, ok := obj[f.Name]
+		if !ok || v == nil {
+			continue
+		}
+		if vn := valueNode(shapeOf(f.Type), v); vn != nil {
+			n.Entries = append(n.Entries, lang.Entry{Key: f.Name, Value: vn})
+		}
+	}
+	return n
+}
+
+func valueNode(sh shape, v any) *lang.Node {
+	if v == nil {
+		return nil
+	}
+	if tfplugin.IsUnknown(v) {
+		return &lang.Node{Kind: lang.UnknownNode, Ref: "(known after apply)"}
+	}
+	switch sh.kind {
+	case shapeAttr:
+		return attrNode(sh.typ, sh.stringForm, v)
+	case shapeBlock:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		return structNode(sh.elem, m, false)
+	case shapeBlockList:
+		l, _ := v.([]any)
+		out := &lang.Node{Kind: lang.ListNode}
+		for _, e := range l {
+			if tfplugin.IsUnknown(e) {
+				out.Items = append(out.Items, &lang.Node{Kind: lang.UnknownNode})
+				continue
+			}
+			m, _ := e.(map[string]any)
+			out.Items = append(out.Items, structNode(sh.elem, m, false))
+		}
+		return out
+	}
+	return nil
+}
+
+func attrNode(t tfplugin.Type, stringForm bool, v any) *lang.Node {
+	if tfplugin.IsUnknown(v) {
+		return &lang.Node{Kind: lang.UnknownNode, Ref: "(known after apply)"}
+	}
+	switch v := v.(type) {
+	case string:
+		if stringForm {
+			return sniff(v)
+		}
+		return scalar(v, lang.String)
+	case bool:
+		return scalar(strconv.FormatBool(v), lang.Bool)
+	case float64:
+		if v == float64(int64(v)) {
+			return scalar(strconv.FormatInt(int64(v), 10), lang.Int)
+		}
+		return scalar(strconv.FormatFloat(v, 'g', -1, 64), lang.Float)
+	case []any:
+		out := &lang.Node{Kind: lang.ListNode}
+		for _, e := range v {
+			if e == nil {
+				out.Items = append(out.Items, &lang.Node{Kind: lang.NullNode})
+				continue
+			}
+			out.Items = append(out.Items, attrNode(*t.Elem, stringForm, e))
+		}
+		return out
+	case map[string]any:
+		out := &lang.Node{Kind: lang.MapNode}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			e := v[k]
+			if e == nil {
+				continue
+			}
+			out.Entries = append(out.Entries, lang.Entry{Key: k, Value: attrNode(*t.Elem, false, e)})
+		}
+		return out
+	}
+	return nil
+}
+
+// sniff gives a string-form value the scalar type it would have in YAML,
+// for the forms that tell types apart ("2" blocks, "false" gateway).
+func sniff(s string) *lang.Node {
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return scalar(s, lang.Int)
+	}
+	if s == "true" || s == "false" {
+		return scalar(s, lang.Bool)
+	}
+	return scalar(s, lang.String)
+}
+
+// decodeConfig decodes and validates a resource's Terraform value with
+// the model's decoder. Problems come back as diagnostics on the
+// attribute at fault.
+func decodeConfig(kind lang.Kind, b tfplugin.Block, obj map[string]any) (*lang.Resource, tfplugin.Diagnostics) {
+	name, _ := obj["name"].(string)
+	raw := lang.RawResource{Body: configNode(kind, obj), DefaultName: name, Syntax: "terraform"}
+	res, ldiags := lang.DecodeResource(raw)
+	var diags tfplugin.Diagnostics
+	for _, d := range ldiags {
+		sev := tfplugin.Error
+		if d.Severity == lang.Warning {
+			sev = tfplugin.Warning
+		}
+		detail := d.Detail
+		path := attrPath(b, d.Field)
+		if d.Field != "" && len(path) == 0 {
+			detail = strings.TrimSpace(fmt.Sprintf("%s (at %s)", detail, d.Field))
+		}
+		diags = append(diags, tfplugin.Diagnostic{Severity: sev, Summary: d.Summary, Detail: detail, Path: path})
+	}
+	return res, diags
+}
+
+// attrPath turns a model field path ("resources.gpu", "ports[1]",
+// "env.HF_TOKEN") into the Terraform attribute path, following the
+// schema: map keys may hold dots ("tags.kubernetes.io/name").
+func attrPath(b tfplugin.Block, field string) tfplugin.Path {
+	var out tfplugin.Path
+	rest := field
+	for rest != "" {
+		rest = strings.TrimPrefix(rest, ".")
+		end := strings.IndexAny(rest, ".[")
+		if end < 0 {
+			end = len(rest)
+		}
+		name := rest[:end]
+		rest = rest[end:]
+		if a, ok := b.Attribute(name); ok {
+			out = append(out, name)
+			switch {
+			case a.Type.Kind == tfplugin.Map && strings.HasPrefix(rest, "."):
+				return append(out, tfplugin.Key(rest[1:]))
+			case a.Type.Kind == tfplugin.List && strings.HasPrefix(rest, "["):
+				if i, r, ok := index(rest); ok {
+					out = append(out, i)
+					rest = r
+				}
+			}
+			return out
+		}
+		nb, ok := b.NestedBlock(name)
+		if !ok {
+			return out
+		}
+		out = append(out, name)
+		if nb.Nesting == tfplugin.ListNesting {
+			i, r, ok := index(rest)
+			if !ok {
+				return out
+			}
+			out, rest = append(out, i), r
+		}
+		b = nb.Block
+	}
+	return out
+}
+
+func index(s string) (int, string, bool) {
+	if !strings.HasPrefix(s, "[") {
+		return 0, s, false
+	}
+	end := strings.IndexByte(s, ']')
+	if end < 0 {
+		return 0, s, false
+	}
+	i, err := strconv.Atoi(s[1:end])
+	return i, s[end+1:], err == nil
+}
+
+// specValue renders a model value as the Terraform value of its
+// configuration attributes (computed ones are left out): what import
+// writes into state. Zero values are null, as if not written; absent
+// repeatable blocks are empty lists, as Terraform keeps them.
+func specValue(spec lang.Spec) map[string]any {
+	v := reflect.ValueOf(spec).Elem()
+	return structValue(v, true)
+}
+
+func structValue(v reflect.Value, top bool) map[string]any {
+	out := map[string]any{}
+	for _, f := range lang.Fields(v.Type()) {
+		if top && f.Name == "type" {
+			continue
+		}
+		fv := v.FieldByIndex(f.Index)
+		sh := shapeOf(f.Type)
+		switch sh.kind {
+		case shapeAttr:
+			out[f.Name] = attrValue(sh, fv)
+		case shapeBlock:
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					out[f.Name] = nil
+					continue
+				}
+				fv = fv.Elem()
+			}
+			out[f.Name] = structValue(fv, false)
+		case shapeBlockList:
+			l := []any{}
+			for i := range fv.Len() {
+				e := fv.Index(i)
+				if e.Kind() == reflect.Pointer {
+					e = e.Elem()
+				}
+				l = append(l, structValue(e, false))
+			}
+			out[f.Name] = l
+		}
+	}
+	return out
+}
+
+func attrValue(sh shape, v reflect.Value) any {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Type() == envType {
+		env := v.Interface().(lang.Env)
+		if len(env) == 0 {
+			return nil
+		}
+		m := map[string]any{}
+		for _, e := range env {
+			if e.Value != nil {
+				m[e.Name] = *e.Value
+			}
+		}
+		return m
+	}
+	if sh.stringForm && v.Kind() != reflect.Slice {
+		return formString(v)
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if v.String() == "" {
+			return nil
+		}
+		return v.String()
+	case reflect.Bool:
+		if !v.Bool() {
+			return nil
+		}
+		return true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if v.Int() == 0 {
+			return nil
+		}
+		return float64(v.Int())
+	case reflect.Float32, reflect.Float64:
+		if v.Float() == 0 {
+			return nil
+		}
+		return v.Float()
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return nil
+		}
+		if sh.stringForm && v.Type().Implements(reflect.TypeFor[encoding.TextMarshaler]()) {
+			return formString(v)
+		}
+		l := make([]any, v.Len())
+		for i := range v.Len() {
+			e := v.Index(i)
+			if sh.stringForm {
+				l[i] = formString(e)
+			} else {
+				l[i] = e.String()
+			}
+		}
+		return l
+	case reflect.Map:
+		if v.Len() == 0 {
+			return nil
+		}
+		m := map[string]any{}
+		iter := v.MapRange()
+		for iter.Next() {
+			m[iter.Key().String()] = iter.Value().String()
+		}
+		return m
+	}
+	return nil
+}
+
+// formString is the string form of a several-form model value, as the
+// model's decoder reads it back.
+func formString(v reflect.Value) any {
+	switch x := v.Interface().(type) {
+	case lang.Port:
+		return x.String()
+	case lang.VolumeMount:
+		src := x.InstancePath
+		if src == "" && len(x.Name) > 0 {
+			src = x.Name[0]
+		}
+		return src + ":" + x.Path
+	case lang.FileMapping:
+		if x.Path == "" {
+			return x.LocalPath
+		}
+		return x.LocalPath + ":" + x.Path
+	case lang.Repo:
+		if x.URL != "" {
+			return x.URL
+		}
+		if x.Path == "" {
+			return x.LocalPath
+		}
+		return x.LocalPath + ":" + x.Path
+	case lang.FleetNodes:
+		switch {
+		case x.Max != nil && *x.Max == x.Min:
+			return strconv.Itoa(x.Min)
+		case x.Max != nil:
+			return fmt.Sprintf("%d..%d", x.Min, *x.Max)
+		}
+		return fmt.Sprintf("%d..", x.Min)
+	case lang.InstanceRef:
+		if x.Name != "" {
+			return x.Name
+		}
+		return x.Hostname
+	case encoding.TextMarshaler:
+		b, err := x.MarshalText()
+		if err != nil {
+			return nil
+		}
+		return string(b)
+	}
+	b, err := json.Marshal(v.Interface())
+	if err != nil {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		return s
+	}
+	return string(b)
+}
+
+// jsonNode turns a JSON document (a configuration as lang encodes it,
+// recorded in dstack's state) into a node tree for the model's decoder.
+func jsonNode(v any) *lang.Node {
+	switch v := v.(type) {
+	case nil:
+		return &lang.Node{Kind: lang.NullNode}
+	case string:
+		return scalar(v, lang.String)
+	case bool:
+		return scalar(strconv.FormatBool(v), lang.Bool)
+	case json.Number:
+		if _, err := v.Int64(); err == nil {
+			return scalar(v.String(), lang.Int)
+		}
+		return scalar(v.String(), lang.Float)
+	case float64:
+		return attrNode(tfplugin.NumberType, false, v)
+	case []any:
+		n := &lang.Node{Kind: lang.ListNode}
+		for _, e := range v {
+			n.Items = append(n.Items, jsonNode(e))
+		}
+		return n
+	case map[string]any:
+		n := &lang.Node{Kind: lang.MapNode}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			n.Entries = append(n.Entries, lang.Entry{Key: k, Value: jsonNode(v[k])})
+		}
+		return n
+	}
+	return &lang.Node{Kind: lang.NullNode}
+}
+
+func reflectTypeOfSpec() reflect.Type { return reflect.TypeFor[resources.Spec]() }
+
+func reflectValue(v any) reflect.Value { return reflect.ValueOf(v) }
