@@ -269,7 +269,7 @@ func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
 		if r == nil || len(r.Instances) == 0 {
 			continue
 		}
-		in := r.Instances[0]
+		in := master(r)
 		if _, err := jobControl(set, in); err != nil {
 			continue
 		}
@@ -279,6 +279,44 @@ func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		stopWorkers(ctx, set, r, s)
+	}
+}
+
+// master is a run's job of rank 0 (its lowest index).
+func master(r *state.Resource) *state.Instance {
+	m := r.Instances[0]
+	for _, in := range r.Instances {
+		if in.Index < m.Index {
+			m = in
+		}
+	}
+	return m
+}
+
+// stopWorkers ends a distributed task whose stop_criteria is
+// master-done once its master (the job followed) has ended: the workers
+// are stopped, with their grace period.
+func stopWorkers(ctx context.Context, set providers.Set, r *state.Resource, s Streams) {
+	spec, _ := r.Attributes["spec"].(map[string]any)
+	if spec["stop_criteria"] != "master-done" || len(r.Instances) < 2 {
+		return
+	}
+	var workers []*state.Instance
+	for _, in := range r.Instances {
+		if in != master(r) {
+			workers = append(workers, in)
+		}
+	}
+	fmt.Fprintf(s.Stdout, "\n%s: the master finished (stop_criteria: master-done); stopping %d workers\n", r.Address, len(workers))
+	for _, in := range workers {
+		jc, err := jobControl(set, in)
+		if err == nil {
+			err = jc.StopJob(ctx, in.ProviderID, false)
+		}
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "dstack: stopping %s[%d]: %v\n", r.Address, in.Index, err)
 		}
 	}
 }
