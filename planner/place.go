@@ -25,6 +25,9 @@ type host struct {
 	cap     offers.Offer
 	used    Demand
 	removed bool
+	// blocks splits the host into that many equal slices (its fleet's or
+	// its own `blocks`); runs take whole blocks. 0 or 1: undivided.
+	blocks int
 }
 
 func (h *host) free() Demand {
@@ -153,6 +156,7 @@ func (d Demand) minus(o Demand) Demand {
 }
 
 func (m *maker) addHost(h *host) {
+	h.blocks = m.blocksOf(h)
 	m.hosts[h.key] = h
 	m.hostOrder = append(m.hostOrder, h)
 }
@@ -254,7 +258,11 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 		// about one GPU of the host.
 		one := h.cap
 		g := *h.cap.GPU
-		g.Count = d.GPUs
+		g.Count = demandOf(spec).GPUs // what the job asks, not whole blocks
+		if g.MemoryMB == 0 {
+			// Not known yet (an SSH host before its agent reported it).
+			g.MemoryMB = 1 << 30
+		}
 		one.GPU, one.CPUs, one.Memory, one.Disk = &g, max(one.CPUs, 1<<20), 1<<40, 1<<40
 		probe := spec
 		probe.CPU, probe.Memory, probe.Disk = nil, nil, nil
@@ -291,8 +299,8 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 				continue
 			}
 		}
-		if why := fits(h, spec, demand); why != "" {
-			reasons = append(reasons, why)
+		if why := fits(h, spec, h.inBlocks(demand)); why != "" {
+			reasons = append(reasons, why+h.blockNote())
 			continue
 		}
 		if best == nil || tighter(h, best) {
@@ -300,12 +308,16 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 	}
 	if best != nil {
-		m.putOn(c, s, best, demand)
+		d := best.inBlocks(demand)
+		s.Demand = &d
+		m.putOn(c, s, best, d)
 		return true
 	}
 	if prof.CreationPolicy != "reuse" {
 		if h := m.grow(c, spec, prof, &reasons); h != nil {
-			m.putOn(c, s, h, demand)
+			d := h.inBlocks(demand)
+			s.Demand = &d
+			m.putOn(c, s, h, d)
 			return true
 		}
 	}
@@ -524,7 +536,7 @@ func sshOffer(f *lang.Fleet, hostname string) offers.Offer {
 	o := offers.Offer{Backend: "ssh", Region: "on-prem", InstanceType: hostname, CPUs: d.CPUs,
 		Memory: resources.Memory(d.MemoryMB), Availability: offers.Available}
 	if d.GPUs > 0 {
-		g := &offers.GPU{Count: d.GPUs}
+		g := &offers.GPU{Count: d.GPUs, Vendor: spec.GPU.EffectiveVendor()}
 		if len(spec.GPU.Names) > 0 {
 			g.Name = spec.GPU.Names[0]
 		}
@@ -582,4 +594,66 @@ func (m *maker) startupOrder() {
 			}
 		}
 	}
+}
+
+// blocksOf is how many blocks a host is split into: its own blocks (an
+// SSH fleet's host), else its fleet's; "auto" is one per GPU.
+func (m *maker) blocksOf(h *host) int {
+	r := m.in.Config.Resources[lang.Address{Kind: lang.KindFleet, Name: h.fleet}]
+	if r == nil {
+		return 0
+	}
+	f := r.Spec.(*lang.Fleet)
+	b := f.Blocks
+	if f.SSHConfig != nil {
+		if sh, ok := f.SSHConfig.ResolveHost(h.cap.InstanceType); ok && sh.Blocks != nil {
+			b = sh.Blocks
+		}
+	}
+	switch {
+	case b == nil:
+		return 0
+	case b.Auto:
+		if h.cap.GPU != nil {
+			return h.cap.GPU.Count
+		}
+		return 0
+	}
+	return b.Count
+}
+
+// block is the size of one of h's blocks.
+func (h *host) block() Demand {
+	n := max(h.blocks, 1)
+	d := Demand{CPUs: h.cap.CPUs / n, MemoryMB: int(h.cap.Memory) / n}
+	if h.cap.GPU != nil {
+		d.GPUs = h.cap.GPU.Count / n
+	}
+	return d
+}
+
+// inBlocks rounds what a job needs up to whole blocks of h (at least
+// one): on a split host a job takes its blocks, GPUs, CPUs and memory
+// together.
+func (h *host) inBlocks(d Demand) Demand {
+	if h.blocks <= 1 {
+		return d
+	}
+	b := h.block()
+	k := 1
+	for _, need := range [][2]int{{d.GPUs, b.GPUs}, {d.CPUs, b.CPUs}, {d.MemoryMB, b.MemoryMB}} {
+		if need[1] > 0 {
+			k = max(k, (need[0]+need[1]-1)/need[1])
+		}
+	}
+	return Demand{GPUs: k * b.GPUs, CPUs: k * b.CPUs, MemoryMB: k * b.MemoryMB}
+}
+
+// blockNote says, after a reason a job does not fit, that h is split.
+func (h *host) blockNote() string {
+	if h.blocks <= 1 {
+		return ""
+	}
+	b := h.block()
+	return fmt.Sprintf(" (in %d blocks of %d GPU, %d CPU, %s)", h.blocks, b.GPUs, b.CPUs, resources.Memory(b.MemoryMB))
 }

@@ -2,6 +2,7 @@ package planner_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -164,5 +165,43 @@ func TestDistributedTaskNeedsAHostPerNode(t *testing.T) {
 	_, err := w.plan(w.config(map[string]string{"main.dstack.yml": cfg}), planOpts{})
 	if err == nil || !strings.Contains(err.Error(), "has another job of this run") || !strings.Contains(err.Error(), "(a100-1)") {
 		t.Fatalf("want a placement error naming the hosts, got %v", err)
+	}
+}
+
+// TestBlocks: a host split into blocks takes runs in whole blocks. An
+// 8-GPU host in 4 blocks holds four 1-GPU tasks (each takes a block of 2
+// GPUs); a fifth does not fit, and the plan says why.
+func TestBlocks(t *testing.T) {
+	w := newWorld(t, nil)
+	fleet := `type: fleet
+name: box
+resources:
+  gpu: H100:8
+  cpu: 32
+  memory: 256GB
+ssh_config:
+  user: root
+  hosts:
+    - hostname: gpu-1
+      blocks: 4
+`
+	task := func(i int) string {
+		return fmt.Sprintf("---\ntype: task\nname: t%d\nfleets: [box]\nresources:\n  gpu: H100:1\n  cpu: 2\n  memory: 8GB\ncommands: [train]\n", i)
+	}
+	cfg := fleet
+	for i := range 4 {
+		cfg += task(i)
+	}
+	p := w.converge(w.config(map[string]string{"main.dstack.yml": cfg}))
+	for _, s := range p.Steps {
+		if s.Kind == "job" && s.Op == planner.OpCreate {
+			if s.Demand == nil || s.Demand.GPUs != 2 || s.Demand.CPUs != 8 || s.Demand.MemoryMB != 64*1024 {
+				t.Errorf("%s takes %+v, want one block (2 GPUs, 8 CPUs, 64GB)", s.Name(), s.Demand)
+			}
+		}
+	}
+	_, err := w.plan(w.config(map[string]string{"main.dstack.yml": cfg + task(4)}), planOpts{})
+	if err == nil || !strings.Contains(err.Error(), "task.t4") || !strings.Contains(err.Error(), "in 4 blocks of 2 GPU") {
+		t.Fatalf("a fifth task: want a placement error about the blocks, got %v", err)
 	}
 }
