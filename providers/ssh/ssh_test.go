@@ -1,0 +1,312 @@
+package ssh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/dstackai/dstack-go/agent/agentd"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
+)
+
+// TestMain lets this test binary be the agent the provider uploads: on a
+// host it runs as ~/.dstack/bin/dstack-agent.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "dstack-agent" {
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "agent" {
+			args = args[1:]
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := agentd.Run(ctx, args, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "dstack-agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func target(c *sshtest.Cluster, h *sshtest.Host) Target {
+	return Target{Host: h.PublicAddr, Port: 22, User: "root", IdentityFile: c.ClientKeyPath}
+}
+
+// dropConnections kills the sshd processes serving established
+// connections on h, as a network failure or a restarted host would.
+func dropConnections(t *testing.T, h *sshtest.Host) {
+	t.Helper()
+	out, err := h.Exec(t, "ss -Htnp state established '( sport = :22 )'")
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	pids := regexp.MustCompile(`pid=(\d+)`).FindAllStringSubmatch(out, -1)
+	if len(pids) == 0 {
+		t.Fatalf("no established SSH connection on %s:\n%s", h.Name, out)
+	}
+	for _, p := range pids {
+		_, _ = h.Exec(t, "kill -9 "+p[1])
+	}
+}
+
+// TestPoolReusesAndRedials: calls share one connection per target, and a
+// connection that dropped is replaced on the next call.
+func TestPoolReusesAndRedials(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 2})
+	pool, err := NewPool(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	tg := target(c, c.Hosts[0])
+	a, _, err := pool.Client(ctx, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := pool.Client(ctx, tg)
+	if err != nil || a != b {
+		t.Fatalf("second call: %p %v, want the first connection %p", b, err, a)
+	}
+	if out, err := run(ctx, a, "echo hi", nil); err != nil || strings.TrimSpace(out) != "hi" {
+		t.Fatalf("run: %q %v", out, err)
+	}
+	dropConnections(t, c.Hosts[0])
+	time.Sleep(200 * time.Millisecond)
+	d, _, err := pool.Client(ctx, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d == a {
+		t.Fatal("the pool handed out the dropped connection")
+	}
+	if out, err := run(ctx, d, "echo again", nil); err != nil || strings.TrimSpace(out) != "again" {
+		t.Fatalf("run on the new connection: %q %v", out, err)
+	}
+	// The proxy-jumped host is reached through the first host's pooled
+	// connection.
+	jumped := Target{Host: c.Hosts[1].PrivateAddr, Port: 22, User: "root", IdentityFile: c.ClientKeyPath, Jump: &tg}
+	if c.Hosts[1].PublicAddr != "" {
+		jumped.Host = c.Hosts[1].PrivateAddr
+	}
+	j, _, err := pool.Client(ctx, jumped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(ctx, j, "hostname", nil); err != nil || !strings.HasSuffix(strings.TrimSpace(out), "-h1") {
+		t.Fatalf("through the jump: %q %v", out, err)
+	}
+}
+
+// TestHostKeys: trust on first use, then the recorded key is enforced;
+// known_hosts wins over the record, and a known_hosts mismatch is refused.
+func TestHostKeys(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 1, Public: []bool{true}})
+	h := c.Hosts[0]
+	ctx := context.Background()
+	tg := target(c, h)
+
+	pool, _ := NewPool(nil)
+	defer pool.Close()
+	_, key, err := pool.Client(ctx, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorizedKey(key) != authorizedKey(h.HostKey()) {
+		t.Fatalf("first use accepted %s, the host's key is %s", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(h.HostKey()))
+	}
+
+	// A pool that recorded the key (as state does) refuses another one.
+	old := h.HostKey()
+	h.RotateHostKey(t)
+	strict, _ := NewPool(nil)
+	defer strict.Close()
+	strict.TrustKey(tg.Addr(), old)
+	_, _, err = strict.Client(ctx, tg)
+	var hke *HostKeyError
+	if !errors.As(err, &hke) || hke.Source != "dstack's state" || !strings.Contains(err.Error(), "refusing") {
+		t.Fatalf("a changed key: got %v", err)
+	}
+
+	// known_hosts vouching for the new key replaces the record.
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(known, []byte(h.KnownHostsLine()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vouched, err := NewPool([]string{known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vouched.Close()
+	vouched.TrustKey(tg.Addr(), old)
+	if _, key, err := vouched.Client(ctx, tg); err != nil || authorizedKey(key) != authorizedKey(h.HostKey()) {
+		t.Fatalf("known_hosts with the new key: %v", err)
+	}
+
+	// known_hosts naming another key is a refusal too.
+	h.RotateHostKey(t)
+	stale, _ := NewPool([]string{known})
+	defer stale.Close()
+	if _, _, err := stale.Client(ctx, tg); !errors.As(err, &hke) || !strings.HasPrefix(hke.Source, "known_hosts") {
+		t.Fatalf("known_hosts with an old key: got %v", err)
+	}
+}
+
+func fleetSpec(c *sshtest.Cluster, hosts ...string) []byte {
+	var hs []string
+	for _, h := range hosts {
+		hs = append(hs, fmt.Sprintf(`{"hostname":%q}`, h))
+	}
+	return fmt.Appendf(nil, `{"type":"fleet","name":"f","ssh_config":{"user":"root","identity_file":%q,"network":%q,"hosts":[%s]}}`,
+		c.ClientKeyPath, c.PrivateSubnet, strings.Join(hs, ","))
+}
+
+// TestInstanceLifecycle: making an instance installs and starts the
+// agent (once: a second create with the token reuses it), describing it
+// sees a dead agent, a create repairs it, and deleting it removes the
+// agent and its files.
+func TestInstanceLifecycle(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 1, Public: []bool{true}})
+	h := c.Hosts[0]
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{AgentBinary: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	var progress []string
+	req := providers.CreateRequest{Kind: providers.KindInstance, Token: "tok1", Address: "fleet.f[0]",
+		Offer: &offers.Offer{Backend: Backend, InstanceType: h.PublicAddr}, Spec: fleetSpec(c, h.PublicAddr),
+		Progress: func(s string) { progress = append(progress, s) }}
+	o, err := p.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ID != h.PublicAddr || o.Status != providers.StatusRunning || o.Offer == nil || o.Offer.CPUs == 0 {
+		t.Fatalf("instance: %+v", o)
+	}
+	if o.Attributes["ip"] != h.PrivateAddr {
+		t.Errorf("ip %q, want the address on the fleet's network %s", o.Attributes["ip"], h.PrivateAddr)
+	}
+	if o.Attributes[attrHostKey] != authorizedKey(h.HostKey()) {
+		t.Errorf("recorded host key %q", o.Attributes[attrHostKey])
+	}
+	if !strings.Contains(strings.Join(progress, "\n"), "uploading the agent") {
+		t.Errorf("progress: %q", progress)
+	}
+	pid1, _ := h.Exec(t, "cat /root/.dstack/agent/agent.pid")
+
+	// Idempotent: the same token, nothing uploaded or restarted.
+	progress = nil
+	if _, err := p.Create(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if pid2, _ := h.Exec(t, "cat /root/.dstack/agent/agent.pid"); pid2 != pid1 || len(progress) > 0 {
+		t.Errorf("a second create restarted the agent (%s → %s) or uploaded it again: %q", pid1, pid2, progress)
+	}
+
+	// A dead agent is a failed instance.
+	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Describe(ctx, []string{"tok1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got["tok1"]; g.Status != providers.StatusFailed || !strings.Contains(g.Reason, "agent is not running") {
+		t.Fatalf("after killing the agent: %+v", g)
+	}
+	// Made again under a new token: the agent is back.
+	req.Token = "tok2"
+	if _, err := p.Create(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = p.Describe(ctx, []string{"tok1", "tok2"})
+	if _, ok := got["tok1"]; ok || got["tok2"].Status != providers.StatusRunning {
+		t.Fatalf("after the repair: %+v", got)
+	}
+
+	// Another process knows the host only from what state recorded.
+	q, _ := New(Options{AgentBinary: exe})
+	defer q.Close()
+	o2 := got["tok2"]
+	q.Recall([]providers.Object{o2})
+	if got, err := q.Describe(ctx, []string{"tok2"}); err != nil || got["tok2"].Status != providers.StatusRunning {
+		t.Fatalf("describe from the record: %+v %v", got, err)
+	}
+	if err := q.Delete(ctx, providers.KindInstance, o2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := h.Exec(t, `ls -A /root/.dstack/agent /root/.dstack/bin 2>&1; pgrep -f "/root/.dstack/bin" || true`); strings.Contains(out, "agent.pid") || strings.Contains(out, "dstack-agent") {
+		t.Fatalf("after delete the host keeps: %s", out)
+	}
+	if got, _ := q.Describe(ctx, []string{"tok2"}); len(got) != 0 {
+		t.Fatalf("deleted instance still described: %+v", got)
+	}
+}
+
+// TestUnreachableHost: a host that does not answer is a failed instance,
+// its jobs are of unknown state (not gone), and a changed host key is an
+// error, not a status.
+func TestUnreachableHost(t *testing.T) {
+	p, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.pool.timeout = 2 * time.Second
+	tg := Target{Host: "127.0.0.1", Port: 1, User: "root"}
+	tj := `{"host":"127.0.0.1","port":1,"user":"root"}`
+	p.Recall([]providers.Object{
+		{Kind: providers.KindInstance, ID: tg.Host, Token: "i1", Address: "fleet.f[0]", Attributes: map[string]string{attrTarget: tj}},
+		{Kind: providers.KindJob, ID: "j1", Token: "j1", Address: "task.t[0]", Host: tg.Host},
+	})
+	t.Setenv("HOME", t.TempDir()) // no default keys
+	key := filepath.Join(t.TempDir(), "id")
+	writeTestKey(t, key)
+	p.hosts[tg.Host].target.IdentityFile = key
+	got, err := p.Describe(context.Background(), []string{"i1", "j1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["i1"].Status != providers.StatusFailed || !strings.Contains(got["i1"].Reason, "unreachable") {
+		t.Errorf("instance: %+v", got["i1"])
+	}
+	if got["j1"].Status != providers.StatusUnknown {
+		t.Errorf("job: %+v", got["j1"])
+	}
+}
+
+func writeTestKey(t *testing.T, path string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
