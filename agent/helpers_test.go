@@ -35,11 +35,17 @@ func withLogLimit(n int64) agentOption {
 	return func(o *agent.Options, _ *host.Options) { o.LogLimit = n }
 }
 
+// withRuntime gives the agent rt beside the host runtime.
+func withRuntime(rt agent.Runtime) agentOption {
+	return func(o *agent.Options, _ *host.Options) { o.Runtimes = append(o.Runtimes, rt) }
+}
+
 func withGPUUsage(f func(context.Context) ([]inventory.GPUUsage, error)) agentOption {
 	return func(_ *agent.Options, h *host.Options) { h.GPUUsage = f }
 }
 
-// startAgent starts an agent on dir. At the end of the test it kills the
+// startAgent starts an agent on dir, with the host runtime and those
+// given withRuntime. At the end of the test it kills the
 // jobs still running, unless the test closed the agent itself.
 func startAgent(t testing.TB, dir string, opts ...agentOption) *testAgent {
 	t.Helper()
@@ -52,7 +58,7 @@ func startAgent(t testing.TB, dir string, opts ...agentOption) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ao.Runtimes = []agent.Runtime{rt}
+	ao.Runtimes = append([]agent.Runtime{rt}, ao.Runtimes...)
 	m, err := agent.NewManager(t.Context(), ao)
 	if err != nil {
 		t.Fatal(err)

@@ -439,18 +439,26 @@ func TestMetrics(t *testing.T) {
 func TestLogSizeCap(t *testing.T) {
 	const limit = 1 << 20
 	a := startAgent(t, t.TempDir(), withLogLimit(limit))
-	// About 8.9 MB of numbered lines, then the job idles: the cap holds
-	// while it runs, not only when it ends.
-	a.submit(agent.JobSpec{ID: "chatty", Commands: []string{"seq 1 1000000", "sleep 600"}})
-	logPath := filepath.Join(a.dir, "jobs", "chatty", "output.log")
-	job := a.waitFor("chatty", "wrote and trimmed its log", func(j agent.Job) bool {
+	checkLogSizeCap(t, a, agent.JobSpec{ID: "chatty"}, limit)
+}
+
+// checkLogSizeCap runs spec with commands that print about 8.9 MB of
+// numbered lines, then idle, on an agent with a log cap of limit bytes,
+// and checks that the cap holds while the job runs, not only when it ends.
+func checkLogSizeCap(t *testing.T, a *testAgent, spec agent.JobSpec, limit int64) {
+	t.Helper()
+	id := spec.ID
+	spec.Commands = []string{"seq 1 1000000", "sleep 600"}
+	a.submit(spec)
+	logPath := filepath.Join(a.dir, "jobs", id, "output.log")
+	job := a.waitFor(id, "wrote and trimmed its log", func(j agent.Job) bool {
 		// Once seq is done and the log is within the cap, it stays so.
-		return strings.HasSuffix(a.logs("chatty"), "\n1000000\n") && j.LogDropped > 0 && fileSize(t, logPath)-j.LogDropped <= limit
+		return strings.HasSuffix(a.logs(id), "\n1000000\n") && j.LogDropped > 0 && fileSize(t, logPath)-j.LogDropped <= limit
 	})
 	if job.State != agent.StateRunning {
 		t.Fatalf("job %s: %s", job.State, job.Reason)
 	}
-	s, err := a.c.Logs(t.Context(), "chatty", 0, false)
+	s, err := a.c.Logs(t.Context(), id, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +470,7 @@ func TestLogSizeCap(t *testing.T) {
 	if s.Offset()-int64(len(data)) != job.LogDropped {
 		t.Errorf("stream started at %d, want the first kept byte %d", s.Offset()-int64(len(data)), job.LogDropped)
 	}
-	if len(data) > limit || len(data) < limit/2 {
+	if int64(len(data)) > limit || int64(len(data)) < limit/2 {
 		t.Errorf("kept %d bytes, want between half the cap and the cap (%d)", len(data), limit)
 	}
 	// What is kept is the newest part, whole lines, in order.

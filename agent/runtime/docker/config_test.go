@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/strslice"
 	"github.com/docker/go-connections/nat"
 	"github.com/google/go-cmp/cmp"
 
@@ -244,5 +246,81 @@ func TestReadPull(t *testing.T) {
 `), func(string) {}, "x")
 	if err == nil || err.Error() != "manifest unknown" {
 		t.Fatalf("err = %v, want manifest unknown", err)
+	}
+}
+
+func TestLogDirectly(t *testing.T) {
+	base := agent.JobSpec{ID: "j", Image: "i", Commands: []string{"echo a"}, Shell: "bash"}
+	cfg, hcfg, err := containerConfig(base, "", devices{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !logDirectly(base, cfg, hcfg, "/data/jobs/j/output.log") {
+		t.Fatal("a job with commands does not log directly")
+	}
+	if d := cmp.Diff(strslice.StrSlice{"/bin/bash", "-c", "exec >>" + LogMountPath + " 2>&1\nset -e\necho a"}, cfg.Entrypoint); d != "" {
+		t.Errorf("entrypoint (-want +got):\n%s", d)
+	}
+	if cfg.Labels[LabelDirectLog] != "true" || cfg.Labels[LabelJobID] != "j" {
+		t.Errorf("labels %v", cfg.Labels)
+	}
+	wantMount := []mount.Mount{{Type: mount.TypeBind, Source: "/data/jobs/j/output.log", Target: LogMountPath}}
+	if d := cmp.Diff(wantMount, hcfg.Mounts); d != "" {
+		t.Errorf("mounts (-want +got):\n%s", d)
+	}
+
+	for name, spec := range map[string]agent.JobSpec{
+		"entrypoint":                 {ID: "j", Image: "i", Entrypoint: []string{"/app"}},
+		"entrypoint and commands":    {ID: "j", Image: "i", Entrypoint: []string{"/app"}, Commands: []string{"--flag"}},
+		"the image's own entrypoint": {ID: "j", Image: "i"},
+		"a volume over the log":      {ID: "j", Image: "i", Commands: []string{"true"}, Volumes: []agent.Mount{{Name: "v", Path: "/.dstack-log/"}}},
+	} {
+		cfg, hcfg, err := containerConfig(spec, "", devices{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := cfg.Entrypoint
+		if logDirectly(spec, cfg, hcfg, "/log") {
+			t.Errorf("%s: logs directly", name)
+		}
+		if !cmp.Equal(before, cfg.Entrypoint) || len(hcfg.Mounts) != len(spec.Volumes) || cfg.Labels[LabelDirectLog] != "" {
+			t.Errorf("%s: the config changed: %v %v %v", name, cfg.Entrypoint, hcfg.Mounts, cfg.Labels)
+		}
+	}
+}
+
+func TestPrepareDirectLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "output.log")
+	if err := os.WriteFile(p, []byte("kept\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareDirectLog(p); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o622 || st.Size() != 5 {
+		t.Errorf("log mode %v size %d, want -rw--w--w- and its content kept", st.Mode(), st.Size())
+	}
+	missing := filepath.Join(t.TempDir(), "new.log")
+	if err := prepareDirectLog(missing); err != nil {
+		t.Fatalf("creating a missing log: %v", err)
+	}
+	if err := prepareDirectLog(filepath.Join(t.TempDir(), "no", "dir", "log")); err == nil {
+		t.Error("no error for a log in a missing directory")
+	}
+}
+
+func TestEngineRefusals(t *testing.T) {
+	bind := errors.New(`Error response from daemon: invalid mount config for type "bind": bind source path does not exist: /var/lib/dstack/jobs/j/output.log`)
+	rlimit := errors.New("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 8: operation not permitted: unknown")
+	other := errors.New("Error response from daemon: No such image: nope:latest")
+	if !isBindSourceMissing(bind) || isBindSourceMissing(rlimit) || isBindSourceMissing(other) {
+		t.Error("isBindSourceMissing misjudges")
+	}
+	if !isRlimitDenied(rlimit) || isRlimitDenied(bind) || isRlimitDenied(other) {
+		t.Error("isRlimitDenied misjudges")
 	}
 }

@@ -4,10 +4,13 @@
 // Start pulls the image when it is missing (with registry auth and layer
 // progress), creates the container (the job's commands run by its shell,
 // entrypoint, env, working dir, user, privileged, shm size, ports, volumes,
-// GPUs, memlock unlimited) labelled with the job's ID, starts it and follows
-// its stdout and stderr into the job's log file. Reattach finds the
-// container again by that label after an agent restart and resumes the log
-// exactly where the file left off (see logs.go).
+// GPUs, memlock unlimited) labelled with the job's ID and starts it. A job
+// whose commands run by its shell writes its output into the job's log
+// file itself, through a bind mount (see direct.go); for other jobs the
+// runtime follows the container's stdout and stderr from the Engine's log
+// into the file (see logs.go). Reattach finds the container again by its
+// label after an agent restart; the log then goes on where the file left
+// off, without a gap or a repeated line.
 package docker
 
 import (
@@ -49,9 +52,10 @@ const DefaultBindAddress = "127.0.0.1"
 
 // Runtime runs jobs as Docker containers. It is safe for concurrent use.
 type Runtime struct {
-	cli       *client.Client
-	bindAddr  string
-	noLogFile bool // follow output through the logs endpoint only
+	cli        *client.Client
+	bindAddr   string
+	noLogFile  bool // follow output through the logs endpoint only
+	engineLogs bool // never let jobs write their log file directly
 }
 
 var _ agent.Runtime = (*Runtime)(nil)
@@ -65,7 +69,8 @@ func WithBindAddress(addr string) Option { return func(r *Runtime) { r.bindAddr 
 
 // WithEndpointLogs makes the runtime follow containers' output through
 // the Engine's logs endpoint only, never reading the Engine's own log
-// files (which it does where it can: see logs.go).
+// files (which it does where it can: see logs.go). It applies to jobs whose
+// output goes through the Engine's log (see WithEngineLogs and direct.go).
 func WithEndpointLogs() Option { return func(r *Runtime) { r.noLogFile = true } }
 
 // New connects to the Docker Engine the environment points at (DOCKER_HOST,
@@ -110,8 +115,9 @@ func ContainerName(jobID string) string {
 
 var badNameChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
 
-// Start runs spec as a new container and follows its output into logPath
-// (appending). progress is told about each phase: pulling (with a summary
+// Start runs spec as a new container whose output is appended to logPath:
+// written there by the container itself, or followed from the Engine's log
+// (see direct.go for which). progress is told about each phase: pulling (with a summary
 // of the layers' progress, only when the image is missing) and creating. A
 // failed pull is an error "image pull failed: <reason>". When ctx ends
 // before the container runs, what Start made is removed and ctx's error
@@ -156,23 +162,49 @@ func (r *Runtime) start(ctx context.Context, spec agent.JobSpec, logPath string,
 			}
 		}
 	}
+	// Each failure the Engine's setup explains (see below) is learnt once
+	// per Engine and retried without what it refused: at most twice.
+	for {
+		cfg, hcfg, direct, err := r.config(spec, logPath)
+		if err != nil {
+			return nil, err
+		}
+		h, err := r.createAndStart(ctx, spec, cfg, hcfg, logPath, direct)
+		switch {
+		case err != nil && hcfg.Ulimits != nil && isRlimitDenied(err):
+			// The Engine may not raise RLIMIT_MEMLOCK (it lacks
+			// CAP_SYS_RESOURCE, as in some sandboxes and rootless Docker):
+			// jobs run with the Engine's own limit there.
+			memlockDenied.Store(r.cli.DaemonHost(), true)
+		case err != nil && direct && isBindSourceMissing(err):
+			// The Engine does not see this machine's files (the agent runs
+			// in a container of its own, say): output goes through the
+			// Engine's log.
+			directDenied.Store(r.cli.DaemonHost(), true)
+		default:
+			return h, err
+		}
+	}
+}
+
+// config builds the container's create request, letting it write the
+// job's log directly where it can, and leaving out what the Engine was
+// found to refuse.
+func (r *Runtime) config(spec agent.JobSpec, logPath string) (*container.Config, *container.HostConfig, bool, error) {
 	cfg, hcfg, err := containerConfig(spec, r.bindAddr, probeDevices("/"))
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	if _, denied := memlockDenied.Load(r.cli.DaemonHost()); denied {
 		hcfg.Ulimits = nil
 	}
-	h, err := r.createAndStart(ctx, spec, cfg, hcfg, logPath)
-	if err != nil && hcfg.Ulimits != nil && isRlimitDenied(err) {
-		// The Engine may not raise RLIMIT_MEMLOCK (it lacks
-		// CAP_SYS_RESOURCE, as in some sandboxes and rootless Docker):
-		// jobs run with the Engine's own limit there.
-		memlockDenied.Store(r.cli.DaemonHost(), true)
-		hcfg.Ulimits = nil
-		h, err = r.createAndStart(ctx, spec, cfg, hcfg, logPath)
+	direct := r.canLogDirectly() && logDirectly(spec, cfg, hcfg, logPath)
+	if direct {
+		if err := prepareDirectLog(logPath); err != nil {
+			return nil, nil, false, err
+		}
 	}
-	return h, err
+	return cfg, hcfg, direct, nil
 }
 
 // removeUnstarted makes way for a new container of the job: one that an
@@ -192,9 +224,10 @@ func (r *Runtime) removeUnstarted(ctx context.Context, jobID string) error {
 	return nil
 }
 
-// createAndStart creates the container, sets up its log, starts it and
-// reads back its ports; on any failure it removes what it made.
-func (r *Runtime) createAndStart(ctx context.Context, spec agent.JobSpec, cfg *container.Config, hcfg *container.HostConfig, logPath string) (agent.Handle, error) {
+// createAndStart creates the container, sets up its log (unless the
+// container writes it directly), starts it and reads back its ports; on
+// any failure it removes what it made.
+func (r *Runtime) createAndStart(ctx context.Context, spec agent.JobSpec, cfg *container.Config, hcfg *container.HostConfig, logPath string, direct bool) (agent.Handle, error) {
 	created, err := r.cli.ContainerCreate(ctx, cfg, hcfg, nil, nil, ContainerName(spec.ID))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -205,18 +238,22 @@ func (r *Runtime) createAndStart(ctx context.Context, spec agent.JobSpec, cfg *c
 		}
 		return nil, fmt.Errorf("docker: creating the container: %s", engineMsg(err))
 	}
-	h := &handle{rt: r, id: created.ID, spec: spec}
+	h := &handle{rt: r, id: created.ID, spec: spec, logPath: logPath, direct: direct}
 	undo := func(err error) (agent.Handle, error) {
-		if h.logs != nil {
-			h.logs.close()
+		if f := h.follower(); f != nil {
+			f.close()
 		}
 		r.removeQuietly(created.ID)
 		return nil, err
 	}
-	// The log is set up before the container starts, so that a fresh
-	// cursor is on disk before the first line can be written.
-	if h.logs, err = newLogFollower(r.cli, created.ID, logPath, true, ""); err != nil {
-		return undo(err)
+	var f *logFollower
+	if !direct {
+		// The log is set up before the container starts, so that a fresh
+		// cursor is on disk before the first line can be written.
+		if f, err = newLogFollower(r.cli, created.ID, logPath, true, ""); err != nil {
+			return undo(err)
+		}
+		h.setFollower(f)
 	}
 	if err := r.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return undo(fmt.Errorf("docker: starting the container: %s", engineMsg(err)))
@@ -225,23 +262,32 @@ func (r *Runtime) createAndStart(ctx context.Context, spec agent.JobSpec, cfg *c
 	if err != nil {
 		return undo(fmt.Errorf("docker: inspecting the started container: %w", err))
 	}
-	// The Engine's own log file is known once the container has started.
-	if err := h.logs.useFile(r.engineLogFile(insp)); err != nil {
-		return undo(err)
+	if f != nil {
+		// The Engine's own log file is known once the container has started.
+		if err := f.useFile(r.engineLogFile(insp)); err != nil {
+			return undo(err)
+		}
+		f.start()
 	}
-	h.logs.start()
 	h.ports = publishedPorts(spec.Ports, insp)
 	return h, nil
 }
 
 // memlockDenied holds the Engines (by address) found unable to lift
-// RLIMIT_MEMLOCK, so that only the first job on one pays for finding out.
-var memlockDenied sync.Map
+// RLIMIT_MEMLOCK, and directDenied those found unable to bind-mount this
+// machine's files, so that only the first job on one pays for finding out.
+var memlockDenied, directDenied sync.Map
 
 // engineMsg is the Engine's message, without the client library's
 // "Error response from daemon: ".
 func engineMsg(err error) string {
 	return strings.TrimPrefix(err.Error(), "Error response from daemon: ")
+}
+
+// isBindSourceMissing tells the Engine's refusal to bind-mount a path it
+// does not have from other create failures.
+func isBindSourceMissing(err error) bool {
+	return strings.Contains(err.Error(), "bind source path does not exist")
 }
 
 // isRlimitDenied tells runc's "error setting rlimit type 8: operation not
@@ -251,9 +297,9 @@ func isRlimitDenied(err error) bool {
 	return strings.Contains(s, "rlimit type 8") && strings.Contains(s, "not permitted")
 }
 
-// Reattach finds the container of the job spec.ID (by LabelJobID) and
-// resumes following its output into logPath from where the file left off.
-// ok is false when the job has no container, or only one that was created
+// Reattach finds the container of the job spec.ID (by LabelJobID) and,
+// unless it writes logPath itself (LabelDirectLog), resumes following its
+// output into logPath from where the file left off. ok is false when the job has no container, or only one that was created
 // but never started.
 func (r *Runtime) Reattach(ctx context.Context, spec agent.JobSpec, logPath string) (agent.Handle, bool, error) {
 	c, found, err := r.find(ctx, spec.ID)
@@ -267,11 +313,16 @@ func (r *Runtime) Reattach(ctx context.Context, spec agent.JobSpec, logPath stri
 	if err != nil {
 		return nil, false, fmt.Errorf("docker: inspecting container %s: %w", shortID(c.ID), err)
 	}
-	h := &handle{rt: r, id: c.ID, spec: spec}
-	if h.logs, err = newLogFollower(r.cli, c.ID, logPath, false, r.engineLogFile(insp)); err != nil {
-		return nil, false, err
+	direct := insp.Config != nil && insp.Config.Labels[LabelDirectLog] == "true"
+	h := &handle{rt: r, id: c.ID, spec: spec, logPath: logPath, direct: direct}
+	if !direct {
+		f, err := newLogFollower(r.cli, c.ID, logPath, false, r.engineLogFile(insp))
+		if err != nil {
+			return nil, false, err
+		}
+		h.setFollower(f)
+		f.start()
 	}
-	h.logs.start()
 	h.ports = publishedPorts(spec.Ports, insp)
 	return h, true, nil
 }

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"golang.org/x/sys/unix"
 
 	"github.com/dstackai/dstack-go/agent"
@@ -109,9 +111,9 @@ func TestExitCodesAndLogs(t *testing.T) {
 		if code != 0 || reason != "exit code 0" {
 			t.Errorf("exit %d %q, want 0", code, reason)
 		}
-		// stdout and stderr are two pipes: the Engine keeps each one's
-		// order, not their interleaving.
-		if log != "hello\nto stderr\nbye\n" && log != "to stderr\nhello\nbye\n" && log != "hello\nbye\nto stderr\n" {
+		// The job writes its log itself: stdout and stderr interleave as
+		// written.
+		if log != "hello\nto stderr\nbye\n" {
 			t.Errorf("log %q", log)
 		}
 	})
@@ -392,21 +394,70 @@ func waitForLog(t testing.TB, logPath, want string) {
 	}
 }
 
-// logSources are the two ways the runtime follows output: the Engine's
-// json-file log read directly (where it can, as here: the tests run as
-// root beside the Engine) and the logs endpoint.
+// logSources are the ways a job's output reaches its log: written by the
+// container itself (direct, the default for jobs with commands), or
+// followed from the Engine's log: its json-file log read directly (where
+// the runtime can, as here: the tests run as root beside the Engine) or
+// through the logs endpoint.
 var logSources = []struct {
 	name string
 	opts []docker.Option
 }{
-	{"file", nil},
-	{"endpoint", []docker.Option{docker.WithEndpointLogs()}},
+	{"direct", nil},
+	{"file", []docker.Option{docker.WithEngineLogs()}},
+	{"endpoint", []docker.Option{docker.WithEngineLogs(), docker.WithEndpointLogs()}},
 }
 
-// checkSource checks from the log's cursor that output was followed
-// through the source named.
-func checkSource(t testing.TB, logPath, source string) {
+func logSourceOpts(name string) []docker.Option {
+	for _, s := range logSources {
+		if s.name == name {
+			return s.opts
+		}
+	}
+	panic("no log source " + name)
+}
+
+// inspectJob inspects the job's container.
+func inspectJob(t testing.TB, jobID string) container.InspectResponse {
 	t.Helper()
+	c := dockertest.Client(t)
+	ctx := ctxFor(t, time.Minute)
+	list, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelJobID+"="+jobID))})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("containers of job %s: %d (%v), want 1", jobID, len(list), err)
+	}
+	insp, err := c.ContainerInspect(ctx, list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insp
+}
+
+// checkDirect checks whether the job's container wrote its log itself,
+// and if so, that the Engine's own log of it is empty.
+func checkDirect(t testing.TB, jobID string, want bool) {
+	t.Helper()
+	insp := inspectJob(t, jobID)
+	if got := insp.Config.Labels[docker.LabelDirectLog] == "true"; got != want {
+		t.Fatalf("job %s: direct log %v, want %v", jobID, got, want)
+	}
+	if !want {
+		return
+	}
+	if st, err := os.Stat(insp.LogPath); err != nil || st.Size() != 0 {
+		t.Errorf("the Engine logged %v bytes (%v) of a job that writes its log itself", st.Size(), err)
+	}
+}
+
+// checkSource checks that output reached the log the way named: written
+// by the container, or followed from the Engine (then the log's cursor
+// says through which source).
+func checkSource(t testing.TB, jobID, logPath, source string) {
+	t.Helper()
+	checkDirect(t, jobID, source == "direct")
+	if source == "direct" {
+		return
+	}
 	f := strings.Fields(readFile(t, logPath+docker.CursorSuffix))
 	if len(f) != 5 || f[0] != "v2" {
 		t.Fatalf("cursor %q", f)
@@ -468,10 +519,24 @@ func testReattach(t *testing.T, source string, opts []docker.Option) {
 	if err != nil || code != 7 || reason != "exit code 7" {
 		t.Fatalf("Wait: %d %q %v", code, reason, err)
 	}
-	checkSource(t, logPath, source)
+	checkSource(t, spec.ID, logPath, source)
 	log := readFile(t, logPath)
 	if !strings.HasPrefix(log, before) {
 		t.Fatalf("the log changed before the reattach point")
+	}
+	if source == "direct" {
+		// Written by the job itself: stdout and stderr interleave as
+		// written, too.
+		var want strings.Builder
+		for i := 1; i <= 60; i++ {
+			fmt.Fprintf(&want, "line %d\n", i)
+			if i%7 == 0 {
+				fmt.Fprintf(&want, "line %d err\n", i)
+			}
+		}
+		if log != want.String() {
+			t.Fatalf("log after reattach:\n%s", log)
+		}
 	}
 	// Each stream's lines exactly once and in order (the Engine keeps the
 	// order within stdout and within stderr, not between them).
@@ -546,11 +611,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("the child half of TestReattachAfterAgentKill")
 	}
 	parts := strings.SplitN(arg, "|", 4)
-	var opts []docker.Option
-	if parts[3] == "endpoint" {
-		opts = append(opts, docker.WithEndpointLogs())
-	}
-	r, err := docker.New(context.Background(), opts...)
+	r, err := docker.New(context.Background(), logSourceOpts(parts[3])...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,7 +664,7 @@ func testReattachAfterAgentKill(t *testing.T, source string, opts []docker.Optio
 	if code, reason, err := h.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("Wait: %d %q %v", code, reason, err)
 	}
-	checkSource(t, logPath, source)
+	checkSource(t, spec.ID, logPath, source)
 	checkNumbered(t, readFile(t, logPath), "n ", 200000)
 }
 

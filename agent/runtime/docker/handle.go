@@ -26,11 +26,18 @@ const logDrainTimeout = 30 * time.Second
 // Handle is a job's container. Start and Reattach return one (as an
 // agent.Handle).
 type Handle struct {
-	rt    *Runtime
-	id    string
-	spec  agent.JobSpec
-	ports []agent.PortBinding
-	logs  *logFollower
+	rt      *Runtime
+	id      string
+	spec    agent.JobSpec
+	ports   []agent.PortBinding
+	logPath string
+	direct  bool // the container writes logPath itself (see direct.go)
+
+	logMu sync.Mutex
+	logs  *logFollower // copies the Engine's log into logPath; nil when none does
+
+	drainMu sync.Mutex
+	drained bool // a direct job's Engine log has been copied
 
 	mu      sync.Mutex
 	lastCPU *cpuSample
@@ -50,8 +57,25 @@ func (h *Handle) ContainerID() string { return h.id }
 // Detach stops following the container's output and lets the handle go,
 // leaving the container as it is (agent.Detacher): what an agent that
 // shuts down does, so that the next one reattaches. The log's cursor stays
-// where the last batch written left it.
-func (h *Handle) Detach() { h.logs.close() }
+// where the last batch written left it. A container that writes its log
+// file itself goes on doing so.
+func (h *Handle) Detach() {
+	if f := h.follower(); f != nil {
+		f.close()
+	}
+}
+
+func (h *Handle) follower() *logFollower {
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	return h.logs
+}
+
+func (h *Handle) setFollower(f *logFollower) {
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	h.logs = f
+}
 
 // Ports are the job's port bindings with the host ports Docker chose.
 func (h *Handle) Ports() []agent.PortBinding { return slices.Clone(h.ports) }
@@ -92,7 +116,15 @@ func (h *Handle) Wait(ctx context.Context) (int, string, error) {
 		}
 		break
 	}
-	if err := h.drainLogs(ctx); err != nil {
+	if h.direct {
+		// The container's processes have all exited, so their output is
+		// in the file. What the Engine logged besides (normally nothing)
+		// is appended as well as can be: failing to copy it does not make
+		// the job's end unknown.
+		if err := h.drainEngineLog(ctx); err != nil && ctx.Err() != nil {
+			return -1, "", ctx.Err()
+		}
+	} else if err := h.drainLogs(ctx); err != nil {
 		return -1, "", err
 	}
 	insp, err := h.rt.cli.ContainerInspect(ctx, h.id)
@@ -106,17 +138,18 @@ func (h *Handle) Wait(ctx context.Context) (int, string, error) {
 // drainLogs waits until the log follower has written all of the stopped
 // container's output, or has written nothing for logDrainTimeout.
 func (h *Handle) drainLogs(ctx context.Context) error {
+	f := h.follower()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last, idle := h.logs.written.Load(), time.Duration(0)
+	last, idle := f.written.Load(), time.Duration(0)
 	for {
 		select {
-		case <-h.logs.done:
+		case <-f.done:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if n := h.logs.written.Load(); n != last {
+			if n := f.written.Load(); n != last {
 				last, idle = n, 0
 			} else if idle += time.Second; idle >= logDrainTimeout {
 				return nil
@@ -162,12 +195,14 @@ func (h *Handle) Stop(ctx context.Context, grace time.Duration) error {
 // anonymous volumes; named volumes stay. The log file stays; its cursor
 // goes.
 func (h *Handle) Remove(ctx context.Context) error {
-	h.logs.close()
+	if f := h.follower(); f != nil {
+		f.close()
+	}
 	err := h.rt.cli.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker: removing container %s: %w", shortID(h.id), err)
 	}
-	os.Remove(h.logs.out.Name() + CursorSuffix)
+	os.Remove(h.logPath + CursorSuffix)
 	return nil
 }
 

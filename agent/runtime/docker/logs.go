@@ -1,6 +1,9 @@
 package docker
 
-// Following a container's output into the job's log file, resumably.
+// Following a container's output into the job's log file, resumably: the
+// output of jobs that do not write the file themselves (see direct.go),
+// and, once a direct job has ended, what its shell said before redirecting
+// its output.
 //
 // There are two sources for the same messages:
 //
