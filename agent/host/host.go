@@ -47,6 +47,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -54,6 +56,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/google/renameio/v2"
@@ -97,7 +100,16 @@ type Runtime struct {
 	log      *slog.Logger
 	clkTck   float64
 	bootID   string
+
+	// portsMu guards ports: the host ports handed to jobs this runtime
+	// started or re-attached, and who holds them while it lives.
+	portsMu sync.Mutex
+	ports   map[int]*portClaim
 }
+
+// portClaim is a job's hold on a host port: from its start (proc still
+// nil) for as long as its process lives.
+type portClaim struct{ p *proc }
 
 // New returns a host runtime keeping its files under opts.Dir.
 func New(opts Options) (*Runtime, error) {
@@ -113,6 +125,7 @@ func New(opts Options) (*Runtime, error) {
 		log:      opts.Logger,
 		clkTck:   clockTicks(),
 		bootID:   bootID(),
+		ports:    map[int]*portClaim{},
 	}
 	if r.gpuUsage == nil {
 		r.gpuUsage = inventory.NvidiaUsage
@@ -136,6 +149,8 @@ type procState struct {
 	// Links are the symbolic links made for volumes outside the job's
 	// directory, removed with the job.
 	Links []string `json:"links,omitempty"`
+	// Ports are the host ports the job was given.
+	Ports []agent.PortBinding `json:"ports,omitempty"`
 }
 
 func (r *Runtime) jobDir(id string) string { return filepath.Join(r.dir, "jobs", id) }
@@ -150,6 +165,12 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 	if err != nil {
 		return nil, err
 	}
+	ports, release := r.claimPorts(ports)
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	cred, home, err := credential(spec.User)
 	if err != nil {
 		return nil, err
@@ -192,7 +213,7 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 	exitPath := filepath.Join(dir, "exit")
 	cmd := exec.Command("/bin/sh", append([]string{"-c", wrapper, exitPath}, argv...)...)
 	cmd.Dir = st.WorkDir
-	cmd.Env = environ(spec, home)
+	cmd.Env = environ(withPortEnv(spec, ports), home)
 	cmd.Stdout, cmd.Stderr = logf, logf // *os.File: handed to the process, no copying
 	// A session of its own: its own process group to signal, and no
 	// controlling terminal to lose when the agent's terminal goes away.
@@ -213,6 +234,7 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 		return nil, fmt.Errorf("read the new process's start time: %w", err)
 	}
 	st.StartTime = ps.startTime
+	st.Ports = ports
 	data, _ := json.Marshal(st)
 	if err := renameio.WriteFile(filepath.Join(dir, "process.json"), data, 0o600); err != nil {
 		syscall.Kill(-st.PID, syscall.SIGKILL)
@@ -220,6 +242,7 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 		return nil, fmt.Errorf("record the process: %w", err)
 	}
 	p := r.newProc(spec, dir, st, ports)
+	r.holdPorts(p)
 	p.exited = make(chan struct{})
 	go func() {
 		cmd.Wait() // reaps; the exit code is in the exit file
@@ -240,6 +263,7 @@ func (r *Runtime) Reattach(ctx context.Context, spec agent.JobSpec, logPath stri
 		return nil, false, err
 	}
 	if _, err := os.Stat(p.exitPath()); err == nil || p.alive() {
+		r.holdPorts(p)
 		return p, true, nil
 	}
 	return nil, false, nil
@@ -268,9 +292,11 @@ func (r *Runtime) find(spec agent.JobSpec, dir string) (*proc, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("read job %s's process record: %w", spec.ID, err)
 	}
-	pp := make([]agent.PortBinding, 0, len(spec.Ports))
-	for _, b := range spec.Ports {
-		pp = append(pp, agent.PortBinding{Container: b.Container, Host: b.Container})
+	pp := st.Ports
+	if pp == nil { // recorded by an agent from before ports were
+		for _, b := range spec.Ports {
+			pp = append(pp, agent.PortBinding{Container: b.Container, Host: b.Container})
+		}
 	}
 	return r.newProc(spec, dir, st, pp), true, nil
 }
@@ -298,6 +324,98 @@ func ports(spec []agent.PortBinding) ([]agent.PortBinding, error) {
 		out = append(out, agent.PortBinding{Container: p.Container, Host: p.Container})
 	}
 	return out, nil
+}
+
+// claimPorts gives a job its ports: each its own number when that is
+// free on the host, else another free port (a second replica of a
+// service on one machine). The job learns it from $PORT (its only port)
+// and $DSTACK_PORT_<port>. A port counts as taken while a live job of
+// this runtime holds it, or while something on the host listens on it.
+// release frees the claim of a job that did not start.
+func (r *Runtime) claimPorts(want []agent.PortBinding) (_ []agent.PortBinding, release func()) {
+	r.portsMu.Lock()
+	defer r.portsMu.Unlock()
+	claim := &portClaim{}
+	var claimed []int
+	out := make([]agent.PortBinding, 0, len(want))
+	for _, b := range want {
+		port := b.Container
+		if r.portTaken(port) {
+			port = freePort(r.portTaken)
+		}
+		r.ports[port] = claim
+		claimed = append(claimed, port)
+		out = append(out, agent.PortBinding{Container: b.Container, Host: port})
+	}
+	return out, func() {
+		r.portsMu.Lock()
+		defer r.portsMu.Unlock()
+		for _, p := range claimed {
+			if r.ports[p] == claim {
+				delete(r.ports, p)
+			}
+		}
+	}
+}
+
+// portTaken reports whether port is held by a live job or in use on the
+// host. portsMu is held.
+func (r *Runtime) portTaken(port int) bool {
+	if c := r.ports[port]; c != nil && (c.p == nil || c.p.alive()) {
+		return true
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return true
+	}
+	ln.Close()
+	return false
+}
+
+// freePort returns a port the kernel offers that taken does not refuse.
+func freePort(taken func(int) bool) int {
+	for range 100 {
+		ln, err := net.Listen("tcp", ":0")
+		if err != nil {
+			break
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !taken(port) {
+			return port
+		}
+	}
+	return 0
+}
+
+// holdPorts records that p holds its ports.
+func (r *Runtime) holdPorts(p *proc) {
+	r.portsMu.Lock()
+	defer r.portsMu.Unlock()
+	for _, b := range p.ports {
+		r.ports[b.Host] = &portClaim{p: p}
+	}
+}
+
+// withPortEnv tells the job where its ports are: $DSTACK_PORT_<port> for
+// each, and $PORT for a job of one port (unless the job sets it to
+// something else than its port).
+func withPortEnv(spec agent.JobSpec, ports []agent.PortBinding) agent.JobSpec {
+	if len(ports) == 0 {
+		return spec
+	}
+	env := make(map[string]string, len(spec.Env)+len(ports)+1)
+	maps.Copy(env, spec.Env)
+	for _, b := range ports {
+		env["DSTACK_PORT_"+strconv.Itoa(b.Container)] = strconv.Itoa(b.Host)
+	}
+	if len(ports) == 1 {
+		if v, ok := env["PORT"]; !ok || v == strconv.Itoa(ports[0].Container) {
+			env["PORT"] = strconv.Itoa(ports[0].Host)
+		}
+	}
+	spec.Env = env
+	return spec
 }
 
 // credential resolves the spec's user ("name", "uid" or "uid:gid"). It

@@ -2,6 +2,9 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,5 +264,59 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition never held")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReplicasGetTheirOwnPorts: two jobs asking for the same port on one
+// host (two replicas of a service) get different host ports; each learns
+// its own from $PORT, serves on it, and a re-attaching runtime reports
+// the same binding.
+func TestReplicasGetTheirOwnPorts(t *testing.T) {
+	dir := t.TempDir()
+	r, err := New(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	start := func(id string) agent.Handle {
+		spec := agent.JobSpec{ID: id, Ports: []agent.PortBinding{{Container: 18311}},
+			Commands: []string{`echo "port=$PORT dstack=$DSTACK_PORT_18311"`, "echo " + id + " > index.html", "exec busybox httpd -f -p 127.0.0.1:$PORT -h ."}}
+		h, err := r.Start(ctx, spec, filepath.Join(dir, id+".log"), func(agent.JobState, string) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Remove(context.Background()) })
+		return h
+	}
+	a, b := start("a"), start("b")
+	pa, pb := a.Ports()[0].Host, b.Ports()[0].Host
+	if pa != 18311 || pb == 18311 || pb == 0 {
+		t.Fatalf("ports: a %d, b %d; want 18311 and another", pa, pb)
+	}
+	for id, port := range map[string]int{"a": pa, "b": pb} {
+		var got string
+		for i := 0; i < 100 && !strings.Contains(got, id); i++ {
+			time.Sleep(50 * time.Millisecond)
+			if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+				buf, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				got = string(buf)
+			}
+		}
+		if strings.TrimSpace(got) != id {
+			t.Errorf("port %d answers %q, want job %s", port, got, id)
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, id+".log"))
+		if want := fmt.Sprintf("port=%d dstack=%d", port, port); !strings.Contains(string(log), want) {
+			t.Errorf("job %s's environment: %q, want %q", id, log, want)
+		}
+	}
+	again, err := New(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok, err := again.Reattach(ctx, agent.JobSpec{ID: "b", Ports: []agent.PortBinding{{Container: 18311}}}, filepath.Join(dir, "b.log"))
+	if err != nil || !ok || h.Ports()[0].Host != pb {
+		t.Fatalf("re-attached b: %v %v %+v, want port %d", ok, err, h, pb)
 	}
 }

@@ -526,6 +526,12 @@ func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
 	}
 	if r.Port != nil {
 		spec.Ports = append(spec.Ports, agent.PortBinding{Container: r.Port.ContainerPort})
+		// A service's command may read its port from $PORT: in a
+		// container it is the configured one; on the host runtime,
+		// where replicas share the machine, the agent may give another.
+		if _, ok := spec.Env["PORT"]; !ok && len(r.Ports) == 0 {
+			spec.Env["PORT"] = strconv.Itoa(r.Port.ContainerPort)
+		}
 	}
 	for _, v := range r.Volumes {
 		switch {
