@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,12 +122,26 @@ func setup(t *testing.T) *tf {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the provider: %v\n%s", err, out)
 	}
+	// dev_overrides runs the fresh build; terraform init, which
+	// resolves providers whatever the overrides say, finds the same
+	// build in a filesystem mirror (there is no registry to reach).
+	mirror := filepath.Join(root, "mirror")
+	pkg := filepath.Join(mirror, "registry.terraform.io", "dstackai", "dstack", "0.0.1", runtime.GOOS+"_"+runtime.GOARCH)
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(plugins, "terraform-provider-dstack"), filepath.Join(pkg, "terraform-provider-dstack_v0.0.1")); err != nil {
+		t.Fatal(err)
+	}
 	rc := filepath.Join(root, "terraform.rc")
 	if err := os.WriteFile(rc, []byte(`provider_installation {
   dev_overrides {
     "dstackai/dstack" = "`+plugins+`"
   }
-  direct {}
+  filesystem_mirror {
+    path    = "`+mirror+`"
+    include = ["dstackai/dstack"]
+  }
 }
 `), 0o644); err != nil {
 		t.Fatal(err)
@@ -240,9 +255,11 @@ func TestTerraformLifecycle(t *testing.T) {
 	serve := "httpd -f -p 8000"
 	x.write("main.tf", render("", "", serve))
 
-	// With dev_overrides, terraform 1.5.7 needs no init for a module that
-	// uses only the overridden provider: init would try the registry.
-	out := x.must("apply", "-auto-approve")
+	out := x.must("init", "-input=false")
+	if !strings.Contains(out, "Terraform has been successfully initialized") {
+		t.Fatalf("init:\n%s", out)
+	}
+	out = x.must("apply", "-auto-approve")
 	if !strings.Contains(out, "Apply complete! Resources: 3 added, 0 changed, 0 destroyed.") {
 		t.Fatalf("apply did not create the three resources:\n%s", out)
 	}
