@@ -176,9 +176,8 @@ func attrPath(b tfplugin.Block, field string) tfplugin.Path {
 			case a.Type.Kind == tfplugin.Map && strings.HasPrefix(rest, "."):
 				return append(out, tfplugin.Key(rest[1:]))
 			case a.Type.Kind == tfplugin.List && strings.HasPrefix(rest, "["):
-				if i, r, ok := index(rest); ok {
+				if i, _, ok := index(rest); ok {
 					out = append(out, i)
-					rest = r
 				}
 			}
 			return out

@@ -237,7 +237,7 @@ probes:
 	if !agentRunning(t, victim) {
 		t.Fatalf("the agent on %s was not restarted", victim.Name)
 	}
-	out = p.must(0, "plan", "-detailed-exitcode")
+	p.must(0, "plan", "-detailed-exitcode")
 	if body := attachGet(t, p, "web"); !strings.Contains(body, "hello-from-ssh-fleet") {
 		t.Fatalf("the service after the agent's repair: %q", body)
 	}
