@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -66,16 +65,6 @@ func BenchmarkLogStream(b *testing.B) {
 	})
 }
 
-// dockerCLI is the docker command line client, or skips b.
-func dockerCLI(b *testing.B) string {
-	b.Helper()
-	cli, err := exec.LookPath("docker")
-	if err != nil {
-		b.Skip("the docker CLI is not on PATH (.ci/install-docker.sh installs docker.io)")
-	}
-	return cli
-}
-
 // warmUp runs a short container job to its end, untimed, so that timed
 // ones start warm: on an Engine that may not lift RLIMIT_MEMLOCK, the
 // runtime's first job pays for finding out with a failed start.
@@ -134,7 +123,7 @@ func BenchmarkDockerLogStream(b *testing.B) {
 			b.ReportMetric(float64(size)*float64(b.N)/1e6/elapsed.Seconds(), "stream-MB/s")
 		})
 		b.Run(job.name+"/docker", func(b *testing.B) {
-			cli := dockerCLI(b)
+			cli := dockertest.CLI(b)
 			const label = "ai.dstack.bench=agent-log-stream"
 			dockertest.RemoveContainers(b, label)
 			b.SetBytes(size)
@@ -200,19 +189,6 @@ func BenchmarkDockerSubmitToRunning(b *testing.B) {
 		}
 	})
 	b.Run("docker", func(b *testing.B) {
-		cli := dockerCLI(b)
-		const label = "ai.dstack.bench=agent-submit-to-running"
-		dockertest.RemoveContainers(b, label)
-		for range b.N {
-			out, err := exec.Command(cli, "run", "-d", "--label", label, img, "sh", "-c", "exec sleep 3600").CombinedOutput()
-			if err != nil {
-				b.Fatalf("docker run: %v\n%s", err, out)
-			}
-			b.StopTimer()
-			if out, err := exec.Command(cli, "rm", "-f", strings.TrimSpace(string(out))).CombinedOutput(); err != nil {
-				b.Fatalf("docker rm: %v\n%s", err, out)
-			}
-			b.StartTimer()
-		}
+		dockertest.BenchmarkRunDetached(b, img, "ai.dstack.bench=agent-submit-to-running")
 	})
 }

@@ -6,22 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/dstackai/dstack-go/agent/runtime/docker"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 )
-
-// dockerCLI is the docker command line client, or skips b.
-func dockerCLI(b *testing.B) string {
-	b.Helper()
-	cli, err := exec.LookPath("docker")
-	if err != nil {
-		b.Skip("the docker CLI is not on PATH (.ci/install-docker.sh installs docker.io)")
-	}
-	return cli
-}
 
 // warmUp runs a short job to its end, untimed, so that the timed ones
 // start warm: on an Engine that may not lift RLIMIT_MEMLOCK, the first job
@@ -70,18 +59,7 @@ func BenchmarkSubmitToRunning(b *testing.B) {
 		}
 	})
 	b.Run("docker", func(b *testing.B) {
-		cli := dockerCLI(b)
-		for b.Loop() {
-			out, err := exec.Command(cli, "run", "-d", "--label", label, img, "sh", "-c", "exec sleep 3600").CombinedOutput()
-			if err != nil {
-				b.Fatalf("docker run: %v\n%s", err, out)
-			}
-			b.StopTimer()
-			if out, err := exec.Command(cli, "rm", "-f", strings.TrimSpace(string(out))).CombinedOutput(); err != nil {
-				b.Fatalf("docker rm: %v\n%s", err, out)
-			}
-			b.StartTimer()
-		}
+		dockertest.BenchmarkRunDetached(b, img, label)
 	})
 }
 
@@ -121,7 +99,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 	})
 	b.Run("docker", func(b *testing.B) {
 		b.SetBytes(size)
-		cli := dockerCLI(b)
+		cli := dockertest.CLI(b)
 		for b.Loop() {
 			c := exec.Command(cli, "run", "--rm", "--label", "ai.dstack.bench=log-throughput", img, "sh", "-c", cmd)
 			if out, err := c.Output(); err != nil || len(out) != size {
