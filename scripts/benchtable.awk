@@ -4,15 +4,16 @@
 # cmd/dstack/internal/cli/bench_plan_test.go) is shown as ">time" and its
 # ratio as a lower bound.
 BEGIN {
-	printf "%-44s %14s %11s %12s %13s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS"
+	printf "%-44s %14s %11s %12s %13s %10s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS", "MB/s"
 }
 /^Benchmark/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
-	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; capped = 0; done = ""
+	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; rate = "-"; capped = 0; done = ""
 	for (i = 3; i < NF; i++) {
 		if ($(i+1) == "ns/op") ns = $i
 		if ($(i+1) == "B/op") bytes = sprintf("%.2f MB", $i / 1048576)
 		if ($(i+1) == "allocs/op") allocs = $i
+		if ($(i+1) == "MB/s") rate = $i
 		if ($(i+1) == "peak-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
 		if ($(i+1) == "capped" && $i > 0) capped = 1
 		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = sprintf("%d of %s", $i, substr($(i+1), 9)) }
@@ -20,7 +21,7 @@ BEGIN {
 	if (ns == "") next
 	if (!(name in t)) order[++count] = name
 	t[name] = ns; cap[name] = capped; made[name] = done
-	printf "%-44s %14s %11s %12s %13s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss
+	printf "%-44s %14s %11s %12s %13s %10s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss, rate
 }
 function dur(ns) {
 	if (ns >= 1e9) return sprintf("%.1f s", ns / 1e9)
