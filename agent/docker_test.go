@@ -67,6 +67,22 @@ func (a *testAgent) follow(id string, since int64) string {
 	return string(data)
 }
 
+// followDiscard follows a job's output to its end like a client that
+// reads and drops it, and returns how many bytes came.
+func (a *testAgent) followDiscard(id string) int64 {
+	a.t.Helper()
+	s, err := a.c.Logs(a.t.Context(), id, 0, true)
+	if err != nil {
+		a.t.Fatalf("logs %s: %v", id, err)
+	}
+	defer s.Close()
+	n, err := io.Copy(io.Discard, s)
+	if err != nil {
+		a.t.Fatalf("follow logs %s: %v", id, err)
+	}
+	return n
+}
+
 // numbered is the output of `echo "out $i"; echo "err $i" >&2` for i
 // from 1 to n.
 func numbered(n int) string {
