@@ -24,6 +24,7 @@ import (
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
 	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
 	"github.com/dstackai/dstack-go/state"
 	statelocal "github.com/dstackai/dstack-go/state/local"
 )
@@ -465,5 +466,67 @@ func TestTerraformExamplesValidate(t *testing.T) {
 			}
 			y.must("validate")
 		})
+	}
+}
+
+// TestTerraformSSHFleet: an SSH fleet declared in Terraform over a real
+// SSH host (sshd in a network namespace): apply installs and starts the
+// agent there (this provider's binary, which runs as the agent), a task
+// placed on the fleet runs there, a second plan is empty, and destroy
+// removes the agent.
+func TestTerraformSSHFleet(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 1, Public: []bool{true}})
+	h := c.Hosts[0]
+	x := setup(t)
+	x.env = append(x.env, "HOME="+t.TempDir()) // no known_hosts: the key is trusted on first use
+	x.write("main.tf", fmt.Sprintf(`terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+provider "dstack" {}
+
+resource "dstack_fleet" "onprem" {
+  name = "tfacc-onprem"
+  ssh_config {
+    user          = "root"
+    identity_file = %q
+    hosts {
+      hostname = %q
+    }
+  }
+}
+
+resource "dstack_task" "hello" {
+  name     = "tfacc-ssh-hello"
+  fleets   = [dstack_fleet.onprem.name]
+  commands = ["echo hello-from-terraform > /root/tf-was-here", "sleep 600"]
+}
+`, c.ClientKeyPath, h.PublicAddr))
+	x.must("init", "-input=false")
+	out := x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 2 added") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	running := func() bool {
+		got, _ := h.Exec(t, `kill -0 "$(cat /root/.dstack/agent/agent.pid 2>/dev/null)" 2>/dev/null && echo up`)
+		return strings.TrimSpace(got) == "up"
+	}
+	if !running() {
+		t.Fatalf("no agent on the host after apply:\n%s", out)
+	}
+	var ran string
+	for i := 0; i < 50 && ran == ""; i++ {
+		ran, _ = h.Exec(t, "cat /root/tf-was-here 2>/dev/null")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.TrimSpace(ran) != "hello-from-terraform" {
+		t.Fatalf("the task did not run on the SSH host: %q", ran)
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+	x.must("destroy", "-auto-approve")
+	if running() {
+		t.Fatal("the agent still runs on the host after destroy")
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
 	"github.com/dstackai/dstack-go/providers/offers"
+	sshprov "github.com/dstackai/dstack-go/providers/ssh"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
@@ -201,19 +203,35 @@ func strMap(v any) map[string]string {
 type providerSet struct {
 	backends []string
 	local    *local.Provider
+	// ssh serves SSH fleets (ssh_config), which need no backend block;
+	// made on first use.
+	ssh func() (*sshprov.Provider, error)
 }
 
-func newProviderSet(s *settings, agentCommand []string) *providerSet {
+func newProviderSet(s *settings, env environ, agentCommand []string) *providerSet {
 	ps := &providerSet{backends: s.backends}
 	if slices.Contains(s.backends, local.Backend) {
 		ps.local = agentproc.Provider(s.agentDir, agentCommand)
 	}
+	ps.ssh = sync.OnceValues(func() (*sshprov.Provider, error) {
+		var known []string
+		if env.home != "" {
+			known = append(known, filepath.Join(env.home, ".ssh", "known_hosts"))
+		}
+		// This binary runs as the agent (`agent`) where the host's
+		// platform is this one's; $DSTACK_AGENT_BINARY overrides it.
+		bin, _ := env.lookup("DSTACK_AGENT_BINARY")
+		return sshprov.New(sshprov.Options{KnownHosts: known, AgentBinary: bin})
+	})
 	return ps
 }
 
 func (ps *providerSet) For(backend string) (providers.Provider, error) {
 	if backend == local.Backend && ps.local != nil {
 		return ps.local, nil
+	}
+	if backend == sshprov.Backend {
+		return ps.ssh()
 	}
 	if !slices.Contains(ps.backends, backend) {
 		return nil, fmt.Errorf("backend %q is not configured: add a backend block for it to the provider", backend)

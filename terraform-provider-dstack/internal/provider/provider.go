@@ -88,14 +88,15 @@ func (d *dstack) environ() environ {
 }
 
 func (d *dstack) configure(_ context.Context, cfg map[string]any) tfplugin.Diagnostics {
-	s, diags := resolve(cfg, d.environ())
+	env := d.environ()
+	s, diags := resolve(cfg, env)
 	if diags.HasErrors() {
 		return diags
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.settings = s
-	d.set = newProviderSet(s, d.opts.AgentCommand)
+	d.set = newProviderSet(s, env, d.opts.AgentCommand)
 	return diags
 }
 
