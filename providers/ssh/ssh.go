@@ -550,6 +550,15 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		if err != nil {
 			return fmt.Errorf("removing the agent from %s: %w", id, err)
 		}
+		if !h.healthy(ctx) {
+			// A dead agent's jobs live on (host processes, containers):
+			// start it again, so that it re-attaches them and removes them.
+			if info, err := h.probe(ctx); err == nil && info.AgentSHA != "" {
+				if err := startAgent(ctx, c, info); err == nil {
+					_ = h.waitHealthy(ctx, p.timeout)
+				}
+			}
+		}
 		if h.healthy(ctx) {
 			// Jobs first: the agent stops and removes its containers
 			// and processes.

@@ -245,19 +245,34 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatalf("after the repair: %+v", got)
 	}
 
+	// A job on the host, then its agent dies again: removing the host
+	// still removes the job.
+	job, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindJob, Token: "job1", Address: "task.t[0]", Host: h.PublicAddr,
+		Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6543"]}`)})
+	if err != nil || job.Status != providers.StatusRunning {
+		t.Fatalf("job: %+v %v", job, err)
+	}
+	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
+		t.Fatal(err)
+	}
+
 	// Another process knows the host only from what state recorded.
 	q, _ := New(Options{AgentBinary: exe})
 	defer q.Close()
 	o2 := got["tok2"]
-	q.Recall([]providers.Object{o2})
-	if got, err := q.Describe(ctx, []string{"tok2"}); err != nil || got["tok2"].Status != providers.StatusRunning {
-		t.Fatalf("describe from the record: %+v %v", got, err)
+	q.Recall([]providers.Object{o2, job})
+	got, err = q.Describe(ctx, []string{"tok2", "job1"})
+	if err != nil || got["tok2"].Status != providers.StatusFailed || got["job1"].Status != providers.StatusUnknown {
+		t.Fatalf("describe from the record, the agent dead: %+v %v", got, err)
 	}
 	if err := q.Delete(ctx, providers.KindInstance, o2.ID); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := h.Exec(t, `ls -A /root/.dstack/agent /root/.dstack/bin 2>&1; pgrep -f "/root/.dstack/bin" || true`); strings.Contains(out, "agent.pid") || strings.Contains(out, "dstack-agent") {
 		t.Fatalf("after delete the host keeps: %s", out)
+	}
+	if out, _ := h.Exec(t, `pgrep -f "sleep [6]543" || true`); strings.TrimSpace(out) != "" {
+		t.Fatalf("the job's process outlived its host's removal: %s", out)
 	}
 	if got, _ := q.Describe(ctx, []string{"tok2"}); len(got) != 0 {
 		t.Fatalf("deleted instance still described: %+v", got)
