@@ -234,10 +234,11 @@ func (p *Pool) Close() error {
 }
 
 func (p *Pool) dial(ctx context.Context, t Target) (*conn, error) {
-	auth, err := authMethods(t.IdentityFile)
+	auth, closeAuth, err := authMethods(t.IdentityFile)
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: %w", t, err)
 	}
+	defer closeAuth() // ssh-agent is needed for the handshake only
 	var raw net.Conn
 	if t.Jump != nil {
 		jc, _, err := p.Client(ctx, *t.Jump)
@@ -315,7 +316,8 @@ func dialVia(ctx context.Context, c *ssh.Client, addr string) (net.Conn, error) 
 
 // authMethods are the key in identityFile (or the usual default keys)
 // and the keys of a running ssh-agent.
-func authMethods(identityFile string) ([]ssh.AuthMethod, error) {
+func authMethods(identityFile string) (_ []ssh.AuthMethod, closeAgent func(), err error) {
+	closeAgent = func() {}
 	var signers []ssh.Signer
 	files := []string{identityFile}
 	if identityFile == "" {
@@ -326,7 +328,7 @@ func authMethods(identityFile string) ([]ssh.AuthMethod, error) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			if identityFile != "" {
-				return nil, fmt.Errorf("identity_file: %w", err)
+				return nil, closeAgent, fmt.Errorf("identity_file: %w", err)
 			}
 			continue
 		}
@@ -335,11 +337,11 @@ func authMethods(identityFile string) ([]ssh.AuthMethod, error) {
 			var pp *ssh.PassphraseMissingError
 			if errors.As(err, &pp) {
 				if identityFile != "" && os.Getenv("SSH_AUTH_SOCK") == "" {
-					return nil, fmt.Errorf("identity_file %s is protected by a passphrase: add it to ssh-agent (ssh-add %s)", f, f)
+					return nil, closeAgent, fmt.Errorf("identity_file %s is protected by a passphrase: add it to ssh-agent (ssh-add %s)", f, f)
 				}
 				continue // ssh-agent may hold it
 			}
-			return nil, fmt.Errorf("identity_file %s: %w", f, err)
+			return nil, closeAgent, fmt.Errorf("identity_file %s: %w", f, err)
 		}
 		signers = append(signers, s)
 	}
@@ -350,12 +352,13 @@ func authMethods(identityFile string) ([]ssh.AuthMethod, error) {
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		if ac, err := net.Dial("unix", sock); err == nil {
 			methods = append(methods, ssh.PublicKeysCallback(sshagent.NewClient(ac).Signers))
+			closeAgent = func() { ac.Close() }
 		}
 	}
 	if len(methods) == 0 {
-		return nil, errors.New("no SSH key: set identity_file, or put a key in ~/.ssh or ssh-agent")
+		return nil, closeAgent, errors.New("no SSH key: set identity_file, or put a key in ~/.ssh or ssh-agent")
 	}
-	return methods, nil
+	return methods, closeAgent, nil
 }
 
 // run runs a shell command on the host and returns its output; a

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	sshagent "golang.org/x/crypto/ssh/agent"
 
 	"github.com/dstackai/dstack-go/agent/agentd"
 	"github.com/dstackai/dstack-go/providers"
@@ -323,5 +325,53 @@ func writeTestKey(t *testing.T, path string) {
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeysFromSSHAgent: without identity_file, the keys of a running
+// ssh-agent ($SSH_AUTH_SOCK) log in.
+func TestKeysFromSSHAgent(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 1, Public: []bool{true}})
+	data, err := os.ReadFile(c.ClientKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := sshagent.NewKeyring()
+	if err := ring.Add(sshagent.AddedKey{PrivateKey: raw}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = sshagent.ServeAgent(ring, conn); conn.Close() }()
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("HOME", t.TempDir()) // no default key files
+	pool, _ := NewPool(nil)
+	defer pool.Close()
+	cl, _, err := pool.Client(context.Background(), Target{Host: c.Hosts[0].PublicAddr, Port: 22, User: "root"})
+	if err != nil {
+		t.Fatalf("with the key in ssh-agent only: %v", err)
+	}
+	if out, err := run(context.Background(), cl, "echo agent-ok", nil); err != nil || strings.TrimSpace(out) != "agent-ok" {
+		t.Fatalf("run: %q %v", out, err)
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, _, err := pool.Client(context.Background(), Target{Host: c.Hosts[0].PublicAddr, Port: 22, User: "root", IdentityFile: "~/missing"}); err == nil || !strings.Contains(err.Error(), "identity_file") {
+		t.Fatalf("a missing identity_file: got %v", err)
 	}
 }
