@@ -618,6 +618,10 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				// Host by host: see sshHosts.
 				fc.Scales = true
 				scaled = true
+			case sshFleet:
+				// The hosts are what they are: an SSH fleet's other fields
+				// (resources, blocks, env, placement, policies) only
+				// steer the runs placed on them, so they change in place.
 			case rule(c.Kind, f) == ruleReplace:
 				fc.ForcesReplacement = true
 				forced = append(forced, f)

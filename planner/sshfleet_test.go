@@ -133,6 +133,13 @@ func TestSSHFleetHostByHost(t *testing.T) {
 		t.Fatalf("after changing a100-3's port: %v (before %v)", final, before)
 	}
 
+	// The fleet's other fields steer placement only: in place.
+	inPlace := strings.Replace(moved, "name: onprem\n", "name: onprem\nresources:\n  cpu: 4..\nplacement: cluster\n", 1)
+	p = w.mustPlan(w.config(map[string]string{"main.dstack.yml": inPlace}), planOpts{})
+	if c := change(p, "fleet.onprem"); c == nil || c.Action != planner.Update || len(c.Steps) > 1 {
+		t.Fatalf("changing an SSH fleet's resources and placement:\n%s", describe(p))
+	}
+
 	// Add a host back: one create, at a free index.
 	w.converge(w.config(map[string]string{"main.dstack.yml": strings.Replace(moved, "    - a100-1\n", "    - a100-1\n    - a100-4\n", 1)}))
 	if got := w.hostsOf("fleet.onprem"); len(got) != 3 || !slices.Contains(valuesOf(got), "a100-4") {
