@@ -124,7 +124,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	// Every backend the plan uses must have a provider before anything
 	// starts.
 	for _, s := range p.Steps {
-		if s.Op != OpCreate && s.Op != OpDelete || s.Backend == "" {
+		if s.Op != OpCreate && s.Op != OpDelete && s.Op != OpStop || s.Backend == "" {
 			continue
 		}
 		if _, err := set.For(s.Backend); err != nil {
@@ -332,6 +332,8 @@ func (x *executor) do(ctx context.Context, s *Step) (string, error) {
 		return x.create(ctx, s)
 	case OpDelete:
 		return s.ProviderID, x.delete(ctx, s)
+	case OpStop:
+		return s.ProviderID, x.stop(ctx, s)
 	case OpCommit:
 		c := x.changes[s.Address]
 		var spec any
@@ -710,4 +712,18 @@ func withRetry(ctx context.Context, fn func() error) error {
 			return err
 		}
 	}
+}
+
+// stop stops a running job through its provider, which keeps it (and its
+// output) until the run is deleted; the next refresh records how it ended.
+func (x *executor) stop(ctx context.Context, s *Step) error {
+	prov, err := x.set.For(s.Backend)
+	if err != nil {
+		return err
+	}
+	jc, ok := prov.(providers.JobControl)
+	if !ok {
+		return fmt.Errorf("the %s backend cannot stop a job", s.Backend)
+	}
+	return x.call(ctx, s, prov.Name(), func() error { return jc.StopJob(ctx, s.ProviderID, false) })
 }

@@ -694,6 +694,16 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		case len(c.Fields) > 0:
 			c.Action, c.Reason = Update, "configuration changed in place"
 			m.commit(c)
+		case len(workersToStop(d.res.Spec, prior)) > 0:
+			workers := workersToStop(d.res.Spec, prior)
+			c.Action = Update
+			c.Reason = fmt.Sprintf("stop_criteria master-done: the master finished; stopping %d worker(s)", len(workers))
+			for _, in := range workers {
+				s := m.newStep(&Step{Op: OpStop, Address: c.Address, Index: in.Index, Kind: providers.KindJob, Backend: in.Provider,
+					Token: in.Token, ProviderID: in.ProviderID, HostStep: -1})
+				c.Steps = append(c.Steps, s.ID)
+			}
+			m.commit(c)
 		default:
 			m.plan.NoChange++
 			return
@@ -713,7 +723,7 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 	if kind.IsRun() && !finished && m.onRemovedHost(prior) != "" {
 		return false
 	}
-	if kind == lang.KindTask && m.taskNeedsRerun(d, prior) {
+	if kind == lang.KindTask && (m.taskNeedsRerun(d, prior) || len(workersToStop(d.res.Spec, prior)) > 0) {
 		return false
 	}
 	return finished || desiredCount(d.res.Spec, len(prior.Instances)) == len(prior.Instances)
@@ -869,3 +879,28 @@ func unionKeys(a, b map[string]json.RawMessage) []string {
 //
 //lint:ignore ST1005 the message is a sentence users see first on the line, as Terraform words it
 var ErrStale = errors.New("Saved plan is stale: the state changed since the plan was made")
+
+// workersToStop are the jobs of a distributed task with stop_criteria
+// master-done that still run after its master (the job of rank 0) ended.
+func workersToStop(spec lang.Spec, prior *state.Resource) []*state.Instance {
+	t, ok := spec.(*lang.Task)
+	if !ok || t.StopCriteria != "master-done" || len(prior.Instances) < 2 {
+		return nil
+	}
+	master := prior.Instances[0]
+	for _, in := range prior.Instances {
+		if in.Index < master.Index {
+			master = in
+		}
+	}
+	if !finishedJob(master) {
+		return nil
+	}
+	var out []*state.Instance
+	for _, in := range prior.Instances {
+		if in != master && !finishedJob(in) && in.ProviderID != "" && in.Status != providers.StatusUnknown {
+			out = append(out, in)
+		}
+	}
+	return out
+}

@@ -72,6 +72,7 @@ const (
 	OpDelete StepOp = "delete" // remove an object
 	OpCommit StepOp = "commit" // record a resource's new configuration
 	OpForget StepOp = "forget" // drop a resource from state once its objects are gone
+	OpStop   StepOp = "stop"   // stop a running job, keeping its record (a task's stop_criteria)
 )
 
 // Step is one node of the action graph: one provider call, or one state

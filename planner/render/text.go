@@ -210,6 +210,8 @@ func writeSteps(b *bytes.Buffer, p *planner.Plan, c *planner.Change, pt painter)
 				id = "never created"
 			}
 			lines = append(lines, fmt.Sprintf("      %s %s (%s)", pt.paint(red, "-"), inst, id))
+		case planner.OpStop:
+			lines = append(lines, fmt.Sprintf("      %s %s stop (%s)", pt.paint(yellow, "~"), inst, s.ProviderID))
 		}
 	}
 	if len(lines) > 0 {

@@ -502,6 +502,8 @@ func textEvents(w io.Writer) func(planner.Event) {
 				fmt.Fprintf(w, "%s: Creating...\n", inst)
 			case planner.OpDelete:
 				fmt.Fprintf(w, "%s: Destroying...\n", inst)
+			case planner.OpStop:
+				fmt.Fprintf(w, "%s: Stopping...\n", inst)
 			}
 		case "step_done":
 			switch e.Op {
@@ -509,6 +511,8 @@ func textEvents(w io.Writer) func(planner.Event) {
 				fmt.Fprintf(w, "%s: Creation complete after %s [id=%s]\n", inst, round(e.Elapsed), e.ID)
 			case planner.OpDelete:
 				fmt.Fprintf(w, "%s: Destruction complete after %s\n", inst, round(e.Elapsed))
+			case planner.OpStop:
+				fmt.Fprintf(w, "%s: Stopped after %s\n", inst, round(e.Elapsed))
 			case planner.OpCommit:
 				fmt.Fprintf(w, "%s: Recorded\n", e.Address)
 			case planner.OpForget:
