@@ -28,3 +28,30 @@ resource "dstack_fleet" "trainers" {
     duration  = "1h"
   }
 }
+
+# On-prem servers reached over SSH: dstack installs its agent on each.
+# The third host is reachable only through the first.
+resource "dstack_fleet" "onprem" {
+  name = "onprem"
+
+  ssh_config {
+    user          = "ubuntu"
+    identity_file = "~/.ssh/id_ed25519"
+    network       = "10.0.0.0/24"
+
+    hosts {
+      hostname = "192.168.1.10"
+    }
+    hosts {
+      hostname = "192.168.1.11"
+      blocks   = "4"
+    }
+    hosts {
+      hostname = "10.0.0.12"
+      proxy_jump {
+        hostname = "192.168.1.10"
+        user     = "ubuntu"
+      }
+    }
+  }
+}
