@@ -127,7 +127,7 @@ func (p *Provider) host(id string, t *Target) *host {
 		}
 		h = &host{p: p, target: *t}
 		tr := &http.Transport{DialContext: h.dialPort, MaxIdleConnsPerHost: 32, IdleConnTimeout: time.Minute,
-			DisableCompression: true, ResponseHeaderTimeout: 0}
+			DisableCompression: true}
 		h.hc = &http.Client{Transport: tr}
 		p.hosts[id] = h
 	} else if t != nil {
@@ -138,12 +138,19 @@ func (p *Provider) host(id string, t *Target) *host {
 	return h
 }
 
+// targetNow is where the host is reached.
+func (h *host) targetNow() Target {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.target
+}
+
+// name is the host's name for messages.
+func (h *host) name() string { return h.targetNow().Host }
+
 // ssh returns the host's pooled connection.
 func (h *host) ssh(ctx context.Context) (*ssh.Client, ssh.PublicKey, error) {
-	h.mu.Lock()
-	t := h.target
-	h.mu.Unlock()
-	return h.p.pool.Client(ctx, t)
+	return h.p.pool.Client(ctx, h.targetNow())
 }
 
 // dialPort opens a connection to addr on the host's side of the SSH
@@ -159,12 +166,14 @@ func (h *host) dialPort(ctx context.Context, _, addr string) (net.Conn, error) {
 		if err == nil {
 			return conn, nil
 		}
+		// A refused channel is the host's answer (nothing listens
+		// there); anything else may be a connection that died, which is
+		// dialed again once.
 		var oc *ssh.OpenChannelError
 		if errors.As(err, &oc) || attempt > 0 || ctx.Err() != nil {
-			// The host answered: nothing listens there.
-			return nil, fmt.Errorf("%s on %s: %w", addr, h.target.Host, err)
+			return nil, fmt.Errorf("%s on %s: %w", addr, h.name(), err)
 		}
-		h.p.pool.Forget(h.target)
+		h.p.pool.Forget(h.targetNow())
 	}
 }
 
@@ -199,7 +208,7 @@ func (h *host) probe(ctx context.Context) (hostInfo, error) {
 	}
 	info, err := probeHost(ctx, c)
 	if err != nil {
-		h.p.pool.Forget(h.target)
+		h.p.pool.Forget(h.targetNow())
 		return info, err
 	}
 	h.mu.Lock()
@@ -593,10 +602,10 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		}
 		a, err := h.agent(ctx)
 		if err != nil {
-			return fmt.Errorf("removing job %s: the agent on %s: %w", id, h.target.Host, err)
+			return fmt.Errorf("removing job %s: the agent on %s: %w", id, h.name(), err)
 		}
 		if err := a.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
-			return fmt.Errorf("removing job %s from %s: %w", id, h.target.Host, err)
+			return fmt.Errorf("removing job %s from %s: %w", id, h.name(), err)
 		}
 		return nil
 	}
