@@ -25,6 +25,9 @@ type host struct {
 	cap     offers.Offer
 	used    Demand
 	removed bool
+	// silent is a host that did not answer the last refresh: nothing new
+	// is placed on it.
+	silent bool
 	// blocks splits the host into that many equal slices (its fleet's or
 	// its own `blocks`); runs take whole blocks. 0 or 1: undivided.
 	blocks int
@@ -109,7 +112,7 @@ func (m *maker) collectHosts() {
 				continue
 			}
 			m.addHost(&host{key: in.Token, address: fmt.Sprintf("%s[%d]", r.Address, in.Index), fleet: a.Name,
-				token: in.Token, step: -1, backend: in.Provider, cap: o})
+				token: in.Token, step: -1, backend: in.Provider, cap: o, silent: in.Status == providers.StatusUnknown})
 		}
 	}
 	m.byAddress = map[string]*host{}
@@ -287,6 +290,10 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	for _, h := range m.hostOrder {
 		if h.removed || (len(prof.Fleets) > 0 && !slices.Contains(prof.Fleets, h.fleet)) ||
 			(len(prof.Backends) > 0 && !containsFold(prof.Backends, h.backend)) {
+			continue
+		}
+		if h.silent {
+			reasons = append(reasons, hostName(h)+" does not answer")
 			continue
 		}
 		if multi && len(taken) > 0 {

@@ -141,6 +141,12 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				drift = append(drift, d)
 			}
 			in.ProviderID = o.ID
+			if o.Status == providers.StatusUnknown && kind == lang.KindFleet {
+				// A host that does not answer (an SSH fleet's): reported,
+				// kept, and left alone until it does.
+				d.Message = fmt.Sprintf("%s %s of %s %s", describeKind(instanceKind(in)), nonEmpty(in.ProviderID, in.Token), r.Address, nonEmpty(o.Reason, "does not answer"))
+				drift = append(drift, d)
+			}
 			if in.Status != o.Status {
 				in.Status = o.Status
 			}

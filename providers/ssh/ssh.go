@@ -510,7 +510,10 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		case providers.KindInstance:
 			switch {
 			case err != nil:
-				o.Status, o.Reason = providers.StatusFailed, "unreachable: "+err.Error()
+				// Down, or cut off: its jobs may well run on. The instance
+				// stays (no repair is tried, no run is placed there) until
+				// it answers again or is removed from the fleet.
+				o.Status, o.Reason = providers.StatusUnknown, "does not answer: "+err.Error()
 			case info.Instance != tok:
 				continue // removed, or registered again as another instance
 			case !hs.healthy:

@@ -281,9 +281,8 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 }
 
-// TestUnreachableHost: a host that does not answer is a failed instance,
-// its jobs are of unknown state (not gone), and a changed host key is an
-// error, not a status.
+// TestUnreachableHost: a host that does not answer, and its jobs, are of
+// unknown state: neither gone nor ended.
 func TestUnreachableHost(t *testing.T) {
 	p, err := New(Options{})
 	if err != nil {
@@ -305,7 +304,7 @@ func TestUnreachableHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["i1"].Status != providers.StatusFailed || !strings.Contains(got["i1"].Reason, "unreachable") {
+	if got["i1"].Status != providers.StatusUnknown || !strings.Contains(got["i1"].Reason, "does not answer") {
 		t.Errorf("instance: %+v", got["i1"])
 	}
 	if got["j1"].Status != providers.StatusUnknown {

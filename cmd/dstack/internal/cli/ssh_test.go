@@ -271,6 +271,30 @@ probes:
 		t.Fatalf("the moved service: %q", body)
 	}
 
+	// A host that stops answering is reported and left alone: no
+	// repair is tried, and nothing new is placed on it.
+	var silent *sshtest.Host
+	for _, h := range c.Hosts {
+		if h.PublicAddr != "" && h.PublicAddr != webHost {
+			silent = h
+		}
+	}
+	silent.Stop(t)
+	out = p.must(2, "plan", "-detailed-exitcode") // drift, and nothing to do
+	if !strings.Contains(out, "of fleet.onprem does not answer") || !strings.Contains(out, "No changes.") {
+		t.Fatalf("plan with %s down:\n%s", silent.Name, out)
+	}
+	p.write("pair.dstack.yml", "type: task\nname: pair\nnodes: 2\nfleets: [onprem]\ncommands: [hostname]\n")
+	out = p.must(1, "plan", "-f", "pair.dstack.yml")
+	if !strings.Contains(out, "does not answer") {
+		t.Fatalf("placing a 2-node task with %s down:\n%s", silent.Name, out)
+	}
+	silent.Start(t)
+	if err := os.Remove(filepath.Join(p.dir, "pair.dstack.yml")); err != nil {
+		t.Fatal(err)
+	}
+	p.must(0, "plan", "-detailed-exitcode")
+
 	// A host key change is refused, not warned about; the user's
 	// known_hosts is the way to accept it.
 	h0.RotateHostKey(t)
