@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -80,7 +77,8 @@ probes:
 	b.Run("agent-call/ssh", calling(remote))
 	b.Run("agent-call/direct", calling(local))
 
-	url := attachURL(b, p, "web")
+	url, stopAttach := startAttach(b, p, "web")
+	b.Cleanup(stopAttach)
 	download := func(url string) func(b *testing.B) {
 		return func(b *testing.B) {
 			b.SetBytes(size)
@@ -165,35 +163,4 @@ func startLocalAgent(b *testing.B) *client.Client {
 	}
 	b.Fatal("the local agent did not start")
 	return nil
-}
-
-// attachURL starts `dstack attach RUN` for the rest of the benchmark and
-// returns the local URL it forwards.
-func attachURL(b *testing.B, p *sshProject, run string) string {
-	cmd := exec.Command("dstack", "attach", run)
-	cmd.Dir, cmd.Env = p.dir, p.env
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	re := regexp.MustCompile(`Forwarding (http://localhost:\d+)`)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return m[1]
-		}
-	}
-	b.Fatalf("attach printed no forward:\n%s", strings.Join(seen, "\n"))
-	return ""
 }

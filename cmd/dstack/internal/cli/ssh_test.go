@@ -336,13 +336,26 @@ func slicesIndex(hosts []*sshtest.Host, h *sshtest.Host) int {
 	return -1
 }
 
-// attachGet runs `dstack attach RUN`, reads the local address it
-// forwards, GETs / through it and stops attach.
+// attachGet runs `dstack attach RUN`, GETs / through the local address
+// it forwards, and stops attach.
 func attachGet(t testing.TB, p *sshProject, run string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "dstack", "attach", run)
+	url, stop := startAttach(t, p, run)
+	defer stop()
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatalf("GET through attach: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// startAttach starts `dstack attach RUN` and returns the local URL it
+// forwards, and how to stop it (an interrupt, as Ctrl-C).
+func startAttach(t testing.TB, p *sshProject, run string) (url string, stop func()) {
+	t.Helper()
+	cmd := exec.Command("dstack", "attach", run)
 	cmd.Dir, cmd.Env = p.dir, p.env
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -352,30 +365,21 @@ func attachGet(t testing.TB, p *sshProject, run string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
-	}()
+	}
 	sc := bufio.NewScanner(stdout)
 	re := regexp.MustCompile(`Forwarding (http://localhost:\d+)`)
-	var url string
 	var seen []string
 	for sc.Scan() {
 		seen = append(seen, sc.Text())
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			url = m[1]
-			break
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return m[1], stop
 		}
 	}
-	if url == "" {
-		t.Fatalf("attach printed no forward:\n%s", strings.Join(seen, "\n"))
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	resp, err := http.Get(url + "/")
-	if err != nil {
-		t.Fatalf("GET through attach: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	stop()
+	t.Fatalf("attach printed no forward:\n%s", strings.Join(seen, "\n"))
+	return "", nil
 }
