@@ -16,6 +16,7 @@
 package ssh
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -164,7 +165,7 @@ func (h *host) dialPort(ctx context.Context, _, addr string) (net.Conn, error) {
 		}
 		conn, err := dialVia(ctx, c, addr)
 		if err == nil {
-			return conn, nil
+			return newTunnelConn(conn), nil
 		}
 		// A refused channel is the host's answer (nothing listens
 		// there); anything else may be a connection that died, which is
@@ -687,4 +688,26 @@ func (p *Provider) DialPort(ctx context.Context, jobID string, hostPort int) (ne
 		return nil, err
 	}
 	return h.dialPort(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort)))
+}
+
+// tunnelConn is a connection through an SSH tunnel read in large
+// chunks: each read of the channel sends the far side a window
+// adjustment, so an HTTP client's 4 KiB reads would cost a packet each.
+type tunnelConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newTunnelConn(c net.Conn) *tunnelConn {
+	return &tunnelConn{Conn: c, r: bufio.NewReaderSize(c, 256<<10)}
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the tunnel, as a TCP connection's does.
+func (c *tunnelConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
