@@ -242,6 +242,9 @@ func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) (
 				continue
 			}
 			host, _ := in.Attributes["host_address"].(string)
+			if name, _ := in.Attributes["host_id"].(string); name != "" && host != "" {
+				host += " (" + name + ")" // an SSH fleet's host
+			}
 			rows = append(rows, []string{r.Address, fmt.Sprint(in.Index), strings.TrimSuffix(status, " ()"), in.Provider, host, ports, in.ProviderID})
 		}
 	}

@@ -195,6 +195,12 @@ commands:
 	if len(seen) != 3 {
 		t.Errorf("the 3 jobs ran on %v, want 3 different hosts", hosts)
 	}
+	ps := p.must(0, "ps", "-a")
+	for rank, h := range hosts {
+		if !regexp.MustCompile(fmt.Sprintf(`task\.ring +%d +done .*fleet\.onprem\[\d\] \(%s\)`, rank, regexp.QuoteMeta(h))).MatchString(ps) {
+			t.Errorf("ps does not show job %d done on %s:\n%s", rank, h, ps)
+		}
+	}
 
 	// A service on the fleet, probed through SSH and reached with attach.
 	p.write("web.dstack.yml", `type: service
