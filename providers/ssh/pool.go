@@ -372,7 +372,9 @@ func run(ctx context.Context, c *ssh.Client, command string, stdin io.Reader) (s
 	var out, errb bytes.Buffer
 	sess.Stdout, sess.Stderr, sess.Stdin = &out, &errb, stdin
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(command) }()
+	// POSIX sh runs the scripts, whatever the user's login shell is
+	// (fish, csh, ...).
+	go func() { done <- sess.Run("sh -c " + shellQuote(command)) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -408,3 +410,9 @@ type bufferedConn struct {
 }
 
 func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// shellQuote quotes s as one word for sh (and fish, zsh, bash): in single
+// quotes, each single quote written as '\''.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -372,5 +373,18 @@ func TestKeysFromSSHAgent(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	if _, _, err := pool.Client(context.Background(), Target{Host: c.Hosts[0].PublicAddr, Port: 22, User: "root", IdentityFile: "~/missing"}); err == nil || !strings.Contains(err.Error(), "identity_file") {
 		t.Fatalf("a missing identity_file: got %v", err)
+	}
+}
+
+// TestShellQuote: a script with quotes and newlines reaches sh intact.
+func TestShellQuote(t *testing.T) {
+	script := "x='it'\\''s'\necho \"$x\" 'a  b' \"c\\\"d\"\n"
+	want, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := exec.Command("sh", "-c", "sh -c "+shellQuote(script)).Output()
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("through shellQuote: %q (%v), want %q", got, err, want)
 	}
 }
