@@ -412,7 +412,8 @@ type bufferedConn struct {
 func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // shellQuote quotes s as one word for sh (and fish, zsh, bash): in single
-// quotes, each single quote written as '\”.
+// quotes, each single quote ending the quoted part, escaped, and
+// starting the next.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
