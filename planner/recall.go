@@ -18,31 +18,39 @@ func Recall(st *state.State, set providers.Set) {
 	if st == nil {
 		return
 	}
-	ids := map[string]string{} // instance token → provider ID, for jobs' hosts
-	for _, r := range st.Resources {
-		for _, in := range r.Instances {
-			if in.Token != "" {
-				ids[in.Token] = in.ProviderID
+	recallers := map[string]providers.Recaller{} // by backend; nil: not one
+	recaller := func(b string) providers.Recaller {
+		rc, seen := recallers[b]
+		if !seen {
+			if p, err := set.For(b); err == nil {
+				rc, _ = p.(providers.Recaller)
 			}
+			recallers[b] = rc
 		}
+		return rc
 	}
+	var ids map[string]string // instance token → provider ID, for jobs' hosts
 	byBackend := map[string][]providers.Object{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
-			if in.Provider == "" || in.Token == "" {
+			if in.Provider == "" || in.Token == "" || recaller(in.Provider) == nil {
 				continue
+			}
+			if ids == nil {
+				ids = map[string]string{}
+				for _, r := range st.Resources {
+					for _, in := range r.Instances {
+						if in.Token != "" {
+							ids[in.Token] = in.ProviderID
+						}
+					}
+				}
 			}
 			byBackend[in.Provider] = append(byBackend[in.Provider], RecordedObject(r.Address, in, ids))
 		}
 	}
 	for _, b := range slices.Sorted(maps.Keys(byBackend)) {
-		p, err := set.For(b)
-		if err != nil {
-			continue
-		}
-		if rc, ok := p.(providers.Recaller); ok {
-			rc.Recall(byBackend[b])
-		}
+		recaller(b).Recall(byBackend[b])
 	}
 }
 
