@@ -50,6 +50,10 @@ type JobSpec struct {
 	Volumes []Mount       `json:"volumes,omitempty"`
 	// GPUs lists the GPUs (UUIDs or indexes) the job may use.
 	GPUs []string `json:"gpus,omitempty"`
+	// GPUCount asks for that many of the host's GPUs, when GPUs names
+	// none: the agent picks ones no other running job holds, and the
+	// job's spec then lists them in GPUs.
+	GPUCount int `json:"gpu_count,omitempty"`
 	// RegistryAuth is the image registry's credentials. The agent keeps
 	// them in memory only while it starts the job: they are never written
 	// to disk, logged, or returned.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,9 @@ type Options struct {
 	// LogLimit caps each job's log on disk, in bytes (DefaultLogLimit when
 	// 0). See Manager for what happens at the cap.
 	LogLimit int64
+	// GPUs are the host's GPUs, among which jobs that ask for a GPUCount
+	// get theirs.
+	GPUs []GPU
 }
 
 // Manager runs jobs through the runtimes and keeps their records.
@@ -64,6 +68,7 @@ type Manager struct {
 	runtimes map[string]Runtime
 	log      *slog.Logger
 	logLimit int64
+	gpus     []GPU    // the host's, for jobs that ask for a GPUCount
 	lock     *os.File // holds an exclusive flock on DataDir/agent.lock
 
 	// lifetime ends when Close is called. The goroutines that watch jobs
@@ -196,6 +201,7 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		logLimit: cmp.Or(opts.LogLimit, DefaultLogLimit),
 		lock:     lock,
 		jobs:     make(map[string]*job),
+		gpus:     slices.Clone(opts.GPUs),
 	}
 	for _, rt := range opts.Runtimes {
 		m.runtimes[rt.Name()] = rt
@@ -368,6 +374,11 @@ func (m *Manager) Submit(ctx context.Context, spec JobSpec) (Job, bool, error) {
 	rt, err := m.runtimeFor(spec)
 	if err != nil {
 		return Job{}, false, err
+	}
+	if spec.GPUCount > 0 && len(spec.GPUs) == 0 {
+		if spec.GPUs, err = m.freeGPUs(spec.GPUCount); err != nil {
+			return Job{}, false, fmt.Errorf("job %s: %w", spec.ID, err)
+		}
 	}
 	dir := filepath.Join(m.dir, "jobs", spec.ID)
 	// A directory without a readable record is debris of an earlier job.
@@ -777,4 +788,31 @@ func (m *Manager) write(j *job) error {
 		return fmt.Errorf("job %s: write record: %w", j.rec.Job.Spec.ID, err)
 	}
 	return nil
+}
+
+// freeGPUs picks n of the host's GPUs that no job that has not ended
+// holds, lowest index first. m.mu is held.
+func (m *Manager) freeGPUs(n int) ([]string, error) {
+	held := map[string]bool{}
+	for _, j := range m.jobs {
+		if !j.rec.Job.State.Finished() {
+			for _, g := range j.rec.Job.Spec.GPUs {
+				held[g] = true
+			}
+		}
+	}
+	var free []string
+	for _, g := range m.gpus {
+		id := g.UUID
+		if id == "" {
+			id = strconv.Itoa(g.Index)
+		}
+		if !held[id] && !held[strconv.Itoa(g.Index)] {
+			free = append(free, id)
+		}
+	}
+	if len(free) < n {
+		return nil, fmt.Errorf("%w: the job needs %d, %d of the host's %d are free", ErrNoGPUs, n, len(free), len(m.gpus))
+	}
+	return free[:n], nil
 }

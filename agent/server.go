@@ -306,7 +306,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrNotRunning):
+	case errors.Is(err, ErrNotRunning), errors.Is(err, ErrNoGPUs):
 		status = http.StatusConflict
 	case errors.Is(err, ErrNoRuntime):
 		status = http.StatusUnprocessableEntity

@@ -126,7 +126,7 @@ func TestBadRequests(t *testing.T) {
 		name, method, path, body string
 		want                     int
 	}{
-		{"unknown field", "POST", "/jobs", `{"id":"x","commands":["true"],"gpu_count":2}`, 400},
+		{"unknown field", "POST", "/jobs", `{"id":"x","commands":["true"],"gpus_wanted":2}`, 400},
 		{"not json", "POST", "/jobs", `id=x`, 400},
 		{"empty submit", "POST", "/jobs", ``, 400},
 		{"bad since", "GET", "/jobs/x/logs?since=-1", ``, 400},

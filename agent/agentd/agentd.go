@@ -117,11 +117,16 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 			runtimes = append(runtimes, rt)
 		}
 	}
+	// The host's GPUs, among which jobs that ask for a number of them
+	// get theirs (a missing nvidia-smi or rocm-smi means none of theirs).
+	nvidia, _ := inventory.NvidiaGPUs(ctx)
+	amd, _ := inventory.AMDGPUs(ctx)
 	m, err := agent.NewManager(ctx, agent.Options{
 		DataDir:  a.dataDir,
 		Runtimes: runtimes,
 		Logger:   log,
 		LogLimit: a.logLimitMB << 20,
+		GPUs:     append(nvidia, amd...),
 	})
 	if err != nil {
 		return err

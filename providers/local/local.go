@@ -498,6 +498,11 @@ func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
 		spec.Env[k] = v
 	}
 	spec.Env["DSTACK_RUN_NAME"] = r.Name
+	// The GPUs the planner gave the job (whole blocks on a split host):
+	// the agent picks which of the host's.
+	if n, err := strconv.Atoi(req.Env["DSTACK_GPUS_PER_NODE"]); err == nil && n > 0 {
+		spec.GPUCount = n
+	}
 	if r.Type == "dev-environment" {
 		// A dev environment runs its init commands, then waits for its
 		// users until it is stopped or idle too long.

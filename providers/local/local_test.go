@@ -148,3 +148,21 @@ func TestCreateReportsPullProgress(t *testing.T) {
 		t.Fatalf("a failed pull: %v", err)
 	}
 }
+
+// TestJobSpecGPUs: the GPUs the planner gave a job (DSTACK_GPUS_PER_NODE)
+// become a count the agent fills with free GPUs of the host.
+func TestJobSpecGPUs(t *testing.T) {
+	req := request(t, "type: task\nname: train\ncommands: [python train.py]\nresources:\n  gpu: H100:2\n")
+	req.Env["DSTACK_GPUS_PER_NODE"] = "2"
+	got, err := JobSpec(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GPUCount != 2 || len(got.GPUs) != 0 {
+		t.Errorf("GPUCount %d, GPUs %v; want 2 and none named", got.GPUCount, got.GPUs)
+	}
+	delete(req.Env, "DSTACK_GPUS_PER_NODE")
+	if got, _ := JobSpec(req); got.GPUCount != 0 {
+		t.Errorf("without GPUs from the planner: GPUCount %d", got.GPUCount)
+	}
+}
