@@ -61,6 +61,12 @@ func probeHost(ctx context.Context, c *ssh.Client) (hostInfo, error) {
 	if err != nil {
 		return hostInfo{}, fmt.Errorf("probing the host: %w", err)
 	}
+	return parseProbe(out)
+}
+
+// parseProbe reads probeScript's output: key=value lines, others (a
+// login banner) ignored.
+func parseProbe(out string) (hostInfo, error) {
 	var h hostInfo
 	for line := range strings.SplitSeq(out, "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")

@@ -388,3 +388,23 @@ func TestShellQuote(t *testing.T) {
 		t.Fatalf("through shellQuote: %q (%v), want %q", got, err, want)
 	}
 }
+
+// FuzzParseProbe: whatever a host's shell prints, reading it neither
+// panics nor takes a value from a line that is not its own.
+func FuzzParseProbe(f *testing.F) {
+	f.Add("os=Linux\narch=x86_64\nhome=/root\nuid=0\nsystemd=1\nsha=abc\naddr=127.0.0.1:4000\ntoken=t\ninstance=i\n")
+	f.Add("Welcome!\nos=Linux\nhome=/home/u\nuid=1000\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, out string) {
+		h, err := parseProbe(out)
+		if err != nil {
+			return
+		}
+		if h.OS == "" || h.Home == "" {
+			t.Fatalf("accepted without os or home: %+v", h)
+		}
+		if h.Token != "" && !strings.Contains(out, "token="+h.Token) {
+			t.Fatalf("token %q is not from a token line", h.Token)
+		}
+	})
+}
