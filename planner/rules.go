@@ -49,13 +49,13 @@ func rule(k lang.Kind, field string) fieldRule {
 	return ruleReplace
 }
 
-// ForcesReplacement reports whether a change to the top-level field of a
-// resource of kind k replaces it (what the Terraform provider marks with
-// RequiresReplace when a value is known only after apply). An SSH fleet's
-// ssh_config is planned host by host instead, and does not.
-func ForcesReplacement(k lang.Kind, field string) bool {
-	if k == lang.KindFleet && field == "ssh_config" {
+// ForcesReplacement reports whether a change to the top-level field of
+// spec replaces the resource (what the Terraform provider marks with
+// RequiresReplace when a value is known only after apply). An SSH fleet
+// changes host by host (ssh_config) or in place (every other field).
+func ForcesReplacement(spec lang.Spec, field string) bool {
+	if f, ok := spec.(*lang.Fleet); ok && f.SSHConfig != nil {
 		return false
 	}
-	return rule(k, field) == ruleReplace
+	return rule(spec.Kind(), field) == ruleReplace
 }

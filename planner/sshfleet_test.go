@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/state"
 )
@@ -210,5 +211,26 @@ ssh_config:
 	_, err := w.plan(w.config(map[string]string{"main.dstack.yml": cfg + task(4)}), planOpts{})
 	if err == nil || !strings.Contains(err.Error(), "task.t4") || !strings.Contains(err.Error(), "in 4 blocks of 2 GPU") {
 		t.Fatalf("a fifth task: want a placement error about the blocks, got %v", err)
+	}
+}
+
+func TestForcesReplacement(t *testing.T) {
+	ssh := &lang.Fleet{Type: "fleet", SSHConfig: &lang.SSHConfig{Hosts: []lang.SSHHost{{Hostname: "a"}}}}
+	cloud := &lang.Fleet{Type: "fleet"}
+	for _, tc := range []struct {
+		spec  lang.Spec
+		field string
+		want  bool
+	}{
+		{&lang.Task{}, "image", true},
+		{&lang.Task{}, "tags", false},
+		{cloud, "resources", true},
+		{cloud, "tags", false},
+		{ssh, "ssh_config", false},
+		{ssh, "resources", false},
+	} {
+		if got := planner.ForcesReplacement(tc.spec, tc.field); got != tc.want {
+			t.Errorf("%T %s: %v, want %v", tc.spec, tc.field, got, tc.want)
+		}
 	}
 }

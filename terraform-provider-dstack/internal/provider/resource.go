@@ -144,7 +144,7 @@ func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfp
 	c := changeOf(p, res.Address.String())
 	if len(unknown) > 0 {
 		for _, f := range unknown {
-			if planner.ForcesReplacement(r.kind, f) {
+			if planner.ForcesReplacement(res.Spec, f) {
 				resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{f})
 			}
 		}
