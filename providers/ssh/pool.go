@@ -265,7 +265,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*conn, error) {
 	}
 	_ = raw.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	cc, chans, reqs, err := ssh.NewClientConn(bufferedConn{raw, bufio.NewReaderSize(raw, 256<<10)}, t.Addr(), cfg)
+	cc, chans, reqs, err := ssh.NewClientConn(newBufferedConn(raw), t.Addr(), cfg)
 	stop()
 	if err != nil {
 		raw.Close()
@@ -401,15 +401,30 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// bufferedConn reads its connection through a large buffer: the SSH
-// transport reads through a 4 KiB one, which costs several read calls
-// per 32 KiB packet and made forwarding a quarter slower.
+// bufferedConn reads its connection in large chunks. Under the SSH
+// transport (a TCP connection), x/crypto's own 4 KiB reader cost several
+// reads per 32 KiB packet; over a tunnel (an SSH channel), every read
+// sends the far side a window adjustment, so an HTTP client's 4 KiB reads
+// would cost a packet each.
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
 }
 
-func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func newBufferedConn(c net.Conn) *bufferedConn {
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 256<<10)}
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the connection where the one below can (TCP,
+// an SSH channel).
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
 
 // shellQuote quotes s as one word for sh (and fish, zsh, bash): in single
 // quotes, each single quote ending the quoted part, escaped, and

@@ -16,7 +16,6 @@
 package ssh
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,6 +111,7 @@ type host struct {
 	target Target
 
 	mu     sync.Mutex
+	ip     string // where other hosts reach it (its instance's "ip")
 	addr   string // the agent's loopback address on the host
 	token  string
 	client *client.Client
@@ -165,7 +165,7 @@ func (h *host) dialPort(ctx context.Context, _, addr string) (net.Conn, error) {
 		}
 		conn, err := dialVia(ctx, c, addr)
 		if err == nil {
-			return newTunnelConn(conn), nil
+			return newBufferedConn(conn), nil
 		}
 		// A refused channel is the host's answer (nothing listens
 		// there); anything else may be a connection that died, which is
@@ -299,12 +299,10 @@ func (p *Provider) hostAttrs(o *providers.Object, hostID string) {
 	// Recorded in state, so the job's host is known even after its
 	// instance was made again (a repaired agent).
 	o.Attributes[attrHostID] = hostID
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, in := range p.objects {
-		if in.Kind == providers.KindInstance && in.ID == hostID {
-			o.Attributes["ip"] = in.Attributes["ip"]
-		}
+	if h := p.host(hostID, nil); h != nil {
+		h.mu.Lock()
+		o.Attributes["ip"] = h.ip
+		h.mu.Unlock()
 	}
 }
 
@@ -312,6 +310,11 @@ func (p *Provider) remember(o providers.Object) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.objects[o.Token] = o
+	if h := p.hosts[o.ID]; h != nil && o.Kind == providers.KindInstance {
+		h.mu.Lock()
+		h.ip = o.Attributes["ip"]
+		h.mu.Unlock()
+	}
 }
 
 func (p *Provider) createInstance(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
@@ -688,26 +691,4 @@ func (p *Provider) DialPort(ctx context.Context, jobID string, hostPort int) (ne
 		return nil, err
 	}
 	return h.dialPort(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort)))
-}
-
-// tunnelConn is a connection through an SSH tunnel read in large
-// chunks: each read of the channel sends the far side a window
-// adjustment, so an HTTP client's 4 KiB reads would cost a packet each.
-type tunnelConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func newTunnelConn(c net.Conn) *tunnelConn {
-	return &tunnelConn{Conn: c, r: bufio.NewReaderSize(c, 256<<10)}
-}
-
-func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// CloseWrite half-closes the tunnel, as a TCP connection's does.
-func (c *tunnelConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
