@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,18 @@ func New(opts Options) (*Provider, error) {
 	}
 	return &Provider{pool: pool, bins: &Binaries{Override: opts.AgentBinary}, timeout: timeout,
 		hosts: map[string]*host{}, objects: map[string]providers.Object{}}, nil
+}
+
+// ForUser returns the provider as a user's dstack sets it up: trusting
+// home's ~/.ssh/known_hosts first, and uploading $DSTACK_AGENT_BINARY
+// (as lookup finds it) when it is set.
+func ForUser(home string, lookup func(string) (string, bool)) (*Provider, error) {
+	var known []string
+	if home != "" {
+		known = append(known, filepath.Join(home, ".ssh", "known_hosts"))
+	}
+	bin, _ := lookup("DSTACK_AGENT_BINARY")
+	return New(Options{KnownHosts: known, AgentBinary: bin})
 }
 
 // Close closes the SSH connections.

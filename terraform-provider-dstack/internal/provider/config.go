@@ -213,16 +213,9 @@ func newProviderSet(s *settings, env environ, agentCommand []string) *providerSe
 	if slices.Contains(s.backends, local.Backend) {
 		ps.local = agentproc.Provider(s.agentDir, agentCommand)
 	}
-	ps.ssh = sync.OnceValues(func() (*sshprov.Provider, error) {
-		var known []string
-		if env.home != "" {
-			known = append(known, filepath.Join(env.home, ".ssh", "known_hosts"))
-		}
-		// This binary runs as the agent (`agent`) where the host's
-		// platform is this one's; $DSTACK_AGENT_BINARY overrides it.
-		bin, _ := env.lookup("DSTACK_AGENT_BINARY")
-		return sshprov.New(sshprov.Options{KnownHosts: known, AgentBinary: bin})
-	})
+	// This binary runs as the agent (`agent`) where the host's platform is
+	// this one's.
+	ps.ssh = sync.OnceValues(func() (*sshprov.Provider, error) { return sshprov.ForUser(env.home, env.lookup) })
 	return ps
 }
 

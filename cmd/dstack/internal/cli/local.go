@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -31,12 +30,8 @@ type defaultSet struct {
 func newDefaultSet(env Env) *defaultSet {
 	dir := agentDir(env)
 	ssh := sync.OnceValues(func() (*sshprov.Provider, error) {
-		var known []string
-		if home, ok := env.Get("HOME"); ok && home != "" {
-			known = append(known, filepath.Join(home, ".ssh", "known_hosts"))
-		}
-		bin, _ := env.Get("DSTACK_AGENT_BINARY")
-		return sshprov.New(sshprov.Options{KnownHosts: known, AgentBinary: bin})
+		home, _ := env.Get("HOME")
+		return sshprov.ForUser(home, env.Get)
 	})
 	exe, err := os.Executable()
 	if err != nil {
