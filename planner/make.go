@@ -682,6 +682,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		if !finished {
 			n = desiredCount(d.res.Spec, len(live))
 		}
+		workers := workersToStop(d.res.Spec, prior)
 		switch {
 		case n != len(live):
 			c.Action = Scale
@@ -694,8 +695,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		case len(c.Fields) > 0:
 			c.Action, c.Reason = Update, "configuration changed in place"
 			m.commit(c)
-		case len(workersToStop(d.res.Spec, prior)) > 0:
-			workers := workersToStop(d.res.Spec, prior)
+		case len(workers) > 0:
 			c.Action = Update
 			c.Reason = fmt.Sprintf("stop_criteria master-done: the master finished; stopping %d worker(s)", len(workers))
 			for _, in := range workers {
