@@ -85,7 +85,6 @@ func parseArgs(argv []string, stderr io.Writer) (args, error) {
 	return a, nil
 }
 
-// run serves the agent until ctx ends.
 // Run runs the agent with a command line (without the program name) until
 // ctx ends, logging to stderr; `dstack-agent` and `dstack agent` call it.
 func Run(ctx context.Context, argv []string, stderr io.Writer) error {
