@@ -14,13 +14,15 @@ BEGIN {
 		if ($(i+1) == "B/op") bytes = sprintf("%.2f MB", $i / 1048576)
 		if ($(i+1) == "allocs/op") allocs = $i
 		if ($(i+1) == "MB/s") rate = $i
+		if ($(i+1) == "sshd-cpu-s/GB") sshd[name] = $i
+		if ($(i+1) == "client-cpu-s/GB") client[name] = $i
 		if ($(i+1) == "peak-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
 		if ($(i+1) == "capped" && $i > 0) capped = 1
 		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = sprintf("%d of %s", $i, substr($(i+1), 9)) }
 	}
 	if (ns == "") next
 	if (!(name in t)) order[++count] = name
-	t[name] = ns; cap[name] = capped; made[name] = done
+	t[name] = ns; cap[name] = capped; made[name] = done; mbs[name] = rate
 	printf "%-44s %14s %11s %12s %13s %10s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss, rate
 }
 function dur(ns) {
@@ -45,6 +47,12 @@ END {
 			if ((d in t) && t[d] > 0) {
 				peer = (o in t) && t[o] > 0 ? sprintf("; OpenSSH's ssh -L: %.2f of direct", t[n] / t[o]) : ""
 				printf "\n%s: through SSH %s, direct %s: %.2fx direct's time, %.2f of its rate%s\n", substr(n, 1, length(n) - 7), dur(t[d]), dur(t[n]), t[d] / t[n], t[n] / t[d], peer
+				if ((d in sshd) && sshd[d] > 0 && mbs[n] != "-") {
+					printf "  CPU per GB: the host's sshd %.2f s, dstack attach %.2f s", sshd[d], client[d]
+					if (o in sshd)
+						printf " (with OpenSSH's ssh: sshd %.2f s, ssh %.2f s)", sshd[o], client[o]
+					printf "\n  sshd alone, with a core to itself, forwards at most %.0f MB/s here: %.2f of direct\n", 1000 / sshd[d], 1000 / sshd[d] / mbs[n]
+				}
 			}
 			continue
 		}

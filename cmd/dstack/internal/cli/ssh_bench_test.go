@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +34,11 @@ import (
 //     through `dstack attach`'s port forward (local listener, SSH
 //     tunnel), against a direct TCP connection to the same server, and
 //     OpenSSH's `ssh -L` forward of the same port where ssh is installed.
+//     Each forward also reports the CPU its two SSH ends spent per GB
+//     (sshd-cpu-s/GB for the host's sshd, client-cpu-s/GB for dstack
+//     attach or OpenSSH's ssh): all of them share this machine's cores,
+//     and the far end's cost alone bounds what any forward through it
+//     can reach.
 func BenchmarkSSHFleet(b *testing.B) {
 	c := sshtest.Start(b, sshtest.Options{Hosts: 1, Public: []bool{true}})
 	h := c.Hosts[0]
@@ -79,9 +87,21 @@ probes:
 
 	url, stopAttach := startAttach(b, p, "web")
 	b.Cleanup(stopAttach)
-	download := func(url string) func(b *testing.B) {
+	// download fetches url b.N times; where client names a process (the
+	// forward on this machine), it reports the CPU that process and the
+	// host's sshd spent per GB.
+	download := func(url, client string) func(b *testing.B) {
 		return func(b *testing.B) {
 			b.SetBytes(size)
+			sshd0, client0 := cpuOf("sshd"), cpuOf(client)
+			defer func() {
+				if client == "" {
+					return
+				}
+				gb := float64(b.N) * size / 1e9
+				b.ReportMetric((cpuOf("sshd")-sshd0).Seconds()/gb, "sshd-cpu-s/GB")
+				b.ReportMetric((cpuOf(client)-client0).Seconds()/gb, "client-cpu-s/GB")
+			}()
 			for b.Loop() {
 				resp, err := http.Get(url)
 				if err != nil {
@@ -95,8 +115,9 @@ probes:
 			}
 		}
 	}
-	b.Run("attach-throughput/ssh", download(url+"/big"))
-	b.Run("attach-throughput/direct", download(fmt.Sprintf("http://%s:8000/big", h.PublicAddr)))
+	// The test binary runs `dstack attach` as a process named dstack.
+	b.Run("attach-throughput/ssh", download(url+"/big", "dstack"))
+	b.Run("attach-throughput/direct", download(fmt.Sprintf("http://%s:8000/big", h.PublicAddr), ""))
 	// OpenSSH's own forwarding (ssh -L) on the same path, for scale.
 	if sshCLI, err := exec.LookPath("ssh"); err == nil {
 		fwd := exec.Command(sshCLI, "-N", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -108,7 +129,7 @@ probes:
 		for i := 0; i < 100 && !c.Reachable("127.0.0.1", 18480); i++ {
 			time.Sleep(50 * time.Millisecond)
 		}
-		b.Run("attach-throughput/openssh", download("http://127.0.0.1:18480/big"))
+		b.Run("attach-throughput/openssh", download("http://127.0.0.1:18480/big", "ssh"))
 	}
 }
 
@@ -140,6 +161,38 @@ func sshAgentClient(b *testing.B, p *sshProject, hostID string) *client.Client {
 		b.Fatal(err)
 	}
 	return a
+}
+
+// cpuOf is the CPU time (user and system) that this machine's processes
+// named comm have used so far; zero for an empty name.
+func cpuOf(comm string) time.Duration {
+	if comm == "" {
+		return 0
+	}
+	dirs, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, d := range dirs {
+		raw, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: utime and stime are the 14th and
+		// 15th fields, the 12th and 13th after the closing parenthesis.
+		open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if open < 0 || end < open || string(raw[open+1:end]) != comm {
+			continue
+		}
+		f := strings.Fields(string(raw[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	// Linux reports these in USER_HZ, 100 per second on every
+	// architecture Go supports.
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // startLocalAgent starts the same agent binary on this machine and
