@@ -253,7 +253,7 @@ func (x *executor) walk(ctx context.Context) *Result {
 		}
 		for len(ready) > 0 {
 			id := ready[0]
-			record := steps[id].Op == OpCommit || steps[id].Op == OpForget
+			record := steps[id].Op.isRecord()
 			// Records change nothing outside: they take no slot of the
 			// parallelism, and once stopped they still run, to finish
 			// what is already made.
@@ -282,7 +282,7 @@ func (x *executor) walk(ctx context.Context) *Result {
 			o = <-results
 		}
 		inFlight--
-		if op := steps[o.id].Op; op != OpCommit && op != OpForget {
+		if !steps[o.id].Op.isRecord() {
 			calls--
 		}
 		finished++
@@ -298,7 +298,7 @@ func (x *executor) walk(ctx context.Context) *Result {
 				// Records go first: they are quick, and a resource whose
 				// every step is done should be committed before an
 				// interruption can leave it half-recorded.
-				if op := steps[n].Op; op == OpCommit || op == OpForget {
+				if steps[n].Op.isRecord() {
 					ready = append([]int{n}, ready...)
 				} else {
 					ready = append(ready, n)
@@ -343,6 +343,9 @@ func (x *executor) do(ctx context.Context, s *Step) (string, error) {
 		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec})
 	case OpForget:
 		return "", x.rec.write(&record{Op: "forget", Address: s.Address})
+	case OpAbandon:
+		return s.ProviderID, x.rec.write(&record{Op: "abandon-instance", Address: s.Address, Token: s.Token,
+			At: x.started0.UTC().Format(time.RFC3339)})
 	}
 	return "", fmt.Errorf("unknown step %q", s.Op)
 }

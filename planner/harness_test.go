@@ -28,6 +28,16 @@ type world struct {
 	// parallelism is converge's; 1 makes the simulated cloud's IDs
 	// repeatable.
 	parallelism int
+	// set, when not nil, stands between the planner and the cloud.
+	set providers.Set
+}
+
+// providers is what plan and apply reach the cloud through.
+func (w *world) providers() providers.Set {
+	if w.set != nil {
+		return w.set
+	}
+	return sim.Set{Cloud: w.cloud}
 }
 
 func newWorld(t testing.TB, cfg *sim.Config) *world {
@@ -92,7 +102,7 @@ func (w *world) plan(cfg *lang.Config, o planOpts) (*planner.Plan, error) {
 	if snap != nil {
 		prior, existed = snap.State.Clone(), true
 	}
-	set := sim.Set{Cloud: w.cloud}
+	set := w.providers()
 	drift, err := planner.Refresh(ctx, prior, set, planner.RefreshOptions{})
 	if err != nil {
 		return nil, err
@@ -122,7 +132,7 @@ func (w *world) apply(p *planner.Plan, opts planner.ApplyOptions) *planner.Resul
 	if err == nil {
 		st.Version = snap.Version
 	}
-	res, err := planner.Apply(ctx, p, st, sim.Set{Cloud: w.cloud}, opts)
+	res, err := planner.Apply(ctx, p, st, w.providers(), opts)
 	if err != nil {
 		w.t.Fatalf("apply: %v", err)
 	}

@@ -576,7 +576,11 @@ func (m *maker) deleteStep(addr string, in *state.Instance) *Step {
 
 func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycle) {
 	addr := prior.Address
-	if m.unchanged(d, prior) {
+	// Jobs left on hosts that did not answer are not the run's: they are
+	// only removed, once their host answers again.
+	prior, abandoned := splitAbandoned(prior)
+	cleanup := m.removableAbandoned(abandoned)
+	if len(cleanup) == 0 && m.unchanged(d, prior) {
 		m.plan.NoChange++
 		return
 	}
@@ -589,9 +593,12 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	}
 	c.CostAfter = c.CostBefore
 	replaceRequested := slices.Contains(m.in.Replace, addr)
-	hostGone := ""
+	hostGone, silent := "", ""
 	if c.Kind.IsRun() && !taskFinished(prior) {
 		hostGone = m.onRemovedHost(prior)
+		if hostGone == "" {
+			silent = m.movesOffSilentHost(d.res.Spec, prior)
+		}
 	}
 	interrupted := prior.ConfigHash == ""
 	sshFleet := isSSHFleet(d.res.Spec) && (interrupted || isSSHFleetJSON(before))
@@ -639,7 +646,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	live := prior.Instances
 	finished := c.Kind == lang.KindTask && taskFinished(prior)
 	switch {
-	case replaceRequested || len(forced) > 0 || hostGone != "" || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
+	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
 		if lc.PreventDestroy {
 			m.problem("%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
 			return
@@ -652,6 +659,9 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			c.Reason = "configuration changed: " + strings.Join(forced, ", ") + " cannot change in place"
 		case hostGone != "":
 			c.Reason = "its instance " + hostGone + " is being torn down"
+		case silent != "":
+			c.Reason = "its instance " + silent + " does not answer, and retry on interruption moves the run; " +
+				"the job there is abandoned, and removed once the host answers again"
 		default:
 			c.Reason = "the task's jobs failed and retry allows another attempt"
 		}
@@ -659,7 +669,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		if lc.CreateBeforeDestroy != nil {
 			c.CreateBeforeDestroy = *lc.CreateBeforeDestroy
 		}
-		m.replace(c, d, prior)
+		m.replace(c, d, prior, silent != "")
 	case sshFleet:
 		if !m.sshHosts(c, d, prior, before) {
 			if len(c.Fields) == 0 {
@@ -704,10 +714,17 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				c.Steps = append(c.Steps, s.ID)
 			}
 			m.commit(c)
+		case len(cleanup) > 0:
+			c.Action = Update
+			c.Reason = fmt.Sprintf("removes %d job(s) it left on a host that did not answer and now does", len(cleanup))
+			m.commit(c)
 		default:
 			m.plan.NoChange++
 			return
 		}
+	}
+	for _, in := range cleanup {
+		c.Steps = append(c.Steps, m.deleteStep(c.Address, in).ID)
 	}
 	m.addChange(c)
 }
@@ -720,7 +737,7 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 	}
 	kind := d.res.Address.Kind
 	finished := kind == lang.KindTask && taskFinished(prior)
-	if kind.IsRun() && !finished && m.onRemovedHost(prior) != "" {
+	if kind.IsRun() && !finished && (m.onRemovedHost(prior) != "" || m.movesOffSilentHost(d.res.Spec, prior) != "") {
 		return false
 	}
 	if kind == lang.KindTask && (m.taskNeedsRerun(d, prior) || len(workersToStop(d.res.Spec, prior)) > 0) {
@@ -734,16 +751,11 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 // "interruption" for one terminated outside dstack) and the task was
 // first submitted less than the policy's duration ago.
 func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
-	t, ok := d.res.Spec.(*lang.Task)
-	if !ok || !t.Retry.Enabled() {
+	if _, ok := d.res.Spec.(*lang.Task); !ok {
 		return false
 	}
 	event := ""
-	var first time.Time
 	for _, in := range prior.Instances {
-		if at, err := time.Parse(time.RFC3339, attrString(in, attrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
-			first = at
-		}
 		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
 			continue
 		}
@@ -753,13 +765,7 @@ func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
 			event = "error"
 		}
 	}
-	if event == "" || !slices.Contains(t.Retry.OnEvents, event) {
-		return false
-	}
-	if t.Retry.Duration != nil && *t.Retry.Duration > 0 && !first.IsZero() {
-		return m.now().Sub(first) < time.Duration(*t.Retry.Duration)*time.Second
-	}
-	return true
+	return event != "" && m.retryAllows(d.res.Spec, event, prior)
 }
 
 func (m *maker) now() time.Time {
@@ -786,12 +792,20 @@ func taskFinished(r *state.Resource) bool {
 	return true
 }
 
-func (m *maker) replace(c *Change, d *desired, prior *state.Resource) {
+// replace deletes a run's or resource's instances and makes them anew;
+// with abandonSilent, the jobs on hosts that do not answer are abandoned
+// rather than deleted.
+func (m *maker) replace(c *Change, d *desired, prior *state.Resource, abandonSilent bool) {
 	n := desiredCount(d.res.Spec, len(prior.Instances))
 	c.CostAfter = 0
 	var dels []int
 	for _, in := range prior.Instances {
-		s := m.deleteStep(c.Address, in)
+		var s *Step
+		if h := m.hostFor(in); abandonSilent && h != nil && h.silent {
+			s = m.abandonStep(c.Address, in)
+		} else {
+			s = m.deleteStep(c.Address, in)
+		}
 		dels = append(dels, s.ID)
 		c.Steps = append(c.Steps, s.ID)
 	}

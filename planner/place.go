@@ -52,6 +52,7 @@ const (
 	attrExternal    = "external"
 	attrCreatedAt   = "created_at"    // when apply made a job
 	attrOutside     = "ended_outside" // why a task's job ended outside dstack
+	attrAbandoned   = "abandoned_at"  // when a job was left on a host that did not answer
 )
 
 func instanceKind(in *state.Instance) providers.ObjectKind {

@@ -73,7 +73,18 @@ const (
 	OpCommit StepOp = "commit" // record a resource's new configuration
 	OpForget StepOp = "forget" // drop a resource from state once its objects are gone
 	OpStop   StepOp = "stop"   // stop a running job, keeping its record (a task's stop_criteria)
+	// OpAbandon records a job as left behind on a host that does not
+	// answer, when its run moves to other hosts (retry on interruption):
+	// the job may still run there, so its record stays, marked, and the
+	// first plan after the host answers again removes it.
+	OpAbandon StepOp = "abandon"
 )
+
+// isRecord reports whether a step only changes the state: it calls no
+// provider.
+func (op StepOp) isRecord() bool {
+	return op == OpCommit || op == OpForget || op == OpAbandon
+}
 
 // Step is one node of the action graph: one provider call, or one state
 // record.

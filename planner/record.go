@@ -12,7 +12,7 @@ import (
 // record is one journal entry: a change to the state that apply made
 // durable before going on.
 type record struct {
-	Op         string          `json:"op"` // begin, put-instance, remove-instance, put-resource, forget
+	Op         string          `json:"op"` // begin, put-instance, remove-instance, abandon-instance, put-resource, forget
 	Lineage    string          `json:"lineage,omitempty"`
 	Serial     *uint64         `json:"serial,omitempty"`
 	Address    string          `json:"address,omitempty"`
@@ -21,6 +21,7 @@ type record struct {
 	ConfigHash string          `json:"config_hash,omitempty"`
 	DependsOn  []string        `json:"depends_on,omitempty"`
 	Spec       any             `json:"spec,omitempty"`
+	At         string          `json:"at,omitempty"` // when a job was abandoned
 }
 
 // applyRecord changes st as r says. Every record is idempotent, so a
@@ -47,6 +48,19 @@ func applyRecord(st *state.State, r *record) {
 		for i, in := range res.Instances {
 			if in.Token == r.Token {
 				res.Instances = append(res.Instances[:i:i], res.Instances[i+1:]...)
+				return
+			}
+		}
+	case "abandon-instance":
+		if res == nil {
+			return
+		}
+		for _, in := range res.Instances {
+			if in.Token == r.Token {
+				if in.Attributes == nil {
+					in.Attributes = map[string]any{}
+				}
+				in.Attributes[attrAbandoned] = r.At
 				return
 			}
 		}

@@ -105,7 +105,13 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				// The intent of a create an interrupted apply never got
 				// to: nothing exists, nothing changed outside dstack.
 				continue
-			case !ok || o.Status == providers.StatusTerminated || (o.Status == providers.StatusFailed && kind != lang.KindTask):
+			case Abandoned(in) && (!ok || o.Status == providers.StatusTerminated):
+				// A job its run left on a host that did not answer, gone
+				// from there since: nothing is left to remove.
+				d.Message = fmt.Sprintf("job %s of %s, left on a host that did not answer, is gone", nonEmpty(in.ProviderID, in.Token), r.Address)
+				drift = append(drift, d)
+				continue
+			case !ok || o.Status == providers.StatusTerminated || (o.Status == providers.StatusFailed && kind != lang.KindTask && !Abandoned(in)):
 				if kind == lang.KindTask && (in.Status == providers.StatusDone || in.Status == providers.StatusFailed) {
 					kept = append(kept, in) // a finished job's record stays
 					continue

@@ -9,6 +9,8 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
 )
 
@@ -232,5 +234,149 @@ func TestForcesReplacement(t *testing.T) {
 		if got := planner.ForcesReplacement(tc.spec, tc.field); got != tc.want {
 			t.Errorf("%T %s: %v, want %v", tc.spec, tc.field, got, tc.want)
 		}
+	}
+}
+
+// silentSet is the simulated cloud with some objects cut off, as an SSH
+// fleet's provider reports a host that does not answer and the jobs on
+// it: their status unknown, and deleting them fails.
+type silentSet struct {
+	sim.Set
+	silent map[string]bool // tokens and IDs
+}
+
+func (s silentSet) For(backend string) (providers.Provider, error) {
+	p, err := s.Set.For(backend)
+	if err != nil {
+		return nil, err
+	}
+	return silentProvider{Provider: p, silent: s.silent}, nil
+}
+
+type silentProvider struct {
+	providers.Provider
+	silent map[string]bool
+}
+
+func (p silentProvider) Describe(ctx context.Context, tokens []string) (map[string]providers.Object, error) {
+	objs, err := p.Provider.Describe(ctx, tokens)
+	for t, o := range objs {
+		if p.silent[t] {
+			o.Status, o.Reason = providers.StatusUnknown, "does not answer"
+			objs[t] = o
+		}
+	}
+	return objs, err
+}
+
+func (p silentProvider) Delete(ctx context.Context, kind providers.ObjectKind, id string) error {
+	if p.silent[id] {
+		return fmt.Errorf("%s does not answer", id)
+	}
+	return p.Provider.Delete(ctx, kind, id)
+}
+
+// TestRunMovesOffSilentHost: a run on a host that stops answering moves
+// to another host when its retry policy lists interruption (the job left
+// there is abandoned, not forgotten), stays put otherwise, and the
+// abandoned job is removed once its host answers again.
+func TestRunMovesOffSilentHost(t *testing.T) {
+	const fleet = "type: fleet\nname: onprem\nssh_config:\n  user: ubuntu\n  identity_file: ~/.ssh/id_rsa\n  hosts: [h1, h2, h3]\n"
+	const web = "---\ntype: service\nname: web\nport: 8000\nfleets: [onprem]\ncommands: [serve]\n"
+	w := newWorld(t, nil)
+	cfg := func(retry string) *lang.Config {
+		return w.config(map[string]string{"main.dstack.yml": fleet + web + retry})
+	}
+	w.converge(cfg(""))
+	st := w.state()
+	job := st.Resource("service.web").Instances[0]
+	hostToken, _ := job.Attributes["host"].(string)
+	var host *state.Instance
+	for _, in := range st.Resource("fleet.onprem").Instances {
+		if in.Token == hostToken {
+			host = in
+		}
+	}
+	if host == nil {
+		t.Fatalf("the job's host %q is no instance of the fleet", hostToken)
+	}
+	silent := map[string]bool{host.Token: true, host.ProviderID: true, job.Token: true, job.ProviderID: true}
+	w.set = silentSet{Set: sim.Set{Cloud: w.cloud}, silent: silent}
+
+	// Without retry on interruption the run waits for its host.
+	p := w.mustPlan(cfg(""), planOpts{})
+	if len(p.Changes) != 0 || len(p.Drift) == 0 {
+		t.Fatalf("a silent host under a run without retry:\n%s", describe(p))
+	}
+
+	// With it, the run moves: the job there is abandoned, a new one is
+	// made on a host that answers.
+	withRetry := cfg("retry:\n  on_events: [interruption]\n")
+	// A policy that does not list it changes in place, and leaves the run.
+	p = w.mustPlan(cfg("retry:\n  on_events: [error]\n"), planOpts{})
+	if c := change(p, "service.web"); c == nil || c.Action != planner.Update {
+		t.Fatalf("a retry policy without interruption:\n%s", describe(p))
+	}
+	if res := w.apply(p, planner.ApplyOptions{}); res.Err() != nil {
+		t.Fatalf("apply: %v", res.Err())
+	}
+	p = w.mustPlan(withRetry, planOpts{})
+	c := change(p, "service.web")
+	if c == nil || c.Action != planner.Replace || !strings.Contains(c.Reason, "does not answer") {
+		t.Fatalf("moving off a silent host:\n%s", describe(p))
+	}
+	var abandoned, created []*planner.Step
+	for _, id := range c.Steps {
+		switch s := p.Steps[id]; s.Op {
+		case planner.OpAbandon:
+			abandoned = append(abandoned, s)
+		case planner.OpCreate:
+			created = append(created, s)
+		case planner.OpDelete:
+			t.Errorf("moving off a silent host deletes %s", s.Name())
+		}
+	}
+	if len(abandoned) != 1 || abandoned[0].Token != job.Token {
+		t.Fatalf("abandons %v, want the job %s", abandoned, job.Token)
+	}
+	if len(created) != 1 || created[0].HostToken == "" || created[0].HostToken == host.Token {
+		t.Fatalf("the new job goes to %v, want a host other than %s", created, host.Token)
+	}
+	if res := w.apply(p, planner.ApplyOptions{}); res.Err() != nil {
+		t.Fatalf("apply: %v", res.Err())
+	}
+	// The abandoned job is still recorded (it may run on), apart from
+	// the run's jobs, and the cloud and the state agree.
+	r := w.state().Resource("service.web")
+	if len(r.Instances) != 2 || len(planner.WithoutAbandoned(r).Instances) != 1 {
+		t.Fatalf("after the move, the run's instances: %d, live %d", len(r.Instances), len(planner.WithoutAbandoned(r).Instances))
+	}
+	w.checkInventory()
+	if p := w.mustPlan(withRetry, planOpts{}); len(p.Changes) != 0 {
+		t.Fatalf("the plan while the host is still silent:\n%s", describe(p))
+	}
+
+	// The host answers again: the abandoned job is removed, nothing else.
+	w.set = nil
+	p = w.mustPlan(withRetry, planOpts{})
+	c = change(p, "service.web")
+	if c == nil || c.Action != planner.Update || !strings.Contains(c.Reason, "did not answer") {
+		t.Fatalf("after the host answers again:\n%s", describe(p))
+	}
+	var dels []string
+	for _, id := range c.Steps {
+		switch s := p.Steps[id]; s.Op {
+		case planner.OpDelete:
+			dels = append(dels, s.Token)
+		case planner.OpCreate, planner.OpAbandon:
+			t.Errorf("the clean-up plans %s", s.Name())
+		}
+	}
+	if !slices.Equal(dels, []string{job.Token}) {
+		t.Fatalf("the clean-up deletes %v, want the abandoned job %s", dels, job.Token)
+	}
+	w.converge(withRetry)
+	if r := w.state().Resource("service.web"); len(r.Instances) != 1 || r.Instances[0].Token == job.Token {
+		t.Fatalf("after the clean-up the run has %d instances", len(r.Instances))
 	}
 }

@@ -73,7 +73,7 @@ type ChangeJSON struct {
 // InstanceOps is one instance-level step.
 type InstanceOps struct {
 	Index      int            `json:"index"`
-	Action     string         `json:"action"`
+	Action     string         `json:"action"` // create, delete, or abandon (a job left on a host that does not answer)
 	ProviderID string         `json:"provider_id,omitempty"`
 	Backend    string         `json:"backend,omitempty"`
 	Offer      *offers.Offer  `json:"offer,omitempty"`
@@ -139,7 +139,7 @@ func NewDocument(p *planner.Plan) *Document {
 		}
 		for _, id := range c.Steps {
 			st := p.Steps[id]
-			if st.Op != planner.OpCreate && st.Op != planner.OpDelete {
+			if st.Op != planner.OpCreate && st.Op != planner.OpDelete && st.Op != planner.OpAbandon {
 				continue
 			}
 			rc.Instances = append(rc.Instances, InstanceOps{Index: st.Index, Action: string(st.Op), ProviderID: st.ProviderID,

@@ -212,6 +212,8 @@ func writeSteps(b *bytes.Buffer, p *planner.Plan, c *planner.Change, pt painter)
 			lines = append(lines, fmt.Sprintf("      %s %s (%s)", pt.paint(red, "-"), inst, id))
 		case planner.OpStop:
 			lines = append(lines, fmt.Sprintf("      %s %s stop (%s)", pt.paint(yellow, "~"), inst, s.ProviderID))
+		case planner.OpAbandon:
+			lines = append(lines, fmt.Sprintf("      %s %s abandon (%s): its host does not answer; removed once it does", pt.paint(yellow, "~"), inst, s.ProviderID))
 		}
 	}
 	if len(lines) > 0 {

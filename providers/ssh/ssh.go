@@ -541,6 +541,10 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			out[tok] = o
 		case providers.KindJob:
 			if !hs.healthy {
+				if o.Status == providers.StatusDone || o.Status == providers.StatusFailed {
+					out[tok] = o // it ended, as recorded
+					continue
+				}
 				// The host or its agent is down: the job's fate is not
 				// known until the agent is back (it re-attaches to its
 				// jobs), so it is neither gone nor ended.

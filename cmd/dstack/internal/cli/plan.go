@@ -513,6 +513,8 @@ func textEvents(w io.Writer) func(planner.Event) {
 				fmt.Fprintf(w, "%s: Destruction complete after %s\n", inst, round(e.Elapsed))
 			case planner.OpStop:
 				fmt.Fprintf(w, "%s: Stopped after %s\n", inst, round(e.Elapsed))
+			case planner.OpAbandon:
+				fmt.Fprintf(w, "%s: Abandoned on a host that does not answer [id=%s]\n", inst, e.ID)
 			case planner.OpCommit:
 				fmt.Fprintf(w, "%s: Recorded\n", e.Address)
 			case planner.OpForget:

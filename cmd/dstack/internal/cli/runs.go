@@ -117,7 +117,9 @@ func openRun(fs *flag.FlagSet, argv []string, s Streams, env Env) (*runTarget, i
 	if err == nil {
 		var r *state.Resource
 		if r, err = findRun(st, args[0]); err == nil {
-			return &runTarget{ctx: ctx, cancel: cancel, set: set, run: r}, ExitOK
+			// The jobs a run left on hosts that did not answer are not
+			// its own: logs, attach and stop act on the run's jobs.
+			return &runTarget{ctx: ctx, cancel: cancel, set: set, run: planner.WithoutAbandoned(r)}, ExitOK
 		}
 	}
 	cancel()
@@ -241,6 +243,9 @@ func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) (
 			if finished && !all {
 				continue
 			}
+			if planner.Abandoned(in) {
+				status = "abandoned, " + status // left on a host that did not answer
+			}
 			host, _ := in.Attributes["host_address"].(string)
 			if name, _ := in.Attributes["host_id"].(string); name != "" && host != "" {
 				host += " (" + name + ")" // an SSH fleet's host
@@ -268,7 +273,7 @@ func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
 		}
 	}()
 	for _, addr := range addrs {
-		r := st.Resource(addr)
+		r := planner.WithoutAbandoned(st.Resource(addr))
 		if r == nil || len(r.Instances) == 0 {
 			continue
 		}

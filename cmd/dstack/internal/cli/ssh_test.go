@@ -206,7 +206,7 @@ commands:
 	}
 
 	// A service on the fleet, probed through SSH and reached with attach.
-	p.write("web.dstack.yml", `type: service
+	web := `type: service
 name: web
 port: 8000
 fleets: [onprem]
@@ -216,7 +216,8 @@ commands:
 probes:
   - type: http
     url: /
-`)
+`
+	p.write("web.dstack.yml", web)
 	p.must(0, "apply", "-f", "web.dstack.yml", "-y", "-d")
 	body := attachGet(t, p, "web")
 	if !strings.Contains(body, "hello-from-ssh-fleet") {
@@ -301,6 +302,46 @@ probes:
 	}
 	p.must(0, "plan", "-detailed-exitcode")
 
+	// A run whose host stops answering moves to a host that answers when
+	// its retry policy lists interruption. The job left there may run
+	// on: it is recorded as abandoned, and removed once its host answers.
+	// (With every host back in the fleet, one answers whichever stops:
+	// the third is reached through the first.)
+	p.write("fleet.dstack.yml", fleet)
+	p.must(0, "apply", "-y")
+	p.write("web.dstack.yml", strings.Replace(web, "fleets: [onprem]\n", "fleets: [onprem]\nretry:\n  on_events: [interruption]\n", 1))
+	p.must(0, "apply", "-y", "-d")
+	from := p.hostsOf("service.web")[0]
+	mover := hostNamed(t, c, from)
+	mover.Stop(t)
+	out = p.must(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "does not answer, and retry on interruption moves the run") || !strings.Contains(out, "abandon") {
+		t.Fatalf("plan with the service's host %s down:\n%s", from, out)
+	}
+	p.must(0, "apply", "-y")
+	if to := p.hostsOf("service.web")[0]; to == from || to == "" {
+		t.Fatalf("the service is on %q after its host %s stopped answering", to, from)
+	}
+	if body := attachGet(t, p, "web"); !strings.Contains(body, "hello-from-ssh-fleet") {
+		t.Fatalf("the moved service: %q", body)
+	}
+	if !tcpOpen(t, mover, "127.0.0.1", 8000) {
+		t.Fatalf("the job on the silent host %s should still run (it was cut off, not stopped)", from)
+	}
+	if ps := p.must(0, "ps"); !strings.Contains(ps, "abandoned") {
+		t.Errorf("ps does not show the abandoned job:\n%s", ps)
+	}
+	mover.Start(t)
+	out = p.must(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "removes 1 job(s) it left on a host that did not answer") {
+		t.Fatalf("plan once %s answers again:\n%s", from, out)
+	}
+	p.must(0, "apply", "-y")
+	if tcpOpen(t, mover, "127.0.0.1", 8000) {
+		t.Errorf("the abandoned job on %s still runs after apply", from)
+	}
+	p.must(0, "plan", "-detailed-exitcode")
+
 	// A host key change is refused, not warned about; the user's
 	// known_hosts is the way to accept it.
 	h0.RotateHostKey(t)
@@ -325,6 +366,18 @@ probes:
 			t.Errorf("%s still runs an agent after destroy", h.Name)
 		}
 	}
+}
+
+// hostNamed is the cluster's host at address addr.
+func hostNamed(t *testing.T, c *sshtest.Cluster, addr string) *sshtest.Host {
+	t.Helper()
+	for _, h := range c.Hosts {
+		if h.PublicAddr == addr || h.PrivateAddr == addr {
+			return h
+		}
+	}
+	t.Fatalf("%q is no host of the cluster", addr)
+	return nil
 }
 
 // tcpOpen reports whether a TCP connection to addr:port opens from host h.

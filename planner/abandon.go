@@ -1,0 +1,110 @@
+package planner
+
+import (
+	"slices"
+	"time"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// A run whose job's host stops answering (an SSH fleet's host that is
+// down or cut off) is left alone unless its retry policy lists
+// "interruption": then the plan moves the run to hosts that answer. The
+// job on the silent host cannot be stopped, and it may well still run,
+// so its record is not dropped: it stays in the run's state, abandoned
+// (OpAbandon), counts against its host's resources, and the first plan
+// after the host answers again removes it. A host that comes back thus
+// never keeps a job the state has forgotten.
+
+// Abandoned reports whether in is a job its run left behind on a host
+// that did not answer.
+func Abandoned(in *state.Instance) bool { return attrString(in, attrAbandoned) != "" }
+
+// WithoutAbandoned is r without the jobs its run left behind (r itself
+// when there are none): the jobs the run stands on.
+func WithoutAbandoned(r *state.Resource) *state.Resource {
+	live, _ := splitAbandoned(r)
+	return live
+}
+
+// splitAbandoned returns r without its abandoned jobs, and those.
+func splitAbandoned(r *state.Resource) (*state.Resource, []*state.Instance) {
+	if r == nil || !slices.ContainsFunc(r.Instances, Abandoned) {
+		return r, nil
+	}
+	live := *r
+	live.Instances = nil
+	var left []*state.Instance
+	for _, in := range r.Instances {
+		if Abandoned(in) {
+			left = append(left, in)
+		} else {
+			live.Instances = append(live.Instances, in)
+		}
+	}
+	return &live, left
+}
+
+// removableAbandoned are the abandoned jobs whose host answers again
+// (refresh found out how they are), to remove now.
+func (m *maker) removableAbandoned(left []*state.Instance) []*state.Instance {
+	var out []*state.Instance
+	for _, in := range left {
+		if in.Status == providers.StatusUnknown {
+			continue
+		}
+		if h := m.hostFor(in); h != nil && h.silent {
+			continue
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// silentHost is the fleet instance that does not answer which one of a
+// run's jobs runs on, or "".
+func (m *maker) silentHost(prior *state.Resource) string {
+	for _, in := range prior.Instances {
+		if h := m.hostFor(in); h != nil && h.silent && !finishedJob(in) {
+			return h.address
+		}
+	}
+	return ""
+}
+
+// movesOffSilentHost is the silent host a run is moved off (its retry
+// policy lists "interruption", within its duration), or "".
+func (m *maker) movesOffSilentHost(spec lang.Spec, prior *state.Resource) string {
+	h := m.silentHost(prior)
+	if h == "" || !m.retryAllows(spec, "interruption", prior) {
+		return ""
+	}
+	return h
+}
+
+// retryAllows reports whether a run's retry policy resubmits it on event,
+// and the run was first submitted less than the policy's duration ago.
+func (m *maker) retryAllows(spec lang.Spec, event string, prior *state.Resource) bool {
+	_, p := runParts(spec)
+	if p == nil || !p.Retry.Enabled() || !slices.Contains(p.Retry.OnEvents, event) {
+		return false
+	}
+	if p.Retry.Duration == nil || *p.Retry.Duration <= 0 {
+		return true
+	}
+	var first time.Time
+	for _, in := range prior.Instances {
+		if at, err := time.Parse(time.RFC3339, attrString(in, attrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first.IsZero() || m.now().Sub(first) < time.Duration(*p.Retry.Duration)*time.Second
+}
+
+// abandonStep records a job on a silent host as abandoned.
+func (m *maker) abandonStep(addr string, in *state.Instance) *Step {
+	return m.newStep(&Step{Op: OpAbandon, Address: addr, Index: in.Index, Kind: instanceKind(in),
+		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID, HostStep: -1})
+}
