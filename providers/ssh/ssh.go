@@ -330,6 +330,19 @@ func (p *Provider) remember(o providers.Object) {
 	}
 }
 
+// addressOf is the address of the instance with provider ID id, as state
+// records it ("fleet.onprem[1]"), or "".
+func (p *Provider) addressOf(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.objects {
+		if o.Kind == providers.KindInstance && o.ID == id {
+			return o.Address
+		}
+	}
+	return ""
+}
+
 func (p *Provider) createInstance(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
 	if req.Offer == nil || req.Offer.InstanceType == "" {
 		return providers.Object{}, fmt.Errorf("%s: no host named", req.Address)
@@ -581,7 +594,11 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		}
 		c, _, err := h.ssh(ctx)
 		if err != nil {
-			return fmt.Errorf("removing the agent from %s: %w", id, err)
+			err = fmt.Errorf("removing the agent from %s: %w", id, err)
+			if addr := p.addressOf(id); addr != "" {
+				err = fmt.Errorf("%w; if the host is gone for good, `dstack state rm '%s'` forgets it", err, addr)
+			}
+			return err
 		}
 		if !h.healthy(ctx) {
 			// A dead agent's jobs live on (host processes, containers):

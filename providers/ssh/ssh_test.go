@@ -311,6 +311,16 @@ func TestUnreachableHost(t *testing.T) {
 	if got["j1"].Status != providers.StatusUnknown {
 		t.Errorf("job: %+v", got["j1"])
 	}
+	// A finished job stays what it was.
+	p.Recall([]providers.Object{{Kind: providers.KindJob, ID: "j2", Token: "j2", Address: "task.t[1]", Host: tg.Host, Status: providers.StatusDone}})
+	if got, err := p.Describe(context.Background(), []string{"j2"}); err != nil || got["j2"].Status != providers.StatusDone {
+		t.Errorf("a finished job on a host that does not answer: %+v (%v)", got["j2"], err)
+	}
+	// Removing it cannot work, and the error says how to forget it.
+	err = p.Delete(context.Background(), providers.KindInstance, tg.Host)
+	if err == nil || !strings.Contains(err.Error(), "dstack state rm 'fleet.f[0]'") {
+		t.Errorf("deleting a host that does not answer: %v", err)
+	}
 }
 
 func writeTestKey(t *testing.T, path string) {

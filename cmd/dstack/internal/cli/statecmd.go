@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -324,7 +325,7 @@ func statePush(ctx context.Context, args []string, s Streams, env Env) int {
 
 func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 	var lf lockFlags
-	fs := newFlagSet("state rm", "state rm ADDR...\n\nForgets resources: dstack stops managing them; nothing is destroyed.", s)
+	fs := newFlagSet("state rm", "state rm ADDR...\n\nForgets resources, or one instance of a resource with ADDR[i] (an SSH fleet's host\nthat is gone for good): dstack stops managing them; nothing is destroyed.", s)
 	lf.register(fs)
 	addrs, err := parseFlags(fs, args)
 	if err != nil {
@@ -336,20 +337,67 @@ func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 	}
 	err = mutate(ctx, s, env, lf, "state rm", false, func(st *state.State) (bool, error) {
 		for _, a := range addrs {
-			if st.Resource(a) == nil {
-				return false, fmt.Errorf("no resource %s in the state", a)
+			if _, err := instanceToRemove(st, a); err != nil {
+				return false, err
 			}
 		}
 		for _, a := range addrs {
-			st.Remove(a)
+			at, err := instanceToRemove(st, a)
+			if err != nil {
+				return false, err // named twice
+			}
+			if at < 0 {
+				st.Remove(a)
+				continue
+			}
+			r := st.Resource(a[:strings.LastIndexByte(a, '[')])
+			r.Instances = append(r.Instances[:at:at], r.Instances[at+1:]...)
 		}
 		return true, nil
 	})
 	if err != nil {
 		return fail(s, err)
 	}
-	fmt.Fprintf(s.Stdout, "Removed %d %s from the state.\n", len(addrs), plural(len(addrs), "resource"))
+	fmt.Fprintf(s.Stdout, "Removed %s from the state.\n", strings.Join(addrs, ", "))
 	return ExitOK
+}
+
+// instanceToRemove finds what `state rm` forgets for addr: a resource
+// (-1), or, for ADDR[i], the position of its instance i. An index that
+// two instances share (a run's job and one it abandoned on a host that
+// did not answer) is refused rather than guessed.
+func instanceToRemove(st *state.State, addr string) (int, error) {
+	open := strings.LastIndexByte(addr, '[')
+	if open < 0 || !strings.HasSuffix(addr, "]") {
+		if st.Resource(addr) == nil {
+			return 0, fmt.Errorf("no resource %s in the state", addr)
+		}
+		return -1, nil
+	}
+	base := addr[:open]
+	idx, err := strconv.Atoi(addr[open+1 : len(addr)-1])
+	if err != nil || idx < 0 {
+		return 0, fmt.Errorf("%s: the index must be a number, as in %s[0]", addr, base)
+	}
+	r := st.Resource(base)
+	if r == nil {
+		return 0, fmt.Errorf("no resource %s in the state", base)
+	}
+	at := -1
+	for i, in := range r.Instances {
+		if in.Index != idx {
+			continue
+		}
+		if at >= 0 {
+			return 0, fmt.Errorf("%s names more than one instance (%s and %s); forget the whole resource, or wait until its host answers and apply removes the abandoned one",
+				addr, r.Instances[at].ProviderID, in.ProviderID)
+		}
+		at = i
+	}
+	if at < 0 {
+		return 0, fmt.Errorf("%s has no instance %d", base, idx)
+	}
+	return at, nil
 }
 
 func stateMv(ctx context.Context, args []string, s Streams, env Env) int {
