@@ -63,21 +63,11 @@ func (m *maker) removableAbandoned(left []*state.Instance) []*state.Instance {
 	return out
 }
 
-// silentHost is the fleet instance that does not answer which one of a
-// run's jobs runs on, or "".
-func (m *maker) silentHost(prior *state.Resource) string {
-	for _, in := range prior.Instances {
-		if h := m.hostFor(in); h != nil && h.silent && !finishedJob(in) {
-			return h.address
-		}
-	}
-	return ""
-}
-
-// movesOffSilentHost is the silent host a run is moved off (its retry
-// policy lists "interruption", within its duration), or "".
+// movesOffSilentHost is the silent host a run is moved off (one of its
+// unfinished jobs is there, and its retry policy lists "interruption",
+// within its duration), or "".
 func (m *maker) movesOffSilentHost(spec lang.Spec, prior *state.Resource) string {
-	h := m.silentHost(prior)
+	h := m.hostWhere(prior, func(h *host, in *state.Instance) bool { return h.silent && !finishedJob(in) })
 	if h == "" || !m.retryAllows(spec, "interruption", prior) {
 		return ""
 	}

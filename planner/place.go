@@ -202,8 +202,14 @@ func (m *maker) syncFleetHosts(c *Change) {
 // onRemovedHost reports whether any of a run's jobs is on a host this
 // plan deletes, and which.
 func (m *maker) onRemovedHost(prior *state.Resource) string {
+	return m.hostWhere(prior, func(h *host, _ *state.Instance) bool { return h.removed })
+}
+
+// hostWhere is the address of the first fleet instance that one of a
+// run's jobs runs on and for which is holds, or "".
+func (m *maker) hostWhere(prior *state.Resource, is func(*host, *state.Instance) bool) string {
 	for _, in := range prior.Instances {
-		if h := m.hostFor(in); h != nil && h.removed {
+		if h := m.hostFor(in); h != nil && is(h, in) {
 			return h.address
 		}
 	}

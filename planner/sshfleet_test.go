@@ -105,16 +105,11 @@ func TestSSHFleetHostByHost(t *testing.T) {
 	if c == nil || c.Action != planner.Scale || !strings.Contains(c.Reason, "removes a100-2") {
 		t.Fatalf("removing a host:\n%s", describe(p))
 	}
-	var dels []string
-	for _, id := range c.Steps {
-		switch s := p.Steps[id]; s.Op {
-		case planner.OpDelete:
-			dels = append(dels, s.Token)
-		case planner.OpCreate:
-			t.Errorf("removing a host plans %s", s.Name())
-		}
+	ops := stepsByOp(p, c)
+	for _, s := range ops[planner.OpCreate] {
+		t.Errorf("removing a host plans %s", s.Name())
 	}
-	if !slices.Equal(dels, []string{before["a100-2"]}) {
+	if dels := tokens(ops[planner.OpDelete]); !slices.Equal(dels, []string{before["a100-2"]}) {
 		t.Errorf("deletes %v, want only a100-2's instance %s", dels, before["a100-2"])
 	}
 	w.converge(w.config(map[string]string{"main.dstack.yml": strings.Replace(removed, "nodes: 3", "nodes: 2", 1)}))
@@ -154,6 +149,25 @@ func valuesOf(m map[int]string) []string {
 	var out []string
 	for _, v := range m {
 		out = append(out, v)
+	}
+	return out
+}
+
+// stepsByOp groups a change's steps by what they do.
+func stepsByOp(p *planner.Plan, c *planner.Change) map[planner.StepOp][]*planner.Step {
+	out := map[planner.StepOp][]*planner.Step{}
+	for _, id := range c.Steps {
+		s := p.Steps[id]
+		out[s.Op] = append(out[s.Op], s)
+	}
+	return out
+}
+
+// tokens are the steps' tokens.
+func tokens(steps []*planner.Step) []string {
+	var out []string
+	for _, s := range steps {
+		out = append(out, s.Token)
 	}
 	return out
 }
@@ -325,16 +339,10 @@ func TestRunMovesOffSilentHost(t *testing.T) {
 	if c == nil || c.Action != planner.Replace || !strings.Contains(c.Reason, "does not answer") {
 		t.Fatalf("moving off a silent host:\n%s", describe(p))
 	}
-	var abandoned, created []*planner.Step
-	for _, id := range c.Steps {
-		switch s := p.Steps[id]; s.Op {
-		case planner.OpAbandon:
-			abandoned = append(abandoned, s)
-		case planner.OpCreate:
-			created = append(created, s)
-		case planner.OpDelete:
-			t.Errorf("moving off a silent host deletes %s", s.Name())
-		}
+	ops := stepsByOp(p, c)
+	abandoned, created := ops[planner.OpAbandon], ops[planner.OpCreate]
+	for _, s := range ops[planner.OpDelete] {
+		t.Errorf("moving off a silent host deletes %s", s.Name())
 	}
 	if len(abandoned) != 1 || abandoned[0].Token != job.Token {
 		t.Fatalf("abandons %v, want the job %s", abandoned, job.Token)
@@ -363,16 +371,11 @@ func TestRunMovesOffSilentHost(t *testing.T) {
 	if c == nil || c.Action != planner.Update || !strings.Contains(c.Reason, "did not answer") {
 		t.Fatalf("after the host answers again:\n%s", describe(p))
 	}
-	var dels []string
-	for _, id := range c.Steps {
-		switch s := p.Steps[id]; s.Op {
-		case planner.OpDelete:
-			dels = append(dels, s.Token)
-		case planner.OpCreate, planner.OpAbandon:
-			t.Errorf("the clean-up plans %s", s.Name())
-		}
+	ops = stepsByOp(p, c)
+	for _, s := range append(ops[planner.OpCreate], ops[planner.OpAbandon]...) {
+		t.Errorf("the clean-up plans %s", s.Name())
 	}
-	if !slices.Equal(dels, []string{job.Token}) {
+	if dels := tokens(ops[planner.OpDelete]); !slices.Equal(dels, []string{job.Token}) {
 		t.Fatalf("the clean-up deletes %v, want the abandoned job %s", dels, job.Token)
 	}
 	w.converge(withRetry)

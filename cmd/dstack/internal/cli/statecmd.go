@@ -336,21 +336,16 @@ func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 		return ExitInvalid
 	}
 	err = mutate(ctx, s, env, lf, "state rm", false, func(st *state.State) (bool, error) {
+		// An error leaves the stored state as it was: nothing is written.
 		for _, a := range addrs {
-			if _, err := instanceToRemove(st, a); err != nil {
+			r, at, err := instanceToRemove(st, a)
+			if err != nil {
 				return false, err
 			}
-		}
-		for _, a := range addrs {
-			at, err := instanceToRemove(st, a)
-			if err != nil {
-				return false, err // named twice
-			}
 			if at < 0 {
-				st.Remove(a)
+				st.Remove(r.Address)
 				continue
 			}
-			r := st.Resource(a[:strings.LastIndexByte(a, '[')])
 			r.Instances = append(r.Instances[:at:at], r.Instances[at+1:]...)
 		}
 		return true, nil
@@ -363,25 +358,25 @@ func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 }
 
 // instanceToRemove finds what `state rm` forgets for addr: a resource
-// (-1), or, for ADDR[i], the position of its instance i. An index that
-// two instances share (a run's job and one it abandoned on a host that
-// did not answer) is refused rather than guessed.
-func instanceToRemove(st *state.State, addr string) (int, error) {
-	open := strings.LastIndexByte(addr, '[')
-	if open < 0 || !strings.HasSuffix(addr, "]") {
-		if st.Resource(addr) == nil {
-			return 0, fmt.Errorf("no resource %s in the state", addr)
-		}
-		return -1, nil
-	}
-	base := addr[:open]
-	idx, err := strconv.Atoi(addr[open+1 : len(addr)-1])
-	if err != nil || idx < 0 {
-		return 0, fmt.Errorf("%s: the index must be a number, as in %s[0]", addr, base)
-	}
+// (position -1), or, for ADDR[i], the resource and the position of its
+// instance i. An index that two instances share (a run's job and one it
+// abandoned on a host that did not answer) is refused rather than
+// guessed.
+func instanceToRemove(st *state.State, addr string) (*state.Resource, int, error) {
+	base, index, indexed := strings.Cut(addr, "[")
 	r := st.Resource(base)
+	if !indexed {
+		if r == nil {
+			return nil, 0, fmt.Errorf("no resource %s in the state", addr)
+		}
+		return r, -1, nil
+	}
+	idx, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
+	if err != nil || idx < 0 || !strings.HasSuffix(index, "]") {
+		return nil, 0, fmt.Errorf("%s: the index must be a number, as in %s[0]", addr, base)
+	}
 	if r == nil {
-		return 0, fmt.Errorf("no resource %s in the state", base)
+		return nil, 0, fmt.Errorf("no resource %s in the state", base)
 	}
 	at := -1
 	for i, in := range r.Instances {
@@ -389,15 +384,15 @@ func instanceToRemove(st *state.State, addr string) (int, error) {
 			continue
 		}
 		if at >= 0 {
-			return 0, fmt.Errorf("%s names more than one instance (%s and %s); forget the whole resource, or wait until its host answers and apply removes the abandoned one",
+			return nil, 0, fmt.Errorf("%s names more than one instance (%s and %s); forget the whole resource, or wait until its host answers and apply removes the abandoned one",
 				addr, r.Instances[at].ProviderID, in.ProviderID)
 		}
 		at = i
 	}
 	if at < 0 {
-		return 0, fmt.Errorf("%s has no instance %d", base, idx)
+		return nil, 0, fmt.Errorf("%s has no instance %d", base, idx)
 	}
-	return at, nil
+	return r, at, nil
 }
 
 func stateMv(ctx context.Context, args []string, s Streams, env Env) int {
