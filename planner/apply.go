@@ -50,6 +50,11 @@ type ApplyOptions struct {
 	// call at a time.
 	Events      func(Event)
 	ToolVersion string
+	// Fence, when set, is the lease on the state: no provider call that
+	// makes, deletes or stops something starts unless it is valid (see
+	// fence.go). Holder names this process in the intents recorded.
+	Fence  Fence
+	Holder Holder
 }
 
 // Result says what apply did.
@@ -57,6 +62,9 @@ type Result struct {
 	Done, Failed, Skipped, NotStarted int
 	// Errors are the failed steps' errors, in step order.
 	Errors []StepError
+	// Fenced, when not nil, is why apply stopped starting work before it
+	// was done: a *FencedError.
+	Fenced error
 	State  *state.State
 }
 
@@ -70,10 +78,13 @@ func (e StepError) Error() string { return fmt.Sprintf("%s: %v", e.Step.Name(), 
 
 // Err summarizes the failures, nil when every step was done.
 func (r *Result) Err() error {
-	if r.Failed == 0 && r.Skipped == 0 && r.NotStarted == 0 {
+	if r.Failed == 0 && r.Skipped == 0 && r.NotStarted == 0 && r.Fenced == nil {
 		return nil
 	}
 	var errs []error
+	if r.Fenced != nil {
+		errs = append(errs, r.Fenced)
+	}
 	for _, e := range r.Errors {
 		errs = append(errs, e)
 	}
@@ -100,6 +111,12 @@ type executor struct {
 	stepTokens map[int]string
 	// started0 is when the apply began.
 	started0 time.Time
+	// intentsUntil is the Until of the intents recorded before the walk.
+	intentsUntil time.Time
+	// halt is closed when the apply is fenced: it starts nothing more.
+	halt     chan struct{}
+	haltOnce sync.Once
+	fenced   error
 
 	mu      sync.Mutex
 	created map[int]*state.Instance // by create step
@@ -147,7 +164,8 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	}
 	x := &executor{plan: p, set: set, opts: opts, rec: rec, changes: map[string]*Change{}, external: external,
 		limiters: map[string]*rate.Limiter{}, created: map[int]*state.Instance{}, tokens: map[string]string{},
-		stepTokens: map[int]string{}, started: map[int]bool{}, hostIPs: map[string]string{}, started0: time.Now()}
+		stepTokens: map[int]string{}, started: map[int]bool{}, hostIPs: map[string]string{}, started0: time.Now(),
+		halt: make(chan struct{})}
 	for _, c := range p.Changes {
 		x.changes[c.Address] = c
 	}
@@ -160,6 +178,13 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 		}
 	}
 	// Every create's intent, durable in one write before anything starts.
+	if opts.Fence != nil {
+		if err := opts.Fence.Valid(); err != nil {
+			_ = rec.close(context.WithoutCancel(ctx))
+			return nil, &FencedError{Cause: err}
+		}
+		x.intentsUntil = opts.Fence.Until().UTC()
+	}
 	var intents []*record
 	for _, s := range p.Steps {
 		if s.Op == OpCreate {
@@ -178,6 +203,13 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 		}
 	}
 	res := x.walk(ctx)
+	res.Fenced = x.fence()
+	if res.Fenced != nil {
+		// Nothing more is written: the state may no longer be this
+		// apply's. Its intents stay for the next holder to resolve.
+		_ = rec.close(context.WithoutCancel(ctx))
+		return res, nil
+	}
 	// Creates that never ran leave no intent behind.
 	for _, s := range p.Steps {
 		if s.Op == OpCreate && !x.registers(s) && !x.ran(s.ID) {
@@ -248,7 +280,8 @@ func (x *executor) walk(ctx context.Context) *Result {
 			default:
 			}
 		}
-		if ctx.Err() != nil {
+		halted := x.halted()
+		if ctx.Err() != nil || halted {
 			stopped = true
 		}
 		for len(ready) > 0 {
@@ -256,8 +289,9 @@ func (x *executor) walk(ctx context.Context) *Result {
 			record := steps[id].Op.isRecord()
 			// Records change nothing outside: they take no slot of the
 			// parallelism, and once stopped they still run, to finish
-			// what is already made.
-			if (!record && (stopped || calls >= x.opts.Parallelism)) || (record && ctx.Err() != nil) {
+			// what is already made (not once fenced: the state may no
+			// longer be this apply's).
+			if (!record && (stopped || calls >= x.opts.Parallelism)) || (record && (ctx.Err() != nil || halted)) {
 				break
 			}
 			ready = ready[1:]
@@ -271,10 +305,13 @@ func (x *executor) walk(ctx context.Context) *Result {
 			break
 		}
 		var o outcome
-		if x.opts.Stop != nil && !stopped {
+		if !stopped {
 			select {
 			case o = <-results:
-			case <-x.opts.Stop:
+			case <-x.stopCh():
+				stopped = true
+				continue
+			case <-x.halt:
 				stopped = true
 				continue
 			}
@@ -379,6 +416,10 @@ func (x *executor) limiter(backend string) *rate.Limiter {
 func (x *executor) intent(s *Step) *state.Instance {
 	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: x.stepTokens[s.ID], Status: "creating",
 		Attributes: map[string]any{attrKind: string(s.Kind)}}
+	if x.opts.Fence != nil {
+		in.Attributes[attrIntent] = toAttr(intent{Lock: x.opts.Holder.Lock, Host: x.opts.Holder.Host, PID: x.opts.Holder.PID,
+			Until: x.intentsUntil})
+	}
 	if s.Kind == providers.KindJob {
 		in.Attributes[attrCreatedAt] = x.started0.UTC().Format(time.RFC3339)
 	}
@@ -536,6 +577,9 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 				}
 			}
 		}
+		if err := x.admit(s, in); err != nil {
+			return providers.Object{}, err
+		}
 		var obj providers.Object
 		err := x.call(ctx, s, prov.Name(), func() error {
 			var err error
@@ -564,10 +608,13 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 		for k, v := range obj.Attributes {
 			in.Attributes[k] = v
 		}
-		// The result need not be durable before dependents start: the
-		// intent is, and refresh adopts by token what a crash leaves
-		// unrecorded.
-		x.rec.send(&record{Op: "put-instance", Address: s.Address, Instance: x.snapshot(in)})
+		delete(in.Attributes, attrIntent)
+		// Durable before anything that depends on it starts: a write
+		// that fails stops the apply (the object's token is in its
+		// recorded intent, so the next holder adopts it).
+		if err := x.put(s, in); err != nil {
+			return providers.Object{}, x.fail(err)
+		}
 		x.mu.Lock()
 		x.created[s.ID] = in
 		x.tokens[in.Token] = in.ProviderID
@@ -628,9 +675,13 @@ func (x *executor) hostIP(s *Step) string {
 	return ""
 }
 
-// forget drops the intent of a create that made nothing.
+// forget drops the intent of a create that made nothing. A write that
+// fails leaves the intent, which the next refresh drops; it also stops
+// the apply (see fail).
 func (x *executor) forget(s *Step, token string) {
-	x.rec.send(&record{Op: "remove-instance", Address: s.Address, Token: token})
+	if err := x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: token}); err != nil {
+		_ = x.fail(err)
+	}
 }
 
 // put records an instance and waits until the record is durable.
@@ -664,7 +715,14 @@ func (x *executor) delete(ctx context.Context, s *Step) error {
 			}
 			id = objs[s.Token].ID
 		}
+		if id == "" && s.Pending {
+			return fmt.Errorf("%s[%d] may still be made by an apply that lost its lock (%s); it is kept until then: "+
+				"run this again once that apply has ended", s.Address, s.Index, s.Token)
+		}
 		if id != "" {
+			if err := x.admit(s, nil); err != nil {
+				return err
+			}
 			err := x.call(ctx, s, prov.Name(), func() error { return prov.Delete(ctx, s.Kind, id) })
 			if err != nil && providers.CodeOf(err) != providers.NotFound {
 				return err
@@ -728,5 +786,71 @@ func (x *executor) stop(ctx context.Context, s *Step) error {
 	if !ok {
 		return fmt.Errorf("the %s backend cannot stop a job", s.Backend)
 	}
+	if err := x.admit(s, nil); err != nil {
+		return err
+	}
 	return x.call(ctx, s, prov.Name(), func() error { return jc.StopJob(ctx, s.ProviderID, false) })
+}
+
+// admit says whether a provider call for step s may start (see fence.go):
+// not once the apply is fenced, nor once the lease is no longer valid.
+// For a create (in, its instance), the intent's recorded Until must not
+// have passed: if it has while the lease is still valid (it was renewed
+// since), the intent is recorded again, durably, with the lease's new end.
+func (x *executor) admit(s *Step, in *state.Instance) error {
+	if err := x.fence(); err != nil {
+		return err
+	}
+	if x.opts.Fence == nil {
+		return nil
+	}
+	if err := x.opts.Fence.Valid(); err != nil {
+		return x.fail(err)
+	}
+	if in == nil {
+		return nil
+	}
+	it, ok := decodeAttr[intent](in, attrIntent)
+	if ok && time.Now().Before(it.Until) {
+		return nil
+	}
+	it = intent{Lock: x.opts.Holder.Lock, Host: x.opts.Holder.Host, PID: x.opts.Holder.PID, Until: x.opts.Fence.Until().UTC()}
+	in.Attributes[attrIntent] = toAttr(it)
+	if err := x.put(s, in); err != nil {
+		return x.fail(err)
+	}
+	return nil
+}
+
+// fail fences the apply: it starts nothing more. It returns the
+// *FencedError, the first cause kept.
+func (x *executor) fail(cause error) error {
+	x.mu.Lock()
+	if x.fenced == nil {
+		var fe *FencedError
+		if !errors.As(cause, &fe) {
+			fe = &FencedError{Cause: cause}
+		}
+		x.fenced = fe
+	}
+	err := x.fenced
+	x.mu.Unlock()
+	x.haltOnce.Do(func() { close(x.halt) })
+	return err
+}
+
+// fence is the error that fenced the apply, or nil.
+func (x *executor) fence() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.fenced
+}
+
+func (x *executor) halted() bool {
+	select {
+	case <-x.halt:
+		return true
+	default:
+		return false
+	}
 }

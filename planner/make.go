@@ -570,8 +570,9 @@ func (m *maker) deleteChange(prior *state.Resource, reason string) {
 }
 
 func (m *maker) deleteStep(addr string, in *state.Instance) *Step {
+	_, pending := in.Attributes[attrPending]
 	return m.newStep(&Step{Op: OpDelete, Address: addr, Index: in.Index, Kind: instanceKind(in),
-		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID, HostStep: -1})
+		Backend: in.Provider, Token: in.Token, ProviderID: in.ProviderID, Pending: pending, HostStep: -1})
 }
 
 func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycle) {

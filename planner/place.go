@@ -53,6 +53,8 @@ const (
 	attrCreatedAt   = "created_at"    // when apply made a job
 	attrOutside     = "ended_outside" // why a task's job ended outside dstack
 	attrAbandoned   = "abandoned_at"  // when a job was left on a host that did not answer
+	attrIntent      = "intent"        // who may still be making an object not yet seen (see fence.go)
+	attrPending     = "pending_until" // an intent kept while its writer may still make it
 )
 
 func instanceKind(in *state.Instance) providers.ObjectKind {

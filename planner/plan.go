@@ -110,6 +110,9 @@ type Step struct {
 	// Token and ProviderID name the object a delete removes.
 	Token      string `json:"token,omitempty"`
 	ProviderID string `json:"provider_id,omitempty"`
+	// Pending says the object to delete is a create that an apply which
+	// lost its lock may still make (see fence.go).
+	Pending bool `json:"pending,omitempty"`
 	// Deps are the steps that must finish first.
 	Deps []int `json:"deps,omitempty"`
 }

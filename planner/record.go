@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/state"
 )
 
@@ -90,62 +91,140 @@ type Store struct {
 	Version state.Version
 }
 
+// Recovery says what Recover did.
+type Recovery struct {
+	// Replayed: a journal was folded into the state.
+	Replayed bool
+	// SetAside is where a journal that could not be replayed was moved
+	// (beside the state), and Problem why; the state went on from the
+	// last one written, plus the objects the journal named (see salvage).
+	SetAside, Problem string
+}
+
 // Recover folds a journal that an interrupted apply left behind into the
 // state and writes it. It returns the state as stored afterwards (nil
-// when there is none) and whether there was a journal.
-func Recover(ctx context.Context, s *Store, toolVersion string) (*state.Snapshot, bool, error) {
+// when there is none). A journal that cannot be replayed (a damaged
+// record, no begin record, another lineage) never jams later commands:
+// it is set aside, and every object it recorded is added to the state as
+// an intent, for refresh to adopt what exists and drop the rest.
+func Recover(ctx context.Context, s *Store, toolVersion string) (*state.Snapshot, Recovery, error) {
 	snap, err := s.Backend.Read(ctx, s.Workspace)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
-		return nil, false, err
+		return nil, Recovery{}, err
 	}
 	j, ok := s.Backend.(state.Journal)
 	if !ok {
-		return snap, false, nil
+		return snap, Recovery{}, nil
 	}
 	raw, err := j.ReadJournal(ctx, s.Workspace)
 	if err != nil || len(raw) == 0 {
-		return snap, false, err
+		return snap, Recovery{}, err
 	}
-	recs := make([]*record, 0, len(raw))
-	for i, b := range raw {
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, false, fmt.Errorf("journal record %d is damaged: %w", i+1, err)
-		}
-		recs = append(recs, &r)
-	}
-	if recs[0].Op != "begin" || recs[0].Serial == nil {
-		return nil, false, fmt.Errorf("the journal does not start with a begin record")
-	}
+	recs, problem := parseJournal(raw, snap)
 	var st *state.State
 	var prev state.Version
 	if snap != nil {
 		st, prev = snap.State, snap.Version
-		if st.Lineage != recs[0].Lineage {
-			return nil, false, fmt.Errorf("the journal belongs to state lineage %s, the stored state is %s; move the journal away to go on", recs[0].Lineage, st.Lineage)
-		}
-		if st.Serial != *recs[0].Serial {
-			// The apply wrote its state but died before clearing the
-			// journal: there is nothing left to fold in.
-			return snap, true, j.ClearJournal(ctx, s.Workspace, s.LockID)
-		}
-	} else {
-		st = state.New(toolVersion)
-		st.Lineage = recs[0].Lineage
 	}
-	for _, r := range recs[1:] {
-		applyRecord(st, r)
+	rec := Recovery{Replayed: true}
+	switch {
+	case problem != "":
+		where, err := j.SetAsideJournal(ctx, s.Workspace, s.LockID)
+		if err != nil {
+			return nil, Recovery{}, fmt.Errorf("the journal cannot be replayed (%s), and setting it aside failed: %w", problem, err)
+		}
+		rec = Recovery{SetAside: where, Problem: problem}
+		if st == nil {
+			st = state.New(toolVersion)
+		}
+		if !salvage(st, recs) {
+			return snap, rec, nil
+		}
+	case snap != nil && st.Serial != *recs[0].Serial:
+		// The apply wrote its state but died before clearing the
+		// journal: there is nothing left to fold in.
+		return snap, rec, j.ClearJournal(ctx, s.Workspace, s.LockID)
+	default:
+		if st == nil {
+			st = state.New(toolVersion)
+			st.Lineage = recs[0].Lineage
+		}
+		for _, r := range recs[1:] {
+			applyRecord(st, r)
+		}
 	}
 	st.Serial++
 	st.ToolVersion = toolVersion
 	v, err := s.Backend.Write(ctx, s.Workspace, st, prev, s.LockID)
 	if err != nil {
-		return nil, true, fmt.Errorf("writing the recovered state: %w", err)
+		return nil, rec, fmt.Errorf("writing the recovered state: %w", err)
 	}
-	if err := j.ClearJournal(ctx, s.Workspace, s.LockID); err != nil {
-		return nil, true, err
+	if rec.SetAside == "" {
+		if err := j.ClearJournal(ctx, s.Workspace, s.LockID); err != nil {
+			return nil, rec, err
+		}
 	}
-	return &state.Snapshot{State: st, Version: v}, true, nil
+	return &state.Snapshot{State: st, Version: v}, rec, nil
+}
+
+// parseJournal reads a journal's records, and says why it cannot be
+// replayed onto snap ("" when it can). The records it could read are
+// returned either way.
+func parseJournal(raw [][]byte, snap *state.Snapshot) ([]*record, string) {
+	recs := make([]*record, 0, len(raw))
+	problem := ""
+	for i, b := range raw {
+		var r record
+		if err := json.Unmarshal(b, &r); err != nil {
+			if problem == "" {
+				problem = fmt.Sprintf("record %d is damaged: %v", i+1, err)
+			}
+			continue
+		}
+		recs = append(recs, &r)
+	}
+	switch {
+	case problem != "":
+	case recs[0].Op != "begin" || recs[0].Serial == nil:
+		problem = "it does not start with a begin record"
+	case snap != nil && snap.State.Lineage != recs[0].Lineage:
+		problem = fmt.Sprintf("it belongs to state lineage %s, the stored state is %s", recs[0].Lineage, snap.State.Lineage)
+	}
+	return recs, problem
+}
+
+// salvage adds to st, as intents, the objects that journal records made
+// and st does not know (by token), so that refresh adopts those that
+// exist; it reports whether it added any. Nothing else of the records is
+// trusted.
+func salvage(st *state.State, recs []*record) bool {
+	known := map[string]bool{}
+	for _, r := range st.Resources {
+		for _, in := range r.Instances {
+			known[in.Token] = true
+		}
+	}
+	added := false
+	for _, r := range recs {
+		if r.Op != "put-instance" || r.Instance == nil || r.Instance.Token == "" || known[r.Instance.Token] {
+			continue
+		}
+		if _, err := lang.ParseAddress(r.Address); err != nil {
+			continue
+		}
+		known[r.Instance.Token] = true
+		in := *r.Instance
+		in.ProviderID = "" // found again by token, or dropped
+		delete(in.Attributes, attrIntent)
+		res := st.Resource(r.Address)
+		if res == nil {
+			res = &state.Resource{Address: r.Address}
+			st.Put(res)
+		}
+		res.Instances = append(res.Instances, &in)
+		added = true
+	}
+	return added
 }
 
 // recorder makes state changes durable, many at a time: callers wait
@@ -184,14 +263,6 @@ func (r *recorder) write(recs ...*record) error {
 	reply := make(chan error, 1)
 	r.reqs <- recReq{recs, reply}
 	return <-reply
-}
-
-// send records recs without waiting for them to be durable. Records are
-// written in the order they are sent, so anything written after them
-// (the intent of a step that depends on them) lands after them. A failed
-// write fails every later one, and close reports it.
-func (r *recorder) send(recs ...*record) {
-	r.reqs <- recReq{recs, make(chan error, 1)}
 }
 
 func (r *recorder) loop(ctx context.Context) {

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"time"
 	"maps"
 	"slices"
 	"sort"
@@ -20,6 +21,18 @@ type RefreshOptions struct {
 	// Batch is how many tokens one Describe call asks about (500 when
 	// zero); Concurrency how many calls run at once per provider (4).
 	Batch, Concurrency int
+	// Holder is the ID of the lock this refresh runs under: intents it
+	// recorded itself are never pending.
+	Holder string
+	// WriterGone says whether the process that recorded an intent is
+	// known to have ended (one on this machine that no longer runs); its
+	// unmade intents are then dropped at once. Nil: never known.
+	WriterGone func(host string, pid int) bool
+	// CallGrace is how long past its writer's lease an intent is kept
+	// pending (DefaultCallGrace when zero).
+	CallGrace time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
 // Refresh asks the providers about every object in st, updates st in
@@ -31,6 +44,13 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
+	}
+	if opts.CallGrace <= 0 {
+		opts.CallGrace = DefaultCallGrace
+	}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
 	}
 	type ref struct {
 		res *state.Resource
@@ -102,6 +122,24 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 			d := Drift{Address: r.Address, Index: in.Index, ProviderID: in.ProviderID}
 			switch {
 			case !ok && in.ProviderID == "":
+				until, it, pending := pendingUntil(in, opts, now)
+				if pending {
+					// Its writer lost its lock but may still be making
+					// it: kept, so that nothing takes its place and the
+					// object, if it appears, is adopted.
+					in.Attributes[attrPending] = until.UTC().Format(time.RFC3339)
+					d.Message = fmt.Sprintf("%s[%d] may still be created by an apply that lost its state lock (%s); "+
+						"kept as pending until %s or until that apply ends, then adopted if it exists or dropped",
+						r.Address, in.Index, it.describe(), until.Local().Format(time.Kitchen))
+					drift = append(drift, d)
+					kept = append(kept, in)
+					continue
+				}
+				if it != nil || in.Attributes[attrPending] != nil {
+					d.Message = fmt.Sprintf("%s[%d] was never created by the apply that recorded it (%s), which has ended; dropping its record",
+						r.Address, in.Index, nonEmpty(it.describe(), "an apply that lost its lock"))
+					drift = append(drift, d)
+				}
 				// The intent of a create an interrupted apply never got
 				// to: nothing exists, nothing changed outside dstack.
 				continue
@@ -145,6 +183,8 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				d.ProviderID = o.ID
 				d.Message = fmt.Sprintf("%s[%d] was created by an interrupted apply as %s; adopting it", r.Address, in.Index, o.ID)
 				drift = append(drift, d)
+				delete(in.Attributes, attrIntent)
+				delete(in.Attributes, attrPending)
 			}
 			in.ProviderID = o.ID
 			if o.Status == providers.StatusUnknown && kind == lang.KindFleet {

@@ -96,14 +96,18 @@ type LockInfo struct {
 // into the state once at the end; the next command replays a journal a
 // crash left behind. Records are opaque to the backend.
 type Journal interface {
-	// AppendJournal durably appends records, in order, while holding the
-	// lock lockID.
+	// AppendJournal durably appends records, in order, only while lockID
+	// is the workspace's lock: otherwise it appends nothing and returns a
+	// *LockLostError.
 	AppendJournal(ctx context.Context, workspace, lockID string, records [][]byte) error
 	// ReadJournal returns every complete record, in order; a record torn
 	// by a crash is left out.
 	ReadJournal(ctx context.Context, workspace string) ([][]byte, error)
 	// ClearJournal removes every record.
 	ClearJournal(ctx context.Context, workspace, lockID string) error
+	// SetAsideJournal moves a journal that cannot be replayed out of the
+	// way, keeping it beside the state, and returns where it now is.
+	SetAsideJournal(ctx context.Context, workspace, lockID string) (string, error)
 }
 
 // Live reports whether the lease is still running at now.

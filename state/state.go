@@ -243,6 +243,20 @@ type CorruptError struct {
 	// Where names the object (a path, a bucket key, a table row).
 	Where  string
 	Reason string
+	// Version is the stored revision that is corrupt, where the backend
+	// knows it: a write naming it replaces the corrupt document (state
+	// push -force), and nothing else does.
+	Version Version
+}
+
+// WithVersion records in a *CorruptError the revision that is corrupt;
+// other errors are returned as they are.
+func WithVersion(err error, v Version) error {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		ce.Version = v
+	}
+	return err
 }
 
 func (e *CorruptError) Error() string {

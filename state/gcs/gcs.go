@@ -416,7 +416,7 @@ func (b *Backend) Read(ctx context.Context, workspace string) (*state.Snapshot, 
 	}
 	s, err := state.Decode(data, b.where(name))
 	if err != nil {
-		return nil, err
+		return nil, state.WithVersion(err, version(gen))
 	}
 	return &state.Snapshot{State: s, Version: version(gen)}, nil
 }

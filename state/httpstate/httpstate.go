@@ -198,7 +198,7 @@ func (b *Backend) Read(ctx context.Context, workspace string) (*state.Snapshot, 
 	}
 	s, err := state.Decode(data, redact(addr))
 	if err != nil {
-		return nil, err
+		return nil, state.WithVersion(err, v)
 	}
 	return &state.Snapshot{State: s, Version: v}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/dstackai/dstack-go/state"
@@ -17,7 +16,11 @@ import (
 func journalPath(path string) string { return path + ".journal" }
 
 // AppendJournal implements state.Journal: the records are appended as
-// lines to state.json.journal and synced before it returns.
+// lines to state.json.journal and synced before it returns. It holds the
+// workspace's OS lock while it checks that lockID is still the lease
+// holder's and appends, so a holder that lost its lease (taken over after
+// it expired, or force-unlocked) can never add to a journal that the next
+// holder has read, cleared or started anew.
 func (b *Backend) AppendJournal(ctx context.Context, workspace, lockID string, records [][]byte) error {
 	var buf bytes.Buffer
 	for _, r := range records {
@@ -27,32 +30,28 @@ func (b *Backend) AppendJournal(ctx context.Context, workspace, lockID string, r
 		buf.Write(r)
 		buf.WriteByte('\n')
 	}
-	if err := validWorkspace(workspace); err != nil {
-		return err
-	}
-	path := b.StatePath(workspace)
-	if err := b.checkLock(path, lockID); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
-	}
-	f, err := os.OpenFile(journalPath(path), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening journal: %w", err)
-	}
-	_, werr := f.Write(buf.Bytes())
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("appending to journal: %w", err)
-	}
-	return nil
+	return b.guard(ctx, workspace, func(path string) error {
+		if err := b.holds(path, lockID); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(journalPath(path), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("opening journal: %w", err)
+		}
+		_, werr := f.Write(buf.Bytes())
+		serr := f.Sync()
+		cerr := f.Close()
+		if err := errors.Join(werr, serr, cerr); err != nil {
+			return fmt.Errorf("appending to journal: %w", err)
+		}
+		return nil
+	})
 }
 
-// checkLock fails when someone else holds the lease; appends skip the OS
-// lock, since only the lease holder appends.
-func (b *Backend) checkLock(path, lockID string) error {
+// holds fails unless lockID is the lock on the workspace now (a lease that
+// ran out but that nobody took over is still its holder's, as Renew has
+// it). Without a lock (-lock=false) there is nothing to check.
+func (b *Backend) holds(path, lockID string) error {
 	if lockID == "" {
 		return nil
 	}
@@ -60,7 +59,7 @@ func (b *Backend) checkLock(path, lockID string) error {
 	if err != nil {
 		return err
 	}
-	if l != nil && l.ID != lockID && l.Live(b.now()) {
+	if l == nil || l.ID != lockID {
 		return &state.LockLostError{ID: lockID, Holder: l}
 	}
 	return nil
@@ -98,17 +97,32 @@ func (b *Backend) ReadJournal(ctx context.Context, workspace string) ([][]byte, 
 
 // ClearJournal implements state.Journal.
 func (b *Backend) ClearJournal(ctx context.Context, workspace, lockID string) error {
-	if err := validWorkspace(workspace); err != nil {
-		return err
-	}
-	path := b.StatePath(workspace)
-	if err := b.checkLock(path, lockID); err != nil {
-		return err
-	}
-	if err := os.Remove(journalPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing journal: %w", err)
-	}
-	return nil
+	return b.guard(ctx, workspace, func(path string) error {
+		if err := b.holds(path, lockID); err != nil {
+			return err
+		}
+		if err := os.Remove(journalPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing journal: %w", err)
+		}
+		return nil
+	})
+}
+
+// SetAsideJournal implements state.Journal: the journal is renamed to
+// state.json.journal.damaged-<UTC time>, beside the state.
+func (b *Backend) SetAsideJournal(ctx context.Context, workspace, lockID string) (string, error) {
+	var where string
+	err := b.guard(ctx, workspace, func(path string) error {
+		if err := b.holds(path, lockID); err != nil {
+			return err
+		}
+		where = journalPath(path) + ".damaged-" + b.now().UTC().Format("20060102T150405.000Z")
+		if err := os.Rename(journalPath(path), where); err != nil {
+			return fmt.Errorf("setting the journal aside: %w", err)
+		}
+		return nil
+	})
+	return where, err
 }
 
 func hostname() string {
@@ -118,10 +132,15 @@ func hostname() string {
 
 // orphaned reports whether a lock's holder ran on this machine and is
 // gone, so the lock can be broken without waiting for its lease.
-func orphaned(l *state.LockInfo) bool {
-	if l.PID <= 0 || l.Host == "" || l.Host != hostname() || l.PID == os.Getpid() {
+func orphaned(l *state.LockInfo) bool { return ProcessGone(l.Host, l.PID) }
+
+// ProcessGone reports whether the process pid of host is known to have
+// ended: host is this machine and no process pid runs on it. A process
+// of another machine is never known to be gone.
+func ProcessGone(host string, pid int) bool {
+	if pid <= 0 || host == "" || host != hostname() || pid == os.Getpid() {
 		return false
 	}
-	err := syscall.Kill(l.PID, 0)
+	err := syscall.Kill(pid, 0)
 	return errors.Is(err, syscall.ESRCH)
 }

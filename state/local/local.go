@@ -44,6 +44,7 @@ import (
 // Backend is the local file backend.
 type Backend struct {
 	dir string
+	ttl time.Duration // the lease when a caller names none
 	now func() time.Time
 }
 
@@ -53,18 +54,25 @@ var (
 )
 
 // New returns a backend storing state under dir (created on first write).
-// The config keys are "path" (the directory; default ".dstack").
+// The config keys are "path" (the directory; default ".dstack") and
+// "lock_ttl" (the lease when a caller names none; default 2m).
 func New(cfg map[string]string) (*Backend, error) {
-	dir := ".dstack"
+	b := &Backend{dir: ".dstack", ttl: state.DefaultLeaseTTL, now: time.Now}
 	for k, v := range cfg {
 		switch k {
 		case "path":
-			dir = v
+			b.dir = v
+		case "lock_ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("local backend: lock_ttl %q is not a positive duration such as 2m", v)
+			}
+			b.ttl = d
 		default:
-			return nil, state.UnknownSetting("local", k, []string{"path"})
+			return nil, state.UnknownSetting("local", k, []string{"path", "lock_ttl"})
 		}
 	}
-	return &Backend{dir: dir, now: time.Now}, nil
+	return b, nil
 }
 
 // Dir is the directory the state lives in.
@@ -126,7 +134,7 @@ func (b *Backend) Read(ctx context.Context, workspace string) (*state.Snapshot, 
 	}
 	s, err := state.Decode(data, path)
 	if err != nil {
-		return nil, err
+		return nil, state.WithVersion(err, version(data))
 	}
 	return &state.Snapshot{State: s, Version: version(data)}, nil
 }
@@ -226,6 +234,9 @@ func (b *Backend) Lock(ctx context.Context, workspace string, info state.LockInf
 		if cur != nil && cur.Live(b.now()) && !orphaned(cur) {
 			return &state.LockedError{Holder: *cur}
 		}
+		if ttl <= 0 {
+			ttl = b.ttl
+		}
 		l := state.PrepareLock(info, b.now(), ttl)
 		if l.PID == 0 {
 			l.Host, l.PID = hostname(), os.Getpid()
@@ -253,7 +264,7 @@ func (b *Backend) Renew(ctx context.Context, workspace, id string, ttl time.Dura
 			return &state.LockLostError{ID: id, Holder: cur}
 		}
 		if ttl <= 0 {
-			ttl = state.DefaultLeaseTTL
+			ttl = b.ttl
 		}
 		cur.Expires = b.now().UTC().Add(ttl)
 		return writeLock(path, cur)

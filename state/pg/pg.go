@@ -280,7 +280,7 @@ func (b *Backend) Read(ctx context.Context, workspace string) (*state.Snapshot, 
 	}
 	s, err := state.Decode(join(head, sep, tail, docs), b.where(workspace))
 	if err != nil {
-		return nil, err
+		return nil, state.WithVersion(err, version(rev))
 	}
 	addrs := make([]string, len(elems))
 	sums := make([][sha256.Size]byte, len(elems))

@@ -143,6 +143,13 @@ func (l *lockFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&l.timeout, "lock-timeout", 0, "how long to wait for a lock someone else holds")
 }
 
+// lockInfo describes the lock a command takes: who, for what, and the
+// process (so that its intents can be known to be over once it ends).
+func lockInfo(op, ws string) state.LockInfo {
+	host, _ := os.Hostname()
+	return state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws, Host: host, PID: os.Getpid()}
+}
+
 func who() string {
 	name := "unknown"
 	if u, err := user.Current(); err == nil {
@@ -152,18 +159,27 @@ func who() string {
 	return name + "@" + host
 }
 
+// stateMissing says what mutate does when there is no state to change,
+// or only a corrupt one.
+type stateMissing int
+
+const (
+	mustExist      stateMissing = iota // an error
+	mayCreate                          // fn gets a new, empty state
+	replaceCorrupt                     // as mayCreate, and a corrupt state is replaced too (state push -force)
+)
+
 // mutate runs fn on the workspace's state under its lock and writes the
 // result with a compare-and-swap: the serial goes up by one, the lineage
 // stays. fn returns whether it changed anything.
-func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, create bool, fn func(*state.State) (bool, error)) error {
+func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, missing stateMissing, fn func(*state.State) (bool, error)) error {
 	b, ws, err := openBackend(env)
 	if err != nil {
 		return err
 	}
 	lockID := ""
 	if lf.lock {
-		lease, err := state.Hold(ctx, b, ws, state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws},
-			state.HoldOptions{Timeout: lf.timeout})
+		lease, err := state.Hold(ctx, b, ws, lockInfo(op, ws), state.HoldOptions{Timeout: lf.timeout})
 		if err != nil {
 			return err
 		}
@@ -180,9 +196,13 @@ func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, cr
 	snap, err := b.Read(ctx, ws)
 	var st *state.State
 	var prev state.Version
+	var corrupt *state.CorruptError
 	switch {
-	case errors.Is(err, state.ErrNotFound) && create:
+	case errors.Is(err, state.ErrNotFound) && missing != mustExist:
 		st = state.New(version())
+	case errors.As(err, &corrupt) && missing == replaceCorrupt && corrupt.Version != "":
+		fmt.Fprintf(s.Stderr, "Replacing the corrupt state at %s (%s).\n", corrupt.Where, corrupt.Reason)
+		st, prev = state.New(version()), corrupt.Version
 	case errors.Is(err, state.ErrNotFound):
 		return fmt.Errorf("workspace %q has no state yet", ws)
 	case err != nil:

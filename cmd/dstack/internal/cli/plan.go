@@ -24,6 +24,7 @@ import (
 	"github.com/dstackai/dstack-go/providers/offers"
 	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/local"
 )
 
 // ExitChanges is -detailed-exitcode's "the plan has changes".
@@ -163,20 +164,23 @@ func openSession(ctx context.Context, s Streams, env Env, lf lockFlags, op strin
 	}
 	ss := &session{backend: b, ws: ws, set: set}
 	if lf.lock {
-		ss.lease, err = state.Hold(ctx, b, ws, state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws},
-			state.HoldOptions{Timeout: lf.timeout})
+		ss.lease, err = state.Hold(ctx, b, ws, lockInfo(op, ws), state.HoldOptions{Timeout: lf.timeout})
 		if err != nil {
 			return nil, err
 		}
 	} else {
 		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked while dstack works.")
 	}
-	snap, recovered, err := planner.Recover(ctx, &planner.Store{Backend: b, Workspace: ws, LockID: ss.lockID()}, version())
+	snap, rec, err := planner.Recover(ctx, &planner.Store{Backend: b, Workspace: ws, LockID: ss.lockID()}, version())
 	if err != nil {
 		ss.release(ctx, s)
 		return nil, err
 	}
-	if recovered {
+	switch {
+	case rec.SetAside != "":
+		fmt.Fprintf(s.Stderr, "Warning: the journal of an interrupted apply cannot be replayed (%s). It was set aside as %s; "+
+			"going on from the last state written, and the refresh adopts the objects the journal recorded, where they exist.\n", rec.Problem, rec.SetAside)
+	case rec.Replayed:
 		fmt.Fprintln(s.Stderr, "Recovered the journal of an interrupted apply into the state.")
 	}
 	ss.snap = snap
@@ -221,7 +225,7 @@ func refresh(ctx context.Context, ss *session, a *planArgs) (*refreshed, error) 
 	r.prior, r.existed = ss.prior()
 	if a.refresh {
 		var err error
-		r.drift, err = planner.Refresh(ctx, r.prior, ss.set, planner.RefreshOptions{})
+		r.drift, err = planner.Refresh(ctx, r.prior, ss.set, planner.RefreshOptions{Holder: ss.lockID(), WriterGone: local.ProcessGone})
 		if err != nil {
 			return nil, err
 		}
@@ -424,22 +428,21 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		}
 		return ExitOK
 	}
-	if ss.lease != nil {
-		go func() {
-			select {
-			case <-ss.lease.Lost():
-				fmt.Fprintf(s.Stderr, "\nError: the state lock was lost (%v); stopping.\n", ss.lease.Err())
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
 	events := textEvents(s.Stdout)
 	if a.json {
 		events = jsonEvents(s.Stdout)
 	}
 	store := &planner.Store{Backend: ss.backend, Workspace: ss.ws, LockID: ss.lockID(), Version: ss.version()}
-	res, err := planner.Apply(ctx, p, store, ss.set, planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version()})
+	opts := planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version()}
+	if ss.lease != nil {
+		// A lease that lapses or is lost fences the apply: it starts
+		// nothing more, and the calls in flight finish (see
+		// planner/fence.go).
+		opts.Fence = ss.lease
+		li := lockInfo("apply", ss.ws)
+		opts.Holder = planner.Holder{Lock: ss.lease.Info.ID, Host: li.Host, PID: li.PID}
+	}
+	res, err := planner.Apply(ctx, p, store, ss.set, opts)
 	if err != nil {
 		return fail(s, err)
 	}

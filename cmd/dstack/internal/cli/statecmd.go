@@ -284,8 +284,8 @@ func statePull(ctx context.Context, args []string, s Streams, env Env) int {
 func statePush(ctx context.Context, args []string, s Streams, env Env) int {
 	var force bool
 	var lf lockFlags
-	fs := newFlagSet("state push", "state push [-force] FILE\n\nReplaces the workspace's state with FILE. A state of another lineage, or an\nolder serial than the current one, is refused unless -force.", s)
-	fs.BoolVar(&force, "force", false, "push even a different lineage or an older serial")
+	fs := newFlagSet("state push", "state push [-force] FILE\n\nReplaces the workspace's state with FILE. A state of another lineage, or an\nolder serial than the current one, is refused unless -force; -force also\nreplaces a state that is corrupt.", s)
+	fs.BoolVar(&force, "force", false, "push even a different lineage or an older serial, or over a corrupt state")
 	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -302,7 +302,11 @@ func statePush(ctx context.Context, args []string, s Streams, env Env) int {
 	if err != nil {
 		return fail(s, err)
 	}
-	err = mutate(ctx, s, env, lf, "state push", true, func(cur *state.State) (bool, error) {
+	missing := mayCreate
+	if force {
+		missing = replaceCorrupt
+	}
+	err = mutate(ctx, s, env, lf, "state push", missing, func(cur *state.State) (bool, error) {
 		if cur.Serial > 0 && !force {
 			if cur.Lineage != pushed.Lineage {
 				return false, fmt.Errorf("%s has lineage %s but the state has %s: it is a different state; use -force to replace it anyway", fs.Arg(0), pushed.Lineage, cur.Lineage)
@@ -335,7 +339,7 @@ func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 		fs.Usage()
 		return ExitInvalid
 	}
-	err = mutate(ctx, s, env, lf, "state rm", false, func(st *state.State) (bool, error) {
+	err = mutate(ctx, s, env, lf, "state rm", mustExist, func(st *state.State) (bool, error) {
 		// An error leaves the stored state as it was: nothing is written.
 		for _, a := range addrs {
 			r, at, err := instanceToRemove(st, a)
@@ -416,7 +420,7 @@ func stateMv(ctx context.Context, args []string, s Streams, env Env) int {
 	if fa.Kind != ta.Kind {
 		return fail(s, fmt.Errorf("cannot move %s to %s: the kind differs", from, to))
 	}
-	err = mutate(ctx, s, env, lf, "state mv", false, func(st *state.State) (bool, error) {
+	err = mutate(ctx, s, env, lf, "state mv", mustExist, func(st *state.State) (bool, error) {
 		r := st.Resource(from)
 		if r == nil {
 			return false, fmt.Errorf("no resource %s in the state", from)
