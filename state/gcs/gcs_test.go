@@ -94,6 +94,7 @@ func TestConformance(t *testing.T) {
 			})
 		},
 		Config: cfg,
+		Open:   func(cfg map[string]string) (state.Backend, error) { return New(cfg) },
 	})
 }
 

@@ -39,6 +39,7 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		Config: cfg,
+		Open:   func(cfg map[string]string) (state.Backend, error) { return New(cfg) },
 	})
 }
 

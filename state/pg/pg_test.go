@@ -74,6 +74,7 @@ func TestConformance(t *testing.T) {
 		New:    func(t testing.TB) state.Backend { return open(t, cfg) },
 		PutRaw: func(t testing.TB, ws string, data []byte) { putRaw(t, cfg, ws, data) },
 		Config: cfg,
+		Open:   func(cfg map[string]string) (state.Backend, error) { return New(cfg) },
 	})
 }
 

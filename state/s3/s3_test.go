@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 			srv.putRaw(t, srv.backend(t).StateKey(workspace), data)
 		},
 		Config: srv.config(),
+		Open:   func(cfg map[string]string) (state.Backend, error) { return New(cfg) },
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -48,6 +49,9 @@ type Harness struct {
 	Writers, Rounds int
 	// TTL is the lease used by the expiry tests (2s when zero).
 	TTL time.Duration
+	// Open builds a backend from a configuration (Config plus lock_ttl,
+	// for the lock_ttl test), as dstack init would.
+	Open Factory
 	// BreaksOrphanedLocks says the backend breaks, at once, a lock whose
 	// holder ran on this machine and is gone (the local backend), instead
 	// of waiting for its lease to run out.
@@ -102,6 +106,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("CompareAndSwap", func(t *testing.T) { testCAS(t, h) })
 	t.Run("LockContention", func(t *testing.T) { testLockContention(t, h) })
 	t.Run("LeaseExpiry", func(t *testing.T) { testLeaseExpiry(t, h) })
+	t.Run("LockTTLSetting", func(t *testing.T) { testLockTTLSetting(t, h) })
 	t.Run("Zombie", func(t *testing.T) { testZombie(t, h) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, h) })
 	t.Run("KilledHolder", func(t *testing.T) { testKilledHolder(t, h) })
@@ -269,6 +274,78 @@ func testLeaseExpiry(t *testing.T, h Harness) {
 		t.Fatalf("unlock of a lease taken over: got %v, want *LockLostError", err)
 	}
 	if err := b.Unlock(ctx, ws, lb.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stalledRenewals is a backend whose lease renewals never get through,
+// as for a holder that stalled or lost its network.
+type stalledRenewals struct{ state.Backend }
+
+func (stalledRenewals) Renew(context.Context, string, string, time.Duration) error {
+	return errors.New("renewal did not get through")
+}
+
+// testLockTTLSetting: the backend's lock_ttl is the lease a holder that
+// names none gets; a holder whose renewals stop knows by its own clock
+// that its lease lapsed, a margin before anyone else may take the lock,
+// and nobody can take it before lock_ttl has passed.
+func testLockTTLSetting(t *testing.T, h Harness) {
+	if h.Open == nil {
+		t.Fatal("the harness has no Open: every backend must run the lock_ttl test")
+	}
+	ctx, ws := ctxFor(t), "lockttl"
+	cfg := maps.Clone(h.Config)
+	cfg["lock_ttl"] = h.TTL.String()
+	b, err := h.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := b.(interface{ Close() error }); ok {
+		t.Cleanup(func() { _ = c.Close() })
+	} else if c, ok := b.(interface{ Close() }); ok {
+		t.Cleanup(c.Close)
+	}
+	start := time.Now()
+	l, err := state.Hold(ctx, stalledRenewals{b}, ws, state.LockInfo{Operation: "apply", Who: "stalls"}, state.HoldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Release(context.WithoutCancel(ctx)) }()
+	if l.TTL != h.TTL {
+		t.Fatalf("lease TTL %s, want the backend's lock_ttl %s", l.TTL, h.TTL)
+	}
+	if d := l.Info.Expires.Sub(l.Info.Created); d < h.TTL-10*time.Millisecond || d > h.TTL+10*time.Millisecond {
+		t.Fatalf("the stored lock runs %s, want lock_ttl %s", d, h.TTL)
+	}
+	if err := l.Valid(); err != nil {
+		t.Fatalf("a lease just taken is not valid: %v", err)
+	}
+	for l.Valid() == nil {
+		if time.Since(start) > h.TTL {
+			t.Fatalf("the lease was still valid by its holder's clock after lock_ttl (%s)", h.TTL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lapsed := time.Since(start)
+	if want := h.TTL - l.Margin(); lapsed < want-20*time.Millisecond {
+		t.Fatalf("the lease lapsed after %s, before lock_ttl minus the margin (%s)", lapsed, want)
+	}
+	var lapsedErr *state.LeaseLapsedError
+	if err := l.Valid(); !errors.As(err, &lapsedErr) {
+		t.Fatalf("Valid after the lapse: %v, want a *LeaseLapsedError", err)
+	}
+	other := h.New(t)
+	var locked *state.LockedError
+	if _, err := other.Lock(ctx, ws, state.LockInfo{Who: "next"}, 0); !errors.As(err, &locked) {
+		t.Fatalf("another holder took the lock %s after the first holder took it, before lock_ttl (%s): %v", time.Since(start), h.TTL, err)
+	}
+	time.Sleep(time.Until(l.Info.Expires) + 100*time.Millisecond)
+	ln, err := other.Lock(ctx, ws, state.LockInfo{Who: "next"}, 0)
+	if err != nil {
+		t.Fatalf("the lock was not free %s after it was taken (lock_ttl %s): %v", time.Since(start), h.TTL, err)
+	}
+	if err := other.Unlock(ctx, ws, ln.ID); err != nil {
 		t.Fatal(err)
 	}
 }
