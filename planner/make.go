@@ -601,7 +601,17 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 	}
 	interrupted := prior.ConfigHash == ""
-	sshFleet := isSSHFleet(d.res.Spec) && (interrupted || isSSHFleetJSON(before))
+	var recorded *lang.Fleet // the SSH fleet as state records it
+	sshFleet := isSSHFleet(d.res.Spec)
+	if sshFleet && len(before) > 0 {
+		f, err := recordedFleet(before)
+		if err != nil {
+			m.problem("%s: %v", addr, err)
+			return
+		}
+		recorded = f
+	}
+	sshFleet = sshFleet && (interrupted || (recorded != nil && recorded.SSHConfig != nil))
 	var forced []string
 	scaled := false
 	if prior.ConfigHash != d.hash && !interrupted {
@@ -671,7 +681,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 		m.replace(c, d, prior, silent != "")
 	case sshFleet:
-		if !m.sshHosts(c, d, prior, before) {
+		if !m.sshHosts(c, d, prior, recorded) {
 			if len(c.Fields) == 0 {
 				m.plan.NoChange++
 				return
