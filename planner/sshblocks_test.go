@@ -60,22 +60,44 @@ func TestSSHFleetBlocksKeptOnChange(t *testing.T) {
 func TestRecordedSpecUnreadable(t *testing.T) {
 	w := newWorld(t, nil)
 	w.converge(w.config(map[string]string{"main.dstack.yml": blocksFleet}))
-	prior := w.state().Clone()
-	r := prior.Resource("fleet.onprem")
-	spec := r.Attributes["spec"].(map[string]any)
-	spec["ssh_config"].(map[string]any)["hosts"] = "gpu-1"
-
 	ctx := context.Background()
-	set := w.providers()
-	all, err := set.Offers(ctx)
+	all, err := w.providers().Offers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := w.config(map[string]string{"main.dstack.yml": blocksFleet + "    - gpu-3\n"})
-	_, err = planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: true, Workspace: state.DefaultWorkspace,
-		ToolVersion: "test", Offers: all})
-	if err == nil || !strings.Contains(err.Error(), "fleet.onprem") || !strings.Contains(err.Error(), "recorded in state") ||
-		!strings.Contains(err.Error(), "ssh_config.hosts") {
-		t.Fatalf("plan with an unreadable recorded configuration: %v", err)
+	for _, c := range []struct {
+		name    string
+		corrupt func(spec map[string]any) any
+		want    string
+	}{
+		{"a field of the wrong form", func(spec map[string]any) any {
+			spec["ssh_config"].(map[string]any)["hosts"] = "gpu-1"
+			return spec
+		}, "ssh_config.hosts"},
+		{"not an object", func(map[string]any) any { return "fleet" }, "cannot unmarshal string"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prior := w.state().Clone()
+			r := prior.Resource("fleet.onprem")
+			r.Attributes["spec"] = c.corrupt(r.Attributes["spec"].(map[string]any))
+			_, err := planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: true, Workspace: state.DefaultWorkspace,
+				ToolVersion: "test", Offers: all})
+			if err == nil || !strings.Contains(err.Error(), "fleet.onprem") || !strings.Contains(err.Error(), "recorded in state") ||
+				!strings.Contains(err.Error(), c.want) {
+				t.Fatalf("plan with an unreadable recorded configuration: %v", err)
+			}
+			// Tearing it down still works, and says what was wrong with
+			// a recorded configuration that is not one.
+			p, err := planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: true, Workspace: state.DefaultWorkspace,
+				ToolVersion: "test", Offers: all, Mode: planner.Destroy})
+			if err != nil {
+				t.Fatalf("destroy plan: %v", err)
+			}
+			ch := change(p, "fleet.onprem")
+			if ch == nil || ch.Action != planner.Delete || (c.name == "not an object") != strings.Contains(ch.Reason, "recorded in state") {
+				t.Fatalf("destroy plan with an unreadable recorded configuration:\n%s", describe(p))
+			}
+		})
 	}
 }
