@@ -19,6 +19,10 @@
 // NodeDecoder; the resources grammar (gpu: "A100:80GB:2") lives in
 // lang/resources.
 //
+// A Spec's JSON (json.Marshal of it) is what state records and providers
+// are handed; DecodeSpec reads it back into the same model, and is the
+// one way the rest of the project does.
+//
 // Problems with what the user wrote are Diagnostics, collected rather than
 // returned at the first: a load reports every mistake in every file, with
 // file, line, column and field. WriteText and WriteJSON render them.

@@ -375,7 +375,9 @@ func (x *executor) do(ctx context.Context, s *Step) (string, error) {
 		c := x.changes[s.Address]
 		var spec any
 		if len(c.After) > 0 {
-			_ = json.Unmarshal(c.After, &spec)
+			if err := json.Unmarshal(c.After, &spec); err != nil {
+				return "", fmt.Errorf("%s: recording its configuration: %w", s.Address, err)
+			}
 		}
 		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec})
 	case OpForget:
@@ -451,10 +453,14 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	c := x.changes[s.Address]
 	in := x.intent(s)
 	if x.registers(s) {
-		var v struct {
-			VolumeID string `json:"volume_id"`
+		spec, err := lang.DecodeSpec(c.Spec)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", s.Address, err)
 		}
-		_ = json.Unmarshal(c.Spec, &v)
+		v, ok := spec.(*lang.Volume)
+		if !ok {
+			return "", fmt.Errorf("%s: registering a %s, not a volume", s.Address, spec.Kind())
+		}
 		in.ProviderID, in.Status = v.VolumeID, providers.StatusRunning
 		in.Attributes[attrExternal] = true
 		return in.ProviderID, x.put(s, in)
@@ -490,7 +496,11 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	for i := range s.Candidates {
 		candidates = append(candidates, &s.Candidates[i])
 	}
-	retry := retryPolicy(c.Spec)
+	retry, err := retryPolicy(c.Spec)
+	if err != nil {
+		x.forget(s, in.Token)
+		return "", fmt.Errorf("%s: %w", s.Address, err)
+	}
 	deadline := time.Now().Add(retry.window)
 	for {
 		obj, err := x.tryOffers(ctx, s, req, in, prov, candidates)
@@ -539,25 +549,31 @@ type retrying struct {
 	window       time.Duration
 }
 
-// retryPolicy reads a run's retry policy: on no-capacity, apply keeps
-// asking for a machine within the policy's duration (an hour without one).
-func retryPolicy(spec json.RawMessage) retrying {
-	var r struct {
-		Retry *struct {
-			OnEvents []string `json:"on_events"`
-			Duration *string  `json:"duration"`
-		} `json:"retry"`
+// retryPolicy reads a run's (or a fleet's) retry policy: on no-capacity,
+// apply keeps asking for a machine within the policy's duration (an hour
+// without one).
+func retryPolicy(data json.RawMessage) (retrying, error) {
+	if len(data) == 0 {
+		return retrying{}, nil
 	}
-	if json.Unmarshal(spec, &r) != nil || r.Retry == nil || !slices.Contains(r.Retry.OnEvents, "no-capacity") {
-		return retrying{}
+	spec, err := lang.DecodeSpec(data)
+	if err != nil {
+		return retrying{}, err
+	}
+	var r *lang.Retry
+	if _, prof := runParts(spec); prof != nil {
+		r = prof.Retry
+	} else if f, ok := spec.(*lang.Fleet); ok {
+		r = f.Retry
+	}
+	if r == nil || !slices.Contains(r.OnEvents, "no-capacity") {
+		return retrying{}, nil
 	}
 	out := retrying{onNoCapacity: true, window: time.Hour}
-	if r.Retry.Duration != nil {
-		if d, err := lang.ParseDuration(*r.Retry.Duration); err == nil && d > 0 {
-			out.window = time.Duration(d) * time.Second
-		}
+	if r.Duration != nil && *r.Duration > 0 {
+		out.window = time.Duration(*r.Duration) * time.Second
 	}
-	return out
+	return out, nil
 }
 
 // tryOffers asks for the object on each offer in turn, failing over on

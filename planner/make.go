@@ -300,10 +300,11 @@ func (m *maker) change(addr string) {
 			m.problem("%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
 			return
 		}
-		m.deleteChange(prior, "not in configuration")
+		reason := "not in configuration"
 		if m.in.Mode == Destroy {
-			m.plan.Changes[len(m.plan.Changes)-1].Reason = "destroy"
+			reason = "destroy"
 		}
+		m.deleteChange(prior, reason)
 		return
 	}
 	d, err := newDesired(res)
@@ -319,18 +320,23 @@ func (m *maker) change(addr string) {
 }
 
 // priorSpec returns the masked configuration recorded in state.
-func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage) {
+// priorSpec is the configuration state records for r, as JSON and by
+// field; nil when state has none (an interrupted apply). A recorded
+// configuration that is not an object is an error.
+func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage, error) {
 	v, ok := r.Attributes["spec"]
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return nil, nil
+		return nil, nil, fmt.Errorf("%s: the configuration recorded in state: %w", r.Address, err)
 	}
 	var fields map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &fields)
-	return raw, fields
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, nil, fmt.Errorf("%s: the configuration recorded in state: %w", r.Address, err)
+	}
+	return raw, fields, nil
 }
 
 func (m *maker) addChange(c *Change) {
@@ -547,7 +553,12 @@ func (m *maker) commit(c *Change) {
 }
 
 func (m *maker) deleteChange(prior *state.Resource, reason string) {
-	before, fields := priorSpec(prior)
+	// A resource is torn down even when its recorded configuration does
+	// not read: the change then lists no fields, and says why.
+	before, fields, err := priorSpec(prior)
+	if err != nil {
+		reason += fmt.Sprintf(" (%v)", err)
+	}
 	c := &Change{Address: prior.Address, Action: Delete, Reason: reason, Before: before,
 		InstancesBefore: len(prior.Instances), DependsOn: prior.DependsOn}
 	if a, err := lang.ParseAddress(prior.Address); err == nil {
@@ -586,7 +597,11 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		return
 	}
 	d.load()
-	before, beforeFields := priorSpec(prior)
+	before, beforeFields, err := priorSpec(prior)
+	if err != nil {
+		m.problem("%v", err)
+		return
+	}
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec,
 		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
 	for _, in := range prior.Instances {
@@ -602,7 +617,17 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 	}
 	interrupted := prior.ConfigHash == ""
-	sshFleet := isSSHFleet(d.res.Spec) && (interrupted || isSSHFleetJSON(before))
+	var recorded *lang.Fleet // the SSH fleet as state records it
+	sshFleet := isSSHFleet(d.res.Spec)
+	if sshFleet && len(before) > 0 {
+		f, err := recordedFleet(before)
+		if err != nil {
+			m.problem("%s: %v", addr, err)
+			return
+		}
+		recorded = f
+	}
+	sshFleet = sshFleet && (interrupted || (recorded != nil && recorded.SSHConfig != nil))
 	var forced []string
 	scaled := false
 	if prior.ConfigHash != d.hash && !interrupted {
@@ -672,7 +697,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 		m.replace(c, d, prior, silent != "")
 	case sshFleet:
-		if !m.sshHosts(c, d, prior, before) {
+		if !m.sshHosts(c, d, prior, recorded) {
 			if len(c.Fields) == 0 {
 				m.plan.NoChange++
 				return

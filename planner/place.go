@@ -460,7 +460,11 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 		return nil
 	}
 	d.load()
-	before, _ := priorSpec(prior)
+	before, _, err := priorSpec(prior)
+	if err != nil {
+		m.problem("%v", err)
+		return nil
+	}
 	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec,
 		ConfigHash: prior.ConfigHash, DependsOn: prior.DependsOn, InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
 	for _, in := range prior.Instances {

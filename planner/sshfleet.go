@@ -27,11 +27,17 @@ func isSSHFleet(spec lang.Spec) bool {
 	return ok && f.SSHConfig != nil
 }
 
-func isSSHFleetJSON(spec json.RawMessage) bool {
-	var f struct {
-		SSHConfig json.RawMessage `json:"ssh_config"`
+// recordedFleet reads the configuration state records for a fleet.
+func recordedFleet(spec json.RawMessage) (*lang.Fleet, error) {
+	s, err := lang.DecodeSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("the configuration recorded in state: %w", err)
 	}
-	return json.Unmarshal(spec, &f) == nil && len(f.SSHConfig) > 0 && string(f.SSHConfig) != "null"
+	f, ok := s.(*lang.Fleet)
+	if !ok {
+		return nil, fmt.Errorf("the configuration recorded in state is a %s, not a fleet", s.Kind())
+	}
+	return f, nil
 }
 
 // sshHostOf is the hostname an SSH fleet's instance is.
@@ -55,12 +61,14 @@ func resolvedHost(cfg *lang.SSHConfig, hostname string) string {
 }
 
 // sshHosts plans an SSH fleet host by host against its prior instances
-// (before is the prior configuration). It reports whether any instance
-// is created or deleted.
-func (m *maker) sshHosts(c *Change, d *desired, prior *state.Resource, before json.RawMessage) bool {
+// (old is the recorded configuration, nil when state has none). It
+// reports whether any instance is created or deleted.
+func (m *maker) sshHosts(c *Change, d *desired, prior *state.Resource, old *lang.Fleet) bool {
 	f := d.res.Spec.(*lang.Fleet)
-	var old lang.Fleet
-	_ = json.Unmarshal(before, &old)
+	var oldConfig *lang.SSHConfig
+	if old != nil {
+		oldConfig = old.SSHConfig
+	}
 	want := map[string]bool{}
 	for _, h := range f.SSHConfig.Hosts {
 		want[h.Hostname] = true
@@ -80,7 +88,7 @@ func (m *maker) sshHosts(c *Change, d *desired, prior *state.Resource, before js
 		}
 		have[hn] = true
 		used[in.Index] = true
-		if was := resolvedHost(old.SSHConfig, hn); was != "" && was != resolvedHost(f.SSHConfig, hn) {
+		if was := resolvedHost(oldConfig, hn); was != "" && was != resolvedHost(f.SSHConfig, hn) {
 			// The same machine, reached another way: its agent is removed
 			// before it is installed again.
 			del := m.deleteStep(c.Address, in)

@@ -59,8 +59,12 @@ func (r *IntRange) UnmarshalText(b []byte) error {
 	return err
 }
 
-// UnmarshalJSON accepts a string or a number.
-func (r *IntRange) UnmarshalJSON(b []byte) error { return unmarshalScalar(b, r) }
+type intRangeFields IntRange
+
+// UnmarshalJSON accepts a string, a number or the mapping {min, max}.
+func (r *IntRange) UnmarshalJSON(b []byte) error {
+	return unmarshalForm(b, r, (*intRangeFields)(r), func() error { return r.validate() })
+}
 
 // DescribeType names the accepted forms in decoding errors.
 func (IntRange) DescribeType() string {

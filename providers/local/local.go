@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,45 +410,31 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 	return fmt.Errorf("the local backend has no %s objects", kind)
 }
 
-// runSpec is the part of a run's configuration (its JSON, as lang
-// writes it) that becomes a job.
-type runSpec struct {
-	Type         string             `json:"type"`
-	Name         string             `json:"name"`
-	Image        string             `json:"image"`
-	User         string             `json:"user"`
-	Privileged   bool               `json:"privileged"`
-	Entrypoint   string             `json:"entrypoint"`
-	WorkingDir   string             `json:"working_dir"`
-	Shell        string             `json:"shell"`
-	Env          map[string]*string `json:"env"`
-	Commands     []string           `json:"commands"`
-	Nodes        *int               `json:"nodes"`
-	RegistryAuth *struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	} `json:"registry_auth"`
-	Resources *struct {
-		ShmSize *resources.Memory `json:"shm_size"`
-	} `json:"resources"`
-	Ports []struct {
-		LocalPort     *int `json:"local_port"`
-		ContainerPort int  `json:"container_port"`
-	} `json:"ports"`
-	Port *struct {
-		ContainerPort int `json:"container_port"`
-	} `json:"port"`
-	Volumes []struct {
-		Name         resources.Names `json:"name"`
-		InstancePath string          `json:"instance_path"`
-		Path         string          `json:"path"`
-	} `json:"volumes"`
-	StopDuration *lang.Duration `json:"stop_duration"`
-	// Dev environments: commands run first, and the idle limit.
-	Init               []string       `json:"init"`
-	InactivityDuration *lang.Duration `json:"inactivity_duration"`
-	MaxDuration        *lang.Duration `json:"max_duration"`
-	Probes             []lang.Probe   `json:"probes"`
+// run is a job's run, read into lang's model, with the parts every kind
+// of run shares picked out.
+type run struct {
+	spec     lang.Spec
+	name     string
+	cfg      *lang.RunConfig
+	profile  *lang.Profile
+	commands []string
+	ports    []lang.Port
+}
+
+func decodeRun(req providers.CreateRequest) (run, error) {
+	spec, err := lang.DecodeSpec(req.Spec)
+	if err != nil {
+		return run{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	switch s := spec.(type) {
+	case *lang.Task:
+		return run{spec: s, name: s.Name, cfg: &s.RunConfig, profile: &s.Profile, commands: s.Commands, ports: s.Ports}, nil
+	case *lang.Service:
+		return run{spec: s, name: s.Name, cfg: &s.RunConfig, profile: &s.Profile, commands: s.Commands}, nil
+	case *lang.DevEnvironment:
+		return run{spec: s, name: s.Name, cfg: &s.RunConfig, profile: &s.Profile, ports: s.Ports}, nil
+	}
+	return run{}, fmt.Errorf("%s: a job of a %s; only tasks, services and dev environments run jobs", req.Address, spec.Kind())
 }
 
 // JobSpec turns a create request for a job into what the agent runs:
@@ -465,80 +450,64 @@ func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
 	return jobSpec(req, r)
 }
 
-func decodeRun(req providers.CreateRequest) (runSpec, error) {
-	var r runSpec
-	if err := json.Unmarshal(req.Spec, &r); err != nil {
-		return r, fmt.Errorf("reading the configuration of %s: %w", req.Address, err)
+func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
+	c := r.cfg
+	spec := agent.JobSpec{ID: req.Token, RunName: r.name, Image: c.Image, Commands: r.commands, Shell: c.Shell,
+		WorkingDir: c.WorkingDir, User: c.User, Privileged: c.Privileged,
+		Labels: map[string]string{"dstack.address": req.Address, "dstack.run": r.name}}
+	if c.Entrypoint != "" {
+		spec.Entrypoint = strings.Fields(c.Entrypoint)
 	}
-	return r, nil
-}
-
-func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
-	spec := agent.JobSpec{ID: req.Token, RunName: r.Name, Image: r.Image, Commands: r.Commands, Shell: r.Shell,
-		WorkingDir: r.WorkingDir, User: r.User, Privileged: r.Privileged,
-		Labels: map[string]string{"dstack.address": req.Address, "dstack.run": r.Name}, Env: map[string]string{}}
-	if r.Entrypoint != "" {
-		spec.Entrypoint = strings.Fields(r.Entrypoint)
+	env, err := c.Env.Resolve(os.LookupEnv)
+	if err != nil {
+		return agent.JobSpec{}, fmt.Errorf("%s: %w", req.Address, err)
 	}
-	var missing []string
-	for k, v := range r.Env {
-		if v != nil {
-			spec.Env[k] = *v
-		} else if val, ok := os.LookupEnv(k); ok {
-			spec.Env[k] = val
-		} else {
-			missing = append(missing, k)
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return agent.JobSpec{}, fmt.Errorf("%s: environment variables %s are declared without a value and are not set", req.Address, strings.Join(missing, ", "))
-	}
+	spec.Env = env
 	for k, v := range req.Env {
 		spec.Env[k] = v
 	}
-	spec.Env["DSTACK_RUN_NAME"] = r.Name
+	spec.Env["DSTACK_RUN_NAME"] = r.name
 	// The GPUs the planner gave the job (whole blocks on a split host):
 	// the agent picks which of the host's.
 	if n, err := strconv.Atoi(req.Env["DSTACK_GPUS_PER_NODE"]); err == nil && n > 0 {
 		spec.GPUCount = n
 	}
-	if r.Type == "dev-environment" {
+	if d, ok := r.spec.(*lang.DevEnvironment); ok {
 		// A dev environment runs its init commands, then waits for its
 		// users until it is stopped or idle too long.
-		spec.Commands = append(slices.Clone(r.Init), "while true; do sleep 3600; done")
-		if r.InactivityDuration != nil && *r.InactivityDuration > 0 {
-			spec.InactivitySeconds = int(*r.InactivityDuration)
+		spec.Commands = append(slices.Clone(d.Init), "while true; do sleep 3600; done")
+		if d.InactivityDuration != nil && *d.InactivityDuration > 0 {
+			spec.InactivitySeconds = int(*d.InactivityDuration)
 		}
 	}
-	if r.MaxDuration != nil && *r.MaxDuration > 0 {
-		spec.MaxDurationSeconds = int(*r.MaxDuration)
+	if p := r.profile; p.MaxDuration != nil && *p.MaxDuration > 0 {
+		spec.MaxDurationSeconds = int(*p.MaxDuration)
 	}
-	if r.StopDuration != nil && *r.StopDuration > 0 {
-		spec.StopGraceSeconds = int(*r.StopDuration)
+	if p := r.profile; p.StopDuration != nil && *p.StopDuration > 0 {
+		spec.StopGraceSeconds = int(*p.StopDuration)
 	}
-	if r.RegistryAuth != nil {
-		spec.RegistryAuth = &agent.RegistryAuth{Username: r.RegistryAuth.Username, Password: r.RegistryAuth.Password}
+	if c.RegistryAuth != nil {
+		spec.RegistryAuth = &agent.RegistryAuth{Username: c.RegistryAuth.Username, Password: c.RegistryAuth.Password}
 	}
-	if r.Resources != nil && r.Resources.ShmSize != nil {
-		spec.ShmSizeMB = int(*r.Resources.ShmSize)
+	if c.Resources != nil && c.Resources.SharedMemory != nil {
+		spec.ShmSizeMB = int(*c.Resources.SharedMemory)
 	}
 	// A port's local side is where `dstack attach` listens on the user's
 	// machine; on the host the agent publishes the job's port wherever it
 	// can (Docker: any free port; a host process: its own).
-	for _, pt := range r.Ports {
+	for _, pt := range r.ports {
 		spec.Ports = append(spec.Ports, agent.PortBinding{Container: pt.ContainerPort})
 	}
-	if r.Port != nil {
-		spec.Ports = append(spec.Ports, agent.PortBinding{Container: r.Port.ContainerPort})
+	if s, ok := r.spec.(*lang.Service); ok && s.Port != nil {
+		spec.Ports = append(spec.Ports, agent.PortBinding{Container: s.Port.ContainerPort})
 		// A service's command may read its port from $PORT: in a
 		// container it is the configured one; on the host runtime,
 		// where replicas share the machine, the agent may give another.
-		if _, ok := spec.Env["PORT"]; !ok && len(r.Ports) == 0 {
-			spec.Env["PORT"] = strconv.Itoa(r.Port.ContainerPort)
+		if _, ok := spec.Env["PORT"]; !ok {
+			spec.Env["PORT"] = strconv.Itoa(s.Port.ContainerPort)
 		}
 	}
-	for _, v := range r.Volumes {
+	for _, v := range c.Volumes {
 		switch {
 		case v.InstancePath != "":
 			spec.Volumes = append(spec.Volumes, agent.Mount{HostPath: v.InstancePath, Path: v.Path})
@@ -553,22 +522,23 @@ func jobSpec(req providers.CreateRequest, r runSpec) (agent.JobSpec, error) {
 // ready_after times in a row, every interval), so that a replica counts
 // only once it serves. A replica that exits first, or does not become
 // ready within probeLimit, fails the step.
-func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRequest, r runSpec, job agent.Job) error {
-	if r.Type != "service" || len(r.Probes) == 0 || r.Port == nil {
+func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRequest, r run, job agent.Job) error {
+	s, ok := r.spec.(*lang.Service)
+	if !ok || len(s.Probes) == 0 || s.Port == nil {
 		return nil
 	}
 	hostPort := 0
 	for _, pb := range job.Ports {
-		if pb.Container == r.Port.ContainerPort {
+		if pb.Container == s.Port.ContainerPort {
 			hostPort = pb.Host
 		}
 	}
 	if hostPort == 0 {
-		return fmt.Errorf("%s: the service's port %d is not published", req.Address, r.Port.ContainerPort)
+		return fmt.Errorf("%s: the service's port %d is not published", req.Address, s.Port.ContainerPort)
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeLimit)
 	defer cancel()
-	for i, p := range r.Probes {
+	for i, p := range s.Probes {
 		if err := probeOne(ctx, a, hc, job.Spec.ID, hostPort, p); err != nil {
 			return fmt.Errorf("%s: probe %d (%s %s): %w", req.Address, i, strings.ToUpper(cmpOr(p.Method, "get")), cmpOr(p.URL, "/"), err)
 		}

@@ -39,7 +39,6 @@ package sim
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +51,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
 )
@@ -326,13 +326,11 @@ func checkRequest(req providers.CreateRequest) (task bool, err error) {
 			return false, errors.New("a job needs a host or an offer")
 		}
 		if len(req.Spec) > 0 {
-			var spec struct {
-				Type string `json:"type"`
+			spec, err := lang.DecodeSpec(req.Spec)
+			if err != nil {
+				return false, err
 			}
-			if err := json.Unmarshal(req.Spec, &spec); err != nil {
-				return false, fmt.Errorf("spec: %w", err)
-			}
-			task = spec.Type == "task"
+			task = spec.Kind() == lang.KindTask
 		}
 	case providers.KindVolume, providers.KindGateway:
 	default:

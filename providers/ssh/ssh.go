@@ -348,9 +348,13 @@ func (p *Provider) createInstance(ctx context.Context, req providers.CreateReque
 		return providers.Object{}, fmt.Errorf("%s: no host named", req.Address)
 	}
 	hostname := req.Offer.InstanceType
-	var f lang.Fleet
-	if err := json.Unmarshal(req.Spec, &f); err != nil {
-		return providers.Object{}, fmt.Errorf("%s: reading the fleet's configuration: %w", req.Address, err)
+	spec, err := lang.DecodeSpec(req.Spec)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	f, ok := spec.(*lang.Fleet)
+	if !ok {
+		return providers.Object{}, fmt.Errorf("%s: an instance of a %s, want a fleet", req.Address, spec.Kind())
 	}
 	t, err := HostTarget(f.SSHConfig, hostname)
 	if err != nil {

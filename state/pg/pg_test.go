@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/pg/pgtest"
 	"github.com/dstackai/dstack-go/state/statetest"
 )
 
@@ -69,7 +70,7 @@ func putRaw(t testing.TB, cfg map[string]string, ws string, data []byte) {
 }
 
 func TestConformance(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := pgtest.Config(t)
 	statetest.Run(t, statetest.Harness{
 		New:    func(t testing.TB) state.Backend { return open(t, cfg) },
 		PutRaw: func(t testing.TB, ws string, data []byte) { putRaw(t, cfg, ws, data) },
@@ -198,7 +199,7 @@ func touched(t testing.TB, c *pgx.Conn, b *Backend, ws string, before map[string
 // 10,000 resources, changing one updates one row, and adding, removing
 // and changing resources writes exactly those rows.
 func TestWriteTouchesOnlyChangedRows(t *testing.T) {
-	ctx, cfg, ws := t.Context(), testConfig(t), "big"
+	ctx, cfg, ws := t.Context(), pgtest.Config(t), "big"
 	b := open(t, cfg)
 	c := sqlConn(t, cfg)
 	s := bigState(10000)
@@ -295,7 +296,7 @@ func sameDocument(t *testing.T, want, got *state.State) {
 // TestRoundTrip writes documents of every shape, cut into rows or stored
 // whole, and reads each back unchanged.
 func TestRoundTrip(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := pgtest.Config(t)
 	b := open(t, cfg)
 	c := sqlConn(t, cfg)
 	tricky := "a \"quoted\" <html> & \n    },\n    { line\u2028 and \x01 and ✓"
@@ -354,7 +355,7 @@ func TestRoundTrip(t *testing.T) {
 
 // TestDamagedRows: the checksum covers the resource rows too.
 func TestDamagedRows(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := pgtest.Config(t)
 	b := open(t, cfg)
 	c := sqlConn(t, cfg)
 	tests := []struct {
@@ -389,7 +390,7 @@ func TestDamagedRows(t *testing.T) {
 }
 
 func TestWriteUnderAnotherLock(t *testing.T) {
-	ctx, cfg, ws := t.Context(), testConfig(t), "locked"
+	ctx, cfg, ws := t.Context(), pgtest.Config(t), "locked"
 	a, b := open(t, cfg), open(t, cfg)
 	s := state.New("test")
 	v, err := a.Write(ctx, ws, s, "", "")
@@ -439,7 +440,7 @@ func TestWriteUnderAnotherLock(t *testing.T) {
 // TestRevisionsNeverRepeat: a revision read before a workspace was
 // deleted does not match the state created after.
 func TestRevisionsNeverRepeat(t *testing.T) {
-	ctx, cfg, ws := t.Context(), testConfig(t), "again"
+	ctx, cfg, ws := t.Context(), pgtest.Config(t), "again"
 	b := open(t, cfg)
 	v1, err := b.Write(ctx, ws, state.New("test"), "", "")
 	if err != nil {
@@ -461,7 +462,7 @@ func TestRevisionsNeverRepeat(t *testing.T) {
 // TestConcurrentSetup: processes starting at once on an empty database
 // all get their tables.
 func TestConcurrentSetup(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := pgtest.Config(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
@@ -480,7 +481,7 @@ func TestConcurrentSetup(t *testing.T) {
 }
 
 func TestSkipTableCreation(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := pgtest.Config(t)
 	cfg["skip_table_creation"] = "true"
 	b := open(t, cfg)
 	_, err := b.Read(t.Context(), "default")
@@ -490,7 +491,7 @@ func TestSkipTableCreation(t *testing.T) {
 }
 
 func BenchmarkPGWrite10000OneChange(bm *testing.B) {
-	ctx, cfg, ws := context.Background(), testConfig(bm), "bench"
+	ctx, cfg, ws := context.Background(), pgtest.Config(bm), "bench"
 	b := open(bm, cfg)
 	s := bigState(10000)
 	v, err := b.Write(ctx, ws, s, "", "")
@@ -510,7 +511,7 @@ func BenchmarkPGWrite10000OneChange(bm *testing.B) {
 }
 
 func BenchmarkPGRead10000(bm *testing.B) {
-	ctx, cfg, ws := context.Background(), testConfig(bm), "bench"
+	ctx, cfg, ws := context.Background(), pgtest.Config(bm), "bench"
 	b := open(bm, cfg)
 	if _, err := b.Write(ctx, ws, bigState(10000), "", ""); err != nil {
 		bm.Fatal(err)
@@ -523,7 +524,7 @@ func BenchmarkPGRead10000(bm *testing.B) {
 }
 
 func BenchmarkPGLockUnlock(bm *testing.B) {
-	ctx, cfg, ws := context.Background(), testConfig(bm), "bench"
+	ctx, cfg, ws := context.Background(), pgtest.Config(bm), "bench"
 	b := open(bm, cfg)
 	for bm.Loop() {
 		l, err := b.Lock(ctx, ws, state.LockInfo{Who: "bench"}, time.Minute)
@@ -540,7 +541,7 @@ func BenchmarkPGLockUnlock(bm *testing.B) {
 // that did not read or write the revision it replaces (another process's
 // write came between), so it reads the rows' hashes from the server.
 func BenchmarkPGWrite10000OneChangeUnremembered(bm *testing.B) {
-	ctx, cfg, ws := context.Background(), testConfig(bm), "bench"
+	ctx, cfg, ws := context.Background(), pgtest.Config(bm), "bench"
 	b := open(bm, cfg)
 	s := bigState(10000)
 	v, err := b.Write(ctx, ws, s, "", "")
@@ -562,7 +563,7 @@ func BenchmarkPGWrite10000OneChangeUnremembered(bm *testing.B) {
 
 // TestLockRace: of many callers racing for an expired lock, one wins.
 func TestLockRace(t *testing.T) {
-	ctx, cfg, ws := t.Context(), testConfig(t), "race"
+	ctx, cfg, ws := t.Context(), pgtest.Config(t), "race"
 	first := open(t, cfg)
 	l, err := first.Lock(ctx, ws, state.LockInfo{Who: "first"}, 50*time.Millisecond)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestConformance(t *testing.T) {
 		PutRaw: func(t testing.TB, workspace string, data []byte) {
 			srv.putRaw(t, srv.backend(t).StateKey(workspace), data)
 		},
-		Config: srv.config(),
+		Config: srv.Config(),
 		Open:   func(cfg map[string]string) (state.Backend, error) { return New(cfg) },
 	})
 }
@@ -41,11 +41,11 @@ func TestConformance(t *testing.T) {
 func TestServerConditionalRequests(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	bucket, key := aws.String(srv.bucket), aws.String("conditional/object")
+	bucket, key := aws.String(srv.Bucket), aws.String("conditional/object")
 	put := func(body string, mod func(*s3.PutObjectInput)) (string, error) {
 		in := &s3.PutObjectInput{Bucket: bucket, Key: key, Body: strings.NewReader(body)}
 		mod(in)
-		out, err := srv.client.PutObject(ctx, in)
+		out, err := srv.Client.PutObject(ctx, in)
 		if err != nil {
 			return "", err
 		}
@@ -56,7 +56,7 @@ func TestServerConditionalRequests(t *testing.T) {
 		return func(in *s3.PutObjectInput) { in.IfMatch = aws.String(etag) }
 	}
 	content := func() string {
-		out, err := srv.client.GetObject(ctx, &s3.GetObjectInput{Bucket: bucket, Key: key})
+		out, err := srv.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: bucket, Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,14 +96,14 @@ func TestServerConditionalRequests(t *testing.T) {
 	if _, err := put("three", ifMatch(e1)); !isPrecondition(err) {
 		t.Fatalf("PUT with a stale If-Match: %s, want 412", errorCode(err))
 	}
-	_, err = srv.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: bucket, Key: key, IfMatch: aws.String(e1)})
+	_, err = srv.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: bucket, Key: key, IfMatch: aws.String(e1)})
 	if !isPrecondition(err) {
 		t.Fatalf("DELETE with a stale If-Match: %s, want 412", errorCode(err))
 	}
 	if !srv.exists(t, *key) {
 		t.Fatal("DELETE with a stale If-Match deleted the object")
 	}
-	if _, err := srv.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: bucket, Key: key, IfMatch: aws.String(e2)}); err != nil {
+	if _, err := srv.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: bucket, Key: key, IfMatch: aws.String(e2)}); err != nil {
 		t.Fatalf("DELETE with the right If-Match: %v", err)
 	}
 	if srv.exists(t, *key) {
@@ -163,7 +163,7 @@ func TestLayout(t *testing.T) {
 	}
 
 	// Another key and prefix.
-	cfg := srv.config()
+	cfg := srv.Config()
 	cfg["key"], cfg["workspace_key_prefix"] = "team/x.json", "workspaces"
 	other, err := New(cfg)
 	if err != nil {
@@ -305,7 +305,7 @@ func TestTakeoverRace(t *testing.T) {
 func TestEncrypt(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	cfg := srv.config()
+	cfg := srv.Config()
 	cfg["encrypt"] = "true"
 	b, err := New(cfg)
 	if err != nil {

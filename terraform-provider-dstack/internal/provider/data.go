@@ -149,7 +149,14 @@ func (f *fleetData) Read(ctx context.Context, cfg map[string]any) (map[string]an
 		}
 	}
 	out := map[string]any{"name": name, "resources": "", "nodes": ""}
-	if spec, err := recordedSpec(rec); err == nil {
+	// A fleet whose apply was interrupted has no recorded configuration
+	// yet; one that is recorded but does not read is an error.
+	if _, recorded := rec.Attributes["spec"]; recorded {
+		spec, err := recordedSpec(rec)
+		if err != nil {
+			diags.Errorf(tfplugin.Path{"name"}, fmt.Sprintf("Fleet %q cannot be read", name), "%v.", err)
+			return nil, diags
+		}
 		if fl, ok := spec.(*lang.Fleet); ok {
 			out["resources"] = describeResources(fl.Resources)
 			if fl.Nodes != nil {

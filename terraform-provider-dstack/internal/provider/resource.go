@@ -368,17 +368,11 @@ func recordedSpec(rec *state.Resource) (lang.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	var doc any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	res, diags := lang.DecodeResource(lang.RawResource{Body: jsonNode(doc), Syntax: "json"})
-	if err := diags.Err(); err != nil {
+	spec, err := lang.DecodeSpec(b)
+	if err != nil {
 		return nil, fmt.Errorf("the recorded configuration of %s does not load: %w", rec.Address, err)
 	}
-	return res.Spec, nil
+	return spec, nil
 }
 
 // fillComputed sets the computed attributes from a dstack record. With

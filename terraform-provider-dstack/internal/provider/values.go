@@ -386,39 +386,6 @@ func formString(v reflect.Value) any {
 	return string(b)
 }
 
-// jsonNode turns a JSON document (a configuration as lang encodes it,
-// recorded in dstack's state) into a node tree for the model's decoder.
-func jsonNode(v any) *lang.Node {
-	switch v := v.(type) {
-	case nil:
-		return &lang.Node{Kind: lang.NullNode}
-	case string:
-		return scalar(v, lang.String)
-	case bool:
-		return scalar(strconv.FormatBool(v), lang.Bool)
-	case json.Number:
-		if _, err := v.Int64(); err == nil {
-			return scalar(v.String(), lang.Int)
-		}
-		return scalar(v.String(), lang.Float)
-	case float64:
-		return attrNode(tfplugin.NumberType, false, v)
-	case []any:
-		n := &lang.Node{Kind: lang.ListNode}
-		for _, e := range v {
-			n.Items = append(n.Items, jsonNode(e))
-		}
-		return n
-	case map[string]any:
-		n := &lang.Node{Kind: lang.MapNode}
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			n.Entries = append(n.Entries, lang.Entry{Key: k, Value: jsonNode(v[k])})
-		}
-		return n
-	}
-	return &lang.Node{Kind: lang.NullNode}
-}
-
 func reflectTypeOfSpec() reflect.Type { return reflect.TypeFor[resources.Spec]() }
 
 func reflectValue(v any) reflect.Value { return reflect.ValueOf(v) }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package s3
+package s3test
 
 import "syscall"
 

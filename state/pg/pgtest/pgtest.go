@@ -1,9 +1,14 @@
-package pg
-
-// The tests run against a real PostgreSQL server (see testdata/README):
-// DSTACK_TEST_PG_CONN_STR when it is set, otherwise a throwaway cluster
-// this test process starts once, from Debian's server binaries. Each test
-// works in a schema of its own, dropped at its end.
+// Package pgtest gives tests a real PostgreSQL server: the one
+// DSTACK_TEST_PG_CONN_STR names when it is set, otherwise a throwaway
+// cluster the test process starts once, from the server binaries
+// (Debian's layout or PATH), and that a watchdog stops and removes when
+// the process exits, however it exits. Each test works in a schema of its
+// own, dropped at its end. state/pg/testdata/README describes the setup.
+//
+// It is shared by the tests of the PostgreSQL state backend and by other
+// packages' tests that need a pg backend to talk to; it does not import
+// state/pg, so that package's tests can use it.
+package pgtest
 
 import (
 	"context"
@@ -38,11 +43,13 @@ var (
 	watchdogIn *os.File
 )
 
-// testConnStr returns a connection string for a database the tests may
-// use. The server is started at most once, in the process that runs the
-// tests: the SIGKILL conformance test's child gets the connection string
-// in its Config and starts nothing.
-func testConnStr(t testing.TB) string {
+// ConnStr returns a connection string for a database the tests may use:
+// DSTACK_TEST_PG_CONN_STR when it is set, otherwise that of the cluster
+// this process starts the first time it is asked. The cluster is started
+// at most once per process: a child process that gets the connection
+// string in its settings (as the SIGKILL conformance test's child does)
+// starts nothing.
+func ConnStr(t testing.TB) string {
 	t.Helper()
 	if s := os.Getenv("DSTACK_TEST_PG_CONN_STR"); s != "" {
 		return s
@@ -54,11 +61,11 @@ func testConnStr(t testing.TB) string {
 	return serverConn
 }
 
-// testConfig returns the settings of a backend in a fresh schema, which
-// is dropped when the test ends.
-func testConfig(t testing.TB) map[string]string {
+// Config returns the settings of a pg state backend (conn_str and
+// schema_name) in a fresh schema, which is dropped when the test ends.
+func Config(t testing.TB) map[string]string {
 	t.Helper()
-	conn := testConnStr(t)
+	conn := ConnStr(t)
 	schema := "test_" + state.NewLockID()[:16]
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
