@@ -83,10 +83,15 @@ func (r *Result) Err() error {
 	}
 	var errs []error
 	if r.Fenced != nil {
+		// The steps it failed said why as they ended; the cause is one.
 		errs = append(errs, r.Fenced)
-	}
-	for _, e := range r.Errors {
-		errs = append(errs, e)
+		if r.Failed > 0 {
+			errs = append(errs, fmt.Errorf("%d steps failed", r.Failed))
+		}
+	} else {
+		for _, e := range r.Errors {
+			errs = append(errs, e)
+		}
 	}
 	if r.NotStarted > 0 {
 		errs = append(errs, fmt.Errorf("%d steps were not started (interrupted)", r.NotStarted))
@@ -629,7 +634,8 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 		// that fails stops the apply (the object's token is in its
 		// recorded intent, so the next holder adopts it).
 		if err := x.put(s, in); err != nil {
-			return providers.Object{}, x.fail(err)
+			_ = x.fail(err)
+			return providers.Object{}, fmt.Errorf("made %s, but could not record it (its token is in the recorded intent): %w", obj.ID, err)
 		}
 		x.mu.Lock()
 		x.created[s.ID] = in
@@ -815,13 +821,14 @@ func (x *executor) stop(ctx context.Context, s *Step) error {
 // since), the intent is recorded again, durably, with the lease's new end.
 func (x *executor) admit(s *Step, in *state.Instance) error {
 	if err := x.fence(); err != nil {
-		return err
+		return errNotStarted
 	}
 	if x.opts.Fence == nil {
 		return nil
 	}
 	if err := x.opts.Fence.Valid(); err != nil {
-		return x.fail(err)
+		_ = x.fail(err)
+		return errNotStarted
 	}
 	if in == nil {
 		return nil
@@ -833,10 +840,15 @@ func (x *executor) admit(s *Step, in *state.Instance) error {
 	it = intent{Lock: x.opts.Holder.Lock, Host: x.opts.Holder.Host, PID: x.opts.Holder.PID, Until: x.opts.Fence.Until().UTC()}
 	in.Attributes[attrIntent] = toAttr(it)
 	if err := x.put(s, in); err != nil {
-		return x.fail(err)
+		_ = x.fail(err)
+		return errNotStarted
 	}
 	return nil
 }
+
+// errNotStarted is the error of a step that apply did not start once
+// fenced.
+var errNotStarted = errors.New("not started: this apply no longer holds the state")
 
 // fail fences the apply: it starts nothing more. It returns the
 // *FencedError, the first cause kept.

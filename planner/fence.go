@@ -66,9 +66,9 @@ type FencedError struct {
 }
 
 func (e *FencedError) Error() string {
-	return fmt.Sprintf("this apply stopped starting work: %v. Nothing was started after that; calls already in flight "+
-		"finished, and whatever they made carries the token of an intent recorded in the state: the next plan or "+
-		"apply adopts what exists and drops what was never made, with no manual step", e.Cause)
+	return fmt.Sprintf("this apply stopped starting work: %v. It started nothing after that; the calls already in flight "+
+		"finished, and whatever they made carries the token of an intent recorded in the state. The next plan or apply, "+
+		"whoever runs it, adopts what exists and drops what was never made: no manual step is needed", e.Cause)
 }
 
 func (e *FencedError) Unwrap() error { return e.Cause }

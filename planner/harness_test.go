@@ -30,6 +30,8 @@ type world struct {
 	parallelism int
 	// set, when not nil, stands between the planner and the cloud.
 	set providers.Set
+	// refresh is how plan refreshes.
+	refresh planner.RefreshOptions
 }
 
 // providers is what plan and apply reach the cloud through.
@@ -103,7 +105,7 @@ func (w *world) plan(cfg *lang.Config, o planOpts) (*planner.Plan, error) {
 		prior, existed = snap.State.Clone(), true
 	}
 	set := w.providers()
-	drift, err := planner.Refresh(ctx, prior, set, planner.RefreshOptions{})
+	drift, err := planner.Refresh(ctx, prior, set, w.refresh)
 	if err != nil {
 		return nil, err
 	}
