@@ -3,6 +3,7 @@ package planner_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,4 +159,55 @@ func countDrift(drift []planner.Drift, substr string) int {
 		}
 	}
 	return n
+}
+
+// TestJournalThatCannotBeReplayedIsSetAside: a journal with no begin
+// record (what a stalled holder's appends left before appends needed the
+// lock) no longer jams every later command: it is set aside beside the
+// state, the command goes on from the last state written, and the
+// objects it recorded are adopted by the refresh.
+func TestJournalThatCannotBeReplayedIsSetAside(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": fencedConfig})
+	w.converge(cfg)
+	// An object made by an apply whose journal lost its begin record.
+	ctx := context.Background()
+	p, err := sim.Set{Cloud: w.cloud}.For("aws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-orphan", Address: "volume.extra[0]",
+		Spec: []byte(`{"type":"volume","name":"extra","backend":"aws","region":"us-east-1","size":"10GB"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := `{"op":"put-instance","address":"volume.extra","instance":{"index":0,"provider":"aws","token":"tok-orphan","provider_id":"` + obj.ID + `","status":"running","attributes":{"kind":"volume"}}}`
+	if err := w.backend.AppendJournal(ctx, state.DefaultWorkspace, "", [][]byte{[]byte(rec)}); err != nil {
+		t.Fatal(err)
+	}
+	snap, got, err := planner.Recover(ctx, w.store(), "test")
+	if err != nil {
+		t.Fatalf("Recover: %v (a journal that cannot be replayed must not jam the command)", err)
+	}
+	if got.SetAside == "" || !strings.Contains(got.Problem, "begin record") {
+		t.Fatalf("Recover = %+v, want the journal set aside for its missing begin record", got)
+	}
+	if _, err := os.Stat(got.SetAside); err != nil {
+		t.Fatalf("the journal set aside is not kept: %v", err)
+	}
+	if raw, err := w.backend.ReadJournal(ctx, state.DefaultWorkspace); err != nil || len(raw) != 0 {
+		t.Fatalf("a journal is still in the way: %d records, %v", len(raw), err)
+	}
+	if r := snap.State.Resource("volume.extra"); r == nil || len(r.Instances) != 1 || r.Instances[0].Token != "tok-orphan" {
+		t.Fatalf("the object the journal recorded is not in the state to be adopted: %+v", r)
+	}
+	// The next plan adopts it and, not being configured, tears it down.
+	p2 := w.mustPlan(cfg, planOpts{})
+	if countDrift(p2.Drift, "adopting it") != 1 {
+		t.Fatalf("the plan did not adopt the object:\n%s", describe(p2))
+	}
+	if res := w.apply(p2, planner.ApplyOptions{}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	w.checkInventory()
 }
