@@ -235,7 +235,9 @@ func refresh(ctx context.Context, ss *session, a *planArgs) (*refreshed, error) 
 
 func (r *refreshed) plan(ss *session, cfg *lang.Config, a *planArgs) (*planner.Plan, error) {
 	return planner.Make(planner.Input{Config: cfg, Prior: r.prior, StateExisted: r.existed, Workspace: ss.ws, ToolVersion: version(),
-		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift})
+		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift,
+		// dstack's `apply -f FILE` submits a finished task again.
+		RerunFinished: len(a.files) > 0})
 }
 
 // lockAndPlan loads the configuration while it locks, reads and
@@ -337,7 +339,9 @@ func runDestroy(argv []string, s Streams, env Env) int {
 func apply(argv []string, s Streams, env Env, destroy bool) int {
 	var a planArgs
 	name := "apply"
-	usage := "apply [options] [PLANFILE]\n\nPlans and, once you confirm, carries the plan out. Given a file saved with\nplan -out, carries out exactly that plan (refused if the state changed since).\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when something changed."
+	usage := "apply [options] [PLANFILE]\n\nPlans and, once you confirm, carries the plan out. Given a file saved with\nplan -out, carries out exactly that plan (refused if the state changed since).\n\n" +
+		"With -f FILE (dstack's form) only that file's resources are planned, a task of\nit that has finished runs again, and apply then follows the runs' output until\nthey end (-d: it does not). Without -f the whole configuration in the current\ndirectory is planned, and a finished task stays as it is until its configuration\nchanges or -replace names it.\n\n" +
+		"Exit status: 0 success, 1 error, 4 a run apply followed failed (a job exited\nnon-zero or was stopped); with -detailed-exitcode 2 when something changed."
 	if destroy {
 		name = "destroy"
 		usage = "destroy [options]\n\nTears down everything in the state, after you confirm."
@@ -459,7 +463,10 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		}
 		ss.release(ctx, s)
 		ss.lease = nil
-		followRuns(res.State, ss.set, runs, s)
+		if failed := followRuns(res.State, ss.set, runs, s); len(failed) > 0 {
+			fmt.Fprintf(s.Stderr, "Error: the run failed: %s\n", strings.Join(failed, "; "))
+			return ExitRunFailed
+		}
 	}
 	if a.detailed {
 		return ExitChanges

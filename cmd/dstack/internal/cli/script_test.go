@@ -88,6 +88,7 @@ func TestDockerScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"stopagent": cmdStopAgent,
 			"httpget":   cmdHTTPGet,
+			"exitcode":  cmdExitcode,
 		},
 	})
 }
