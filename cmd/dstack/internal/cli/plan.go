@@ -135,20 +135,9 @@ type session struct {
 	set     providers.Set
 }
 
-func (ss *session) lockID() string {
-	if ss.lease == nil {
-		return ""
-	}
-	return ss.lease.Info.ID
-}
+func (ss *session) lockID() string { return lockID(ss.lease) }
 
-func (ss *session) release(ctx context.Context, s Streams) {
-	if ss.lease != nil {
-		if err := ss.lease.Release(context.WithoutCancel(ctx)); err != nil {
-			fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
-		}
-	}
-}
+func (ss *session) release(ctx context.Context, s Streams) { releaseLock(ctx, s, ss.lease) }
 
 // open locks the workspace and recovers a journal an interrupted apply
 // left behind.
@@ -162,14 +151,8 @@ func openSession(ctx context.Context, s Streams, env Env, lf lockFlags, op strin
 		return nil, err
 	}
 	ss := &session{backend: b, ws: ws, set: set}
-	if lf.lock {
-		ss.lease, err = state.Hold(ctx, b, ws, state.LockInfo{Operation: op, Who: who(), Version: version(), Path: ws},
-			state.HoldOptions{Timeout: lf.timeout})
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked while dstack works.")
+	if ss.lease, err = holdLock(ctx, s, b, ws, lf, op); err != nil {
+		return nil, err
 	}
 	snap, recovered, err := planner.Recover(ctx, &planner.Store{Backend: b, Workspace: ws, LockID: ss.lockID()}, version())
 	if err != nil {
