@@ -272,7 +272,7 @@ func lockAndPlan(ctx context.Context, a *planArgs, s Streams, env Env, op string
 
 func runPlan(argv []string, s Streams, env Env) int {
 	var a planArgs
-	fs := newFlagSet("plan", "plan [options]\n\nShows what apply would do: refreshes the state from the providers, diffs the\nconfiguration against it, and places runs on fleets or new machines.\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when there are changes.", s)
+	fs := newFlagSet("plan", "plan [options]\n\nShows what apply would do: refreshes the state from the providers, diffs the\nconfiguration against it, and places runs on fleets or new machines. With -f\nFILE, as apply -f: only that file's resources, and a finished task runs again.\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when there are changes.", s)
 	a.register(fs, false)
 	if _, err := parseFlags(fs, argv); err != nil {
 		return flagExit(err)
