@@ -477,6 +477,9 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	req.Progress = func(msg string) {
 		x.emit(Event{Type: "progress", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})
 	}
+	// The first interrupt ends a wait for readiness too, not only the
+	// steps not yet started.
+	req.Stop = x.stopCh()
 	if s.HostStep >= 0 || s.HostToken != "" {
 		x.mu.Lock()
 		if s.HostStep >= 0 {

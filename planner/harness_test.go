@@ -91,6 +91,7 @@ type planOpts struct {
 	mode    planner.Mode
 	replace []string
 	targets []string
+	rerun   bool
 }
 
 func (w *world) plan(cfg *lang.Config, o planOpts) (*planner.Plan, error) {
@@ -114,7 +115,7 @@ func (w *world) plan(cfg *lang.Config, o planOpts) (*planner.Plan, error) {
 		return nil, err
 	}
 	return planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: existed, Workspace: state.DefaultWorkspace,
-		ToolVersion: "test", Offers: all, Mode: o.mode, Replace: o.replace, Targets: o.targets, Drift: drift})
+		ToolVersion: "test", Offers: all, Mode: o.mode, Replace: o.replace, Targets: o.targets, RerunFinished: o.rerun, Drift: drift})
 }
 
 func (w *world) mustPlan(cfg *lang.Config, o planOpts) *planner.Plan {

@@ -36,6 +36,13 @@ type Input struct {
 	Targets []string
 	// Replace forces these addresses to be replaced.
 	Replace []string
+	// RerunFinished runs again the tasks among Targets whose jobs have all
+	// ended, though their configuration did not change: dstack's `apply
+	// -f FILE`, which submits the run anew. Without it (a whole-directory
+	// plan) a finished task stays as it is until its configuration
+	// changes or it is replaced on request, as Terraform keeps what it
+	// made.
+	RerunFinished bool
 	// Drift is what Refresh found.
 	Drift []Drift
 	// Now is the time retry windows are measured at; zero: the clock.
@@ -672,7 +679,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	live := prior.Instances
 	finished := c.Kind == lang.KindTask && taskFinished(prior)
 	switch {
-	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
+	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || m.rerun(prior) || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
 		if lc.PreventDestroy {
 			m.problem("%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
 			return
@@ -688,6 +695,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		case silent != "":
 			c.Reason = "its instance " + silent + " does not answer, and retry on interruption moves the run; " +
 				"the job there is abandoned, and removed once the host answers again"
+		case m.rerun(prior):
+			c.Reason = "the task finished; apply -f runs it again"
 		default:
 			c.Reason = "the task's jobs failed and retry allows another attempt"
 		}
@@ -718,7 +727,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		if !finished {
 			n = desiredCount(d.res.Spec, len(live))
 		}
-		workers := workersToStop(d.res.Spec, prior)
+		workers := workersToStop(stopCriteria(d.res.Spec), prior)
 		switch {
 		case n != len(live):
 			c.Action = Scale
@@ -766,10 +775,20 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 	if kind.IsRun() && !finished && (m.onRemovedHost(prior) != "" || m.movesOffSilentHost(d.res.Spec, prior) != "") {
 		return false
 	}
-	if kind == lang.KindTask && (m.taskNeedsRerun(d, prior) || len(workersToStop(d.res.Spec, prior)) > 0) {
+	if kind == lang.KindTask && (m.rerun(prior) || m.taskNeedsRerun(d, prior) || len(workersToStop(stopCriteria(d.res.Spec), prior)) > 0) {
 		return false
 	}
 	return finished || desiredCount(d.res.Spec, len(prior.Instances)) == len(prior.Instances)
+}
+
+// rerun reports whether a finished task runs again because the plan was
+// asked for it by file (Input.RerunFinished).
+func (m *maker) rerun(prior *state.Resource) bool {
+	if !m.in.RerunFinished || !slices.Contains(m.in.Targets, prior.Address) {
+		return false
+	}
+	a, err := lang.ParseAddress(prior.Address)
+	return err == nil && a.Kind == lang.KindTask && taskFinished(prior)
 }
 
 // taskNeedsRerun: a task whose jobs failed is run again when its retry
@@ -922,9 +941,8 @@ var ErrStale = errors.New("Saved plan is stale: the state changed since the plan
 
 // workersToStop are the jobs of a distributed task with stop_criteria
 // master-done that still run after its master (the job of rank 0) ended.
-func workersToStop(spec lang.Spec, prior *state.Resource) []*state.Instance {
-	t, ok := spec.(*lang.Task)
-	if !ok || t.StopCriteria != "master-done" || len(prior.Instances) < 2 {
+func workersToStop(criteria string, prior *state.Resource) []*state.Instance {
+	if criteria != "master-done" || len(prior.Instances) < 2 {
 		return nil
 	}
 	master := prior.Instances[0]

@@ -317,6 +317,44 @@ func TestFinishedTaskIsNotRerun(t *testing.T) {
 	}
 }
 
+// TestFinishedTaskRerunByFile: a plan asked for by file (dstack's apply
+// -f) runs a finished task again; a whole-configuration plan, or one
+// whose targets leave the task out, keeps it as it is.
+func TestFinishedTaskRerunByFile(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      planOpts
+		wantRerun bool
+	}{
+		{"by file", planOpts{targets: []string{"task.t"}, rerun: true}, true},
+		{"whole configuration", planOpts{}, false},
+		{"targets without the task", planOpts{targets: []string{"task.other"}, rerun: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, &sim.Config{JobDuration: ptr(sim.Duration(0))})
+			cfg := w.config(map[string]string{"main.dstack.yml": "type: task\nname: t\ncommands: [echo hi]\n---\ntype: task\nname: other\ncommands: [echo hi]\n"})
+			w.converge(cfg)
+			p := w.mustPlan(cfg, tt.opts)
+			var rerun *planner.Change
+			for _, c := range p.Changes {
+				if c.Address == "task.t" && c.Action == planner.Replace {
+					rerun = c
+				}
+			}
+			if (rerun != nil) != tt.wantRerun {
+				t.Fatalf("re-run = %v, want %v:\n%s", rerun != nil, tt.wantRerun, describe(p))
+			}
+			if rerun != nil && rerun.Reason != "the task finished; apply -f runs it again" {
+				t.Errorf("reason %q", rerun.Reason)
+			}
+			if len(tt.opts.targets) == 0 && len(p.Changes) != 0 {
+				t.Errorf("changes where none were due:\n%s", describe(p))
+			}
+		})
+	}
+}
+
 func TestStaleSavedPlan(t *testing.T) {
 	w := newWorld(t, nil)
 	cfg := w.config(map[string]string{"main.dstack.yml": base})

@@ -92,6 +92,11 @@ type CreateRequest struct {
 	// Progress, when set, receives what a slow create is doing ("pulling
 	// vllm/vllm-openai: 3/12 layers, 1.2GB/8GB").
 	Progress func(string)
+	// Stop, when closed, ends the waiting a create does after its calls
+	// (a service replica's readiness): the provider removes what it made
+	// for the request and returns a NotReady error. The calls themselves
+	// run to their end; cancelling ctx is what stops those.
+	Stop <-chan struct{}
 }
 
 // Provider makes and finds objects. Implementations must be safe for
@@ -124,6 +129,10 @@ const (
 	RateLimited Code = "rate-limited" // back off and retry
 	Auth        Code = "auth"         // give up: credentials are wrong
 	NotFound    Code = "not-found"    // the object is gone
+	// NotReady: the object was made but did not become ready (a service
+	// replica whose probes did not pass), and the provider removed it:
+	// nothing of the request is left.
+	NotReady Code = "not-ready"
 )
 
 // Error is a classified provider error.

@@ -55,6 +55,9 @@ type Options struct {
 	// Dir keeps the objects that live only in dstack's books: the machine
 	// registered as an instance, and volumes.
 	Dir string
+	// ReadyTimeout bounds how long a service replica may take to pass its
+	// probes (DefaultReadyTimeout when zero).
+	ReadyTimeout time.Duration
 }
 
 // Provider is the local backend.
@@ -256,7 +259,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if err != nil {
 			return providers.Object{}, err
 		}
-		return StartJob(ctx, a, req, nil)
+		return startJob(ctx, a, req, nil, p.opts.ReadyTimeout)
 	}
 	return providers.Object{}, fmt.Errorf("the local backend cannot make a %s; use a cloud backend", req.Kind)
 }
@@ -266,6 +269,10 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 // answers its probes. hc reaches the job's published ports on the
 // agent's host as 127.0.0.1:PORT (nil: directly, for this machine).
 func StartJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *http.Client) (providers.Object, error) {
+	return startJob(ctx, a, req, hc, 0)
+}
+
+func startJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *http.Client, readyTimeout time.Duration) (providers.Object, error) {
 	run, err := decodeRun(req)
 	if err != nil {
 		return providers.Object{}, err
@@ -295,8 +302,13 @@ func StartJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *htt
 	if job.State == agent.StateFailed && job.StartedAt.IsZero() {
 		return providers.Object{}, fmt.Errorf("%s did not start: %s", req.Address, job.Reason)
 	}
-	if err := probe(ctx, a, hc, req, run, job); err != nil {
-		return providers.Object{}, err
+	if err := probe(ctx, a, hc, req, run, job, readyTimeout); err != nil {
+		if ctx.Err() != nil {
+			// Cancelled: the job stays, recorded by its token, for the
+			// next refresh to find.
+			return providers.Object{}, err
+		}
+		return providers.Object{}, giveUp(ctx, a, job.Spec.ID, err)
 	}
 	return JobObject(req.Address, req.Host, job), nil
 }
@@ -518,11 +530,14 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 	return spec, nil
 }
 
-// probe waits until a service replica answers its HTTP probes (each
-// ready_after times in a row, every interval), so that a replica counts
-// only once it serves. A replica that exits first, or does not become
-// ready within probeLimit, fails the step.
-func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRequest, r run, job agent.Job) error {
+// probe waits until a service replica answers its HTTP probes, each as
+// dstack defines its fields: a request may take the probe's timeout
+// (10s), the next starts interval (15s) after one ends, and ready_after
+// (1) passes in a row make it ready. Every attempt that does not pass is
+// reported through req.Progress. A replica that exits first, does not
+// become ready within limit (DefaultReadyTimeout when zero), or whose
+// wait req.Stop ends, fails the step.
+func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRequest, r run, job agent.Job, limit time.Duration) error {
 	s, ok := r.spec.(*lang.Service)
 	if !ok || len(s.Probes) == 0 || s.Port == nil {
 		return nil
@@ -534,20 +549,37 @@ func probe(ctx context.Context, a Agent, hc *http.Client, req providers.CreateRe
 		}
 	}
 	if hostPort == 0 {
-		return fmt.Errorf("%s: the service's port %d is not published", req.Address, s.Port.ContainerPort)
+		return fmt.Errorf("the service's port %d is not published", s.Port.ContainerPort)
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeLimit)
-	defer cancel()
+	if limit <= 0 {
+		limit = DefaultReadyTimeout
+	}
+	w := &prober{a: a, hc: hc, id: job.Spec.ID, port: hostPort, progress: req.Progress, stop: req.Stop,
+		deadline: time.Now().Add(limit), limit: limit}
+	if w.hc == nil {
+		w.hc = http.DefaultClient
+	}
 	for i, p := range s.Probes {
-		if err := probeOne(ctx, a, hc, job.Spec.ID, hostPort, p); err != nil {
-			return fmt.Errorf("%s: probe %d (%s %s): %w", req.Address, i, strings.ToUpper(cmpOr(p.Method, "get")), cmpOr(p.URL, "/"), err)
+		if err := w.run(ctx, i, p); err != nil {
+			return fmt.Errorf("probe %d (%s): %w", i, probeName(p), err)
 		}
 	}
 	return nil
 }
 
-// probeLimit bounds how long a replica may take to become ready.
-const probeLimit = 10 * time.Minute
+// DefaultReadyTimeout bounds how long a service replica may take to pass
+// its probes: long enough for a large model to load.
+const DefaultReadyTimeout = 10 * time.Minute
+
+// Probe defaults, as dstack documents them.
+const (
+	defaultProbeTimeout  = 10 * time.Second
+	defaultProbeInterval = 15 * time.Second
+)
+
+func probeName(p lang.Probe) string {
+	return strings.ToUpper(cmpOr(p.Method, "get")) + " " + cmpOr(p.URL, "/")
+}
 
 func cmpOr(s, def string) string {
 	if s == "" {
@@ -556,50 +588,121 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func probeOne(ctx context.Context, a Agent, hc *http.Client, id string, port int, p lang.Probe) error {
-	interval, timeout := time.Second, 10*time.Second
-	if p.Interval != nil {
+// prober waits for one replica's probes.
+type prober struct {
+	a        Agent
+	hc       *http.Client
+	id       string
+	port     int
+	progress func(string)
+	stop     <-chan struct{}
+	deadline time.Time
+	limit    time.Duration
+}
+
+// errStopped: the wait was ended by CreateRequest.Stop.
+var errStopped = errors.New("stopped waiting for the replica to become ready (interrupted)")
+
+func (w *prober) run(ctx context.Context, i int, p lang.Probe) error {
+	interval, timeout := defaultProbeInterval, defaultProbeTimeout
+	if p.Interval != nil && *p.Interval > 0 {
 		interval = time.Duration(*p.Interval) * time.Second
 	}
-	if p.Timeout != nil {
+	if p.Timeout != nil && *p.Timeout > 0 {
 		timeout = time.Duration(*p.Timeout) * time.Second
 	}
 	need := max(p.ReadyAfter, 1)
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, cmpOr(p.URL, "/"))
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	hc = &http.Client{Transport: hc.Transport, Timeout: timeout}
-	ok, last := 0, ""
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", w.port, cmpOr(p.URL, "/"))
+	hc := &http.Client{Transport: w.hc.Transport, Timeout: timeout}
+	passes, last := 0, ""
 	for {
-		httpReq, err := http.NewRequestWithContext(ctx, strings.ToUpper(cmpOr(p.Method, "get")), url, strings.NewReader(p.Body))
-		if err != nil {
-			return err
+		if err := w.attempt(ctx, hc, url, p); err != nil {
+			passes, last = 0, err.Error()
+		} else if passes++; passes >= need {
+			return nil
 		}
-		for _, h := range p.Headers {
-			httpReq.Header.Set(h.Name, h.Value)
+		if j, err := w.a.Get(ctx, w.id); err == nil && j.State.Finished() {
+			return fmt.Errorf("the replica ended (%s) before it was ready", cmpOr(j.Reason, string(j.State)))
 		}
-		resp, err := hc.Do(httpReq)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode >= 200 && resp.StatusCode < 400 {
-				if ok++; ok >= need {
-					return nil
-				}
-			} else {
-				ok, last = 0, resp.Status
+		left := time.Until(w.deadline)
+		if left < interval {
+			return fmt.Errorf("not ready after %s (last: %s)", w.limit, cmpOr(last, "passed"))
+		}
+		if w.progress != nil {
+			msg := fmt.Sprintf("waiting for probe %d (%s): %d of %d passes", i, probeName(p), passes, need)
+			if passes == 0 {
+				msg += ", last: " + last
 			}
-		} else {
-			ok, last = 0, err.Error()
-		}
-		if j, err := a.Get(ctx, id); err == nil && j.State.Finished() {
-			return fmt.Errorf("the replica ended (%s) before it was ready", j.Reason)
+			w.progress(fmt.Sprintf("%s; next in %s, giving up in %s", msg, interval, left.Round(time.Second)))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready after %s (last: %s)", probeLimit, last)
+			return ctx.Err()
+		case <-w.stop:
+			return errStopped
 		case <-time.After(interval):
 		}
 	}
+}
+
+// attempt sends the probe's request once: nil when it passed (a 2xx or
+// 3xx answer within the probe's timeout).
+func (w *prober) attempt(ctx context.Context, hc *http.Client, url string, p lang.Probe) error {
+	var body io.Reader
+	if p.Body != "" {
+		body = strings.NewReader(p.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(cmpOr(p.Method, "get")), url, body)
+	if err != nil {
+		return err
+	}
+	for _, h := range p.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// giveUp removes a replica that did not become ready, so nothing is left
+// running that the state does not know of, and says why as a NotReady
+// error that quotes the end of its output.
+func giveUp(ctx context.Context, a Agent, id string, why error) error {
+	ctx = context.WithoutCancel(ctx)
+	tail := logTail(ctx, a, id, 5)
+	if err := a.Delete(ctx, id); err != nil && !isNotFound(err) {
+		return fmt.Errorf("%w; removing the replica failed too: %v", why, err)
+	}
+	msg := why.Error() + "; the replica was stopped and removed"
+	if tail != "" {
+		msg += ". Its output ended with:\n" + tail
+	}
+	return providers.Errorf(providers.NotReady, "%s", msg)
+}
+
+// logTail is the last n lines of a job's output, indented ("" when it
+// has none, or the agent cannot tell).
+func logTail(ctx context.Context, a Agent, id string, n int) string {
+	rc, err := a.Logs(ctx, id, 0, false)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil && len(data) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	lines = lines[max(0, len(lines)-n):]
+	return "    " + strings.Join(lines, "\n    ")
 }

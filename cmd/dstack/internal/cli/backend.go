@@ -159,6 +159,38 @@ func who() string {
 	return name + "@" + host
 }
 
+// holdLock is how every command that writes state takes the workspace's
+// lock for op: a lease that keeps it while the command works (release it
+// with releaseLock), or, with -lock=false, no lease and a loud warning.
+func holdLock(ctx context.Context, s Streams, b state.Backend, ws string, lf lockFlags, op string) (*state.Lease, error) {
+	if !lf.lock {
+		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked. Another run may change it at the same time; "+
+			"writes are still compare-and-swap, so a conflicting change fails instead of being lost.")
+		return nil, nil
+	}
+	return state.Hold(ctx, b, ws, lockInfo(op, ws), state.HoldOptions{Timeout: lf.timeout})
+}
+
+// releaseLock gives a lease from holdLock back (nil: none was taken),
+// even when ctx was cancelled, and reports a failure to do so.
+func releaseLock(ctx context.Context, s Streams, lease *state.Lease) {
+	if lease == nil {
+		return
+	}
+	if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
+		fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+	}
+}
+
+// lockID is a lease's lock ID ("" without one), for compare-and-swap
+// writes.
+func lockID(lease *state.Lease) string {
+	if lease == nil {
+		return ""
+	}
+	return lease.Info.ID
+}
+
 // stateMissing says what mutate does when there is no state to change,
 // or only a corrupt one.
 type stateMissing int
@@ -177,22 +209,11 @@ func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, mi
 	if err != nil {
 		return err
 	}
-	lockID := ""
-	if lf.lock {
-		lease, err := state.Hold(ctx, b, ws, lockInfo(op, ws), state.HoldOptions{Timeout: lf.timeout})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
-				fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
-			}
-		}()
-		lockID = lease.Info.ID
-	} else {
-		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked. Another run may change it at the same time; "+
-			"writes are still compare-and-swap, so a conflicting change fails instead of being lost.")
+	lease, err := holdLock(ctx, s, b, ws, lf, op)
+	if err != nil {
+		return err
 	}
+	defer releaseLock(ctx, s, lease)
 	snap, err := b.Read(ctx, ws)
 	var st *state.State
 	var prev state.Version
@@ -216,6 +237,6 @@ func mutate(ctx context.Context, s Streams, env Env, lf lockFlags, op string, mi
 	}
 	st.Serial++
 	st.ToolVersion = version()
-	_, err = b.Write(ctx, ws, st, prev, lockID)
+	_, err = b.Write(ctx, ws, st, prev, lockID(lease))
 	return err
 }

@@ -35,6 +35,10 @@ const (
 	// ExitChanged is returned by `fmt -check` when a file would change
 	// (3, as terraform fmt does).
 	ExitChanged = 3
+	// ExitRunFailed is returned by apply when a run it followed (apply -f
+	// without -d) ended in failure: a task's job exited non-zero, or was
+	// stopped or lost before it finished.
+	ExitRunFailed = 4
 )
 
 type command struct {

@@ -136,20 +136,9 @@ type session struct {
 	set     providers.Set
 }
 
-func (ss *session) lockID() string {
-	if ss.lease == nil {
-		return ""
-	}
-	return ss.lease.Info.ID
-}
+func (ss *session) lockID() string { return lockID(ss.lease) }
 
-func (ss *session) release(ctx context.Context, s Streams) {
-	if ss.lease != nil {
-		if err := ss.lease.Release(context.WithoutCancel(ctx)); err != nil {
-			fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
-		}
-	}
-}
+func (ss *session) release(ctx context.Context, s Streams) { releaseLock(ctx, s, ss.lease) }
 
 // open locks the workspace and recovers a journal an interrupted apply
 // left behind.
@@ -163,13 +152,8 @@ func openSession(ctx context.Context, s Streams, env Env, lf lockFlags, op strin
 		return nil, err
 	}
 	ss := &session{backend: b, ws: ws, set: set}
-	if lf.lock {
-		ss.lease, err = state.Hold(ctx, b, ws, lockInfo(op, ws), state.HoldOptions{Timeout: lf.timeout})
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		fmt.Fprintln(s.Stderr, "Warning: -lock=false: the state is NOT locked while dstack works.")
+	if ss.lease, err = holdLock(ctx, s, b, ws, lf, op); err != nil {
+		return nil, err
 	}
 	snap, rec, err := planner.Recover(ctx, &planner.Store{Backend: b, Workspace: ws, LockID: ss.lockID()}, version())
 	if err != nil {
@@ -239,7 +223,9 @@ func refresh(ctx context.Context, ss *session, a *planArgs) (*refreshed, error) 
 
 func (r *refreshed) plan(ss *session, cfg *lang.Config, a *planArgs) (*planner.Plan, error) {
 	return planner.Make(planner.Input{Config: cfg, Prior: r.prior, StateExisted: r.existed, Workspace: ss.ws, ToolVersion: version(),
-		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift})
+		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift,
+		// dstack's `apply -f FILE` submits a finished task again.
+		RerunFinished: len(a.files) > 0})
 }
 
 // lockAndPlan loads the configuration while it locks, reads and
@@ -291,7 +277,7 @@ func lockAndPlan(ctx context.Context, a *planArgs, s Streams, env Env, op string
 
 func runPlan(argv []string, s Streams, env Env) int {
 	var a planArgs
-	fs := newFlagSet("plan", "plan [options]\n\nShows what apply would do: refreshes the state from the providers, diffs the\nconfiguration against it, and places runs on fleets or new machines.\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when there are changes.", s)
+	fs := newFlagSet("plan", "plan [options]\n\nShows what apply would do: refreshes the state from the providers, diffs the\nconfiguration against it, and places runs on fleets or new machines. With -f\nFILE, as apply -f: only that file's resources, and a finished task runs again.\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when there are changes.", s)
 	a.register(fs, false)
 	if _, err := parseFlags(fs, argv); err != nil {
 		return flagExit(err)
@@ -341,7 +327,9 @@ func runDestroy(argv []string, s Streams, env Env) int {
 func apply(argv []string, s Streams, env Env, destroy bool) int {
 	var a planArgs
 	name := "apply"
-	usage := "apply [options] [PLANFILE]\n\nPlans and, once you confirm, carries the plan out. Given a file saved with\nplan -out, carries out exactly that plan (refused if the state changed since).\n\nExit status: 0 success, 1 error; with -detailed-exitcode 2 when something changed."
+	usage := "apply [options] [PLANFILE]\n\nPlans and, once you confirm, carries the plan out. Given a file saved with\nplan -out, carries out exactly that plan (refused if the state changed since).\n\n" +
+		"With -f FILE (dstack's form) only that file's resources are planned, a task of\nit that has finished runs again, and apply then follows the runs' output until\nthey end (-d: it does not). Without -f the whole configuration in the current\ndirectory is planned, and a finished task stays as it is until its configuration\nchanges or -replace names it.\n\n" +
+		"Exit status: 0 success, 1 error, 4 a run apply followed failed (a job exited\nnon-zero or was stopped); with -detailed-exitcode 2 when something changed."
 	if destroy {
 		name = "destroy"
 		usage = "destroy [options]\n\nTears down everything in the state, after you confirm."
@@ -462,7 +450,10 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		}
 		ss.release(ctx, s)
 		ss.lease = nil
-		followRuns(res.State, ss.set, runs, s)
+		if failed := followRuns(res.State, ss.set, runs, s); len(failed) > 0 {
+			fmt.Fprintf(s.Stderr, "Error: the run failed: %s\n", strings.Join(failed, "; "))
+			return ExitRunFailed
+		}
 	}
 	if a.detailed {
 		return ExitChanges

@@ -200,65 +200,34 @@ func runPS(argv []string, s Streams, env Env) int {
 	}
 }
 
+// psRows are ps's table rows: every job of every run, as its provider
+// reports it now (finished ones only with all).
 func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) ([][]string, error) {
+	jobs, err := planner.Observe(ctx, st, set)
+	if err != nil {
+		return nil, err
+	}
 	var rows [][]string
-	for _, r := range st.Resources {
-		if !isRunAddress(r.Address) {
+	for _, j := range jobs {
+		if j.Finished() && !all {
 			continue
 		}
-		byBackend := map[string][]string{}
-		for _, in := range r.Instances {
-			byBackend[in.Provider] = append(byBackend[in.Provider], in.Token)
+		status := j.Status
+		if j.Reason != "" && j.Finished() {
+			status += " (" + j.Reason + ")"
 		}
-		live := map[string]providers.Object{}
-		for b, tokens := range byBackend {
-			p, err := set.For(b)
-			if err != nil {
-				continue // shown with its recorded status
-			}
-			objs, err := p.Describe(ctx, tokens)
-			if err != nil {
-				return nil, err
-			}
-			for t, o := range objs {
-				live[t] = o
-			}
+		if j.Abandoned {
+			status = "abandoned, " + status // left on a host that did not answer
 		}
-		for _, in := range r.Instances {
-			status := in.Status
-			ports, _ := in.Attributes["ports"].(string)
-			if o, ok := live[in.Token]; ok {
-				status = o.Status
-				if o.Reason != "" && !o.Live() || o.Status == providers.StatusDone {
-					status += " (" + o.Reason + ")"
-				}
-				if p := o.Attributes["ports"]; p != "" {
-					ports = p
-				}
-			} else if in.ProviderID != "" {
-				status = "gone"
-			}
-			finished := strings.HasPrefix(status, providers.StatusDone) || strings.HasPrefix(status, providers.StatusFailed) ||
-				strings.HasPrefix(status, providers.StatusTerminated) || status == "gone"
-			if finished && !all {
-				continue
-			}
-			if planner.Abandoned(in) {
-				status = "abandoned, " + status // left on a host that did not answer
-			}
-			host, _ := in.Attributes["host_address"].(string)
-			if name, _ := in.Attributes["host_id"].(string); name != "" && host != "" {
-				host += " (" + name + ")" // an SSH fleet's host
-			}
-			rows = append(rows, []string{r.Address, fmt.Sprint(in.Index), strings.TrimSuffix(status, " ()"), in.Provider, host, ports, in.ProviderID})
-		}
+		rows = append(rows, []string{j.Address, fmt.Sprint(j.Index), status, j.Backend, j.Host, j.Ports, j.Provider})
 	}
 	return rows, nil
 }
 
 // followRuns streams the output of the runs an apply started, until
-// their jobs end; an interrupt detaches and leaves them running.
-func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
+// their jobs end, and reports the runs that failed; an interrupt
+// detaches and leaves them running (none failed, as far as it saw).
+func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) (failed []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 1)
@@ -286,9 +255,46 @@ func followRuns(st *state.State, set providers.Set, addrs []string, s Streams) {
 			fmt.Fprintf(s.Stderr, "dstack: following %s: %v\n", addr, err)
 		}
 		if ctx.Err() != nil {
-			return
+			return failed
 		}
-		stopWorkers(ctx, set, r, s)
+		stopped, err := planner.StopWorkers(ctx, r, set)
+		if len(stopped) > 0 {
+			fmt.Fprintf(s.Stdout, "\n%s: the master finished (stop_criteria: master-done); stopped %d %s\n", addr, len(stopped), plural(len(stopped), "worker"))
+		}
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+		}
+		if why, err := runFailed(ctx, r, set); err != nil {
+			fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+		} else if why != "" {
+			failed = append(failed, why)
+		}
+	}
+	return failed
+}
+
+// runFailed waits until the followed run's jobs have all ended (its
+// master's output ends a moment before the agent records how it
+// exited) and says why it failed, "" when it did not.
+func runFailed(ctx context.Context, r *state.Resource, set providers.Set) (string, error) {
+	for {
+		jobs, err := planner.ObserveRun(ctx, r, set)
+		if err != nil {
+			return "", err
+		}
+		if failed, why := planner.RunFailed(r, jobs); failed {
+			return why, nil
+		}
+		if !slices.ContainsFunc(jobs, func(j planner.Job) bool { return !j.Finished() }) {
+			return "", nil
+		}
+		// A job still going once the output ended: a worker's stop takes
+		// its grace period, or the master's exit is not recorded yet.
+		select {
+		case <-ctx.Done():
+			return "", nil
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -301,30 +307,4 @@ func master(r *state.Resource) *state.Instance {
 		}
 	}
 	return m
-}
-
-// stopWorkers ends a distributed task whose stop_criteria is
-// master-done once its master (the job followed) has ended: the workers
-// are stopped, with their grace period.
-func stopWorkers(ctx context.Context, set providers.Set, r *state.Resource, s Streams) {
-	spec, _ := r.Attributes["spec"].(map[string]any)
-	if spec["stop_criteria"] != "master-done" || len(r.Instances) < 2 {
-		return
-	}
-	var workers []*state.Instance
-	for _, in := range r.Instances {
-		if in != master(r) {
-			workers = append(workers, in)
-		}
-	}
-	fmt.Fprintf(s.Stdout, "\n%s: the master finished (stop_criteria: master-done); stopping %d workers\n", r.Address, len(workers))
-	for _, in := range workers {
-		jc, err := jobControl(set, in)
-		if err == nil {
-			err = jc.StopJob(ctx, in.ProviderID, false)
-		}
-		if err != nil {
-			fmt.Fprintf(s.Stderr, "dstack: stopping %s[%d]: %v\n", r.Address, in.Index, err)
-		}
-	}
 }

@@ -88,6 +88,7 @@ func TestDockerScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"stopagent": cmdStopAgent,
 			"httpget":   cmdHTTPGet,
+			"exitcode":  cmdExitcode,
 		},
 	})
 }
@@ -180,8 +181,23 @@ func cmdStopAgent(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // cmdHTTPGet fetches URL until its body holds WANT (for up to 10 s):
-// httpget URL WANT.
+// httpget URL WANT. Negated, `! httpget URL` waits until nothing
+// answers at URL any more.
 func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		if len(args) != 1 {
+			ts.Fatalf("usage: ! httpget URL")
+		}
+		for i := 0; i < 100; i++ {
+			resp, err := http.Get(args[0])
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+		ts.Fatalf("GET %s still answers", args[0])
+	}
 	if len(args) != 2 {
 		ts.Fatalf("usage: httpget URL WANT")
 	}

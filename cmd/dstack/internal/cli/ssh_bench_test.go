@@ -63,6 +63,7 @@ probes:
   - type: http
     url: /big
     method: head
+    interval: 1s
 `, size))
 	p.must(0, "apply", "-f", "web.dstack.yml", "-y", "-d")
 	b.Cleanup(func() { p.dstack("destroy", "-y") })

@@ -216,6 +216,7 @@ commands:
 probes:
   - type: http
     url: /
+    interval: 1s
 `
 	p.write("web.dstack.yml", web)
 	p.must(0, "apply", "-f", "web.dstack.yml", "-y", "-d")

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -341,62 +340,13 @@ func stateRm(ctx context.Context, args []string, s Streams, env Env) int {
 	}
 	err = mutate(ctx, s, env, lf, "state rm", mustExist, func(st *state.State) (bool, error) {
 		// An error leaves the stored state as it was: nothing is written.
-		for _, a := range addrs {
-			r, at, err := instanceToRemove(st, a)
-			if err != nil {
-				return false, err
-			}
-			if at < 0 {
-				st.Remove(r.Address)
-				continue
-			}
-			r.Instances = append(r.Instances[:at:at], r.Instances[at+1:]...)
-		}
-		return true, nil
+		return true, st.Forget(addrs...)
 	})
 	if err != nil {
 		return fail(s, err)
 	}
 	fmt.Fprintf(s.Stdout, "Removed %s from the state.\n", strings.Join(addrs, ", "))
 	return ExitOK
-}
-
-// instanceToRemove finds what `state rm` forgets for addr: a resource
-// (position -1), or, for ADDR[i], the resource and the position of its
-// instance i. An index that two instances share (a run's job and one it
-// abandoned on a host that did not answer) is refused rather than
-// guessed.
-func instanceToRemove(st *state.State, addr string) (*state.Resource, int, error) {
-	base, index, indexed := strings.Cut(addr, "[")
-	r := st.Resource(base)
-	if !indexed {
-		if r == nil {
-			return nil, 0, fmt.Errorf("no resource %s in the state", addr)
-		}
-		return r, -1, nil
-	}
-	idx, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
-	if err != nil || idx < 0 || !strings.HasSuffix(index, "]") {
-		return nil, 0, fmt.Errorf("%s: the index must be a number, as in %s[0]", addr, base)
-	}
-	if r == nil {
-		return nil, 0, fmt.Errorf("no resource %s in the state", base)
-	}
-	at := -1
-	for i, in := range r.Instances {
-		if in.Index != idx {
-			continue
-		}
-		if at >= 0 {
-			return nil, 0, fmt.Errorf("%s names more than one instance (%s and %s); forget the whole resource, or wait until its host answers and apply removes the abandoned one",
-				addr, r.Instances[at].ProviderID, in.ProviderID)
-		}
-		at = i
-	}
-	if at < 0 {
-		return nil, 0, fmt.Errorf("%s has no instance %d", base, idx)
-	}
-	return r, at, nil
 }
 
 func stateMv(ctx context.Context, args []string, s Streams, env Env) int {
@@ -418,27 +368,11 @@ func stateMv(ctx context.Context, args []string, s Streams, env Env) int {
 		return fail(s, err)
 	}
 	if fa.Kind != ta.Kind {
+		// Refused before the lock is taken; Move checks it too.
 		return fail(s, fmt.Errorf("cannot move %s to %s: the kind differs", from, to))
 	}
 	err = mutate(ctx, s, env, lf, "state mv", mustExist, func(st *state.State) (bool, error) {
-		r := st.Resource(from)
-		if r == nil {
-			return false, fmt.Errorf("no resource %s in the state", from)
-		}
-		if st.Resource(to) != nil {
-			return false, fmt.Errorf("%s is already in the state", to)
-		}
-		st.Remove(from)
-		r.Address = to
-		for _, other := range st.Resources {
-			for i, d := range other.DependsOn {
-				if d == from {
-					other.DependsOn[i] = to
-				}
-			}
-		}
-		st.Put(r)
-		return true, nil
+		return true, st.Move(from, to)
 	})
 	if err != nil {
 		return fail(s, err)
