@@ -592,7 +592,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	var recorded *lang.Fleet // the SSH fleet as state records it
 	sshFleet := isSSHFleet(d.res.Spec)
 	if sshFleet && len(before) > 0 {
-		f, err := recordedFleet(before)
+		f, err := recordedFleet(unmaskRecorded(before, priorSensitive(prior), d))
 		if err != nil {
 			m.problem("%s: %v", addr, err)
 			return
@@ -609,17 +609,14 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				continue
 			}
 			b, a := beforeFields[f], d.fields[f]
+			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: d.sensitive.wholly(f) && priorSens.wholly(f)}
 			if jsonEqual(b, a) {
 				// Masked alike: only the sensitive values can differ.
-				if sensitiveChanged(priorSens, d.sensitive, f) {
-					c.Fields = append(c.Fields, FieldChange{Field: f, Sensitive: true, ForcesReplacement: rule(c.Kind, f) == ruleReplace})
-					if rule(c.Kind, f) == ruleReplace {
-						forced = append(forced, f)
-					}
+				if !sensitiveChanged(priorSens, d.sensitive, f) {
+					continue
 				}
-				continue
+				fc = FieldChange{Field: f, Sensitive: true}
 			}
-			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: d.sensitive.wholly(f) && priorSens.wholly(f)}
 			switch {
 			case sshFleet && f == "ssh_config":
 				// Host by host: see sshHosts.

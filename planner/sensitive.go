@@ -146,6 +146,64 @@ func maskAt(v any, rest string) any {
 	return v
 }
 
+// replaceAt returns v with the value at rest replaced by x; v unchanged
+// when rest leads nowhere in it.
+func replaceAt(v any, rest string, x any) any {
+	if rest == "" {
+		return x
+	}
+	next, tail, set, ok := step(v, rest)
+	if ok {
+		set(replaceAt(next, tail, x))
+	}
+	return v
+}
+
+// lookup returns the value at rest in v, and whether v has that path.
+func lookup(v any, rest string) (any, bool) {
+	for rest != "" {
+		next, tail, _, ok := step(v, rest)
+		if !ok {
+			return nil, false
+		}
+		v, rest = next, tail
+	}
+	return v, true
+}
+
+// unmaskRecorded fills a recorded (masked) configuration's sensitive
+// values back in from the new one where they have not changed (their
+// field's digest is the same), so that code comparing the two as typed
+// models (an SSH fleet's hosts) sees no difference where there is none,
+// and a masked number still decodes. A changed string stays masked, which
+// compares as changed; a changed value of another type takes the new
+// value, as the mask would not decode.
+func unmaskRecorded(recorded json.RawMessage, prior *Sensitive, d *desired) json.RawMessage {
+	if prior == nil || len(prior.Paths) == 0 || len(recorded) == 0 {
+		return recorded
+	}
+	var old, cur any
+	if decodeJSON(recorded, &old) != nil || decodeJSON(d.spec, &cur) != nil {
+		return recorded
+	}
+	for _, p := range prior.Paths {
+		x, ok := lookup(cur, p)
+		if !ok {
+			continue
+		}
+		f := topField(p)
+		if _, isString := x.(string); isString && prior.digest(f) != d.sensitive.digest(f) {
+			continue
+		}
+		old = replaceAt(old, p, x)
+	}
+	b, err := json.Marshal(old)
+	if err != nil {
+		return recorded
+	}
+	return b
+}
+
 // valueAt returns the value at rest in v, or the nearest enclosing one.
 func valueAt(v any, rest string) any {
 	for rest != "" {

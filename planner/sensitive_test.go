@@ -55,6 +55,19 @@ func renderings(t *testing.T, p *planner.Plan) map[string]string {
 	return map[string]string{"text": text.String(), "markdown": md.String(), "json": js.String()}
 }
 
+// stateFiles is everything the local backend wrote, together.
+func stateFiles(w *world) string {
+	var out []byte
+	_ = filepath.WalkDir(filepath.Join(w.dir, "state"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(path)
+			out = append(out, b...)
+		}
+		return nil
+	})
+	return string(out)
+}
+
 func checkAbsent(t *testing.T, where, out string, secrets ...string) {
 	t.Helper()
 	for _, s := range secrets {
@@ -101,17 +114,7 @@ func TestSensitiveValues(t *testing.T) {
 	}
 
 	w.apply(p, planner.ApplyOptions{})
-	stateFile := func() string {
-		var out []byte
-		_ = filepath.WalkDir(filepath.Join(w.dir, "state"), func(path string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				b, _ := os.ReadFile(path)
-				out = append(out, b...)
-			}
-			return nil
-		})
-		return string(out)
-	}
+	stateFile := func() string { return stateFiles(w) }
 	checkAbsent(t, "the state files", stateFile(), "hf_AAA_token", "hunter2-PASSWORD")
 	if again := w.mustPlan(w.config(map[string]string{"main.dstack.hcl": sensitiveService("hf_AAA_token", "vllm:1")}), planOpts{}); !again.Empty() {
 		t.Fatalf("the plan after apply is not empty:\n%s", describe(again))
@@ -153,5 +156,59 @@ func TestSensitiveValues(t *testing.T) {
 func TestOneMask(t *testing.T) {
 	if state.Redacted != planner.Masked {
 		t.Errorf("state masks with %q, plans with %q", state.Redacted, planner.Masked)
+	}
+}
+
+func sensitiveSSHFleet(user string, hosts ...string) string {
+	return fmt.Sprintf(`variable "ssh_user" {
+  sensitive = true
+  default   = %q
+}
+
+variable "ssh_port" {
+  type      = number
+  sensitive = true
+  default   = 2222
+}
+
+fleet "onprem" {
+  ssh_config {
+    user  = var.ssh_user
+    port  = var.ssh_port
+    hosts = [%s]
+  }
+}
+`, user, `"`+strings.Join(hosts, `", "`)+`"`)
+}
+
+// An SSH fleet whose settings come from sensitive variables is compared
+// host by host against its recorded (masked) settings: adding a host
+// adds it alone, and a new user replaces every host.
+func TestSensitiveSSHSettings(t *testing.T) {
+	w := newWorld(t, nil)
+	w.converge(w.config(map[string]string{"main.dstack.hcl": sensitiveSSHFleet("ops-USER", "a100-1", "a100-2")}))
+	before := tokensOf(t, w, "fleet.onprem")
+	checkAbsent(t, "the state files", stateFiles(w), "ops-USER")
+
+	p := w.mustPlan(w.config(map[string]string{"main.dstack.hcl": sensitiveSSHFleet("ops-USER", "a100-1", "a100-2", "a100-3")}), planOpts{})
+	c := change(p, "fleet.onprem")
+	if c == nil || c.Reason != "hosts: adds a100-3" {
+		t.Fatalf("adding a host:\n%s", describe(p))
+	}
+	if dels := stepsByOp(p, c)[planner.OpDelete]; len(dels) > 0 {
+		t.Errorf("adding a host deletes %v", tokens(dels))
+	}
+	w.converge(w.config(map[string]string{"main.dstack.hcl": sensitiveSSHFleet("ops-USER", "a100-1", "a100-2", "a100-3")}))
+	if after := tokensOf(t, w, "fleet.onprem"); after["a100-1"] != before["a100-1"] || after["a100-2"] != before["a100-2"] {
+		t.Errorf("hosts were replaced: %v, before %v", after, before)
+	}
+
+	p = w.mustPlan(w.config(map[string]string{"main.dstack.hcl": sensitiveSSHFleet("admin-USER", "a100-1", "a100-2", "a100-3")}), planOpts{})
+	c = change(p, "fleet.onprem")
+	if c == nil || !strings.Contains(c.Reason, "replaces a100-1, a100-2, a100-3 (its SSH settings changed)") {
+		t.Fatalf("a new user:\n%s", describe(p))
+	}
+	for name, out := range renderings(t, p) {
+		checkAbsent(t, "the plan as "+name, out, "ops-USER", "admin-USER", "2222")
 	}
 }
