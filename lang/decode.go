@@ -27,6 +27,9 @@ type Decoder struct {
 	root *Node
 	// Unknown lists the paths whose values are known only after apply.
 	Unknown []string
+	// Sensitive lists the paths whose values came from sensitive nodes
+	// (HCL values derived from a sensitive variable).
+	Sensitive []string
 	// Diags collects the problems found.
 	Diags Diagnostics
 	// misspelt holds the paths of fields that an unknown key was taken to
@@ -136,6 +139,9 @@ var (
 func (d *Decoder) decode(n *Node, v reflect.Value, path string) {
 	if path == "" && d.root == nil {
 		d.root = n
+	}
+	if n.Sensitive {
+		d.MarkSensitive(path)
 	}
 	switch n.Kind {
 	case UnknownNode:
@@ -557,6 +563,9 @@ type fieldInfo struct {
 	// enum lists the allowed strings, from the `jsonschema:"enum=..."` tag
 	// that the JSON Schema uses too.
 	enum []string
+	// sensitive fields are tagged `sensitive:"true"`: their values are
+	// never shown.
+	sensitive bool
 }
 
 type structInfo struct {
@@ -590,7 +599,7 @@ func structFields(t reflect.Type) *structInfo {
 			if name == "" {
 				name = f.Name
 			}
-			fi := fieldInfo{name: name, index: idx, desc: f.Tag.Get("jsonschema_description")}
+			fi := fieldInfo{name: name, index: idx, desc: f.Tag.Get("jsonschema_description"), sensitive: f.Tag.Get("sensitive") == "true"}
 			for _, opt := range strings.Split(f.Tag.Get("jsonschema"), ",") {
 				if v, ok := strings.CutPrefix(opt, "enum="); ok {
 					fi.enum = append(fi.enum, v)

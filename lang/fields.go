@@ -37,7 +37,7 @@ func Fields(t reflect.Type) []Field {
 	for _, f := range si.fields {
 		sf := t.FieldByIndex(f.index)
 		out = append(out, Field{Name: f.name, Index: f.index, Type: sf.Type, Required: f.required,
-			Description: f.desc, Enum: f.enum, Sensitive: sf.Tag.Get("sensitive") == "true"})
+			Description: f.desc, Enum: f.enum, Sensitive: f.sensitive})
 	}
 	return out
 }

@@ -127,6 +127,9 @@ type Resource struct {
 	fields *Decoder
 	// Unknown lists field paths whose values are known only after apply.
 	Unknown []string
+	// Sensitive lists field paths whose values came from sensitive HCL
+	// variables; SensitivePaths adds the fields the model tags.
+	Sensitive []string
 	// DependsOn lists the resources this one needs, sorted, no duplicates.
 	DependsOn []Dependency
 	// Syntax is "yaml" or "hcl".

@@ -73,6 +73,9 @@ type Node struct {
 	Block bool
 	// Ref is the HCL expression an UnknownNode came from.
 	Ref string
+	// Sensitive is set on a value computed from a sensitive HCL variable:
+	// the decoder records its path, and it is never shown.
+	Sensitive bool
 }
 
 // Entry is one key of a MapNode.

@@ -53,7 +53,7 @@ func DecodeResource(raw RawResource) (*Resource, Diagnostics) {
 	dec.Decode(body, spec, "")
 	diags = append(diags, dec.Diags...)
 
-	r := &Resource{Spec: spec, Range: raw.Range, fields: dec, Unknown: dec.Unknown, Syntax: raw.Syntax}
+	r := &Resource{Spec: spec, Range: raw.Range, fields: dec, Unknown: dec.Unknown, Sensitive: dec.Sensitive, Syntax: raw.Syntax}
 	name := specName(spec)
 	if ne, ok := body.Get("name"); ok {
 		r.NameRange = ne.Value.Range
@@ -71,6 +71,12 @@ func DecodeResource(raw RawResource) (*Resource, Diagnostics) {
 	v := &validator{dec: dec, owner: headRange(raw.Range)}
 	spec.validate(v)
 	diags = append(diags, v.diags...)
+	if len(r.Sensitive) > 0 {
+		// Messages that quote what was written must not show a secret.
+		var secrets []string
+		sensitiveTexts(body, false, &secrets)
+		ScrubDiagnostics(diags, secrets)
+	}
 	r.DependsOn = append(r.DependsOn, raw.Refs...)
 	if raw.Lifecycle != nil {
 		r.Lifecycle = *raw.Lifecycle

@@ -157,6 +157,9 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 			case ScalarNode:
 				v := ent.Value.Text
 				add(ent.Key, &v, ent.KeyRange, p)
+				if ent.Value.Sensitive {
+					dec.MarkSensitive(p)
+				}
 			case UnknownNode:
 				dec.Unknown = append(dec.Unknown, p)
 				v := ""
@@ -177,6 +180,10 @@ func (e *Env) DecodeNode(dec *Decoder, n *Node, path string) {
 				add(name, &value, it.Range, p)
 			} else {
 				add(name, nil, it.Range, p)
+			}
+			if it.Sensitive {
+				// Encoded as a mapping: the value's path is by name.
+				dec.MarkSensitive(joinPath(path, name))
 			}
 		}
 	default:

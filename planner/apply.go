@@ -384,7 +384,7 @@ func (x *executor) do(ctx context.Context, s *Step) (string, error) {
 				return "", fmt.Errorf("%s: recording its configuration: %w", s.Address, err)
 			}
 		}
-		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec})
+		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec, Sensitive: c.Sensitive})
 	case OpForget:
 		return "", x.rec.write(&record{Op: "forget", Address: s.Address})
 	case OpAbandon:

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,7 +216,9 @@ type desired struct {
 	spec   json.RawMessage // unmasked
 	masked json.RawMessage
 	fields map[string]json.RawMessage // masked, by top-level field
-	hash   string
+	// sensitive is nil when nothing in the configuration is.
+	sensitive *Sensitive
+	hash      string
 }
 
 // newDesired encodes a resource once; its hash is lang's Resource.Hash
@@ -229,57 +233,20 @@ func newDesired(r *lang.Resource) (*desired, error) {
 	return &desired{res: r, spec: raw, hash: hex.EncodeToString(sum[:])}, nil
 }
 
-// load splits the configuration into masked top-level fields.
+// load splits the configuration into top-level fields with its
+// sensitive values (lang.Resource.SensitivePaths: the model's tags and
+// values from sensitive variables) masked.
 func (d *desired) load() {
 	if d.fields != nil {
 		return
 	}
-	masked, fields, err := maskSpec(d.spec)
+	masked, fields, sens, err := maskSpec(d.spec, d.res.SensitivePaths())
 	if err != nil {
 		// The spec is our own encoding; it always decodes.
 		panic(fmt.Sprintf("planner: decoding %s: %v", d.res.Address, err))
 	}
-	d.masked, d.fields = masked, fields
+	d.masked, d.fields, d.sensitive = masked, fields, sens
 }
-
-// sensitive lists the top-level fields and nested keys whose values are
-// never shown or stored in clear.
-var sensitive = map[string][]string{"registry_auth": {"password"}}
-
-// Masked is what sensitive values are replaced with.
-const Masked = "(sensitive)"
-
-func maskSpec(raw json.RawMessage) (json.RawMessage, map[string]json.RawMessage, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, nil, err
-	}
-	changed := false
-	for field, keys := range sensitive {
-		v, ok := fields[field]
-		if !ok {
-			continue
-		}
-		var obj map[string]any
-		if json.Unmarshal(v, &obj) != nil {
-			continue
-		}
-		for _, k := range keys {
-			if _, ok := obj[k]; ok {
-				obj[k] = Masked
-				changed = true
-			}
-		}
-		fields[field], _ = json.Marshal(obj)
-	}
-	if !changed {
-		return raw, fields, nil
-	}
-	out, err := json.Marshal(fields)
-	return out, fields, err
-}
-
-func isSensitiveField(f string) bool { _, ok := sensitive[f]; return ok }
 
 func (m *maker) configured(addr string) *lang.Resource {
 	a, err := lang.ParseAddress(addr)
@@ -339,6 +306,11 @@ func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: the configuration recorded in state: %w", r.Address, err)
 	}
+	if _, ok := r.Attributes[attrSensitive]; !ok {
+		// Recorded before sensitive values were tracked, when the mask
+		// read "(sensitive)".
+		raw = bytes.ReplaceAll(raw, []byte(`"(sensitive)"`), []byte(strconv.Quote(Masked)))
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return nil, nil, fmt.Errorf("%s: the configuration recorded in state: %w", r.Address, err)
@@ -367,12 +339,12 @@ func deps(r *lang.Resource) []string {
 func (m *maker) createChange(d *desired) {
 	d.load()
 	c := &Change{Address: d.res.Address.String(), Kind: d.res.Address.Kind, Action: Create, Reason: "new in configuration",
-		After: d.masked, Spec: d.spec, ConfigHash: d.hash, DependsOn: deps(d.res)}
+		After: d.masked, Spec: d.spec, Sensitive: d.sensitive, ConfigHash: d.hash, DependsOn: deps(d.res)}
 	for _, f := range slices.Sorted(maps.Keys(d.fields)) {
 		if f == "type" || f == "name" {
 			continue
 		}
-		c.Fields = append(c.Fields, FieldChange{Field: f, After: rawValue(d.fields[f]), Sensitive: isSensitiveField(f)})
+		c.Fields = append(c.Fields, FieldChange{Field: f, After: rawValue(d.fields[f]), Sensitive: d.sensitive.wholly(f)})
 	}
 	if v, ok := d.res.Spec.(*lang.Volume); ok && v.VolumeID != "" {
 		c.Action, c.Reason = Read, "registers the existing volume "+v.VolumeID
@@ -571,11 +543,12 @@ func (m *maker) deleteChange(prior *state.Resource, reason string) {
 	if a, err := lang.ParseAddress(prior.Address); err == nil {
 		c.Kind = a.Kind
 	}
+	sens := priorSensitive(prior)
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
 		if f == "type" || f == "name" {
 			continue
 		}
-		c.Fields = append(c.Fields, FieldChange{Field: f, Before: rawValue(fields[f]), Sensitive: isSensitiveField(f)})
+		c.Fields = append(c.Fields, FieldChange{Field: f, Before: rawValue(fields[f]), Sensitive: sens.wholly(f)})
 	}
 	for _, in := range prior.Instances {
 		c.CostBefore += price(in)
@@ -609,7 +582,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		m.problem("%v", err)
 		return
 	}
-	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec,
+	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
 		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
 	for _, in := range prior.Instances {
 		c.CostBefore += price(in)
@@ -627,7 +600,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	var recorded *lang.Fleet // the SSH fleet as state records it
 	sshFleet := isSSHFleet(d.res.Spec)
 	if sshFleet && len(before) > 0 {
-		f, err := recordedFleet(before)
+		f, err := recordedFleet(unmaskRecorded(before, priorSensitive(prior), d))
 		if err != nil {
 			m.problem("%s: %v", addr, err)
 			return
@@ -637,22 +610,21 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	sshFleet = sshFleet && (interrupted || (recorded != nil && recorded.SSHConfig != nil))
 	var forced []string
 	scaled := false
+	priorSens := priorSensitive(prior)
 	if prior.ConfigHash != d.hash && !interrupted {
 		for _, f := range unionKeys(beforeFields, d.fields) {
 			if f == "type" || f == "name" || lc.Ignores(f) {
 				continue
 			}
 			b, a := beforeFields[f], d.fields[f]
+			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: d.sensitive.wholly(f) && priorSens.wholly(f)}
 			if jsonEqual(b, a) {
-				if isSensitiveField(f) {
-					c.Fields = append(c.Fields, FieldChange{Field: f, Sensitive: true, ForcesReplacement: rule(c.Kind, f) == ruleReplace})
-					if rule(c.Kind, f) == ruleReplace {
-						forced = append(forced, f)
-					}
+				// Masked alike: only the sensitive values can differ.
+				if !sensitiveChanged(priorSens, d.sensitive, f) {
+					continue
 				}
-				continue
+				fc = FieldChange{Field: f, Sensitive: true}
 			}
-			fc := FieldChange{Field: f, Before: rawValue(b), After: rawValue(a), Sensitive: isSensitiveField(f)}
 			switch {
 			case sshFleet && f == "ssh_config":
 				// Host by host: see sshHosts.
@@ -893,6 +865,17 @@ func (m *maker) scaleTo(c *Change, d *desired, prior *state.Resource, n int) {
 		}
 	}
 	c.InstancesAfter = n
+}
+
+// sensitiveChanged reports whether the sensitive values of a top-level
+// field changed. A resource recorded before sensitive values were
+// tracked has no digests: a field with sensitive values is then taken to
+// have changed, as the configuration's hash did.
+func sensitiveChanged(prior, next *Sensitive, field string) bool {
+	if prior == nil {
+		return next.digest(field) != ""
+	}
+	return prior.digest(field) != next.digest(field)
 }
 
 func jsonEqual(a, b json.RawMessage) bool {

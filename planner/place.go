@@ -465,7 +465,7 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 		m.problem("%v", err)
 		return nil
 	}
-	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec,
+	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
 		ConfigHash: prior.ConfigHash, DependsOn: prior.DependsOn, InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
 	for _, in := range prior.Instances {
 		c.CostBefore += price(in)

@@ -146,9 +146,12 @@ type Change struct {
 	Before json.RawMessage `json:"before,omitempty"`
 	After  json.RawMessage `json:"after,omitempty"`
 	// Spec is the new configuration unmasked, for the providers.
-	Spec       json.RawMessage `json:"spec,omitempty"`
-	ConfigHash string          `json:"config_hash,omitempty"`
-	DependsOn  []string        `json:"depends_on,omitempty"`
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// Sensitive names Spec's sensitive values (masked in After), nil when
+	// there are none; apply records it in state with the configuration.
+	Sensitive  *Sensitive `json:"sensitive,omitempty"`
+	ConfigHash string     `json:"config_hash,omitempty"`
+	DependsOn  []string   `json:"depends_on,omitempty"`
 	// Steps are the change's steps, in order.
 	Steps []int `json:"steps,omitempty"`
 	// InstancesBefore and InstancesAfter count machines, replicas or jobs.

@@ -22,6 +22,7 @@ type record struct {
 	ConfigHash string          `json:"config_hash,omitempty"`
 	DependsOn  []string        `json:"depends_on,omitempty"`
 	Spec       any             `json:"spec,omitempty"`
+	Sensitive  *Sensitive      `json:"sensitive,omitempty"`
 	At         string          `json:"at,omitempty"` // when a job was abandoned
 }
 
@@ -75,6 +76,11 @@ func applyRecord(st *state.State, r *record) {
 			res.Attributes = map[string]any{}
 		}
 		res.Attributes["spec"] = r.Spec
+		if r.Sensitive != nil {
+			res.Attributes[attrSensitive] = r.Sensitive
+		} else {
+			delete(res.Attributes, attrSensitive)
+		}
 	case "forget":
 		st.Remove(r.Address)
 	}

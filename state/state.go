@@ -131,7 +131,7 @@ func (s *State) Clone() *State {
 }
 
 // Masked returns a copy with every secret and sensitive output replaced
-// by "(sensitive)", for showing to people.
+// by "(sensitive value)", for showing to people.
 func (s *State) Masked() *State {
 	c := s.Clone()
 	for _, r := range c.Resources {
@@ -151,7 +151,7 @@ func (s *State) Masked() *State {
 }
 
 // Redacted stands in for a sensitive value in anything shown.
-const Redacted = "(sensitive)"
+const Redacted = "(sensitive value)"
 
 // normalize sorts everything order may vary in, so equal states encode
 // to equal bytes.

@@ -84,6 +84,7 @@ type variable struct {
 	typ         cty.Type
 	def         cty.Value
 	hasDefault  bool
+	sensitive   bool
 	declRange   hcl.Range
 	validations []*hclsyntax.Block
 }
@@ -94,6 +95,9 @@ type loader struct {
 	diags     lang.Diagnostics
 	variables map[string]*variable
 	localAttr map[string]*hclsyntax.Attribute
+	// secrets are the values of sensitive variables, scrubbed from every
+	// message.
+	secrets   []string
 	resources []*resourceBlock
 	backend   *lang.Backend
 	addrs     map[lang.Address]bool
@@ -161,6 +165,7 @@ func LoadConfig(files []File, opts Options) (*Result, lang.Diagnostics) {
 	for _, ds := range resDiags {
 		l.diags = append(l.diags, ds...)
 	}
+	lang.ScrubDiagnostics(l.diags, l.secrets)
 	return &Result{Resources: out, Backend: l.backend}, l.diags
 }
 
@@ -354,7 +359,18 @@ func (l *loader) declareVariable(b *hclsyntax.Block) {
 			val, ds := a.Expr.Value(nil)
 			l.addDiags(ds)
 			v.def, v.hasDefault = val, !ds.HasErrors()
-		case "description", "sensitive", "nullable":
+		case "sensitive":
+			val, ds := a.Expr.Value(nil)
+			l.addDiags(ds)
+			if ds.HasErrors() {
+				continue
+			}
+			if val.IsNull() || !val.IsKnown() || val.Type() != cty.Bool {
+				l.errorf(a.Expr.Range(), "Invalid value for \"sensitive\"", "Expected true or false.")
+				continue
+			}
+			v.sensitive = val.True()
+		case "description", "nullable":
 		default:
 			l.errorf(a.NameRange, fmt.Sprintf("Unsupported argument %q in variable", a.Name),
 				"A variable takes type, default, description, sensitive, nullable and validation blocks.")
@@ -471,11 +487,45 @@ func (l *loader) evalVariables() cty.Value {
 		}
 		values[name] = v.def
 	}
+	for name, val := range values {
+		if l.variables[name].sensitive {
+			collectStrings(val, &l.secrets)
+			values[name] = val.Mark(sensitiveMark)
+		}
+	}
 	obj := cty.ObjectVal(values)
 	for _, name := range l.variableNames() {
 		l.validateVariable(l.variables[name], obj)
 	}
 	return obj
+}
+
+// sensitiveMark marks the values of variables declared sensitive; HCL
+// carries marks through expressions and functions, so every value
+// computed from one is marked too.
+const sensitiveMark = mark("sensitive")
+
+type mark string
+
+// isSensitive reports whether a value carries the sensitive mark itself
+// (not only inside its elements).
+func isSensitive(v cty.Value) bool { return v.HasMark(sensitiveMark) }
+
+// collectStrings gathers the strings in a value, to scrub them from
+// messages. (Numbers and booleans are left: replacing every "1" in a
+// message would make it unreadable.)
+func collectStrings(v cty.Value, out *[]string) {
+	v, _ = v.UnmarkDeep()
+	switch {
+	case v.IsNull() || !v.IsKnown():
+	case v.Type() == cty.String:
+		*out = append(*out, v.AsString())
+	case v.CanIterateElements():
+		for it := v.ElementIterator(); it.Next(); {
+			_, ev := it.Element()
+			collectStrings(ev, out)
+		}
+	}
 }
 
 func (l *loader) variableNames() []string {
@@ -497,6 +547,7 @@ func (l *loader) validateVariable(v *variable, vars cty.Value) {
 		}
 		val, ds := cond.Expr.Value(ctx)
 		l.addDiags(ds)
+		val, _ = val.UnmarkDeep()
 		if ds.HasErrors() || !val.IsKnown() {
 			continue
 		}
@@ -510,7 +561,11 @@ func (l *loader) validateVariable(v *variable, vars cty.Value) {
 		msg := "The value of var." + v.name + " is not valid."
 		if em, ok := vb.Body.Attributes["error_message"]; ok {
 			if mv, ds := em.Expr.Value(ctx); !ds.HasErrors() && mv.Type() == cty.String && mv.IsKnown() && !mv.IsNull() {
-				msg = mv.AsString()
+				if mv.ContainsMarked() {
+					msg = "The error message refers to a sensitive value, so it is not shown."
+				} else {
+					msg = mv.AsString()
+				}
 			}
 		}
 		l.errorf(v.declRange, fmt.Sprintf("Invalid value for variable %q", v.name), "%s", msg)
@@ -737,6 +792,7 @@ func (l *loader) lifecycle(body *hclsyntax.Body, ctx *hcl.EvalContext) *lang.Lif
 				if ds.HasErrors() {
 					continue
 				}
+				v, _ = v.UnmarkDeep()
 				if v.IsNull() || !v.IsKnown() || v.Type() != cty.Bool {
 					l.errorf(a.Expr.Range(), fmt.Sprintf("Invalid value for %q", a.Name), "Expected true or false.")
 					continue
@@ -761,6 +817,7 @@ func (l *loader) lifecycle(body *hclsyntax.Body, ctx *hcl.EvalContext) *lang.Lif
 						continue
 					}
 					v, ds := e.Value(ctx)
+					v, _ = v.UnmarkDeep()
 					if ds.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
 						l.errorf(e.Range(), "Invalid ignore_changes entry", "Each entry is a field name such as tags or resources.")
 						continue
@@ -896,6 +953,12 @@ func (l *loader) exprNode(expr hclsyntax.Expression, ctx *hcl.EvalContext) *lang
 			if ds.HasErrors() {
 				continue
 			}
+			if kv.ContainsMarked() {
+				// A key is part of a field's path, which plans and state
+				// show.
+				l.errorf(it.KeyExpr.Range(), "Sensitive value as a key", "Keys appear in plans and state; they cannot come from a sensitive variable.")
+				continue
+			}
 			if kv.IsNull() || !kv.IsKnown() || kv.Type() != cty.String {
 				l.errorf(it.KeyExpr.Range(), "Invalid key", "Object keys must be known strings.")
 				continue
@@ -998,8 +1061,10 @@ func isLiteralKey(expr hclsyntax.Expression) bool {
 
 func (l *loader) valueNode(val cty.Value, rng lang.Range) *lang.Node {
 	out := &lang.Node{Range: rng}
-	if val.IsMarked() || val.ContainsMarked() {
-		val, _ = val.UnmarkDeep()
+	if val.IsMarked() {
+		out.Sensitive = isSensitive(val)
+		// Elements keep their own marks.
+		val, _ = val.Unmark()
 	}
 	switch {
 	case !val.IsKnown():

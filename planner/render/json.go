@@ -22,7 +22,8 @@ import (
 //     ["delete","create"] or ["create","delete"] for a replacement,
 //     ["read"]); dstack_action is dstack's own word, which adds "scale";
 //     before and after are the configurations with sensitive values
-//     masked; after_unknown marks what is known only after apply;
+//     masked ("(sensitive value)"), and sensitive_paths lists where they
+//     are in after ("env.HF_TOKEN"); after_unknown marks what is known only after apply;
 //     action_reason says why; replace_paths lists the fields that force a
 //     replacement. instances lists the instance-level steps with the
 //     chosen offer and the failover candidates.
@@ -61,13 +62,15 @@ type ResourceChange struct {
 
 // ChangeJSON is a change in Terraform's shape.
 type ChangeJSON struct {
-	Actions      []string              `json:"actions"`
-	Before       json.RawMessage       `json:"before"`
-	After        json.RawMessage       `json:"after"`
-	AfterUnknown map[string]bool       `json:"after_unknown"`
-	ActionReason string                `json:"action_reason"`
-	ReplacePaths [][]string            `json:"replace_paths,omitempty"`
-	Fields       []planner.FieldChange `json:"fields,omitempty"`
+	Actions      []string        `json:"actions"`
+	Before       json.RawMessage `json:"before"`
+	After        json.RawMessage `json:"after"`
+	AfterUnknown map[string]bool `json:"after_unknown"`
+	ActionReason string          `json:"action_reason"`
+	ReplacePaths [][]string      `json:"replace_paths,omitempty"`
+	// SensitivePaths are the paths of after's masked values.
+	SensitivePaths []string              `json:"sensitive_paths,omitempty"`
+	Fields         []planner.FieldChange `json:"fields,omitempty"`
 }
 
 // InstanceOps is one instance-level step.
@@ -131,6 +134,8 @@ func NewDocument(p *planner.Plan) *Document {
 				AfterUnknown: map[string]bool{}, ActionReason: c.Reason, Fields: c.Fields}}
 		if c.Action == planner.Delete {
 			rc.Change.After = json.RawMessage("null")
+		} else if c.Sensitive != nil {
+			rc.Change.SensitivePaths = c.Sensitive.Paths
 		}
 		for _, f := range c.Fields {
 			if f.ForcesReplacement {

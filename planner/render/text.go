@@ -102,7 +102,7 @@ func Value(v any) string {
 
 func fieldValue(v any, sensitive bool) string {
 	if sensitive {
-		return "(sensitive value)"
+		return planner.Masked
 	}
 	return Value(v)
 }

@@ -420,6 +420,10 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	if a.json {
 		events = jsonEvents(s.Stdout)
 	}
+	// A provider's message may quote what it was given: apply's progress
+	// lines and errors never show the plan's sensitive values.
+	scrub := newScrubber(p)
+	events = scrub.events(events)
 	store := &planner.Store{Backend: ss.backend, Workspace: ss.ws, LockID: ss.lockID(), Version: ss.version()}
 	opts := planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version()}
 	if ss.lease != nil {
@@ -432,14 +436,14 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	}
 	res, err := planner.Apply(ctx, p, store, ss.set, opts)
 	if err != nil {
-		return fail(s, err)
+		return fail(s, scrub.err(err))
 	}
 	if !a.json {
 		fmt.Fprintf(s.Stdout, "\nApply complete: %d %s done, %d failed, %d skipped, %d not started.\n",
 			res.Done, plural(res.Done, "step"), res.Failed, res.Skipped, res.NotStarted)
 	}
 	if err := res.Err(); err != nil {
-		return fail(s, err)
+		return fail(s, scrub.err(err))
 	}
 	if a.following() {
 		var runs []string
@@ -531,3 +535,40 @@ func jsonEvents(w io.Writer) func(planner.Event) {
 	enc := json.NewEncoder(w)
 	return func(e planner.Event) { _ = enc.Encode(e) }
 }
+
+// scrubber replaces a plan's sensitive values with the mask in what apply
+// prints.
+type scrubber struct{ r *strings.Replacer }
+
+func newScrubber(p *planner.Plan) scrubber { return scrubber{lang.Scrubber(p.SensitiveValues())} }
+
+func (sc scrubber) events(next func(planner.Event)) func(planner.Event) {
+	if sc.r == nil {
+		return next
+	}
+	return func(e planner.Event) {
+		e.Message, e.ID = sc.r.Replace(e.Message), sc.r.Replace(e.ID)
+		next(e)
+	}
+}
+
+// err keeps the error for errors.Is and errors.As; only its message is
+// scrubbed.
+func (sc scrubber) err(err error) error {
+	if sc.r == nil || err == nil {
+		return err
+	}
+	msg := sc.r.Replace(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return scrubbedError{err: err, msg: msg}
+}
+
+type scrubbedError struct {
+	err error
+	msg string
+}
+
+func (e scrubbedError) Error() string { return e.msg }
+func (e scrubbedError) Unwrap() error { return e.err }
