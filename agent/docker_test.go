@@ -218,3 +218,28 @@ func TestDockerLogSizeCap(t *testing.T) {
 	a := startAgent(t, t.TempDir(), withLogLimit(limit), withRuntime(rt))
 	checkLogSizeCap(t, a, dockerJob(t, img, "chatty"), limit)
 }
+
+// TestDockerExecAsJobUser: a command run in a container job (attach --
+// CMD) runs as the job's user, in its working directory, with the job's
+// environment and nothing of the agent's.
+func TestDockerExecAsJobUser(t *testing.T) {
+	rt, img := dockerRuntime(t)
+	name, value, _ := strings.Cut(agentSecret, "=")
+	t.Setenv(name, value)
+	a := startAgent(t, t.TempDir(), withRuntime(rt))
+	spec := dockerJob(t, img, "exec-user", "sleep 30")
+	spec.User, spec.WorkingDir = "nobody", "/tmp"
+	spec.Env = map[string]string{"JOB_VAR": "from-job"}
+	a.submit(spec)
+	a.waitRunning(spec.ID)
+	if got := strings.TrimSpace(execOutput(t, a.c, spec.ID, "id", "-un")); got != "nobody" {
+		t.Errorf("exec id -un = %q, want nobody", got)
+	}
+	if got := strings.TrimSpace(execOutput(t, a.c, spec.ID, "pwd")); got != "/tmp" {
+		t.Errorf("exec pwd = %q, want /tmp", got)
+	}
+	env := execOutput(t, a.c, spec.ID, "env")
+	if !strings.Contains(env, "JOB_VAR=from-job\n") || strings.Contains(env, value) || strings.Contains(env, name) {
+		t.Errorf("exec env, want JOB_VAR and not the agent's %s:\n%s", name, env)
+	}
+}
