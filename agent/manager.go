@@ -524,13 +524,13 @@ func (m *Manager) watch(j *job, h Handle) {
 	switch {
 	case j.rec.StopRequested:
 		r.State = StateStopped
-		r.Reason = "stopped on request (" + reason + ")"
+		r.Reason = "stopped on request: " + reason
 	case j.rec.Inactive:
 		r.State = StateStopped
-		r.Reason = fmt.Sprintf("stopped after %s without anyone attached (%s)", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
+		r.Reason = fmt.Sprintf("stopped after %s without anyone attached: %s", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
 	case j.rec.Expired:
 		r.State = StateStopped
-		r.Reason = fmt.Sprintf("stopped after its max duration of %s (%s)", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
+		r.Reason = fmt.Sprintf("stopped after its max duration of %s: %s", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
 	case code == 0:
 		r.State = StateDone
 	default:

@@ -239,7 +239,7 @@ func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) (
 				status = "gone"
 			}
 			finished := strings.HasPrefix(status, providers.StatusDone) || strings.HasPrefix(status, providers.StatusFailed) ||
-				strings.HasPrefix(status, providers.StatusTerminated) || status == "gone"
+				strings.HasPrefix(status, providers.StatusStopped) || strings.HasPrefix(status, providers.StatusTerminated) || status == "gone"
 			if finished && !all {
 				continue
 			}
