@@ -82,7 +82,7 @@ func TestDockerScripts(t *testing.T) {
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
