@@ -138,7 +138,7 @@ const (
 	StateRunning  JobState = "running"
 	StateDone     JobState = "done"    // exited with code 0
 	StateFailed   JobState = "failed"  // failed to start, exited non-zero, or was lost
-	StateStopped  JobState = "stopped" // stopped on request
+	StateStopped  JobState = "stopped" // stopped on request, for inactivity or its max duration
 )
 
 // Finished reports whether the job has ended.

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/runtime/docker"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
@@ -217,4 +220,62 @@ func TestDockerLogSizeCap(t *testing.T) {
 	const limit = 1 << 20
 	a := startAgent(t, t.TempDir(), withLogLimit(limit), withRuntime(rt))
 	checkLogSizeCap(t, a, dockerJob(t, img, "chatty"), limit)
+}
+
+// TestDockerExecAsJobUser: a command run in a container job (attach --
+// CMD) runs as the job's user, in its working directory, with the job's
+// environment and nothing of the agent's.
+func TestDockerExecAsJobUser(t *testing.T) {
+	rt, img := dockerRuntime(t)
+	name, value, _ := strings.Cut(agentSecret, "=")
+	t.Setenv(name, value)
+	a := startAgent(t, t.TempDir(), withRuntime(rt))
+	spec := dockerJob(t, img, "exec-user", "sleep 30")
+	spec.User, spec.WorkingDir = "nobody", "/tmp"
+	spec.Env = map[string]string{"JOB_VAR": "from-job"}
+	a.submit(spec)
+	a.waitRunning(spec.ID)
+	if got := strings.TrimSpace(execOutput(t, a.c, spec.ID, "id", "-un")); got != "nobody" {
+		t.Errorf("exec id -un = %q, want nobody", got)
+	}
+	if got := strings.TrimSpace(execOutput(t, a.c, spec.ID, "pwd")); got != "/tmp" {
+		t.Errorf("exec pwd = %q, want /tmp", got)
+	}
+	env := execOutput(t, a.c, spec.ID, "env")
+	if !strings.Contains(env, "JOB_VAR=from-job\n") || strings.Contains(env, value) || strings.Contains(env, name) {
+		t.Errorf("exec env, want JOB_VAR and not the agent's %s:\n%s", name, env)
+	}
+}
+
+// TestDockerStopRemovesContainer: stopping a container job removes its
+// container (docker ps -a no longer lists it) once its output is in the
+// log, which stays readable; Delete then has nothing left to remove.
+func TestDockerStopRemovesContainer(t *testing.T) {
+	rt, img := dockerRuntime(t)
+	a := startAgent(t, t.TempDir(), withRuntime(rt))
+	spec := dockerJob(t, img, "stop-rm", "trap 'echo cleaning up; exit 0' TERM", "echo started", "while true; do sleep 0.1; done")
+	a.submit(spec)
+	a.waitRunning(spec.ID)
+	a.waitLog(spec.ID, "started\n")
+	job, err := a.c.Stop(t.Context(), spec.ID, agent.StopRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != agent.StateStopped {
+		t.Errorf("stopped job is %s (%s)", job.State, job.Reason)
+	}
+	list, err := dockertest.Client(t).ContainerList(t.Context(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", docker.LabelJobID+"="+spec.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list {
+		t.Errorf("container %s of the stopped job is still there (%s)", c.Names, c.Status)
+	}
+	if got := a.logs(spec.ID); got != "started\ncleaning up\n" {
+		t.Errorf("log of the stopped job: %q", got)
+	}
+	if err := a.c.Delete(t.Context(), spec.ID); err != nil {
+		t.Errorf("delete after the stop: %v", err)
+	}
 }

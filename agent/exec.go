@@ -13,14 +13,13 @@ import (
 )
 
 // ExecRequest runs a command inside a running job (`dstack attach RUN --
-// CMD`): in its container, or beside its process with its environment and
-// working directory.
+// CMD`): in its container, or beside its process. Either way it runs as
+// the job's user, with the job's environment (never the agent's) and in
+// its working directory.
 type ExecRequest struct {
 	Command []string `json:"command"`
 	// TTY asks for a terminal (Docker only); output is then one stream.
 	TTY bool `json:"tty,omitempty"`
-	// Env is filled in by the manager from the job's spec.
-	Env map[string]string `json:"-"`
 }
 
 // Execer is an optional capability of a Handle: running a command in the
@@ -35,11 +34,10 @@ func (m *Manager) Exec(ctx context.Context, id string, req ExecRequest, stdin io
 	if len(req.Command) == 0 {
 		return 0, &InvalidSpecError{Err: errors.New("exec needs a command")}
 	}
-	h, spec, err := m.running(id)
+	h, _, err := m.running(id)
 	if err != nil {
 		return 0, err
 	}
-	req.Env = spec.Env
 	ex, ok := h.(Execer)
 	if !ok {
 		return 0, fmt.Errorf("job %s: its runtime cannot run commands in it: %w", id, ErrNoRuntime)

@@ -499,6 +499,17 @@ func (m *Manager) watch(j *job, h Handle) {
 		return // closing: the job runs on, for the next agent to re-attach
 	}
 	m.mu.Lock()
+	stopped := j.rec.StopRequested || j.rec.Inactive || j.rec.Expired
+	m.mu.Unlock()
+	if err == nil && stopped {
+		// A stopped job is not coming back: free its container (or
+		// working files) now rather than at Delete. Its output is in the
+		// log file, which stays.
+		if err := h.Remove(m.lifetime); err != nil {
+			m.log.Warn("remove stopped job", "job", j.rec.Job.Spec.ID, "err", err)
+		}
+	}
+	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
 		m.log.Warn("lost track of job", "job", j.rec.Job.Spec.ID, "err", err)
@@ -513,13 +524,13 @@ func (m *Manager) watch(j *job, h Handle) {
 	switch {
 	case j.rec.StopRequested:
 		r.State = StateStopped
-		r.Reason = "stopped on request (" + reason + ")"
+		r.Reason = "stopped on request: " + reason
 	case j.rec.Inactive:
 		r.State = StateStopped
-		r.Reason = fmt.Sprintf("stopped after %s without anyone attached (%s)", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
+		r.Reason = fmt.Sprintf("stopped after %s without anyone attached: %s", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
 	case j.rec.Expired:
 		r.State = StateStopped
-		r.Reason = fmt.Sprintf("stopped after its max duration of %s (%s)", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
+		r.Reason = fmt.Sprintf("stopped after its max duration of %s: %s", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
 	case code == 0:
 		r.State = StateDone
 	default:
@@ -580,9 +591,11 @@ func (m *Manager) List(runName string) []Job {
 
 // Stop stops a job: SIGTERM, then SIGKILL after the grace period (the
 // request's, or the spec's, or DefaultStopGrace; none with req.Abort). A
-// job still starting is cancelled. Stop returns the job once it has ended,
-// in state stopped (or as it was, when it had already ended), or ctx's
-// error if ctx ends first; the stop goes on regardless.
+// job still starting is cancelled. Once the job has ended its runtime
+// frees what it held (Handle.Remove: its container, its working files);
+// its record and log stay until Delete. Stop returns the job once it has
+// ended, in state stopped (or as it was, when it had already ended), or
+// ctx's error if ctx ends first; the stop goes on regardless.
 func (m *Manager) Stop(ctx context.Context, id string, req StopRequest) (Job, error) {
 	m.mu.Lock()
 	j, ok := m.jobs[id]

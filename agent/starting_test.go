@@ -126,7 +126,7 @@ func TestStatesBeforeRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.State != agent.StateStopped || exitCode(job) != 143 || job.Reason != "stopped on request (killed by signal 15)" {
+	if job.State != agent.StateStopped || exitCode(job) != 143 || job.Reason != "stopped on request: killed by signal 15" {
 		t.Errorf("stopped job: %s, %d (%q)", job.State, exitCode(job), job.Reason)
 	}
 

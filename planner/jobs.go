@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/providers"
@@ -38,7 +41,7 @@ type Job struct {
 // Finished reports whether the job has ended, one way or another.
 func (j Job) Finished() bool {
 	switch j.Status {
-	case providers.StatusDone, providers.StatusFailed, providers.StatusTerminated, StatusGone:
+	case providers.StatusDone, providers.StatusFailed, providers.StatusStopped, providers.StatusTerminated, StatusGone:
 		return true
 	}
 	return false
@@ -159,29 +162,41 @@ func StopWorkers(ctx context.Context, r *state.Resource, set providers.Set) ([]i
 		cp.Status = jobs[i].Status
 		now.Instances[i] = &cp
 	}
+	// Each worker stops within its own grace period: all at once, so
+	// that stopping n of them takes one grace period, not n.
+	var mu sync.Mutex
 	var stopped []int
 	var errs []error
+	var g errgroup.Group
+	g.SetLimit(16)
 	for _, in := range workersToStop(criteria, &now) {
-		p, err := set.For(in.Provider)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		jc, ok := p.(providers.JobControl)
-		if !ok {
-			errs = append(errs, fmt.Errorf("the %s backend cannot stop a job", in.Provider))
-			continue
-		}
-		if err := jc.StopJob(ctx, in.ProviderID, false); err != nil {
-			errs = append(errs, fmt.Errorf("stopping %s[%d]: %w", r.Address, in.Index, err))
-			continue
-		}
-		stopped = append(stopped, in.Index)
+		g.Go(func() error {
+			err := stopJob(ctx, set, in)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("stopping %s[%d]: %w", r.Address, in.Index, err))
+			} else {
+				stopped = append(stopped, in.Index)
+			}
+			return nil
+		})
 	}
-	if len(errs) > 0 {
-		return stopped, errors.Join(errs...)
+	_ = g.Wait()
+	slices.Sort(stopped)
+	return stopped, errors.Join(errs...)
+}
+
+func stopJob(ctx context.Context, set providers.Set, in *state.Instance) error {
+	p, err := set.For(in.Provider)
+	if err != nil {
+		return err
 	}
-	return stopped, nil
+	jc, ok := p.(providers.JobControl)
+	if !ok {
+		return fmt.Errorf("the %s backend cannot stop a job", in.Provider)
+	}
+	return jc.StopJob(ctx, in.ProviderID, false)
 }
 
 // recordedStopCriteria is the stop_criteria of the task configuration

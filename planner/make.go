@@ -802,7 +802,7 @@ func taskFinished(r *state.Resource) bool {
 		return false
 	}
 	for _, in := range r.Instances {
-		if in.Status != providers.StatusDone && in.Status != providers.StatusFailed {
+		if !providers.Ended(in.Status) {
 			return false
 		}
 	}

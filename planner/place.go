@@ -150,7 +150,7 @@ func (m *maker) hostFor(in *state.Instance) *host {
 }
 
 func finishedJob(in *state.Instance) bool {
-	return in.Status == providers.StatusDone || in.Status == providers.StatusFailed
+	return providers.Ended(in.Status)
 }
 
 func (d Demand) plus(o Demand) Demand {

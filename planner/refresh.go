@@ -149,16 +149,19 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				d.Message = fmt.Sprintf("job %s of %s, left on a host that did not answer, is gone", nonEmpty(in.ProviderID, in.Token), r.Address)
 				drift = append(drift, d)
 				continue
-			case !ok || o.Status == providers.StatusTerminated || (o.Status == providers.StatusFailed && kind != lang.KindTask && !Abandoned(in)):
-				if kind == lang.KindTask && (in.Status == providers.StatusDone || in.Status == providers.StatusFailed) {
+			case !ok || o.Status == providers.StatusTerminated || ((o.Status == providers.StatusFailed || o.Status == providers.StatusStopped) && kind != lang.KindTask && !Abandoned(in)):
+				if kind == lang.KindTask && providers.Ended(in.Status) {
 					kept = append(kept, in) // a finished job's record stays
 					continue
 				}
 				what := "was deleted outside dstack"
 				if ok {
 					what = "was terminated outside dstack"
-					if o.Status == providers.StatusFailed {
+					switch o.Status {
+					case providers.StatusFailed:
 						what = "failed"
+					case providers.StatusStopped:
+						what = "was stopped"
 					}
 					if o.Reason != "" {
 						what += " (" + o.Reason + ")"

@@ -41,6 +41,11 @@ const (
 	StatusDone         = "done"       // a job that exited 0
 	StatusFailed       = "failed"     // a job that exited non-zero, an instance that broke
 	StatusTerminated   = "terminated" // gone: deleted, or interrupted
+	// StatusStopped is a job stopped on purpose: on request (dstack
+	// stop, a master-done run's workers), for its max_duration, or for
+	// its inactivity_duration. Like a failed one it has ended, but it is
+	// no error: a retry policy does not run it again.
+	StatusStopped = "stopped"
 	// StatusUnknown is a job whose host cannot say for now (an SSH host
 	// whose agent is down): neither gone nor ended.
 	StatusUnknown = "unknown"
@@ -70,7 +75,13 @@ type Object struct {
 
 // Live reports whether the object still exists and works.
 func (o Object) Live() bool {
-	return o.Status != StatusTerminated && o.Status != StatusFailed
+	return o.Status != StatusTerminated && o.Status != StatusFailed && o.Status != StatusStopped
+}
+
+// Ended reports whether a job of this status has ended and is kept as a
+// record: done, failed or stopped.
+func Ended(status string) bool {
+	return status == StatusDone || status == StatusFailed || status == StatusStopped
 }
 
 // CreateRequest asks for one object.

@@ -24,10 +24,14 @@
 //
 // What the host runtime does with a spec: Commands run with the spec's
 // shell as a `set -e` script; Entrypoint, when set, is the program, with
-// Commands as its arguments. The environment is a minimal base (PATH,
-// HOME, USER, LOGNAME, LANG, LC_ALL, TZ, TMPDIR from the agent's) plus
+// Commands as its arguments. The environment is the spec's, never the
+// agent's: PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin),
+// HOME, USER and LOGNAME of the job's user from the user database, plus
 // CUDA_VISIBLE_DEVICES from the spec's GPUs (unset when it lists none, so
-// the job sees every GPU), plus the spec's Env, which wins. A relative or
+// the job sees every GPU), plus $PORT and $DSTACK_PORT_<port> for its
+// ports, plus the spec's Env, which wins. Commands run in the job (exec,
+// `dstack attach RUN -- CMD`) run as the job's user, with that
+// environment, in its working directory. A relative or
 // empty WorkingDir is inside the job's own directory, which Remove deletes;
 // an absolute one is used (and created) as is and kept. User switches
 // users only when the agent runs as root, and needs an absolute
@@ -78,7 +82,7 @@ echo "$code" > "$0"
 exit "$code"
 `
 
-// defaultPath is the job's PATH when the agent has none.
+// defaultPath is the job's PATH unless its spec sets one.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Options configure the host runtime.
@@ -171,10 +175,11 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 			release()
 		}
 	}()
-	cred, home, err := credential(spec.User)
+	acct, err := credential(spec.User)
 	if err != nil {
 		return nil, err
 	}
+	cred := acct.cred
 	progress(agent.StateCreating, "starting the process")
 	dir := r.jobDir(spec.ID)
 	if p, ok, _ := r.find(spec, dir); ok && p.alive() {
@@ -213,7 +218,7 @@ func (r *Runtime) Start(ctx context.Context, spec agent.JobSpec, logPath string,
 	exitPath := filepath.Join(dir, "exit")
 	cmd := exec.Command("/bin/sh", append([]string{"-c", wrapper, exitPath}, argv...)...)
 	cmd.Dir = st.WorkDir
-	cmd.Env = environ(withPortEnv(spec, ports), home)
+	cmd.Env = environ(withPortEnv(spec, ports), acct)
 	cmd.Stdout, cmd.Stderr = logf, logf // *os.File: handed to the process, no copying
 	// A session of its own: its own process group to signal, and no
 	// controlling terminal to lose when the agent's terminal goes away.
@@ -418,17 +423,31 @@ func withPortEnv(spec agent.JobSpec, ports []agent.PortBinding) agent.JobSpec {
 	return spec
 }
 
-// credential resolves the spec's user ("name", "uid" or "uid:gid"). It
-// returns nil when the job runs as the agent's user.
-func credential(spec string) (*syscall.Credential, string, error) {
+// account is the user a job runs as.
+type account struct {
+	// cred switches to the user; nil when the job runs as the agent's
+	// own user.
+	cred *syscall.Credential
+	// name and home are the user's from the user database; empty when
+	// it has no entry there.
+	name, home string
+}
+
+// credential resolves the spec's user ("name", "uid" or "uid:gid"); an
+// empty one is the agent's own user.
+func credential(spec string) (account, error) {
 	if spec == "" {
-		return nil, "", nil
+		var a account
+		if u, err := user.Current(); err == nil {
+			a.name, a.home = u.Username, u.HomeDir
+		}
+		return a, nil
 	}
 	name, group, _ := strings.Cut(spec, ":")
 	u, err := user.Lookup(name)
 	if err != nil {
 		if u, err = user.LookupId(name); err != nil {
-			return nil, "", fmt.Errorf("user %q: %w", spec, err)
+			return account{}, fmt.Errorf("user %q: %w", spec, err)
 		}
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
@@ -437,26 +456,27 @@ func credential(spec string) (*syscall.Credential, string, error) {
 		g, err := user.LookupGroup(group)
 		if err != nil {
 			if g, err = user.LookupGroupId(group); err != nil {
-				return nil, "", fmt.Errorf("group %q: %w", group, err)
+				return account{}, fmt.Errorf("group %q: %w", group, err)
 			}
 		}
 		gid, _ = strconv.ParseUint(g.Gid, 10, 32)
 	}
+	a := account{name: u.Username, home: u.HomeDir}
 	if int(uid) == os.Geteuid() && group == "" {
-		return nil, u.HomeDir, nil
+		return a, nil
 	}
 	if os.Geteuid() != 0 {
-		return nil, "", fmt.Errorf("user %q: the host runtime switches users only when the agent runs as root", spec)
+		return account{}, fmt.Errorf("user %q: the host runtime switches users only when the agent runs as root", spec)
 	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	a.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	if ids, err := u.GroupIds(); err == nil {
 		for _, id := range ids {
 			if g, err := strconv.ParseUint(id, 10, 32); err == nil {
-				cred.Groups = append(cred.Groups, uint32(g))
+				a.cred.Groups = append(a.cred.Groups, uint32(g))
 			}
 		}
 	}
-	return cred, u.HomeDir, nil
+	return a, nil
 }
 
 // workDir makes the job's working directory: an absolute WorkingDir as
@@ -528,24 +548,18 @@ func (r *Runtime) mount(volumes []agent.Mount, workDir string) ([]string, error)
 	return outside, nil
 }
 
-// environ is the job's environment: a minimal base from the agent's,
-// the GPUs, then the spec's variables.
-func environ(spec agent.JobSpec, home string) []string {
+// environ is the job's environment, made from its spec and nothing of
+// the agent's: PATH (defaultPath), HOME, USER and LOGNAME of the job's
+// user (from the user database; left out when it has no entry), then
+// CUDA_VISIBLE_DEVICES from the spec's GPUs, then the spec's variables,
+// which win. Commands run in the job (exec) get the same.
+func environ(spec agent.JobSpec, acct account) []string {
 	env := map[string]string{"PATH": defaultPath}
-	for _, k := range []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env[k] = v
-		}
+	if acct.home != "" {
+		env["HOME"] = acct.home
 	}
-	if home != "" && spec.User != "" {
-		env["HOME"] = home
-		name, _, _ := strings.Cut(spec.User, ":")
-		if u, err := user.Lookup(name); err == nil {
-			name = u.Username
-		} else if u, err := user.LookupId(name); err == nil {
-			name = u.Username
-		}
-		env["USER"], env["LOGNAME"] = name, name
+	if acct.name != "" {
+		env["USER"], env["LOGNAME"] = acct.name, acct.name
 	}
 	if len(spec.GPUs) > 0 {
 		env["CUDA_VISIBLE_DEVICES"] = strings.Join(spec.GPUs, ",")

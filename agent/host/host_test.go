@@ -202,13 +202,13 @@ func TestLeftoverProcessesDie(t *testing.T) {
 func TestUserNeedsRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// As root, switching to nobody works.
-		cred, home, err := credential("nobody")
-		if err != nil || cred == nil || cred.Uid == 0 || home == "" {
-			t.Errorf("credential(nobody) = %+v, %q, %v", cred, home, err)
+		a, err := credential("nobody")
+		if err != nil || a.cred == nil || a.cred.Uid == 0 || a.home == "" || a.name != "nobody" {
+			t.Errorf("credential(nobody) = %+v, %v", a, err)
 		}
 		return
 	}
-	if _, _, err := credential("root"); err == nil || !strings.Contains(err.Error(), "root") {
+	if _, err := credential("root"); err == nil || !strings.Contains(err.Error(), "root") {
 		t.Errorf("switching to root as a user: %v", err)
 	}
 }

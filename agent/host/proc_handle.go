@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +33,11 @@ const killWait = 2 * time.Second
 // proc is the Handle of one host job: the wrapper process, the leader of
 // the job's process group.
 type proc struct {
-	r     *Runtime
-	gpus  []string
+	r    *Runtime
+	gpus []string
+	// user and env are the spec's, for the commands run in the job.
+	user  string
+	env   map[string]string
 	dir   string
 	st    procState
 	ports []agent.PortBinding
@@ -55,7 +59,7 @@ type cpuSample struct {
 }
 
 func (r *Runtime) newProc(spec agent.JobSpec, dir string, st procState, ports []agent.PortBinding) *proc {
-	return &proc{r: r, gpus: slices.Clone(spec.GPUs), dir: dir, st: st, ports: ports}
+	return &proc{r: r, gpus: slices.Clone(spec.GPUs), user: spec.User, env: maps.Clone(spec.Env), dir: dir, st: st, ports: ports}
 }
 
 func (p *proc) exitPath() string { return filepath.Join(p.dir, "exit") }
@@ -305,17 +309,27 @@ func removeLinks(links []string) error {
 	return nil
 }
 
-// Exec runs a command beside the job's process: in its working directory,
-// with its environment (a host process has no terminal to give).
+// Exec runs a command beside the job's process as the job's user, with
+// the job's environment (see environ: nothing of the agent's) and in its
+// working directory; a host process has no terminal to give. The command
+// is looked up in the job's PATH.
 func (p *proc) Exec(ctx context.Context, req agent.ExecRequest, stdin io.Reader, stdout io.Writer) (int, error) {
-	cmd := exec.CommandContext(ctx, req.Command[0], req.Command[1:]...)
-	cmd.Dir = p.st.WorkDir
-	cmd.Env = os.Environ()
-	for k, v := range req.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	acct, err := credential(p.user)
+	if err != nil {
+		return 0, fmt.Errorf("exec in job: %w", err)
 	}
+	env := environ(withPortEnv(agent.JobSpec{Env: p.env, GPUs: p.gpus}, p.ports), acct)
+	path, err := lookPath(req.Command[0], env)
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.CommandContext(ctx, path, req.Command[1:]...)
+	cmd.Args[0] = req.Command[0]
+	cmd.Dir = p.st.WorkDir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: acct.cred}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stdout
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode(), nil
@@ -324,4 +338,28 @@ func (p *proc) Exec(ctx context.Context, req agent.ExecRequest, stdin io.Reader,
 		return 0, fmt.Errorf("running %s: %w", req.Command[0], err)
 	}
 	return 0, nil
+}
+
+// lookPath finds a command as the job's shell would: a name with a slash
+// as it is, any other in the directories of env's PATH.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	var dirs string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			dirs = v
+		}
+	}
+	for _, dir := range filepath.SplitList(dirs) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return path, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in the job's PATH (%s)", name, dirs)
 }

@@ -331,13 +331,11 @@ func JobObject(address, host string, j agent.Job) providers.Object {
 	case agent.StateFailed:
 		o.Status = providers.StatusFailed
 	case agent.StateStopped:
-		// A stopped job has ended like a failed one: a task is not run
-		// again by itself (apply -replace does that), a service's replica
-		// is replaced.
-		o.Status = providers.StatusFailed
-		if o.Reason == "" {
-			o.Reason = "stopped"
-		}
+		// A task is not run again by itself (apply -replace does that),
+		// a service's replica is replaced. The status says "stopped"; the
+		// reason says why ("on request: exit code 0").
+		o.Status = providers.StatusStopped
+		o.Reason = strings.TrimPrefix(o.Reason, "stopped ")
 	case agent.StateRunning:
 		o.Status = providers.StatusRunning
 	default:

@@ -558,7 +558,7 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			out[tok] = o
 		case providers.KindJob:
 			if !hs.healthy {
-				if o.Status == providers.StatusDone || o.Status == providers.StatusFailed {
+				if providers.Ended(o.Status) {
 					out[tok] = o // it ended, as recorded
 					continue
 				}

@@ -297,10 +297,12 @@ func metricsOf(s container.StatsResponse, prev, cur cpuSample) agent.Metrics {
 }
 
 // Exec runs a command in the container (docker exec), with a terminal
-// when asked for one.
+// when asked for one: as the job's user, in its working directory, with
+// the container's environment (the job's; the agent's never enters it).
 func (h *Handle) Exec(ctx context.Context, req agent.ExecRequest, stdin io.Reader, stdout io.Writer) (int, error) {
 	cli := h.rt.cli
 	created, err := cli.ContainerExecCreate(ctx, h.id, container.ExecOptions{Cmd: req.Command, Tty: req.TTY,
+		User: h.spec.User, WorkingDir: h.spec.WorkingDir,
 		AttachStdin: true, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		return 0, fmt.Errorf("docker exec: %w", err)

@@ -409,7 +409,7 @@ func fillComputed(obj map[string]any, res *state.Resource, addr string, keepKnow
 	set(attrProvisioned, list)
 	set(attrPrice, total)
 	status := ""
-	for _, s := range []string{providers.StatusFailed, providers.StatusProvisioning, "creating", providers.StatusRunning, providers.StatusDone, providers.StatusTerminated} {
+	for _, s := range []string{providers.StatusFailed, providers.StatusProvisioning, "creating", providers.StatusRunning, providers.StatusStopped, providers.StatusDone, providers.StatusTerminated} {
 		if statuses[s] {
 			status = s
 			break

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -23,6 +25,10 @@ type forward struct {
 	local     int // on this machine; 0: any free port
 	container int
 	target    string // host:port the job's port is published on
+	// direct is set when the job's port is already localhost:local (a
+	// host process of the local backend binds its port on this machine
+	// itself): there is nothing to forward, nor a port to bind.
+	direct bool
 	// dial reaches target (directly, or through the job's host's SSH
 	// connection).
 	dial func(ctx context.Context) (net.Conn, error)
@@ -61,7 +67,17 @@ func runAttach(argv []string, s Streams, env Env) int {
 	}
 	var wg sync.WaitGroup
 	for _, f := range fwds {
+		if f.direct {
+			fmt.Fprintf(s.Stdout, "Port %d of %s is at http://localhost:%d (the job runs on this machine)\n", f.container, r.Address, f.local)
+			continue
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.local)))
+		if errors.Is(err, syscall.EADDRINUSE) && f.local != 0 {
+			// Something here holds the local port (another replica of
+			// the job, another program): forward from a free one.
+			fmt.Fprintf(s.Stderr, "dstack: localhost:%d is in use; forwarding port %d from another local port\n", f.local, f.container)
+			ln, err = net.Listen("tcp", "127.0.0.1:0")
+		}
 		if err != nil {
 			return fail(s, fmt.Errorf("listening on localhost:%d for port %d: %w", f.local, f.container, err))
 		}
@@ -140,6 +156,11 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 			f.local = 0
 		} else {
 			f.local = *pt.LocalPort
+		}
+		// The job listens on this machine's loopback at the local port
+		// asked for: binding it again would fail, and is not needed.
+		if ip := net.ParseIP(nonEmpty(o.Attributes["ip"], "127.0.0.1")); !tunnel && ip != nil && ip.IsLoopback() && f.local == hostPort {
+			f.direct = true
 		}
 		out = append(out, f)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,8 +10,11 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
@@ -141,7 +145,7 @@ func streamLogs(ctx context.Context, set providers.Set, in *state.Instance, foll
 }
 
 func runStop(argv []string, s Streams, env Env) int {
-	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs: SIGTERM, then SIGKILL after the grace period. The next\napply starts the run again if its configuration still declares it.", s)
+	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs, all at once: SIGTERM, then SIGKILL after the grace period.\nThe next apply starts the run again if its configuration still declares it.", s)
 	abort := fs.Bool("abort", false, "kill at once, without the grace period")
 	t, code := openRun(fs, argv, s, env)
 	if t == nil {
@@ -149,17 +153,47 @@ func runStop(argv []string, s Streams, env Env) int {
 	}
 	defer t.cancel()
 	ctx, set, r := t.ctx, t.set, t.run
-	for _, in := range r.Instances {
-		jc, err := jobControl(set, in)
+	var mu sync.Mutex // guards s.Stdout
+	err := stopJobs(ctx, set, r.Instances, *abort, func(in *state.Instance, err error) error {
 		if err != nil {
-			return fail(s, err)
+			return fmt.Errorf("stopping %s[%d]: %w", r.Address, in.Index, err)
 		}
-		if err := jc.StopJob(ctx, in.ProviderID, *abort); err != nil {
-			return fail(s, fmt.Errorf("stopping %s[%d]: %w", r.Address, in.Index, err))
-		}
+		mu.Lock()
+		defer mu.Unlock()
 		fmt.Fprintf(s.Stdout, "Stopped %s[%d]\n", r.Address, in.Index)
+		return nil
+	})
+	if err != nil {
+		return fail(s, err)
 	}
 	return ExitOK
+}
+
+// maxParallelStops bounds the jobs stopped at once: each waits out its
+// grace period, so one after the other a run of n replicas took n grace
+// periods to stop.
+const maxParallelStops = 16
+
+// stopJobs stops the jobs concurrently (at most maxParallelStops at a
+// time) and calls done, from the goroutine that stopped it, as each one
+// has; a failure to stop one does not cancel the others. It returns the
+// errors done returned, joined.
+func stopJobs(ctx context.Context, set providers.Set, jobs []*state.Instance, abort bool, done func(*state.Instance, error) error) error {
+	var g errgroup.Group
+	g.SetLimit(maxParallelStops)
+	errs := make([]error, len(jobs))
+	for i, in := range jobs {
+		g.Go(func() error {
+			jc, err := jobControl(set, in)
+			if err == nil {
+				err = jc.StopJob(ctx, in.ProviderID, abort)
+			}
+			errs[i] = done(in, err)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
 }
 
 func runPS(argv []string, s Streams, env Env) int {

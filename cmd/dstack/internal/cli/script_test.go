@@ -50,6 +50,12 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
 			return nil
 		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" { // switching a job's user needs root
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Dir:                 "testdata/script",
 		UpdateScripts:       os.Getenv("UPDATE_SCRIPTS") == "1",
 		RequireExplicitExec: false,
@@ -61,6 +67,7 @@ func TestScripts(t *testing.T) {
 			"stopagent":  cmdStopAgent,
 			"httpget":    cmdHTTPGet,
 			"waitfor":    cmdWaitFor,
+			"within":     cmdWithin,
 		},
 	})
 }
@@ -75,7 +82,7 @@ func TestDockerScripts(t *testing.T) {
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
@@ -89,6 +96,7 @@ func TestDockerScripts(t *testing.T) {
 			"stopagent": cmdStopAgent,
 			"httpget":   cmdHTTPGet,
 			"exitcode":  cmdExitcode,
+			"within":    cmdWithin,
 		},
 	})
 }
@@ -261,4 +269,25 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s never printed %s; last:\n%s", strings.Join(args[1:sep], " "), re, out)
+}
+
+// cmdWithin runs a program like exec (its output is what stdout and
+// stderr check next) and fails unless it succeeds within a time limit:
+// within LIMIT PROGRAM ARGS...
+func cmdWithin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: within LIMIT PROGRAM [ARGS...]")
+	}
+	limit, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	start := time.Now()
+	err = ts.Exec(args[1], args[2:]...)
+	took := time.Since(start)
+	ts.Logf("%s took %v", strings.Join(args[1:], " "), took.Round(time.Millisecond))
+	if err != nil {
+		ts.Fatalf("%s: %v", strings.Join(args[1:], " "), err)
+	}
+	if took > limit {
+		ts.Fatalf("%s took %v, more than %v", strings.Join(args[1:], " "), took.Round(time.Millisecond), limit)
+	}
 }
