@@ -33,7 +33,11 @@ type Input struct {
 	ToolVersion  string
 	// Offers are what providers can make now, for placement.
 	Offers []offers.Offer
-	Mode   Mode
+	// HostsBackend is the backend that serves fleets of given hosts
+	// (ssh_config): the registry's. A plan with such a fleet and none
+	// is refused.
+	HostsBackend string
+	Mode         Mode
 	// Targets limits the plan to these addresses and what they need.
 	Targets []string
 	// Replace forces these addresses to be replaced.
@@ -141,6 +145,9 @@ type maker struct {
 	runHosts map[string][]*host
 	// byAddress are the existing hosts by address ("fleet.a[0]").
 	byAddress map[string]*host
+	// noHostsBackend: a fleet of given hosts was planned without a
+	// backend to serve it (reported once).
+	noHostsBackend bool
 }
 
 func (m *maker) problem(format string, args ...any) {
@@ -468,8 +475,8 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 	case *lang.Fleet:
 		if spec.SSHConfig != nil {
 			h := spec.SSHConfig.Hosts[idx]
-			o := sshOffer(spec, h.Hostname)
-			s.Backend, s.Offer = sshBackend, &o
+			o := m.sshOffer(c.Address, spec, h.Hostname)
+			s.Backend, s.Offer = o.Backend, &o
 			break
 		}
 		list := offers.Match(m.in.Offers, resourcesOf(spec.Resources), fleetFilter(spec))
