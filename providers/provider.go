@@ -135,6 +135,9 @@ const (
 	NotReady Code = "not-ready"
 )
 
+// Codes returns the codes the contract defines.
+func Codes() []Code { return []Code{NoCapacity, Quota, RateLimited, Auth, NotFound} }
+
 // Error is a classified provider error.
 type Error struct {
 	Code Code
