@@ -286,7 +286,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 	case providers.KindJob:
 		h := p.host(req.Host, nil)
 		if h == nil {
-			return providers.Object{}, fmt.Errorf("%s: host %q is not known (its instance is not in state)", req.Address, req.Host)
+			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: host %q is not known (its instance is not in state)", req.Address, req.Host)
 		}
 		a, err := h.agent(ctx)
 		if err != nil {
