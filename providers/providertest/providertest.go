@@ -220,6 +220,13 @@ func CheckLifecycle(t testing.TB, h Harness) {
 			}
 		}
 	}
+	// Once all are gone, a job whose host went too is still gone.
+	for _, o := range order {
+		if err := p.Delete(ctx, o.Kind, o.ID); err != nil {
+			checkErr(t, err)
+			t.Errorf("Delete %s %s once everything was deleted: %v", o.Kind, o.ID, err)
+		}
+	}
 	got, err = p.Describe(ctx, tokens)
 	checkErr(t, err)
 	if err != nil {

@@ -562,6 +562,13 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 					out[tok] = o // it ended, as recorded
 					continue
 				}
+				if removed(info, err) {
+					// Its host answers without dstack on it: its instance
+					// was deleted, which removed the agent and every job.
+					o.Status, o.Reason = providers.StatusTerminated, "its host was removed from the fleet"
+					out[tok] = o
+					continue
+				}
 				// The host or its agent is down: the job's fate is not
 				// known until the agent is back (it re-attaches to its
 				// jobs), so it is neither gone nor ended.
@@ -647,6 +654,9 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		}
 		a, err := h.agent(ctx)
 		if err != nil {
+			if info, perr := h.probe(ctx); removed(&info, perr) {
+				return nil // its host's instance was deleted, and the job with it
+			}
 			return fmt.Errorf("removing job %s: the agent on %s: %w", id, h.name(), err)
 		}
 		if err := a.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
@@ -655,6 +665,13 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		return nil
 	}
 	return fmt.Errorf("an SSH fleet has no %s objects", kind)
+}
+
+// removed reports whether a probe of a host that answered (err is nil)
+// found dstack removed from it: no agent installed, no instance
+// registered.
+func removed(info *hostInfo, err error) bool {
+	return err == nil && info.AgentSHA == "" && info.Instance == ""
 }
 
 func (p *Provider) jobHost(id string) (*host, error) {
