@@ -305,7 +305,7 @@ func (m *maker) change(addr string) {
 // field; nil when state has none (an interrupted apply). A recorded
 // configuration that is not an object is an error.
 func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage, error) {
-	v, ok := r.Attributes["spec"]
+	v, ok := r.Attributes[AttrSpec]
 	if !ok {
 		return nil, nil, nil
 	}
@@ -782,7 +782,7 @@ func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
 		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
 			continue
 		}
-		if attrString(in, attrOutside) != "" {
+		if attrString(in, AttrEndedOutside) != "" {
 			event = "interruption"
 		} else if event == "" {
 			event = "error"

@@ -44,27 +44,32 @@ func (h *host) free() Demand {
 	return d
 }
 
-// Instance attribute keys the planner records.
+// Instance attribute keys the planner records (beside the provider's
+// object attributes, such as providers.AttrIP), which the commands read.
 const (
-	attrKind        = "kind"
-	attrOffer       = "offer"
-	attrHost        = "host"
-	attrHostAddress = "host_address"
-	attrDemand      = "demand"
-	attrPrice       = "price"
-	attrExternal    = "external"
-	attrCreatedAt   = "created_at"    // when apply made a job
-	attrOutside     = "ended_outside" // why a task's job ended outside dstack
-	attrAbandoned   = "abandoned_at"  // when a job was left on a host that did not answer
+	AttrKind         = "kind"          // the object's providers.ObjectKind
+	AttrOffer        = "offer"         // the offers.Offer a machine was made from
+	AttrHost         = "host"          // a job's host instance's token
+	AttrHostAddress  = "host_address"  // a job's host instance's address ("fleet.a[0]")
+	AttrDemand       = "demand"        // the Demand a job takes of its host
+	AttrPrice        = "price"         // USD per hour
+	AttrExternal     = "external"      // an object dstack did not make (imported)
+	AttrCreatedAt    = "created_at"    // when apply made a job
+	AttrEndedOutside = "ended_outside" // why a task's job ended outside dstack
+	AttrAbandonedAt  = "abandoned_at"  // when a job was left on a host that did not answer
 )
 
+// AttrSpec is the resource attribute that holds its configuration, as
+// JSON with sensitive values masked.
+const AttrSpec = "spec"
+
 func instanceKind(in *state.Instance) providers.ObjectKind {
-	s, _ := in.Attributes[attrKind].(string)
+	s, _ := in.Attributes[AttrKind].(string)
 	return providers.ObjectKind(s)
 }
 
 func price(in *state.Instance) float64 {
-	switch v := in.Attributes[attrPrice].(type) {
+	switch v := in.Attributes[AttrPrice].(type) {
 	case float64:
 		return v
 	case json.Number:
@@ -75,7 +80,7 @@ func price(in *state.Instance) float64 {
 }
 
 func hostOf(in *state.Instance) string {
-	s, _ := in.Attributes[attrHost].(string)
+	s, _ := in.Attributes[AttrHost].(string)
 	return s
 }
 
@@ -116,7 +121,7 @@ func (m *maker) collectHosts() {
 		_, fields, _ := priorSpec(r)
 		given := len(fields["ssh_config"]) > 0 && string(fields["ssh_config"]) != "null"
 		for _, in := range r.Instances {
-			o, ok := decodeAttr[offers.Offer](in, attrOffer)
+			o, ok := decodeAttr[offers.Offer](in, AttrOffer)
 			if !ok || in.Token == "" {
 				continue
 			}
@@ -134,7 +139,7 @@ func (m *maker) collectHosts() {
 		}
 		for _, in := range r.Instances {
 			if h := m.hostFor(in); h != nil && !finishedJob(in) {
-				d, _ := decodeAttr[Demand](in, attrDemand)
+				d, _ := decodeAttr[Demand](in, AttrDemand)
 				h.used = h.used.plus(d)
 			}
 		}
@@ -148,7 +153,7 @@ func (m *maker) hostFor(in *state.Instance) *host {
 	if h := m.hosts[hostOf(in)]; h != nil {
 		return h
 	}
-	addr, _ := in.Attributes[attrHostAddress].(string)
+	addr, _ := in.Attributes[AttrHostAddress].(string)
 	if h := m.byAddress[addr]; h != nil && h.given {
 		return h
 	}
@@ -177,7 +182,7 @@ func (m *maker) addHost(h *host) {
 func (m *maker) releaseHosts(prior *state.Resource) {
 	for _, in := range prior.Instances {
 		if h := m.hostFor(in); h != nil && !finishedJob(in) {
-			d, _ := decodeAttr[Demand](in, attrDemand)
+			d, _ := decodeAttr[Demand](in, AttrDemand)
 			h.used = h.used.minus(d)
 		}
 	}

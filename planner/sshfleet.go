@@ -39,10 +39,10 @@ func recordedFleet(spec json.RawMessage) (*lang.Fleet, error) {
 
 // sshHostOf is the hostname an SSH fleet's instance is.
 func sshHostOf(in *state.Instance) string {
-	if o, ok := decodeAttr[offers.Offer](in, attrOffer); ok && o.InstanceType != "" {
+	if o, ok := decodeAttr[offers.Offer](in, AttrOffer); ok && o.InstanceType != "" {
 		return o.InstanceType
 	}
-	s, _ := in.Attributes["hostname"].(string)
+	s, _ := in.Attributes[providers.AttrHostname].(string)
 	return s
 }
 

@@ -249,7 +249,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 			}
 			off := Offer(inv)
 			o.ID, o.Offer = "local-"+inv.Hostname, &off
-			o.Attributes = map[string]string{"ip": "127.0.0.1", "hostname": inv.Hostname}
+			o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrHostname: inv.Hostname}
 		} else {
 			o.ID = volumeName(req.Address)
 		}
@@ -343,16 +343,16 @@ func JobObject(address, host string, j agent.Job) providers.Object {
 	default:
 		o.Status = providers.StatusProvisioning
 	}
-	o.Attributes = map[string]string{"ip": "127.0.0.1", "runtime": j.Runtime}
+	o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrRuntime: j.Runtime}
 	var ports []string
 	for _, pb := range j.Ports {
 		ports = append(ports, fmt.Sprintf("%d:%d", pb.Host, pb.Container))
 	}
 	if len(ports) > 0 {
-		o.Attributes["ports"] = strings.Join(ports, ",")
+		o.Attributes[providers.AttrPorts] = strings.Join(ports, ",")
 	}
 	if j.ExitCode != nil {
-		o.Attributes["exit_code"] = strconv.Itoa(*j.ExitCode)
+		o.Attributes[providers.AttrExitCode] = strconv.Itoa(*j.ExitCode)
 	}
 	return o
 }

@@ -48,7 +48,6 @@ const (
 	attrTarget      = "ssh_target"    // the Target, as JSON
 	attrHostKey     = "host_key"      // the host's key, authorized_keys format
 	attrJumpHostKey = "jump_host_key" // the proxy jump's key
-	attrHostID      = "host_id"       // a job's host (the instance's ID)
 )
 
 // Options configure the provider.
@@ -311,10 +310,10 @@ func (p *Provider) hostAttrs(o *providers.Object, hostID string) {
 	}
 	// Recorded in state, so the job's host is known even after its
 	// instance was made again (a repaired agent).
-	o.Attributes[attrHostID] = hostID
+	o.Attributes[providers.AttrHostID] = hostID
 	if h := p.host(hostID, nil); h != nil {
 		h.mu.Lock()
-		o.Attributes["ip"] = h.ip
+		o.Attributes[providers.AttrIP] = h.ip
 		h.mu.Unlock()
 	}
 }
@@ -325,7 +324,7 @@ func (p *Provider) remember(o providers.Object) {
 	p.objects[o.Token] = o
 	if h := p.hosts[o.ID]; h != nil && o.Kind == providers.KindInstance {
 		h.mu.Lock()
-		h.ip = o.Attributes["ip"]
+		h.ip = o.Attributes[providers.AttrIP]
 		h.mu.Unlock()
 	}
 }
@@ -443,7 +442,7 @@ func instanceObject(req providers.CreateRequest, t Target, inv agent.Inventory, 
 	tj, _ := json.Marshal(t)
 	return providers.Object{Kind: providers.KindInstance, ID: t.Host, Token: req.Token, Address: req.Address,
 		Status: providers.StatusRunning, Offer: &off, Attributes: map[string]string{
-			"hostname": t.Host, "ip": internalIP(t, inv), attrTarget: string(tj), attrHostKey: authorizedKey(key),
+			providers.AttrHostname: t.Host, providers.AttrIP: internalIP(t, inv), attrTarget: string(tj), attrHostKey: authorizedKey(key),
 		}}
 }
 
@@ -495,8 +494,8 @@ func (p *Provider) Recall(objs []providers.Object) {
 				p.pool.TrustKey(t.Jump.Addr(), k)
 			}
 		}
-		if o.Kind == providers.KindJob && o.Attributes[attrHostID] != "" {
-			o.Host = o.Attributes[attrHostID]
+		if o.Kind == providers.KindJob && o.Attributes[providers.AttrHostID] != "" {
+			o.Host = o.Attributes[providers.AttrHostID]
 		}
 		if o.Token != "" {
 			p.remember(o)

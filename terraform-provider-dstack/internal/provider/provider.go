@@ -182,7 +182,7 @@ func (d *dstack) apply(ctx context.Context, p *planner.Plan, prior *state.Resour
 	}
 	store := &planner.Store{Backend: &memBackend{}, Workspace: "terraform"}
 	events := func(e planner.Event) {
-		if e.Type == "step_start" || e.Type == "step_done" || e.Type == "step_failed" || e.Type == "progress" {
+		if e.Type == planner.EventStepStart || e.Type == planner.EventStepDone || e.Type == planner.EventStepFailed || e.Type == planner.EventProgress {
 			fmt.Fprintf(d.opts.Log, "dstack: %s %s %s[%d] %s\n", e.Type, e.Op, e.Address, e.Index, e.Message)
 		}
 	}

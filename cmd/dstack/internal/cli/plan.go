@@ -466,7 +466,7 @@ func textEvents(w io.Writer) func(planner.Event) {
 		defer mu.Unlock()
 		inst := fmt.Sprintf("%s[%d]", e.Address, e.Index)
 		switch e.Type {
-		case "step_start":
+		case planner.EventStepStart:
 			switch e.Op {
 			case planner.OpCreate:
 				fmt.Fprintf(w, "%s: Creating...\n", inst)
@@ -475,7 +475,7 @@ func textEvents(w io.Writer) func(planner.Event) {
 			case planner.OpStop:
 				fmt.Fprintf(w, "%s: Stopping...\n", inst)
 			}
-		case "step_done":
+		case planner.EventStepDone:
 			switch e.Op {
 			case planner.OpCreate:
 				fmt.Fprintf(w, "%s: Creation complete after %s [id=%s]\n", inst, round(e.Elapsed), e.ID)
@@ -490,9 +490,9 @@ func textEvents(w io.Writer) func(planner.Event) {
 			case planner.OpForget:
 				fmt.Fprintf(w, "%s: Removed from state\n", e.Address)
 			}
-		case "step_failed":
+		case planner.EventStepFailed:
 			fmt.Fprintf(w, "%s: %s failed: %s\n", inst, e.Op, e.Message)
-		case "failover", "retry", "progress":
+		case planner.EventFailover, planner.EventRetry, planner.EventProgress:
 			fmt.Fprintf(w, "%s: %s\n", inst, e.Message)
 		}
 	}
