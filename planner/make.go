@@ -33,7 +33,11 @@ type Input struct {
 	ToolVersion  string
 	// Offers are what providers can make now, for placement.
 	Offers []offers.Offer
-	Mode   Mode
+	// HostsBackend is the backend that serves fleets of given hosts
+	// (ssh_config): the registry's. A plan with such a fleet and none
+	// is refused.
+	HostsBackend string
+	Mode         Mode
 	// Targets limits the plan to these addresses and what they need.
 	Targets []string
 	// Replace forces these addresses to be replaced.
@@ -141,6 +145,9 @@ type maker struct {
 	runHosts map[string][]*host
 	// byAddress are the existing hosts by address ("fleet.a[0]").
 	byAddress map[string]*host
+	// noHostsBackend: a fleet of given hosts was planned without a
+	// backend to serve it (reported once).
+	noHostsBackend bool
 }
 
 func (m *maker) problem(format string, args ...any) {
@@ -298,7 +305,7 @@ func (m *maker) change(addr string) {
 // field; nil when state has none (an interrupted apply). A recorded
 // configuration that is not an object is an error.
 func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage, error) {
-	v, ok := r.Attributes["spec"]
+	v, ok := r.Attributes[AttrSpec]
 	if !ok {
 		return nil, nil, nil
 	}
@@ -468,8 +475,8 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 	case *lang.Fleet:
 		if spec.SSHConfig != nil {
 			h := spec.SSHConfig.Hosts[idx]
-			o := sshOffer(spec, h.Hostname)
-			s.Backend, s.Offer = sshBackend, &o
+			o := m.sshOffer(c.Address, spec, h.Hostname)
+			s.Backend, s.Offer = o.Backend, &o
 			break
 		}
 		list := offers.Match(m.in.Offers, resourcesOf(spec.Resources), fleetFilter(spec))
@@ -775,7 +782,7 @@ func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
 		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
 			continue
 		}
-		if attrString(in, attrOutside) != "" {
+		if attrString(in, AttrEndedOutside) != "" {
 			event = "interruption"
 		} else if event == "" {
 			event = "error"

@@ -439,7 +439,7 @@ func TestTaskRetry(t *testing.T) {
 			if tc.later > 0 {
 				// The same refreshed state, planned later.
 				p, err = planner.Make(planner.Input{Config: cfg, Prior: p.Prior, StateExisted: true, Workspace: "default",
-					ToolVersion: "test", Offers: mustOffers(t, w), Drift: p.Drift, Now: time.Now().Add(tc.later)})
+					ToolVersion: "test", Offers: mustOffers(t, w), HostsBackend: w.hosts(), Drift: p.Drift, Now: time.Now().Add(tc.later)})
 				if err != nil {
 					t.Fatal(err)
 				}
