@@ -287,6 +287,9 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 // or else on a new machine from the cheapest matching offer.
 func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	run, prof := runParts(d.res.Spec)
+	if !m.missingFleets(c.Address, prof) {
+		return false
+	}
 	spec := resourcesOf(run.Resources)
 	demand := demandOf(spec)
 	s.Demand = &demand
@@ -336,14 +339,14 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 	}
 	if len(prof.Fleets) > 0 || prof.CreationPolicy == "reuse" {
-		m.problem("%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
 		return false
 	}
 	list := available(offers.Match(m.in.Offers, spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions,
 		Spot: spotOf(prof.SpotPolicy), MaxPrice: deref(prof.MaxPrice)}))
 	list = filterTypes(list, prof.InstanceTypes)
 	if len(list) == 0 {
-		m.problem("%s: no fleet instance has room and no offer matches %s%s (%s)", c.Address, spec,
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room and no offer matches %s%s (%s)", c.Address, spec,
 			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), reasonList(reasons, "no fleet instances"))
 		return false
 	}
