@@ -582,7 +582,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	d.load()
 	before, beforeFields, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return
 	}
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
@@ -605,7 +605,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	if sshFleet && len(before) > 0 {
 		f, err := recordedFleet(unmaskRecorded(before, priorSensitive(prior), d))
 		if err != nil {
-			m.problem("%s: %v", addr, err)
+			m.problemAt(addr, "", "%s: %v", addr, err)
 			return
 		}
 		recorded = f

@@ -473,7 +473,7 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 	d.load()
 	before, _, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return nil
 	}
 	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,

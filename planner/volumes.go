@@ -60,15 +60,16 @@ func (m *maker) volumeSite(name string) (site, bool) {
 		return site{volume: name, backend: v.Backend, region: v.Region}, v.Backend != ""
 	}
 	if prior := m.in.Prior.Resource(addr.String()); prior != nil {
-		_, fields := priorSpec(prior)
-		var backend, region string
-		if b, ok := fields["backend"]; ok {
-			backend, _ = rawValue(b).(string)
+		// A record that cannot be read is reported where the volume's
+		// own change is planned; here it only tells nothing.
+		raw, _, err := priorSpec(prior)
+		if err != nil || raw == nil {
+			return site{}, false
 		}
-		if r, ok := fields["region"]; ok {
-			region, _ = rawValue(r).(string)
+		spec, err := lang.DecodeSpec(raw)
+		if v, ok := spec.(*lang.Volume); err == nil && ok {
+			return site{volume: name, backend: v.Backend, region: v.Region}, v.Backend != ""
 		}
-		return site{volume: name, backend: backend, region: region}, backend != ""
 	}
 	return site{}, false
 }
