@@ -36,15 +36,19 @@ type volumeSites [][]site
 
 // volumeSitesOf finds each mounted volume in the configuration, else in
 // the state (a volume applied earlier from other files). A volume found
-// in neither adds no constraint: nothing says where it is.
+// in neither (another project's) says nothing about where it is, so a
+// mount naming one adds no constraint: the job may be meant to go there.
 func (m *maker) volumeSitesOf(run *lang.RunConfig) volumeSites {
 	var out volumeSites
 	for _, mount := range run.Volumes {
 		var sites []site
 		for _, name := range mount.Name {
-			if s, ok := m.volumeSite(name); ok {
-				sites = append(sites, s)
+			s, ok := m.volumeSite(name)
+			if !ok {
+				sites = nil
+				break
 			}
+			sites = append(sites, s)
 		}
 		if len(sites) > 0 {
 			out = append(out, sites)

@@ -57,6 +57,13 @@ func TestVolumeConstrainsOffers(t *testing.T) {
 	if o := jobSteps(free, "task.train")[0].Offer; o.Backend == "aws" && o.Region == "us-east-1" {
 		t.Fatalf("the cheapest offer for the task is in aws us-east-1 already (%s); the test proves nothing", o.InstanceType)
 	}
+	// A mount whose alternatives include a volume known nowhere (another
+	// project's) may go where that one is: no constraint.
+	alt := w.mustPlan(w.config(map[string]string{"vol.dstack.yml": awsVolume,
+		"task.dstack.yml": strings.Replace(volumeTask, "[data:/data]", "[{name: [data, team-b/cache], path: /data}]", 1)}), planOpts{})
+	if o := jobSteps(alt, "task.train")[0].Offer; o.Backend == "aws" && o.Region == "us-east-1" {
+		t.Fatalf("a mount with a volume of unknown place is held to its other volume's region (%s)", o.InstanceType)
+	}
 }
 
 // TestVolumeConstrainsFleetHosts: a fleet instance in another backend is
