@@ -89,7 +89,7 @@ func Make(in Input) (*Plan, error) {
 		p.Sources[name] = string(src)
 	}
 	if cycle := findCycle(in.Config); cycle != nil {
-		return nil, &Error{Problems: []string{"Cycle in the configuration: " + strings.Join(cycle, " → ")}}
+		return nil, &Error{Problems: []string{where(in.Config, cycle[0], "depends_on") + "Cycle in the configuration: " + strings.Join(cycle, " → ")}}
 	}
 	m := &maker{in: in, plan: p, hosts: map[string]*host{}, runHosts: map[string][]*host{}}
 	if err := m.checkAddresses(); err != nil {
@@ -150,8 +150,12 @@ type maker struct {
 	noHostsBackend bool
 }
 
+// problem records a reason the plan cannot be made; the same reason
+// given twice (for each job of a run) is kept once.
 func (m *maker) problem(format string, args ...any) {
-	m.problems = append(m.problems, fmt.Sprintf(format, args...))
+	if p := fmt.Sprintf(format, args...); !slices.Contains(m.problems, p) {
+		m.problems = append(m.problems, p)
+	}
 }
 
 func (m *maker) checkAddresses() error {
@@ -278,7 +282,7 @@ func (m *maker) change(addr string) {
 		return
 	case res == nil:
 		if lc.PreventDestroy {
-			m.problem("%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
+			m.problemAt(addr, "", "%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
 			return
 		}
 		reason := "not in configuration"
@@ -290,7 +294,7 @@ func (m *maker) change(addr string) {
 	}
 	d, err := newDesired(res)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return
 	}
 	if prior == nil {
@@ -483,7 +487,7 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 		list = available(list)
 		list = filterTypes(list, spec.InstanceTypes)
 		if len(list) == 0 {
-			m.problem("%s: no offer matches %s%s", c.Address, describeResources(spec.Resources), describeFilter(spec.Backends, spec.Regions, spec.SpotPolicy, spec.MaxPrice))
+			m.problemAt(c.Address, "resources", "%s: no offer matches %s%s", c.Address, describeResources(spec.Resources), describeFilter(spec.Backends, spec.Regions, spec.SpotPolicy, spec.MaxPrice))
 			return nil
 		}
 		s.Offer, s.Backend = &list[0], list[0].Backend
@@ -585,7 +589,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	d.load()
 	before, beforeFields, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return
 	}
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
@@ -608,7 +612,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	if sshFleet && len(before) > 0 {
 		f, err := recordedFleet(unmaskRecorded(before, priorSensitive(prior), d))
 		if err != nil {
-			m.problem("%s: %v", addr, err)
+			m.problemAt(addr, "", "%s: %v", addr, err)
 			return
 		}
 		recorded = f
@@ -659,7 +663,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	switch {
 	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || m.rerun(prior) || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
 		if lc.PreventDestroy {
-			m.problem("%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
+			m.problemAt(addr, "", "%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
 			return
 		}
 		c.Action = Replace

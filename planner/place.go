@@ -300,9 +300,13 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 // or else on a new machine from the cheapest matching offer.
 func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	run, prof := runParts(d.res.Spec)
+	if !m.missingFleets(c.Address, prof) {
+		return false
+	}
 	spec := resourcesOf(run.Resources)
 	demand := demandOf(spec)
 	s.Demand = &demand
+	vols := m.volumeSitesOf(run)
 	var best *host
 	var reasons []string
 	multi := multiNode(d.res.Spec)
@@ -314,6 +318,10 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 		if h.silent {
 			reasons = append(reasons, hostName(h)+" does not answer")
+			continue
+		}
+		if why := vols.excludes(h.backend, h.cap.Region); why != "" {
+			reasons = append(reasons, hostName(h)+": "+why)
 			continue
 		}
 		if multi && len(taken) > 0 {
@@ -341,7 +349,7 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		return true
 	}
 	if prof.CreationPolicy != "reuse" {
-		if h := m.grow(c, spec, prof, &reasons); h != nil {
+		if h := m.grow(c, spec, prof, vols, &reasons); h != nil {
 			d := h.inBlocks(demand)
 			s.Demand = &d
 			m.putOn(c, s, h, d)
@@ -349,15 +357,15 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 	}
 	if len(prof.Fleets) > 0 || prof.CreationPolicy == "reuse" {
-		m.problem("%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
 		return false
 	}
 	list := available(offers.Match(m.in.Offers, spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions,
 		Spot: spotOf(prof.SpotPolicy), MaxPrice: deref(prof.MaxPrice)}))
-	list = filterTypes(list, prof.InstanceTypes)
+	list = vols.filter(filterTypes(list, prof.InstanceTypes))
 	if len(list) == 0 {
-		m.problem("%s: no fleet instance has room and no offer matches %s%s (%s)", c.Address, spec,
-			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), reasonList(reasons, "no fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room and no offer matches %s%s%s (%s)", c.Address, spec,
+			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), vols.describe(), reasonList(reasons, "no fleet instances"))
 		return false
 	}
 	s.Offer, s.Backend = &list[0], list[0].Backend
@@ -385,7 +393,7 @@ func (m *maker) putOn(c *Change, s *Step, h *host, demand Demand) {
 // grow adds an instance to a configured cloud fleet that may grow (its
 // nodes have room below their max) for a job no instance has room for,
 // from the cheapest offer that fits both the fleet and the job.
-func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons *[]string) *host {
+func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, vols volumeSites, reasons *[]string) *host {
 	names := prof.Fleets
 	if len(names) == 0 {
 		for _, r := range m.in.Config.Sorted() {
@@ -420,6 +428,11 @@ func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons
 		}
 		list := available(offers.Match(m.in.Offers, resourcesOf(f.Resources), fleetFilter(f)))
 		list = offers.Match(filterTypes(list, f.InstanceTypes), spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions, MaxPrice: deref(prof.MaxPrice)})
+		if len(list) > 0 && len(vols.filter(list)) == 0 {
+			*reasons = append(*reasons, fmt.Sprintf("%s could grow, but not%s", addr, vols.describe()))
+			continue
+		}
+		list = vols.filter(list)
 		if len(list) == 0 {
 			*reasons = append(*reasons, fmt.Sprintf("%s could grow, but no offer fits both it and %s", addr, c.Address))
 			continue
@@ -473,7 +486,7 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 	d.load()
 	before, _, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return nil
 	}
 	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,

@@ -234,7 +234,9 @@ func TestFailoverOnNoCapacity(t *testing.T) {
 
 func TestFailureFinishesIndependentBranches(t *testing.T) {
 	w := newWorld(t, &sim.Config{Failures: []sim.Failure{{Op: sim.OpCreate, Address: "volume.bad*", Code: providers.Auth}}})
-	cfg := w.config(map[string]string{"main.dstack.yml": strings.Replace(base, "name: data", "name: bad", 1) +
+	// The fleet is in the volume's backend, where a job can attach it.
+	src := strings.Replace(strings.Replace(base, "name: data", "name: bad", 1), "nodes: 2", "nodes: 2\nbackends: [aws]", 1)
+	cfg := w.config(map[string]string{"main.dstack.yml": src +
 		"---\ntype: task\nname: uses-bad\ncommands: [ls]\nvolumes: [bad:/data]\nfleets: [gpus]\n"})
 	p := w.mustPlan(cfg, planOpts{})
 	res := w.apply(p, planner.ApplyOptions{})
