@@ -160,7 +160,7 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 		}
 		// The job listens on this machine's loopback at the local port
 		// asked for: binding it again would fail, and is not needed.
-		if ip := net.ParseIP(nonEmpty(o.Attributes["ip"], "127.0.0.1")); !tunnel && ip != nil && ip.IsLoopback() && f.local == hostPort {
+		if ip := net.ParseIP(nonEmpty(o.Attributes[providers.AttrIP], "127.0.0.1")); !tunnel && ip != nil && ip.IsLoopback() && f.local == hostPort {
 			f.direct = true
 		}
 		out = append(out, f)
