@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -200,20 +199,5 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	slices.Sort(inDoc)
 	if !slices.Equal(inCode, inDoc) {
 		t.Errorf("routes in code:\n  %s\nin openapi.yaml:\n  %s", strings.Join(inCode, "\n  "), strings.Join(inDoc, "\n  "))
-	}
-}
-
-// TestClientDependencies: the planner imports agent/client; it must not
-// pull in the Docker SDK (or the runtimes) with it.
-func TestClientDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/dstackai/dstack-go/agent/client").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "docker") || strings.Contains(dep, "moby") ||
-			strings.HasPrefix(dep, "github.com/dstackai/dstack-go/agent/") && dep != "github.com/dstackai/dstack-go/agent/client" {
-			t.Errorf("agent/client depends on %s", dep)
-		}
 	}
 }

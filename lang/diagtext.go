@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -39,10 +40,11 @@ func WriteText(w io.Writer, diags Diagnostics, sources map[string][]byte, opts T
 		if d.Severity == Warning {
 			sev, color = "Warning", ansiYellow
 		}
+		summary := printable(d.Summary, maxMessage)
 		if opts.Color {
-			fmt.Fprintf(&b, "%s%s%s: %s%s\n", ansiBold, color, sev, d.Summary, ansiReset)
+			fmt.Fprintf(&b, "%s%s%s: %s%s\n", ansiBold, color, sev, summary, ansiReset)
 		} else {
-			fmt.Fprintf(&b, "%s: %s\n", sev, d.Summary)
+			fmt.Fprintf(&b, "%s: %s\n", sev, summary)
 		}
 		if d.Subject != nil {
 			r := d.Subject
@@ -51,17 +53,10 @@ func WriteText(w io.Writer, diags Diagnostics, sources map[string][]byte, opts T
 				fmt.Fprintf(&b, ", in %s", d.Field)
 			}
 			b.WriteString(":\n")
-			if line, ok := sourceLine(sources[r.Filename], r.Start); ok {
+			if sn, ok := snippetOf(sources[r.Filename], *r); ok {
 				gutter := fmt.Sprintf("%5d | ", r.Start.Line)
-				fmt.Fprintf(&b, "%s%s\n", gutter, line)
-				startCol := r.Start.Column - 1
-				n := 1
-				if r.End.Line == r.Start.Line && r.End.Column > r.Start.Column {
-					n = r.End.Column - r.Start.Column
-				} else if r.End.Line > r.Start.Line {
-					n = max(utf8.RuneCountInString(line)-startCol, 1)
-				}
-				marker := strings.Repeat(" ", max(startCol, 0)) + strings.Repeat("^", n)
+				fmt.Fprintf(&b, "%s%s\n", gutter, sn.code)
+				marker := strings.Repeat(" ", sn.col) + strings.Repeat("^", sn.width)
 				if opts.Color {
 					marker = color + marker + ansiReset
 				}
@@ -70,7 +65,7 @@ func WriteText(w io.Writer, diags Diagnostics, sources map[string][]byte, opts T
 		}
 		if d.Detail != "" {
 			b.WriteString("\n")
-			b.WriteString(wrap(d.Detail, width))
+			b.WriteString(wrap(printable(d.Detail, maxMessage), width))
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
@@ -79,22 +74,155 @@ func WriteText(w io.Writer, diags Diagnostics, sources map[string][]byte, opts T
 	return err
 }
 
-// sourceLine returns the line holding p, tabs expanded to one space each so
-// the caret line stays aligned.
-func sourceLine(src []byte, p Pos) (string, bool) {
-	if src == nil || p.Line < 1 {
-		return "", false
+// A snippet shows at most snippetWidth columns of its source line, with
+// up to snippetBefore of them before the subject: enough for any line
+// people write, and a bound on what a one-line file of megabytes (minified
+// JSON, a binary) makes a diagnostic print. maxMessage bounds a summary or
+// detail, which may quote the source.
+const (
+	snippetWidth  = 120
+	snippetBefore = 40
+	maxMessage    = 2000
+)
+
+// snippet is the part of a source line a diagnostic shows: printable text
+// and where the subject is in it, in columns (for carets) and in bytes
+// (for the JSON highlight offsets).
+type snippet struct {
+	code       string
+	col, width int // columns before the subject, and its width (at least 1)
+	start, end int // byte offsets of the subject in code
+}
+
+// snippetOf cuts the line holding r's start to a window around r and makes
+// it printable: a tab shows as one space so the carets stay aligned,
+// control characters and bytes that are not UTF-8 as Go escapes (\x00,
+// \u200b), and a cut end as "…". The subject ends at r's end, or at the end
+// of the line when r spans several.
+func snippetOf(src []byte, r Range) (snippet, bool) {
+	if src == nil || r.Start.Line < 1 {
+		return snippet{}, false
 	}
-	start := min(p.Byte, len(src))
-	for start > 0 && src[start-1] != '\n' {
-		start--
+	at := min(max(r.Start.Byte, 0), len(src))
+	lineStart := at
+	for lineStart > 0 && src[lineStart-1] != '\n' {
+		lineStart--
 	}
-	end := start
-	for end < len(src) && src[end] != '\n' {
-		end++
+	lineEnd := at
+	for lineEnd < len(src) && src[lineEnd] != '\n' {
+		lineEnd++
 	}
-	line := strings.TrimRight(string(src[start:end]), "\r")
-	return strings.ReplaceAll(line, "\t", " "), true
+	if lineEnd > lineStart && src[lineEnd-1] == '\r' {
+		lineEnd--
+	}
+	at = min(at, lineEnd)
+	end := lineEnd
+	if r.End.Line == r.Start.Line {
+		end = min(max(r.End.Byte, at), lineEnd)
+	}
+
+	// Start a little before the subject: snippetBefore characters take at
+	// most utf8.UTFMax bytes each. Whole characters only.
+	from := max(lineStart, at-snippetBefore*utf8.UTFMax)
+	for from > lineStart && !utf8.RuneStart(src[from]) {
+		from--
+	}
+	type piece struct {
+		text string
+		pos  int // byte offset in src
+	}
+	var before []piece
+	for i := from; i < at; {
+		text, n := printableRune(src[i:])
+		before = append(before, piece{text, i})
+		i += n
+	}
+	cut := from > lineStart
+	if k := len(before) - snippetBefore; k > 0 {
+		before, cut = before[k:], true
+	}
+	var b strings.Builder
+	cols := 0
+	if cut {
+		b.WriteString("…")
+		cols++
+	}
+	for _, p := range before {
+		b.WriteString(p.text)
+		cols += utf8.RuneCountInString(p.text)
+	}
+	sn := snippet{col: cols, start: b.Len()}
+	i := at
+	for ; i < lineEnd && cols < snippetWidth; i += 0 {
+		text, n := printableRune(src[i:])
+		b.WriteString(text)
+		cols += utf8.RuneCountInString(text)
+		i += n
+		if i <= end {
+			sn.end = b.Len()
+			sn.width = cols - sn.col
+		}
+	}
+	if i < lineEnd {
+		b.WriteString("…")
+	}
+	sn.code = b.String()
+	if sn.end < sn.start {
+		sn.end = sn.start
+	}
+	sn.width = max(sn.width, 1)
+	return sn, true
+}
+
+// printableRune returns the first character of b as it is shown, and its
+// length in b.
+func printableRune(b []byte) (string, int) {
+	r, n := utf8.DecodeRune(b)
+	switch {
+	case r == '\t':
+		return " ", n
+	case r == utf8.RuneError && n <= 1:
+		return fmt.Sprintf(`\x%02x`, b[0]), 1
+	case r < 0x20 || r == 0x7f:
+		return fmt.Sprintf(`\x%02x`, r), n
+	case !unicode.IsPrint(r):
+		return fmt.Sprintf(`\u%04x`, r), n
+	}
+	return string(b[:n]), n
+}
+
+// printable escapes what a terminal should not be sent in a message
+// (control characters other than newlines, bytes that are not UTF-8), and
+// cuts it to at most limit bytes.
+func printable(s string, limit int) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (r < 0x20 && r != '\n') || r == 0x7f || (r >= 0x80 && !unicode.IsPrint(r)) {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= limit {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < limit; {
+		if s[i] == '\n' {
+			b.WriteByte('\n')
+			i++
+			continue
+		}
+		text, n := printableRune([]byte(s[i:min(len(s), i+utf8.UTFMax)]))
+		if text == " " && s[i] == '\t' {
+			text = "\t"
+		}
+		b.WriteString(text)
+		i += n
+		if i < len(s) && b.Len() >= limit {
+			b.WriteString("…")
+		}
+	}
+	return b.String()
 }
 
 func wrap(s string, width int) string {
@@ -160,18 +288,11 @@ func WriteJSON(w io.Writer, diags Diagnostics, sources map[string][]byte) error 
 			out.WarningCount++
 		}
 		if r := d.Subject; r != nil {
-			if line, ok := sourceLine(sources[r.Filename], r.Start); ok {
-				// Offsets are in bytes; columns count characters, so the
-				// line's start is found in the source, not from Column.
-				src := sources[r.Filename]
-				lineStart := min(r.Start.Byte, len(src))
-				for lineStart > 0 && src[lineStart-1] != '\n' {
-					lineStart--
-				}
-				s := &jsonSnippet{Code: line, StartLine: r.Start.Line, Values: []any{}}
-				s.HighlightStartOffset = max(r.Start.Byte-lineStart, 0)
-				s.HighlightEndOffset = min(max(r.End.Byte-lineStart, s.HighlightStartOffset), len(line))
-				jd.Snippet = s
+			// The code is the window the text form shows, so the offsets
+			// are bytes into that window.
+			if sn, ok := snippetOf(sources[r.Filename], *r); ok {
+				jd.Snippet = &jsonSnippet{Code: sn.code, StartLine: r.Start.Line, Values: []any{},
+					HighlightStartOffset: sn.start, HighlightEndOffset: sn.end}
 			}
 		}
 		out.Diagnostics = append(out.Diagnostics, jd)

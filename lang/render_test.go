@@ -63,7 +63,7 @@ func TestRender(t *testing.T) {
 // changes nothing else.
 func TestRenderColor(t *testing.T) {
 	src := []byte("type: task\nname: c\ncommands: [x]\nports: [0]\n")
-	rng := lang.Range{Filename: "c.yml", Start: lang.Pos{Line: 4, Column: 9, Byte: 34}, End: lang.Pos{Line: 4, Column: 10, Byte: 35}}
+	rng := lang.Range{Filename: "c.yml", Start: lang.Pos{Line: 4, Column: 9, Byte: 41}, End: lang.Pos{Line: 4, Column: 10, Byte: 42}}
 	diags := lang.Diagnostics{
 		lang.Errorf(rng, "ports[0]", "Invalid port", "Bad."),
 		lang.Warnf(rng, "ports[0]", "Odd port", ""),

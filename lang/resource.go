@@ -176,7 +176,7 @@ func DefaultName(filename string, index int) string {
 // added only for resources declared in this configuration; a name that
 // is not declared here may exist already and is resolved at plan time.
 func (c *Config) Link() Diagnostics {
-	var diags Diagnostics
+	diags := c.checkFleetRefs()
 	for _, r := range c.Sorted() {
 		var deps []Dependency
 		for _, d := range r.DependsOn {

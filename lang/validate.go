@@ -159,6 +159,7 @@ func (v *validator) run(r *RunConfig) {
 	if v.has("home_dir") {
 		v.warnf("home_dir", "home_dir is deprecated", "dstack ignores home_dir; the home directory comes from the image.")
 	}
+	v.gpuNames("resources", r.Resources)
 	if r.RegistryAuth != nil && r.Image == "" {
 		v.warnf("registry_auth", "registry_auth without image", "registry_auth is used only to pull a custom image.")
 	}
@@ -227,6 +228,7 @@ func (t *Task) validate(v *validator) {
 			v.valueErrorf(p+".name", fmt.Sprintf("Duplicate group %q", g.Name), "Group names must be unique within a task.")
 		}
 		seen[g.Name] = true
+		v.gpuNames(p+".resources", g.Resources)
 		if g.Nodes < 0 || (v.has(p+".nodes") && g.Nodes == 0) {
 			v.valueErrorf(p+".nodes", "Invalid nodes", "A group needs at least 1 node.")
 		}
@@ -261,6 +263,7 @@ func (s *Service) validate(v *validator) {
 				v.errorf(p, "Missing commands", "Replica group %d has no commands and the service has none to inherit.", i)
 			}
 			v.replicaRange(p+".count", g.Count, g.Scaling, p+".scaling")
+			v.gpuNames(p+".resources", g.Resources)
 		}
 	} else {
 		var r *resources.IntRange
@@ -330,6 +333,7 @@ func (f *Fleet) validate(v *validator) {
 	}
 	v.price("max_price", f.MaxPrice)
 	v.tags("tags", f.Tags)
+	v.gpuNames("resources", f.Resources)
 	v.deprecated()
 	if f.SSHConfig != nil {
 		for _, cloud := range []string{"nodes", "backends", "regions", "availability_zones", "instance_types", "spot_policy", "max_price", "reservation"} {

@@ -20,7 +20,7 @@ import (
 
 // Abandoned reports whether in is a job its run left behind on a host
 // that did not answer.
-func Abandoned(in *state.Instance) bool { return attrString(in, attrAbandoned) != "" }
+func Abandoned(in *state.Instance) bool { return attrString(in, AttrAbandonedAt) != "" }
 
 // WithoutAbandoned is r without the jobs its run left behind (r itself
 // when there are none): the jobs the run stands on.
@@ -86,7 +86,7 @@ func (m *maker) retryAllows(spec lang.Spec, event string, prior *state.Resource)
 	}
 	var first time.Time
 	for _, in := range prior.Instances {
-		if at, err := time.Parse(time.RFC3339, attrString(in, attrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
+		if at, err := time.Parse(time.RFC3339, attrString(in, AttrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
 			first = at
 		}
 	}

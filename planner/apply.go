@@ -23,7 +23,7 @@ import (
 // Event is one line of apply's event stream.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Type    string    `json:"type"` // step_start, step_done, step_failed, step_skipped, progress, failover, retry, apply_done
+	Type    string    `json:"type"` // one of the Event* constants
 	Step    int       `json:"step"`
 	Op      StepOp    `json:"op,omitempty"`
 	Address string    `json:"address,omitempty"`
@@ -158,7 +158,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	external := map[string]bool{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
-			if in.Attributes[attrExternal] == true {
+			if in.Attributes[AttrExternal] == true {
 				external[in.Token] = true
 			}
 		}
@@ -177,7 +177,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
 			x.tokens[in.Token] = in.ProviderID
-			if ip, ok := in.Attributes["ip"].(string); ok {
+			if ip, ok := in.Attributes[providers.AttrIP].(string); ok {
 				x.hostIPs[in.Token] = ip
 			}
 		}
@@ -198,7 +198,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 	}
 	for _, s := range p.Steps {
 		if s.Op == OpCreate && !x.registers(s) {
-			intents = append(intents, &record{Op: "put-instance", Address: s.Address, Instance: x.intent(s)})
+			intents = append(intents, &record{Op: journalPutInstance, Address: s.Address, Instance: x.intent(s)})
 		}
 	}
 	if len(intents) > 0 {
@@ -225,7 +225,7 @@ func Apply(ctx context.Context, p *Plan, store *Store, set providers.Set, opts A
 		return res, err
 	}
 	res.State = st
-	x.emit(Event{Type: "apply_done", Message: fmt.Sprintf("%d done, %d failed, %d skipped, %d not started", res.Done, res.Failed, res.Skipped, res.NotStarted)})
+	x.emit(Event{Type: EventApplyDone, Message: fmt.Sprintf("%d done, %d failed, %d skipped, %d not started", res.Done, res.Failed, res.Skipped, res.NotStarted)})
 	return res, nil
 }
 
@@ -269,7 +269,7 @@ func (x *executor) walk(ctx context.Context) *Result {
 			if !skipped[n] {
 				skipped[n] = true
 				res.Skipped++
-				x.emit(Event{Type: "step_skipped", Step: n, Op: steps[n].Op, Address: steps[n].Address, Index: steps[n].Index})
+				x.emit(Event{Type: EventStepSkipped, Step: n, Op: steps[n].Op, Address: steps[n].Address, Index: steps[n].Index})
 				skip(n)
 			}
 		}
@@ -358,13 +358,13 @@ func (x *executor) run(ctx context.Context, s *Step) error {
 	x.started[s.ID] = true
 	x.mu.Unlock()
 	start := time.Now()
-	x.emit(Event{Type: "step_start", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index})
+	x.emit(Event{Type: EventStepStart, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index})
 	id, err := x.do(ctx, s)
 	if err != nil {
-		x.emit(Event{Type: "step_failed", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: err.Error(), Elapsed: time.Since(start).Seconds()})
+		x.emit(Event{Type: EventStepFailed, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: err.Error(), Elapsed: time.Since(start).Seconds()})
 		return err
 	}
-	x.emit(Event{Type: "step_done", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, ID: id, Elapsed: time.Since(start).Seconds()})
+	x.emit(Event{Type: EventStepDone, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, ID: id, Elapsed: time.Since(start).Seconds()})
 	return nil
 }
 
@@ -384,11 +384,11 @@ func (x *executor) do(ctx context.Context, s *Step) (string, error) {
 				return "", fmt.Errorf("%s: recording its configuration: %w", s.Address, err)
 			}
 		}
-		return "", x.rec.write(&record{Op: "put-resource", Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec, Sensitive: c.Sensitive})
+		return "", x.rec.write(&record{Op: journalPutResource, Address: s.Address, ConfigHash: c.ConfigHash, DependsOn: c.DependsOn, Spec: spec, Sensitive: c.Sensitive})
 	case OpForget:
-		return "", x.rec.write(&record{Op: "forget", Address: s.Address})
+		return "", x.rec.write(&record{Op: journalForget, Address: s.Address})
 	case OpAbandon:
-		return s.ProviderID, x.rec.write(&record{Op: "abandon-instance", Address: s.Address, Token: s.Token,
+		return s.ProviderID, x.rec.write(&record{Op: journalAbandonInstance, Address: s.Address, Token: s.Token,
 			At: x.started0.UTC().Format(time.RFC3339)})
 	}
 	return "", fmt.Errorf("unknown step %q", s.Op)
@@ -422,27 +422,27 @@ func (x *executor) limiter(backend string) *rate.Limiter {
 // never waits for a record before asking the provider.
 func (x *executor) intent(s *Step) *state.Instance {
 	in := &state.Instance{Index: s.Index, Provider: s.Backend, Token: x.stepTokens[s.ID], Status: "creating",
-		Attributes: map[string]any{attrKind: string(s.Kind)}}
+		Attributes: map[string]any{AttrKind: string(s.Kind)}}
 	if x.opts.Fence != nil {
 		in.Attributes[attrIntent] = toAttr(intent{Lock: x.opts.Holder.Lock, Host: x.opts.Holder.Host, PID: x.opts.Holder.PID,
 			Until: x.intentsUntil})
 	}
 	if s.Kind == providers.KindJob {
-		in.Attributes[attrCreatedAt] = x.started0.UTC().Format(time.RFC3339)
+		in.Attributes[AttrCreatedAt] = x.started0.UTC().Format(time.RFC3339)
 	}
 	if s.Demand != nil {
-		in.Attributes[attrDemand] = toAttr(s.Demand)
+		in.Attributes[AttrDemand] = toAttr(s.Demand)
 	}
 	switch {
 	case s.HostStep >= 0:
-		in.Attributes[attrHost] = x.stepTokens[s.HostStep]
-		in.Attributes[attrHostAddress] = s.HostAddress
+		in.Attributes[AttrHost] = x.stepTokens[s.HostStep]
+		in.Attributes[AttrHostAddress] = s.HostAddress
 	case s.HostToken != "":
-		in.Attributes[attrHost] = s.HostToken
-		in.Attributes[attrHostAddress] = s.HostAddress
+		in.Attributes[AttrHost] = s.HostToken
+		in.Attributes[AttrHostAddress] = s.HostAddress
 	case s.Offer != nil:
-		in.Attributes[attrOffer] = toAttr(s.Offer)
-		in.Attributes[attrPrice] = s.Offer.PricePerHour
+		in.Attributes[AttrOffer] = toAttr(s.Offer)
+		in.Attributes[AttrPrice] = s.Offer.PricePerHour
 	}
 	return in
 }
@@ -467,7 +467,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 			return "", fmt.Errorf("%s: registering a %s, not a volume", s.Address, spec.Kind())
 		}
 		in.ProviderID, in.Status = v.VolumeID, providers.StatusRunning
-		in.Attributes[attrExternal] = true
+		in.Attributes[AttrExternal] = true
 		return in.ProviderID, x.put(s, in)
 	}
 	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec}
@@ -475,7 +475,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		req.Env = x.jobEnv(c, s)
 	}
 	req.Progress = func(msg string) {
-		x.emit(Event{Type: "progress", Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})
+		x.emit(Event{Type: EventProgress, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})
 	}
 	// The first interrupt ends a wait for readiness too, not only the
 	// steps not yet started.
@@ -523,7 +523,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 			}
 			return "", err
 		}
-		x.emit(Event{Type: "retry", Step: s.ID, Address: s.Address, Index: s.Index,
+		x.emit(Event{Type: EventRetry, Step: s.ID, Address: s.Address, Index: s.Index,
 			Message: fmt.Sprintf("%v; retrying in %s (retry on no-capacity, until %s)", err, x.retryInterval(), deadline.Format(time.Kitchen))})
 		select {
 		case <-time.After(x.retryInterval()):
@@ -592,8 +592,8 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 	for i, o := range candidates {
 		if s.HostStep < 0 && s.HostToken == "" && o != nil {
 			req.Offer = o
-			in.Attributes[attrOffer] = toAttr(o)
-			in.Attributes[attrPrice] = o.PricePerHour
+			in.Attributes[AttrOffer] = toAttr(o)
+			in.Attributes[AttrPrice] = o.PricePerHour
 			in.Provider = o.Backend
 			if o.Backend != s.Backend {
 				if prov, err = x.set.For(o.Backend); err != nil {
@@ -614,7 +614,7 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 		if err != nil && (code == providers.NoCapacity || code == providers.Quota) && i+1 < len(candidates) {
 			lastErr = err
 			nextO := candidates[i+1]
-			x.emit(Event{Type: "failover", Step: s.ID, Address: s.Address, Index: s.Index,
+			x.emit(Event{Type: EventFailover, Step: s.ID, Address: s.Address, Index: s.Index,
 				Message: fmt.Sprintf("%v; trying %s %s %s", err, nextO.Backend, nextO.Region, nextO.InstanceType)})
 			continue
 		}
@@ -627,7 +627,7 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 		in.ProviderID, in.Status = obj.ID, obj.Status
 		if obj.Offer != nil && s.Kind == providers.KindInstance && s.HostStep < 0 && s.HostToken == "" {
 			// What the machine turned out to be (an SSH host's inventory).
-			in.Attributes[attrOffer] = toAttr(obj.Offer)
+			in.Attributes[AttrOffer] = toAttr(obj.Offer)
 		}
 		for k, v := range obj.Attributes {
 			in.Attributes[k] = v
@@ -689,7 +689,7 @@ func (x *executor) hostIP(s *Step) string {
 	defer x.mu.Unlock()
 	if s.HostStep >= 0 {
 		if h := x.created[s.HostStep]; h != nil {
-			ip, _ := h.Attributes["ip"].(string)
+			ip, _ := h.Attributes[providers.AttrIP].(string)
 			return ip
 		}
 		return ""
@@ -704,14 +704,14 @@ func (x *executor) hostIP(s *Step) string {
 // fails leaves the intent, which the next refresh drops; it also stops
 // the apply (see fail).
 func (x *executor) forget(s *Step, token string) {
-	if err := x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: token}); err != nil {
+	if err := x.rec.write(&record{Op: journalRemoveInstance, Address: s.Address, Token: token}); err != nil {
 		_ = x.fail(err)
 	}
 }
 
 // put records an instance and waits until the record is durable.
 func (x *executor) put(s *Step, in *state.Instance) error {
-	return x.rec.write(&record{Op: "put-instance", Address: s.Address, Instance: x.snapshot(in)})
+	return x.rec.write(&record{Op: journalPutInstance, Address: s.Address, Instance: x.snapshot(in)})
 }
 
 // snapshot copies an instance, so later changes to it are not seen by the
@@ -754,7 +754,7 @@ func (x *executor) delete(ctx context.Context, s *Step) error {
 			}
 		}
 	}
-	return x.rec.write(&record{Op: "remove-instance", Address: s.Address, Token: s.Token})
+	return x.rec.write(&record{Op: journalRemoveInstance, Address: s.Address, Token: s.Token})
 }
 
 // call runs a provider call under the backend's rate limit, backing off
@@ -771,7 +771,7 @@ func (x *executor) call(ctx context.Context, s *Step, backend string, fn func() 
 		err := fn()
 		if providers.CodeOf(err) == providers.RateLimited {
 			attempt++
-			x.emit(Event{Type: "retry", Step: s.ID, Address: s.Address, Index: s.Index, Message: fmt.Sprintf("rate limited (attempt %d): %v", attempt, err)})
+			x.emit(Event{Type: EventRetry, Step: s.ID, Address: s.Address, Index: s.Index, Message: fmt.Sprintf("rate limited (attempt %d): %v", attempt, err)})
 		}
 		return err
 	})

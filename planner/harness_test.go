@@ -13,6 +13,7 @@ import (
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/local"
@@ -32,6 +33,19 @@ type world struct {
 	set providers.Set
 	// refresh is how plan refreshes.
 	refresh planner.RefreshOptions
+	// hostsBackend, when set, is the backend of fleets of given hosts
+	// instead of the registry's; "-" is none.
+	hostsBackend string
+}
+
+func (w *world) hosts() string {
+	switch w.hostsBackend {
+	case "":
+		return registry.HostsBackend()
+	case "-":
+		return ""
+	}
+	return w.hostsBackend
 }
 
 // providers is what plan and apply reach the cloud through.
@@ -115,7 +129,7 @@ func (w *world) plan(cfg *lang.Config, o planOpts) (*planner.Plan, error) {
 		return nil, err
 	}
 	return planner.Make(planner.Input{Config: cfg, Prior: prior, StateExisted: existed, Workspace: state.DefaultWorkspace,
-		ToolVersion: "test", Offers: all, Mode: o.mode, Replace: o.replace, Targets: o.targets, RerunFinished: o.rerun, Drift: drift})
+		ToolVersion: "test", Offers: all, HostsBackend: w.hosts(), Mode: o.mode, Replace: o.replace, Targets: o.targets, RerunFinished: o.rerun, Drift: drift})
 }
 
 func (w *world) mustPlan(cfg *lang.Config, o planOpts) *planner.Plan {

@@ -88,17 +88,17 @@ func ObserveRun(ctx context.Context, r *state.Resource, set providers.Set) ([]Jo
 	var out []Job
 	for _, in := range r.Instances {
 		j := Job{Address: r.Address, Index: in.Index, Backend: in.Provider, Provider: in.ProviderID,
-			Status: in.Status, Ports: attrString(in, "ports"), Abandoned: Abandoned(in)}
+			Status: in.Status, Ports: attrString(in, providers.AttrPorts), Abandoned: Abandoned(in)}
 		if o, ok := live[in.Token]; ok {
 			j.Status, j.Reason = o.Status, o.Reason
-			if p := o.Attributes["ports"]; p != "" {
+			if p := o.Attributes[providers.AttrPorts]; p != "" {
 				j.Ports = p
 			}
 		} else if in.ProviderID != "" {
 			j.Status = StatusGone
 		}
-		j.Host = attrString(in, attrHostAddress)
-		if name := attrString(in, "host_id"); name != "" && j.Host != "" {
+		j.Host = attrString(in, AttrHostAddress)
+		if name := attrString(in, providers.AttrHostID); name != "" && j.Host != "" {
 			j.Host += " (" + name + ")" // an SSH fleet's host
 		}
 		out = append(out, j)
@@ -202,7 +202,7 @@ func stopJob(ctx context.Context, set providers.Set, in *state.Instance) error {
 // recordedStopCriteria is the stop_criteria of the task configuration
 // recorded in state ("" for other runs).
 func recordedStopCriteria(r *state.Resource) string {
-	spec, _ := r.Attributes["spec"].(map[string]any)
+	spec, _ := r.Attributes[AttrSpec].(map[string]any)
 	s, _ := spec["stop_criteria"].(string)
 	return s
 }

@@ -33,7 +33,11 @@ type Input struct {
 	ToolVersion  string
 	// Offers are what providers can make now, for placement.
 	Offers []offers.Offer
-	Mode   Mode
+	// HostsBackend is the backend that serves fleets of given hosts
+	// (ssh_config): the registry's. A plan with such a fleet and none
+	// is refused.
+	HostsBackend string
+	Mode         Mode
 	// Targets limits the plan to these addresses and what they need.
 	Targets []string
 	// Replace forces these addresses to be replaced.
@@ -85,7 +89,7 @@ func Make(in Input) (*Plan, error) {
 		p.Sources[name] = string(src)
 	}
 	if cycle := findCycle(in.Config); cycle != nil {
-		return nil, &Error{Problems: []string{"Cycle in the configuration: " + strings.Join(cycle, " → ")}}
+		return nil, &Error{Problems: []string{where(in.Config, cycle[0], "depends_on") + "Cycle in the configuration: " + strings.Join(cycle, " → ")}}
 	}
 	m := &maker{in: in, plan: p, hosts: map[string]*host{}, runHosts: map[string][]*host{}}
 	if err := m.checkAddresses(); err != nil {
@@ -141,10 +145,17 @@ type maker struct {
 	runHosts map[string][]*host
 	// byAddress are the existing hosts by address ("fleet.a[0]").
 	byAddress map[string]*host
+	// noHostsBackend: a fleet of given hosts was planned without a
+	// backend to serve it (reported once).
+	noHostsBackend bool
 }
 
+// problem records a reason the plan cannot be made; the same reason
+// given twice (for each job of a run) is kept once.
 func (m *maker) problem(format string, args ...any) {
-	m.problems = append(m.problems, fmt.Sprintf(format, args...))
+	if p := fmt.Sprintf(format, args...); !slices.Contains(m.problems, p) {
+		m.problems = append(m.problems, p)
+	}
 }
 
 func (m *maker) checkAddresses() error {
@@ -271,7 +282,7 @@ func (m *maker) change(addr string) {
 		return
 	case res == nil:
 		if lc.PreventDestroy {
-			m.problem("%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
+			m.problemAt(addr, "", "%s has lifecycle.prevent_destroy set, but this plan would tear it down. Remove prevent_destroy first, or leave it out with -target.", addr)
 			return
 		}
 		reason := "not in configuration"
@@ -283,7 +294,7 @@ func (m *maker) change(addr string) {
 	}
 	d, err := newDesired(res)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return
 	}
 	if prior == nil {
@@ -298,7 +309,7 @@ func (m *maker) change(addr string) {
 // field; nil when state has none (an interrupted apply). A recorded
 // configuration that is not an object is an error.
 func priorSpec(r *state.Resource) (json.RawMessage, map[string]json.RawMessage, error) {
-	v, ok := r.Attributes["spec"]
+	v, ok := r.Attributes[AttrSpec]
 	if !ok {
 		return nil, nil, nil
 	}
@@ -468,15 +479,15 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 	case *lang.Fleet:
 		if spec.SSHConfig != nil {
 			h := spec.SSHConfig.Hosts[idx]
-			o := sshOffer(spec, h.Hostname)
-			s.Backend, s.Offer = sshBackend, &o
+			o := m.sshOffer(c.Address, spec, h.Hostname)
+			s.Backend, s.Offer = o.Backend, &o
 			break
 		}
 		list := offers.Match(m.in.Offers, resourcesOf(spec.Resources), fleetFilter(spec))
 		list = available(list)
 		list = filterTypes(list, spec.InstanceTypes)
 		if len(list) == 0 {
-			m.problem("%s: no offer matches %s%s", c.Address, describeResources(spec.Resources), describeFilter(spec.Backends, spec.Regions, spec.SpotPolicy, spec.MaxPrice))
+			m.problemAt(c.Address, "resources", "%s: no offer matches %s%s", c.Address, describeResources(spec.Resources), describeFilter(spec.Backends, spec.Regions, spec.SpotPolicy, spec.MaxPrice))
 			return nil
 		}
 		s.Offer, s.Backend = &list[0], list[0].Backend
@@ -579,7 +590,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	d.load()
 	before, beforeFields, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return
 	}
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
@@ -602,7 +613,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	if sshFleet && len(before) > 0 {
 		f, err := recordedFleet(unmaskRecorded(before, priorSensitive(prior), d))
 		if err != nil {
-			m.problem("%s: %v", addr, err)
+			m.problemAt(addr, "", "%s: %v", addr, err)
 			return
 		}
 		recorded = f
@@ -653,7 +664,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	switch {
 	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || m.rerun(prior) || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
 		if lc.PreventDestroy {
-			m.problem("%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
+			m.problemAt(addr, "", "%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
 			return
 		}
 		c.Action = Replace
@@ -776,7 +787,7 @@ func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
 		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
 			continue
 		}
-		if attrString(in, attrOutside) != "" {
+		if attrString(in, AttrEndedOutside) != "" {
 			event = "interruption"
 		} else if event == "" {
 			event = "error"

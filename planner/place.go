@@ -22,6 +22,9 @@ type host struct {
 	token   string
 	step    int
 	backend string
+	// given is a host given by its address (an SSH fleet's), which stays
+	// the same machine when its instance is made again.
+	given   bool
 	cap     offers.Offer
 	used    Demand
 	removed bool
@@ -41,29 +44,34 @@ func (h *host) free() Demand {
 	return d
 }
 
-// Instance attribute keys the planner records.
+// Instance attribute keys the planner records (beside the provider's
+// object attributes, such as providers.AttrIP), which the commands read.
 const (
-	attrKind        = "kind"
-	attrOffer       = "offer"
-	attrHost        = "host"
-	attrHostAddress = "host_address"
-	attrDemand      = "demand"
-	attrPrice       = "price"
-	attrExternal    = "external"
-	attrCreatedAt   = "created_at"    // when apply made a job
-	attrOutside     = "ended_outside" // why a task's job ended outside dstack
-	attrAbandoned   = "abandoned_at"  // when a job was left on a host that did not answer
-	attrIntent      = "intent"        // who may still be making an object not yet seen (see fence.go)
-	attrPending     = "pending_until" // an intent kept while its writer may still make it
+	AttrKind         = "kind"          // the object's providers.ObjectKind
+	AttrOffer        = "offer"         // the offers.Offer a machine was made from
+	AttrHost         = "host"          // a job's host instance's token
+	AttrHostAddress  = "host_address"  // a job's host instance's address ("fleet.a[0]")
+	AttrDemand       = "demand"        // the Demand a job takes of its host
+	AttrPrice        = "price"         // USD per hour
+	AttrExternal     = "external"      // an object dstack did not make (imported)
+	AttrCreatedAt    = "created_at"    // when apply made a job
+	AttrEndedOutside = "ended_outside" // why a task's job ended outside dstack
+	AttrAbandonedAt  = "abandoned_at"  // when a job was left on a host that did not answer
+	attrIntent       = "intent"        // who may still be making an object not yet seen (see fence.go)
+	attrPending      = "pending_until" // an intent kept while its writer may still make it
 )
 
+// AttrSpec is the resource attribute that holds its configuration, as
+// JSON with sensitive values masked.
+const AttrSpec = "spec"
+
 func instanceKind(in *state.Instance) providers.ObjectKind {
-	s, _ := in.Attributes[attrKind].(string)
+	s, _ := in.Attributes[AttrKind].(string)
 	return providers.ObjectKind(s)
 }
 
 func price(in *state.Instance) float64 {
-	switch v := in.Attributes[attrPrice].(type) {
+	switch v := in.Attributes[AttrPrice].(type) {
 	case float64:
 		return v
 	case json.Number:
@@ -74,7 +82,7 @@ func price(in *state.Instance) float64 {
 }
 
 func hostOf(in *state.Instance) string {
-	s, _ := in.Attributes[attrHost].(string)
+	s, _ := in.Attributes[AttrHost].(string)
 	return s
 }
 
@@ -109,13 +117,18 @@ func (m *maker) collectHosts() {
 		if err != nil || a.Kind != lang.KindFleet {
 			continue
 		}
+		// A fleet of given hosts (an SSH fleet), as state records it; a
+		// recorded configuration that does not read is reported where
+		// the fleet is planned.
+		_, fields, _ := priorSpec(r)
+		given := len(fields["ssh_config"]) > 0 && string(fields["ssh_config"]) != "null"
 		for _, in := range r.Instances {
-			o, ok := decodeAttr[offers.Offer](in, attrOffer)
+			o, ok := decodeAttr[offers.Offer](in, AttrOffer)
 			if !ok || in.Token == "" {
 				continue
 			}
 			m.addHost(&host{key: in.Token, address: fmt.Sprintf("%s[%d]", r.Address, in.Index), fleet: a.Name,
-				token: in.Token, step: -1, backend: in.Provider, cap: o, silent: in.Status == providers.StatusUnknown})
+				token: in.Token, step: -1, backend: in.Provider, given: given || o.Given, cap: o, silent: in.Status == providers.StatusUnknown})
 		}
 	}
 	m.byAddress = map[string]*host{}
@@ -128,7 +141,7 @@ func (m *maker) collectHosts() {
 		}
 		for _, in := range r.Instances {
 			if h := m.hostFor(in); h != nil && !finishedJob(in) {
-				d, _ := decodeAttr[Demand](in, attrDemand)
+				d, _ := decodeAttr[Demand](in, AttrDemand)
 				h.used = h.used.plus(d)
 			}
 		}
@@ -142,8 +155,8 @@ func (m *maker) hostFor(in *state.Instance) *host {
 	if h := m.hosts[hostOf(in)]; h != nil {
 		return h
 	}
-	addr, _ := in.Attributes[attrHostAddress].(string)
-	if h := m.byAddress[addr]; h != nil && h.backend == sshBackend {
+	addr, _ := in.Attributes[AttrHostAddress].(string)
+	if h := m.byAddress[addr]; h != nil && h.given {
 		return h
 	}
 	return nil
@@ -171,7 +184,7 @@ func (m *maker) addHost(h *host) {
 func (m *maker) releaseHosts(prior *state.Resource) {
 	for _, in := range prior.Instances {
 		if h := m.hostFor(in); h != nil && !finishedJob(in) {
-			d, _ := decodeAttr[Demand](in, attrDemand)
+			d, _ := decodeAttr[Demand](in, AttrDemand)
 			h.used = h.used.minus(d)
 		}
 	}
@@ -196,7 +209,7 @@ func (m *maker) syncFleetHosts(c *Change) {
 			}
 			a, _ := lang.ParseAddress(s.Address)
 			m.addHost(&host{key: fmt.Sprintf("step:%d", s.ID), address: fmt.Sprintf("%s[%d]", s.Address, s.Index),
-				fleet: a.Name, step: s.ID, backend: s.Backend, cap: *s.Offer})
+				fleet: a.Name, step: s.ID, backend: s.Backend, given: s.Offer.Given, cap: *s.Offer})
 		}
 	}
 }
@@ -289,9 +302,13 @@ func fits(h *host, spec resources.Spec, d Demand) string {
 // or else on a new machine from the cheapest matching offer.
 func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	run, prof := runParts(d.res.Spec)
+	if !m.missingFleets(c.Address, prof) {
+		return false
+	}
 	spec := resourcesOf(run.Resources)
 	demand := demandOf(spec)
 	s.Demand = &demand
+	vols := m.volumeSitesOf(run)
 	var best *host
 	var reasons []string
 	multi := multiNode(d.res.Spec)
@@ -303,6 +320,10 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 		if h.silent {
 			reasons = append(reasons, hostName(h)+" does not answer")
+			continue
+		}
+		if why := vols.excludes(h.backend, h.cap.Region); why != "" {
+			reasons = append(reasons, hostName(h)+": "+why)
 			continue
 		}
 		if multi && len(taken) > 0 {
@@ -330,7 +351,7 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		return true
 	}
 	if prof.CreationPolicy != "reuse" {
-		if h := m.grow(c, spec, prof, &reasons); h != nil {
+		if h := m.grow(c, spec, prof, vols, &reasons); h != nil {
 			d := h.inBlocks(demand)
 			s.Demand = &d
 			m.putOn(c, s, h, d)
@@ -338,15 +359,15 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		}
 	}
 	if len(prof.Fleets) > 0 || prof.CreationPolicy == "reuse" {
-		m.problem("%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room for %s: %s", c.Address, spec, reasonList(reasons, "no matching fleet instances"))
 		return false
 	}
 	list := available(offers.Match(m.in.Offers, spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions,
 		Spot: spotOf(prof.SpotPolicy), MaxPrice: deref(prof.MaxPrice)}))
-	list = filterTypes(list, prof.InstanceTypes)
+	list = vols.filter(filterTypes(list, prof.InstanceTypes))
 	if len(list) == 0 {
-		m.problem("%s: no fleet instance has room and no offer matches %s%s (%s)", c.Address, spec,
-			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), reasonList(reasons, "no fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room and no offer matches %s%s%s (%s)", c.Address, spec,
+			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), vols.describe(), reasonList(reasons, "no fleet instances"))
 		return false
 	}
 	s.Offer, s.Backend = &list[0], list[0].Backend
@@ -374,7 +395,7 @@ func (m *maker) putOn(c *Change, s *Step, h *host, demand Demand) {
 // grow adds an instance to a configured cloud fleet that may grow (its
 // nodes have room below their max) for a job no instance has room for,
 // from the cheapest offer that fits both the fleet and the job.
-func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons *[]string) *host {
+func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, vols volumeSites, reasons *[]string) *host {
 	names := prof.Fleets
 	if len(names) == 0 {
 		for _, r := range m.in.Config.Sorted() {
@@ -409,6 +430,11 @@ func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, reasons
 		}
 		list := available(offers.Match(m.in.Offers, resourcesOf(f.Resources), fleetFilter(f)))
 		list = offers.Match(filterTypes(list, f.InstanceTypes), spec, offers.Filter{Backends: prof.Backends, Regions: prof.Regions, MaxPrice: deref(prof.MaxPrice)})
+		if len(list) > 0 && len(vols.filter(list)) == 0 {
+			*reasons = append(*reasons, fmt.Sprintf("%s could grow, but not%s", addr, vols.describe()))
+			continue
+		}
+		list = vols.filter(list)
 		if len(list) == 0 {
 			*reasons = append(*reasons, fmt.Sprintf("%s could grow, but no offer fits both it and %s", addr, c.Address))
 			continue
@@ -462,7 +488,7 @@ func (m *maker) changeFor(addr string, r *lang.Resource) *Change {
 	d.load()
 	before, _, err := priorSpec(prior)
 	if err != nil {
-		m.problem("%v", err)
+		m.problemAt(addr, "", "%v", err)
 		return nil
 	}
 	c := &Change{Address: addr, Kind: lang.KindFleet, Action: Scale, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
@@ -548,13 +574,18 @@ func describeFilter(backends, regions []string, spot string, maxPrice *float64) 
 	return " with " + strings.Join(parts, ", ")
 }
 
-// sshOffer describes a host of an SSH fleet until its agent reports its
-// inventory: what the fleet's resources ask for at least.
-func sshOffer(f *lang.Fleet, hostname string) offers.Offer {
+// sshOffer describes a host of an SSH fleet (addr) until its agent
+// reports its inventory: what the fleet's resources ask for at least, on
+// the backend that serves given hosts.
+func (m *maker) sshOffer(addr string, f *lang.Fleet, hostname string) offers.Offer {
+	if m.in.HostsBackend == "" && !m.noHostsBackend {
+		m.noHostsBackend = true
+		m.problem("%s: no provider in this build serves fleets of given hosts (ssh_config)", addr)
+	}
 	spec := resourcesOf(f.Resources)
 	d := demandOf(spec)
-	o := offers.Offer{Backend: "ssh", Region: "on-prem", InstanceType: hostname, CPUs: d.CPUs,
-		Memory: resources.Memory(d.MemoryMB), Availability: offers.Available}
+	o := offers.Offer{Backend: m.in.HostsBackend, Region: "on-prem", InstanceType: hostname, CPUs: d.CPUs,
+		Memory: resources.Memory(d.MemoryMB), Availability: offers.Available, Given: true}
 	if d.GPUs > 0 {
 		g := &offers.GPU{Count: d.GPUs, Vendor: spec.GPU.EffectiveVendor()}
 		if len(spec.GPU.Names) > 0 {
@@ -577,7 +608,7 @@ func multiNode(spec lang.Spec) bool {
 // hostName is how placement reasons name a host: "fleet.a[0]", with the
 // machine's name for an SSH fleet's host ("fleet.a[0] (a100-1)").
 func hostName(h *host) string {
-	if h.backend == sshBackend && h.cap.InstanceType != "" {
+	if h.given && h.cap.InstanceType != "" {
 		return fmt.Sprintf("%s (%s)", h.address, h.cap.InstanceType)
 	}
 	return h.address

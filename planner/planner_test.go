@@ -234,7 +234,9 @@ func TestFailoverOnNoCapacity(t *testing.T) {
 
 func TestFailureFinishesIndependentBranches(t *testing.T) {
 	w := newWorld(t, &sim.Config{Failures: []sim.Failure{{Op: sim.OpCreate, Address: "volume.bad*", Code: providers.Auth}}})
-	cfg := w.config(map[string]string{"main.dstack.yml": strings.Replace(base, "name: data", "name: bad", 1) +
+	// The fleet is in the volume's backend, where a job can attach it.
+	src := strings.Replace(strings.Replace(base, "name: data", "name: bad", 1), "nodes: 2", "nodes: 2\nbackends: [aws]", 1)
+	cfg := w.config(map[string]string{"main.dstack.yml": src +
 		"---\ntype: task\nname: uses-bad\ncommands: [ls]\nvolumes: [bad:/data]\nfleets: [gpus]\n"})
 	p := w.mustPlan(cfg, planOpts{})
 	res := w.apply(p, planner.ApplyOptions{})
@@ -439,7 +441,7 @@ func TestTaskRetry(t *testing.T) {
 			if tc.later > 0 {
 				// The same refreshed state, planned later.
 				p, err = planner.Make(planner.Input{Config: cfg, Prior: p.Prior, StateExisted: true, Workspace: "default",
-					ToolVersion: "test", Offers: mustOffers(t, w), Drift: p.Drift, Now: time.Now().Add(tc.later)})
+					ToolVersion: "test", Offers: mustOffers(t, w), HostsBackend: w.hosts(), Drift: p.Drift, Now: time.Now().Add(tc.later)})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -65,7 +65,7 @@ func RecordedObject(address string, in *state.Instance, ids map[string]string) p
 			o.Attributes[k] = s
 		}
 	}
-	if off, ok := decodeAttr[offers.Offer](in, attrOffer); ok {
+	if off, ok := decodeAttr[offers.Offer](in, AttrOffer); ok {
 		o.Offer = &off
 	}
 	if h := hostOf(in); h != "" {

@@ -13,7 +13,7 @@ import (
 // record is one journal entry: a change to the state that apply made
 // durable before going on.
 type record struct {
-	Op         string          `json:"op"` // begin, put-instance, remove-instance, abandon-instance, put-resource, forget
+	Op         string          `json:"op"` // one of the journal* constants
 	Lineage    string          `json:"lineage,omitempty"`
 	Serial     *uint64         `json:"serial,omitempty"`
 	Address    string          `json:"address,omitempty"`
@@ -26,12 +26,22 @@ type record struct {
 	At         string          `json:"at,omitempty"` // when a job was abandoned
 }
 
+// Journal ops (record.Op).
+const (
+	journalBegin           = "begin"            // the state the journal applies to: lineage and serial
+	journalPutInstance     = "put-instance"     // record an instance (an intent, or what a provider made)
+	journalRemoveInstance  = "remove-instance"  // forget an instance that is gone
+	journalAbandonInstance = "abandon-instance" // mark a job left on a host that did not answer
+	journalPutResource     = "put-resource"     // record a resource's configuration
+	journalForget          = "forget"           // drop a resource
+)
+
 // applyRecord changes st as r says. Every record is idempotent, so a
 // journal replayed twice gives the same state.
 func applyRecord(st *state.State, r *record) {
 	res := st.Resource(r.Address)
 	switch r.Op {
-	case "put-instance":
+	case journalPutInstance:
 		if res == nil {
 			res = &state.Resource{Address: r.Address}
 			st.Put(res)
@@ -43,7 +53,7 @@ func applyRecord(st *state.State, r *record) {
 			}
 		}
 		res.Instances = append(res.Instances, r.Instance)
-	case "remove-instance":
+	case journalRemoveInstance:
 		if res == nil {
 			return
 		}
@@ -53,7 +63,7 @@ func applyRecord(st *state.State, r *record) {
 				return
 			}
 		}
-	case "abandon-instance":
+	case journalAbandonInstance:
 		if res == nil {
 			return
 		}
@@ -62,11 +72,11 @@ func applyRecord(st *state.State, r *record) {
 				if in.Attributes == nil {
 					in.Attributes = map[string]any{}
 				}
-				in.Attributes[attrAbandoned] = r.At
+				in.Attributes[AttrAbandonedAt] = r.At
 				return
 			}
 		}
-	case "put-resource":
+	case journalPutResource:
 		if res == nil {
 			res = &state.Resource{Address: r.Address}
 			st.Put(res)
@@ -75,13 +85,13 @@ func applyRecord(st *state.State, r *record) {
 		if res.Attributes == nil {
 			res.Attributes = map[string]any{}
 		}
-		res.Attributes["spec"] = r.Spec
+		res.Attributes[AttrSpec] = r.Spec
 		if r.Sensitive != nil {
 			res.Attributes[attrSensitive] = r.Sensitive
 		} else {
 			delete(res.Attributes, attrSensitive)
 		}
-	case "forget":
+	case journalForget:
 		st.Remove(r.Address)
 	}
 }
@@ -191,7 +201,7 @@ func parseJournal(raw [][]byte, snap *state.Snapshot) ([]*record, string) {
 	}
 	switch {
 	case problem != "":
-	case recs[0].Op != "begin" || recs[0].Serial == nil:
+	case recs[0].Op != journalBegin || recs[0].Serial == nil:
 		problem = "it does not start with a begin record"
 	case snap != nil && snap.State.Lineage != recs[0].Lineage:
 		problem = fmt.Sprintf("it belongs to state lineage %s, the stored state is %s", recs[0].Lineage, snap.State.Lineage)
@@ -212,7 +222,7 @@ func salvage(st *state.State, recs []*record) bool {
 	}
 	added := false
 	for _, r := range recs {
-		if r.Op != "put-instance" || r.Instance == nil || r.Instance.Token == "" || known[r.Instance.Token] {
+		if r.Op != journalPutInstance || r.Instance == nil || r.Instance.Token == "" || known[r.Instance.Token] {
 			continue
 		}
 		if _, err := lang.ParseAddress(r.Address); err != nil {
@@ -255,7 +265,7 @@ func newRecorder(ctx context.Context, s *Store, st *state.State, toolVersion str
 	if j, ok := s.Backend.(state.Journal); ok {
 		r.journal = j
 		serial := st.Serial
-		b, _ := json.Marshal(&record{Op: "begin", Lineage: st.Lineage, Serial: &serial})
+		b, _ := json.Marshal(&record{Op: journalBegin, Lineage: st.Lineage, Serial: &serial})
 		if err := j.AppendJournal(ctx, s.Workspace, s.LockID, [][]byte{b}); err != nil {
 			return nil, fmt.Errorf("starting the journal: %w", err)
 		}

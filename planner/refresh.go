@@ -60,7 +60,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 	byBackend := map[string][]ref{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
-			if in.Token == "" || in.Attributes[attrExternal] == true {
+			if in.Token == "" || in.Attributes[AttrExternal] == true {
 				continue
 			}
 			byBackend[in.Provider] = append(byBackend[in.Provider], ref{r, in})
@@ -114,7 +114,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 		}
 		kept := r.Instances[:0]
 		for _, in := range r.Instances {
-			if in.Token == "" || in.Attributes[attrExternal] == true {
+			if in.Token == "" || in.Attributes[AttrExternal] == true {
 				kept = append(kept, in)
 				continue
 			}
@@ -177,7 +177,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 					if in.Attributes == nil {
 						in.Attributes = map[string]any{}
 					}
-					in.Attributes[attrOutside] = what
+					in.Attributes[AttrEndedOutside] = what
 					kept = append(kept, in)
 				}
 				continue

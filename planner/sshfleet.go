@@ -13,9 +13,6 @@ import (
 	"github.com/dstackai/dstack-go/state"
 )
 
-// sshBackend is the backend of SSH fleets' hosts.
-const sshBackend = "ssh"
-
 // An SSH fleet's instances are its hosts, one per hostname: adding a host
 // to ssh_config creates its instance, removing one deletes its instance
 // (and moves the runs on it), and a host whose settings changed (its
@@ -42,10 +39,10 @@ func recordedFleet(spec json.RawMessage) (*lang.Fleet, error) {
 
 // sshHostOf is the hostname an SSH fleet's instance is.
 func sshHostOf(in *state.Instance) string {
-	if o, ok := decodeAttr[offers.Offer](in, attrOffer); ok && o.InstanceType != "" {
+	if o, ok := decodeAttr[offers.Offer](in, AttrOffer); ok && o.InstanceType != "" {
 		return o.InstanceType
 	}
-	s, _ := in.Attributes["hostname"].(string)
+	s, _ := in.Attributes[providers.AttrHostname].(string)
 	return s
 }
 
@@ -137,9 +134,9 @@ func (m *maker) sshHosts(c *Change, d *desired, prior *state.Resource, old *lang
 
 // sshStep plans making host hostname the fleet's instance idx.
 func (m *maker) sshStep(c *Change, f *lang.Fleet, idx int, hostname string) *Step {
-	o := sshOffer(f, hostname)
+	o := m.sshOffer(c.Address, f, hostname)
 	s := m.newStep(&Step{Op: OpCreate, Address: c.Address, Index: idx, Kind: providers.KindInstance, HostStep: -1,
-		Backend: sshBackend, Offer: &o})
+		Backend: o.Backend, Offer: &o})
 	c.Steps = append(c.Steps, s.ID)
 	return s
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/planner/render"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
@@ -381,5 +382,55 @@ func TestRunMovesOffSilentHost(t *testing.T) {
 	w.converge(withRetry)
 	if r := w.state().Resource("service.web"); len(r.Instances) != 1 || r.Instances[0].Token == job.Token {
 		t.Fatalf("after the clean-up the run has %d instances", len(r.Instances))
+	}
+}
+
+// TestGivenHostsAreAProperty: the planner knows a fleet of given hosts by
+// its ssh_config and its hosts by their offers, not by a backend's name.
+// The backend that serves them is whatever the caller names, and without
+// one such a fleet cannot be planned.
+func TestGivenHostsAreAProperty(t *testing.T) {
+	w := newWorld(t, nil)
+	w.hostsBackend = "onprem-hosts"
+	cfg := w.config(map[string]string{"main.dstack.yml": sshFleet})
+	p := w.mustPlan(cfg, planOpts{})
+	var text strings.Builder
+	if err := render.Text(&text, p, render.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	hosts := 0
+	for _, s := range p.Steps {
+		if s.Address != "fleet.onprem" || s.Op != planner.OpCreate {
+			continue
+		}
+		hosts++
+		if s.Backend != "onprem-hosts" || s.Offer == nil || !s.Offer.Given || s.Offer.Backend != "onprem-hosts" {
+			t.Errorf("host step %d: backend %q, offer %+v", s.ID, s.Backend, s.Offer)
+		}
+	}
+	if hosts != 3 || !strings.Contains(text.String(), "SSH host a100-2 (its GPUs, CPUs and memory are read at apply)") {
+		t.Fatalf("%d host steps; plan:\n%s", hosts, text.String())
+	}
+	w.converge(cfg)
+	snap, err := w.backend.Read(context.Background(), state.DefaultWorkspace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range snap.State.Resource("fleet.onprem").Instances {
+		if in.Provider != "onprem-hosts" {
+			t.Errorf("fleet.onprem[%d] made by %q", in.Index, in.Provider)
+		}
+	}
+	// Placement names a given host by its hostname.
+	two := strings.Replace(sshFleet, "    - a100-2\n", "", 1)
+	if _, err := w.plan(w.config(map[string]string{"main.dstack.yml": two}), planOpts{}); err == nil || !strings.Contains(err.Error(), "(a100-1)") {
+		t.Fatalf("want a placement error naming the host, got %v", err)
+	}
+
+	none := newWorld(t, nil)
+	none.hostsBackend = "-"
+	if _, err := none.plan(none.config(map[string]string{"main.dstack.yml": sshFleet}), planOpts{}); err == nil ||
+		!strings.Contains(err.Error(), "fleet.onprem: no provider in this build serves fleets of given hosts (ssh_config)") {
+		t.Fatalf("no backend for given hosts: %v", err)
 	}
 }

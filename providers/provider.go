@@ -73,6 +73,17 @@ type Object struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
+// Object attribute keys that providers set and the planner and the
+// commands read (a provider may set others of its own).
+const (
+	AttrIP       = "ip"        // where the other machines of its network reach it
+	AttrHostname = "hostname"  // the machine's name (a gateway's DNS name)
+	AttrPorts    = "ports"     // a job's published ports: "HOST:CONTAINER,..."
+	AttrExitCode = "exit_code" // a job's exit code, once it ended
+	AttrRuntime  = "runtime"   // what runs a job: "docker" or "host"
+	AttrHostID   = "host_id"   // a job's host instance's ID, for jobs recalled from state
+)
+
 // Live reports whether the object still exists and works.
 func (o Object) Live() bool {
 	return o.Status != StatusTerminated && o.Status != StatusFailed && o.Status != StatusStopped
@@ -145,6 +156,9 @@ const (
 	// nothing of the request is left.
 	NotReady Code = "not-ready"
 )
+
+// Codes returns the codes the contract defines.
+func Codes() []Code { return []Code{NoCapacity, Quota, RateLimited, Auth, NotFound} }
 
 // Error is a classified provider error.
 type Error struct {

@@ -20,10 +20,8 @@ import (
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 	"github.com/dstackai/dstack-go/lang/load"
 	"github.com/dstackai/dstack-go/planner"
-	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/local"
-	"github.com/dstackai/dstack-go/providers/local/agentproc"
-	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
 	"github.com/dstackai/dstack-go/state"
 	statelocal "github.com/dstackai/dstack-go/state/local"
@@ -401,13 +399,17 @@ func dstackApply(t *testing.T, file, stateDir, agentDir string) {
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
-	set := dstackSet{agentproc.Provider(agentDir, nil)}
+	// The local backend alone, its agent already running.
+	set, err := registry.Open(registry.Env{AgentDir: agentDir, Backends: []string{local.Backend}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	all, err := set.Offers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := state.New("test")
-	p, err := planner.Make(planner.Input{Config: cfg, Prior: st, Workspace: state.DefaultWorkspace, ToolVersion: "test", Offers: all})
+	p, err := planner.Make(planner.Input{Config: cfg, Prior: st, Workspace: state.DefaultWorkspace, ToolVersion: "test", Offers: all, HostsBackend: set.HostsBackend()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,18 +425,6 @@ func dstackApply(t *testing.T, file, stateDir, agentDir string) {
 		t.Fatal(err)
 	}
 }
-
-// dstackSet is the local backend alone.
-type dstackSet struct{ local *local.Provider }
-
-func (s dstackSet) For(backend string) (providers.Provider, error) {
-	if backend != local.Backend {
-		return nil, fmt.Errorf("no provider for backend %q in this test", backend)
-	}
-	return s.local, nil
-}
-
-func (s dstackSet) Offers(ctx context.Context) ([]offers.Offer, error) { return s.local.Offers(ctx) }
 
 // TestTerraformExamplesValidate runs terraform validate on every example
 // of examples/terraform (embedded in the docs), so that none can rot.

@@ -5,12 +5,16 @@
 package load
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/hclconf"
@@ -102,16 +106,22 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		docs  []lang.RawResource
 		diags lang.Diagnostics
 		err   error
+		// binary is set for a file that is not text; diags says so.
+		binary bool
 	}
 	results := make([]parsed, len(files))
 	parallel.ForEach(len(files), func(i int) {
 		name := files[i]
-		src, err := os.ReadFile(name)
+		src, err := readFile(name)
 		if err != nil {
 			results[i].err = err
 			return
 		}
 		results[i].src = src
+		if d := checkText(name, src); d != nil {
+			results[i].diags, results[i].binary = lang.Diagnostics{d}, true
+			return
+		}
 		if !IsHCL(name) {
 			results[i].docs, results[i].diags = yamlconf.Parse(name, src)
 		}
@@ -125,12 +135,22 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 	baseDir := "."
 	for i, name := range files {
 		res := results[i]
-		if res.err != nil {
+		var tooLarge *TooLargeError
+		switch {
+		case errors.As(res.err, &tooLarge):
+			diags = append(diags, lang.Errorf(lang.Range{}, "", "Configuration file too large", "%s.", res.err))
+			continue
+		case res.err != nil:
 			diags = append(diags, lang.Errorf(lang.Range{}, "", "Cannot read configuration file", "%s.", res.err))
 			continue
 		}
 		cfg.Files = append(cfg.Files, name)
 		cfg.Sources[name] = res.src
+		if res.binary {
+			// Not text: neither front-end is given it.
+			diags = append(diags, res.diags...)
+			continue
+		}
 		if IsHCL(name) {
 			hclFiles = append(hclFiles, hclconf.File{Name: name, Src: res.src})
 			baseDir = filepath.Dir(name)
@@ -172,6 +192,66 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 	diags = append(diags, cfg.Link()...)
 	diags.Sort()
 	return cfg, diags
+}
+
+// MaxFileSize is the largest configuration file dstack reads: 10 MiB,
+// hundreds of times a large real configuration, yet a bound on what a
+// stray file makes dstack hold in memory, print in diagnostics and copy
+// into every saved plan (which keeps the configuration's sources).
+const MaxFileSize = 10 << 20
+
+// TooLargeError is the error for a configuration file over MaxFileSize.
+type TooLargeError struct {
+	Name string
+	Size int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s is %.1f MiB; configuration files may be at most %d MiB (split it into several files)",
+		e.Name, float64(e.Size)/(1<<20), MaxFileSize>>20)
+}
+
+// readFile reads a configuration file, refusing one over MaxFileSize
+// before reading it.
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if st.Size() > MaxFileSize {
+		return nil, &TooLargeError{Name: name, Size: st.Size()}
+	}
+	// The size can change under us (a file being written): read one byte
+	// past the limit to tell.
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(src) > MaxFileSize {
+		return nil, &TooLargeError{Name: name, Size: int64(len(src))}
+	}
+	return src, nil
+}
+
+// checkText reports a file that is not text, as git tells one: a NUL
+// byte. Parsing a binary file gives an error for nearly every byte (the
+// HCL scanner: one per invalid character), none of them helpful.
+func checkText(name string, src []byte) *lang.Diagnostic {
+	i := bytes.IndexByte(src, 0)
+	if i < 0 {
+		return nil
+	}
+	line := 1 + bytes.Count(src[:i], []byte("\n"))
+	lineStart := bytes.LastIndexByte(src[:i], '\n') + 1
+	col := 1 + utf8.RuneCount(src[lineStart:i])
+	rng := lang.Range{Filename: name, Start: lang.Pos{Line: line, Column: col, Byte: i}, End: lang.Pos{Line: line, Column: col + 1, Byte: i + 1}}
+	return lang.Errorf(rng, "", "Configuration file is not text",
+		"%s holds a NUL byte at line %d, column %d, as binary files do; configuration files are UTF-8 text.", name, line, col)
 }
 
 // peekAddress reads the address a YAML document will have, so HCL files

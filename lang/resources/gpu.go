@@ -3,6 +3,7 @@ package resources
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -30,12 +31,24 @@ var vendors = []string{"nvidia", "amd", "google", "intel", "tenstorrent"}
 
 // knownGPUs maps well-known names (upper case) to their vendor, to catch
 // "A100:amd" and to infer a vendor. TPU names are matched by isTPU.
+//
+// The list is also what validation checks names against: a name one typo
+// away from one of these is taken for a typo and refused, so the list
+// holds the real models near the common ones (H20 beside H200, B300
+// beside B200, RTX5080 beside RTX5090) lest they be refused as typos.
+// Every GPU of the offers catalog (providers/offers/catalog.csv) must be
+// here; a test there checks it.
 var knownGPUs = map[string]string{}
 
 func init() {
 	for vendor, names := range map[string]string{
-		"nvidia":      "A10 A10G A16 A30 A40 A100 A100X A4000 A5000 A6000 B100 B200 GB200 GH200 H100 H100NVL H200 H800 K80 L4 L40 L40S P4 P40 P100 RTX3090 RTX4090 RTX5090 RTX6000 RTXA4000 RTXA5000 RTXA6000 T4 V100",
-		"amd":         "MI100 MI210 MI250 MI250X MI300A MI300X MI325X MI355X",
+		"nvidia": "A2 A10 A10G A16 A30 A40 A100 A100X A800 A2000 A4000 A4500 A5000 A6000 " +
+			"B100 B200 B300 GB200 GB300 GH200 H20 H100 H100NVL H200 H800 K80 L4 L20 L40 L40S " +
+			"M60 P4 P40 P100 T4 V100 RTX2000ADA RTX4000ADA RTX5000ADA RTX6000ADA RTXPRO6000 " +
+			"RTX2080 RTX2080TI RTX3060 RTX3060TI RTX3070 RTX3070TI RTX3080 RTX3080TI RTX3090 RTX3090TI " +
+			"RTX4060 RTX4060TI RTX4070 RTX4070TI RTX4080 RTX4090 RTX5060TI RTX5070 RTX5070TI RTX5080 RTX5090 " +
+			"RTX4000 RTX5000 RTX6000 RTX8000 RTXA2000 RTXA4000 RTXA4500 RTXA5000 RTXA6000",
+		"amd":         "MI50 MI60 MI100 MI210 MI250 MI250X MI300A MI300X MI308X MI325X MI350X MI355X",
 		"intel":       "GAUDI GAUDI2 GAUDI3",
 		"tenstorrent": "N150 N300",
 	} {
@@ -43,6 +56,21 @@ func init() {
 			knownGPUs[n] = vendor
 		}
 	}
+}
+
+// KnownGPU reports whether name (any case) is a GPU or TPU name dstack
+// knows, the names of its offers catalog among them.
+func KnownGPU(name string) bool { return gpuVendor(name) != "" }
+
+// KnownGPUNames returns the well-known GPU names, upper case and sorted.
+// TPU names ("v5p-8") are not listed; [KnownGPU] knows them by form.
+func KnownGPUNames() []string {
+	out := make([]string, 0, len(knownGPUs))
+	for n := range knownGPUs {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // normVendor returns the vendor named by s, lower case, or "" if s names

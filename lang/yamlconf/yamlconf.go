@@ -70,6 +70,11 @@ type converter struct {
 	lines    []int
 	aliases  int
 	err      *lang.Diagnostic
+	// last is the position pos found last: nodes come in source order, so
+	// the next one on the same line is found from there rather than from
+	// the line's start, which on a long line (a minified flow mapping of
+	// megabytes) made converting quadratic.
+	last lang.Pos
 }
 
 func lineStarts(src []byte) []int {
@@ -87,11 +92,15 @@ func (c *converter) pos(line, col int) lang.Pos {
 	if line < 1 || line > len(c.lines) {
 		return lang.Pos{Line: line, Column: col}
 	}
-	off := c.lines[line-1]
-	for i := 1; i < col && off < len(c.src) && c.src[off] != '\n'; i++ {
+	off, i := c.lines[line-1], 1
+	if c.last.Line == line && c.last.Column <= col {
+		off, i = c.last.Byte, c.last.Column
+	}
+	for ; i < col && off < len(c.src) && c.src[off] != '\n'; i++ {
 		_, size := utf8.DecodeRune(c.src[off:])
 		off += size
 	}
+	c.last = lang.Pos{Line: line, Column: i, Byte: off}
 	return lang.Pos{Line: line, Column: col, Byte: off}
 }
 

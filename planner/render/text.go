@@ -229,7 +229,7 @@ func describeCreate(s *planner.Step) string {
 	switch {
 	case s.HostAddress != "":
 		parts = append(parts, "on "+s.HostAddress)
-	case s.Offer != nil && s.Backend == "ssh":
+	case s.Offer != nil && s.Offer.Given:
 		// An SSH fleet's host: what it has is read from it at apply.
 		parts = append(parts, fmt.Sprintf("SSH host %s (its GPUs, CPUs and memory are read at apply)", s.Offer.InstanceType))
 	case s.Offer != nil:

@@ -249,7 +249,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 			}
 			off := Offer(inv)
 			o.ID, o.Offer = "local-"+inv.Hostname, &off
-			o.Attributes = map[string]string{"ip": "127.0.0.1", "hostname": inv.Hostname}
+			o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrHostname: inv.Hostname}
 		} else {
 			o.ID = volumeName(req.Address)
 		}
@@ -283,7 +283,7 @@ func startJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *htt
 	}
 	job, _, err := a.Submit(ctx, spec)
 	if err != nil {
-		return providers.Object{}, fmt.Errorf("submitting %s to the agent: %w", req.Address, err)
+		return providers.Object{}, classify(fmt.Errorf("submitting %s to the agent: %w", req.Address, err))
 	}
 	// Apply waits for the job to start: pulling and creating happen
 	// here, and a job that cannot start is an error of this step.
@@ -341,16 +341,16 @@ func JobObject(address, host string, j agent.Job) providers.Object {
 	default:
 		o.Status = providers.StatusProvisioning
 	}
-	o.Attributes = map[string]string{"ip": "127.0.0.1", "runtime": j.Runtime}
+	o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrRuntime: j.Runtime}
 	var ports []string
 	for _, pb := range j.Ports {
 		ports = append(ports, fmt.Sprintf("%d:%d", pb.Host, pb.Container))
 	}
 	if len(ports) > 0 {
-		o.Attributes["ports"] = strings.Join(ports, ",")
+		o.Attributes[providers.AttrPorts] = strings.Join(ports, ",")
 	}
 	if j.ExitCode != nil {
-		o.Attributes["exit_code"] = strconv.Itoa(*j.ExitCode)
+		o.Attributes[providers.AttrExitCode] = strconv.Itoa(*j.ExitCode)
 	}
 	return o
 }
@@ -379,11 +379,28 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("asking the local agent about job %s: %w", t, err)
+			return nil, classify(fmt.Errorf("asking the local agent about job %s: %w", t, err))
 		}
 		out[t] = JobObject(j.Spec.Labels["dstack.address"], "", j)
 	}
 	return out, nil
+}
+
+// classify gives an agent's errors the codes of the provider contract: a
+// token the agent rejects is Auth, a job asking for more GPUs than are
+// free is NoCapacity.
+func classify(err error) error {
+	var ce *client.Error
+	switch {
+	case err == nil || providers.CodeOf(err) != "":
+		return err
+	case errors.Is(err, client.ErrUnauthorized):
+		return &providers.Error{Code: providers.Auth, Err: err}
+	case errors.Is(err, agent.ErrNoGPUs),
+		errors.As(err, &ce) && ce.StatusCode == http.StatusConflict && strings.Contains(ce.Message, agent.ErrNoGPUs.Error()):
+		return &providers.Error{Code: providers.NoCapacity, Err: err}
+	}
+	return err
 }
 
 func isNotFound(err error) bool {
@@ -399,7 +416,7 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 			return err
 		}
 		if err := a.Delete(ctx, id); err != nil && !isNotFound(err) {
-			return fmt.Errorf("removing job %s from the local agent: %w", id, err)
+			return classify(fmt.Errorf("removing job %s from the local agent: %w", id, err))
 		}
 		return nil
 	case providers.KindInstance, providers.KindVolume:

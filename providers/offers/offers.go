@@ -37,6 +37,10 @@ type Offer struct {
 	Spot         bool             `json:"spot"`
 	PricePerHour float64          `json:"price_per_hour"`         // USD
 	Availability string           `json:"availability,omitempty"` // available, unknown or no-capacity
+	// Given is a machine that exists and is given by its address (an SSH
+	// fleet's host), not one a provider makes: what it has is read from
+	// it when it joins, and it costs nothing.
+	Given bool `json:"given,omitempty"`
 }
 
 // Availabilities of an offer.

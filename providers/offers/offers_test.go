@@ -207,6 +207,21 @@ func TestCatalog(t *testing.T) {
 	}
 }
 
+// TestCatalogGPUsAreKnown checks that validation knows every GPU the
+// catalog offers: a configuration naming one must not be told its GPU is
+// unknown, or refused as a typo.
+func TestCatalogGPUsAreKnown(t *testing.T) {
+	all, err := Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range all {
+		if o.GPU != nil && !resources.KnownGPU(o.GPU.Name) {
+			t.Errorf("%s/%s: GPU %q is not in lang/resources' known names", o.Backend, o.InstanceType, o.GPU.Name)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	header := strings.Join(columns, ",") + "\n"
 	good := "aws,us-east-1,g5.xlarge,4,x86,16,100,nvidia,A10G,24,1,false,1.006\n"

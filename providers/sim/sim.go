@@ -277,11 +277,11 @@ func (c *Cloud) Create(ctx context.Context, req providers.CreateRequest) (provid
 		}
 		switch {
 		case req.Kind == providers.KindGateway:
-			r.Attributes = map[string]string{"ip": ip(st.Seq), "hostname": r.ID + ".sim.invalid"}
+			r.Attributes = map[string]string{providers.AttrIP: ip(st.Seq), providers.AttrHostname: r.ID + ".sim.invalid"}
 		case req.Host != "":
-			r.Attributes = map[string]string{"ip": host.Attributes["ip"]}
+			r.Attributes = map[string]string{providers.AttrIP: host.Attributes[providers.AttrIP]}
 		case req.Kind != providers.KindVolume:
-			r.Attributes = map[string]string{"ip": ip(st.Seq)}
+			r.Attributes = map[string]string{providers.AttrIP: ip(st.Seq)}
 		}
 		// Count it first: a process killed from here on leaves at worst a
 		// machine counted that is not there, or an ID never used. A

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	sshagent "golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dstackai/dstack-go/providers"
 )
 
 // HostKeyError is a host that offered another key than the one dstack
@@ -276,7 +278,13 @@ func (p *Pool) dial(ctx context.Context, t Target) (*conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("ssh %s@%s: %w", t.User, t.Addr(), err)
+		err = fmt.Errorf("ssh %s@%s: %w", t.User, t.Addr(), err)
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			// The host refused every key: the planner gives up rather
+			// than retrying.
+			return nil, &providers.Error{Code: providers.Auth, Err: err}
+		}
+		return nil, err
 	}
 	_ = raw.SetDeadline(time.Time{})
 	client := ssh.NewClient(cc, chans, reqs)

@@ -48,7 +48,6 @@ const (
 	attrTarget      = "ssh_target"    // the Target, as JSON
 	attrHostKey     = "host_key"      // the host's key, authorized_keys format
 	attrJumpHostKey = "jump_host_key" // the proxy jump's key
-	attrHostID      = "host_id"       // a job's host (the instance's ID)
 )
 
 // Options configure the provider.
@@ -286,7 +285,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 	case providers.KindJob:
 		h := p.host(req.Host, nil)
 		if h == nil {
-			return providers.Object{}, fmt.Errorf("%s: host %q is not known (its instance is not in state)", req.Address, req.Host)
+			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: host %q is not known (its instance is not in state)", req.Address, req.Host)
 		}
 		a, err := h.agent(ctx)
 		if err != nil {
@@ -311,10 +310,10 @@ func (p *Provider) hostAttrs(o *providers.Object, hostID string) {
 	}
 	// Recorded in state, so the job's host is known even after its
 	// instance was made again (a repaired agent).
-	o.Attributes[attrHostID] = hostID
+	o.Attributes[providers.AttrHostID] = hostID
 	if h := p.host(hostID, nil); h != nil {
 		h.mu.Lock()
-		o.Attributes["ip"] = h.ip
+		o.Attributes[providers.AttrIP] = h.ip
 		h.mu.Unlock()
 	}
 }
@@ -325,7 +324,7 @@ func (p *Provider) remember(o providers.Object) {
 	p.objects[o.Token] = o
 	if h := p.hosts[o.ID]; h != nil && o.Kind == providers.KindInstance {
 		h.mu.Lock()
-		h.ip = o.Attributes["ip"]
+		h.ip = o.Attributes[providers.AttrIP]
 		h.mu.Unlock()
 	}
 }
@@ -443,7 +442,7 @@ func instanceObject(req providers.CreateRequest, t Target, inv agent.Inventory, 
 	tj, _ := json.Marshal(t)
 	return providers.Object{Kind: providers.KindInstance, ID: t.Host, Token: req.Token, Address: req.Address,
 		Status: providers.StatusRunning, Offer: &off, Attributes: map[string]string{
-			"hostname": t.Host, "ip": internalIP(t, inv), attrTarget: string(tj), attrHostKey: authorizedKey(key),
+			providers.AttrHostname: t.Host, providers.AttrIP: internalIP(t, inv), attrTarget: string(tj), attrHostKey: authorizedKey(key),
 		}}
 }
 
@@ -495,8 +494,8 @@ func (p *Provider) Recall(objs []providers.Object) {
 				p.pool.TrustKey(t.Jump.Addr(), k)
 			}
 		}
-		if o.Kind == providers.KindJob && o.Attributes[attrHostID] != "" {
-			o.Host = o.Attributes[attrHostID]
+		if o.Kind == providers.KindJob && o.Attributes[providers.AttrHostID] != "" {
+			o.Host = o.Attributes[providers.AttrHostID]
 		}
 		if o.Token != "" {
 			p.remember(o)
@@ -560,6 +559,13 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			if !hs.healthy {
 				if providers.Ended(o.Status) {
 					out[tok] = o // it ended, as recorded
+					continue
+				}
+				if removed(info, err) {
+					// Its host answers without dstack on it: its instance
+					// was deleted, which removed the agent and every job.
+					o.Status, o.Reason = providers.StatusTerminated, "its host was removed from the fleet"
+					out[tok] = o
 					continue
 				}
 				// The host or its agent is down: the job's fate is not
@@ -647,6 +653,9 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		}
 		a, err := h.agent(ctx)
 		if err != nil {
+			if info, perr := h.probe(ctx); removed(&info, perr) {
+				return nil // its host's instance was deleted, and the job with it
+			}
 			return fmt.Errorf("removing job %s: the agent on %s: %w", id, h.name(), err)
 		}
 		if err := a.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
@@ -655,6 +664,13 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		return nil
 	}
 	return fmt.Errorf("an SSH fleet has no %s objects", kind)
+}
+
+// removed reports whether a probe of a host that answered (err is nil)
+// found dstack removed from it: no agent installed, no instance
+// registered.
+func removed(info *hostInfo, err error) bool {
+	return err == nil && info.AgentSHA == "" && info.Instance == ""
 }
 
 func (p *Provider) jobHost(id string) (*host, error) {

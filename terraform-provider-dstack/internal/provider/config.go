@@ -1,20 +1,16 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/dstackai/dstack-go/lang"
-	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
-	"github.com/dstackai/dstack-go/providers/offers"
-	sshprov "github.com/dstackai/dstack-go/providers/ssh"
+	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
@@ -197,62 +193,13 @@ func strMap(v any) map[string]string {
 	return out
 }
 
-// providerSet is what the provider makes things with: this machine for
-// the local backend, and the offline catalog for planning the clouds
-// configured, as the dstack CLI does in this build.
-type providerSet struct {
-	backends []string
-	local    *local.Provider
-	// ssh serves SSH fleets (ssh_config), which need no backend block;
-	// made on first use.
-	ssh func() (*sshprov.Provider, error)
-}
-
-func newProviderSet(s *settings, env environ, agentCommand []string) *providerSet {
-	ps := &providerSet{backends: s.backends}
-	if slices.Contains(s.backends, local.Backend) {
-		ps.local = agentproc.Provider(s.agentDir, agentCommand)
-	}
-	// This binary runs as the agent (`agent`) where the host's platform is
-	// this one's.
-	ps.ssh = sync.OnceValues(func() (*sshprov.Provider, error) { return sshprov.ForUser(env.home, env.lookup) })
-	return ps
-}
-
-func (ps *providerSet) For(backend string) (providers.Provider, error) {
-	if backend == local.Backend && ps.local != nil {
-		return ps.local, nil
-	}
-	if backend == sshprov.Backend {
-		return ps.ssh()
-	}
-	if !slices.Contains(ps.backends, backend) {
-		return nil, fmt.Errorf("backend %q is not configured: add a backend block for it to the provider", backend)
-	}
-	return nil, fmt.Errorf("backend %q has no provider in this build: plans for it come from the offline catalog, but nothing can be made there yet (use the local backend)", backend)
-}
-
-func (ps *providerSet) Offers(ctx context.Context) ([]offers.Offer, error) {
-	var out []offers.Offer
-	if ps.local != nil {
-		mine, err := ps.local.Offers(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("describing this machine: %w", err)
-		}
-		out = append(out, mine...)
-	}
-	clouds := slices.DeleteFunc(slices.Clone(ps.backends), func(b string) bool { return b == local.Backend })
-	if len(clouds) == 0 {
-		return out, nil
-	}
-	all, err := offers.Catalog()
-	if err != nil {
-		return nil, fmt.Errorf("reading the offers catalog: %w", err)
-	}
-	for _, o := range all {
-		if slices.ContainsFunc(clouds, func(b string) bool { return strings.EqualFold(b, o.Backend) }) {
-			out = append(out, o)
-		}
-	}
-	return out, nil
+// newProviderSet is what the provider makes things with, from the
+// registry, as the dstack CLI does: this machine for the local backend,
+// SSH fleets' hosts, and the offline catalog for planning the clouds
+// configured.
+func newProviderSet(s *settings, env environ, agentCommand []string) (*registry.Set, error) {
+	return registry.Open(registry.Env{Lookup: env.lookup, Home: env.home, AgentDir: s.agentDir,
+		// This binary runs as the agent (`agent`) where the host's
+		// platform is this one's.
+		AgentCommand: agentCommand, Backends: s.backends, Hint: "use the local backend"})
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/resources"
+	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers/offers"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
@@ -151,7 +152,7 @@ func (f *fleetData) Read(ctx context.Context, cfg map[string]any) (map[string]an
 	out := map[string]any{"name": name, "resources": "", "nodes": ""}
 	// A fleet whose apply was interrupted has no recorded configuration
 	// yet; one that is recorded but does not read is an error.
-	if _, recorded := rec.Attributes["spec"]; recorded {
+	if _, recorded := rec.Attributes[planner.AttrSpec]; recorded {
 		spec, err := recordedSpec(rec)
 		if err != nil {
 			diags.Errorf(tfplugin.Path{"name"}, fmt.Sprintf("Fleet %q cannot be read", name), "%v.", err)

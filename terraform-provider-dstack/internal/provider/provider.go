@@ -20,6 +20,7 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
@@ -53,7 +54,7 @@ type dstack struct {
 	version  string
 	mu       sync.Mutex
 	settings *settings
-	set      *providerSet
+	set      *registry.Set
 	fleets   fleets
 }
 
@@ -95,8 +96,12 @@ func (d *dstack) configure(_ context.Context, cfg map[string]any) tfplugin.Diagn
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.settings = s
-	d.set = newProviderSet(s, env, d.opts.AgentCommand)
+	set, err := newProviderSet(s, env, d.opts.AgentCommand)
+	if err != nil {
+		diags.Errorf(nil, "Cannot set up the providers", "%v", err)
+		return diags
+	}
+	d.settings, d.set = s, set
 	return diags
 }
 
@@ -157,7 +162,7 @@ func (d *dstack) makePlan(ctx context.Context, res *lang.Resource, prior *state.
 		addr = res.Address.String()
 	}
 	in := planner.Input{Config: cfg, Prior: st, StateExisted: true, Workspace: "terraform", ToolVersion: d.version,
-		Mode: mode, Targets: []string{addr}}
+		HostsBackend: d.set.HostsBackend(), Mode: mode, Targets: []string{addr}}
 	if mode != planner.Destroy {
 		var err error
 		if in.Offers, err = d.set.Offers(ctx); err != nil {
@@ -177,7 +182,7 @@ func (d *dstack) apply(ctx context.Context, p *planner.Plan, prior *state.Resour
 	}
 	store := &planner.Store{Backend: &memBackend{}, Workspace: "terraform"}
 	events := func(e planner.Event) {
-		if e.Type == "step_start" || e.Type == "step_done" || e.Type == "step_failed" || e.Type == "progress" {
+		if e.Type == planner.EventStepStart || e.Type == planner.EventStepDone || e.Type == planner.EventStepFailed || e.Type == planner.EventProgress {
 			fmt.Fprintf(d.opts.Log, "dstack: %s %s %s[%d] %s\n", e.Type, e.Op, e.Address, e.Index, e.Message)
 		}
 	}

@@ -360,7 +360,7 @@ func (r *resource) Import(ctx context.Context, id string) (resp tfplugin.ImportR
 
 // recordedSpec decodes the configuration a dstack state record holds.
 func recordedSpec(rec *state.Resource) (lang.Spec, error) {
-	raw, ok := rec.Attributes["spec"]
+	raw, ok := rec.Attributes[planner.AttrSpec]
 	if !ok {
 		return nil, fmt.Errorf("%s has no recorded configuration (an apply was interrupted); run dstack apply first", rec.Address)
 	}
@@ -398,9 +398,9 @@ func fillComputed(obj map[string]any, res *state.Resource, addr string, keepKnow
 	statuses := map[string]bool{}
 	for _, in := range insts {
 		// Attribute keys as the planner records them (planner/place.go).
-		price, _ := in.Attributes["price"].(float64)
-		ip, _ := in.Attributes["ip"].(string)
-		host, _ := in.Attributes["host_address"].(string)
+		price, _ := in.Attributes[planner.AttrPrice].(float64)
+		ip, _ := in.Attributes[providers.AttrIP].(string)
+		host, _ := in.Attributes[planner.AttrHostAddress].(string)
 		total += price
 		statuses[in.Status] = true
 		list = append(list, map[string]any{"index": float64(in.Index), "backend": in.Provider, "provider_id": in.ProviderID,

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
 )
@@ -108,7 +109,7 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 			ContainerPort int  `json:"container_port"`
 		} `json:"port"`
 	}
-	b, _ := json.Marshal(r.Attributes["spec"])
+	b, _ := json.Marshal(r.Attributes[planner.AttrSpec])
 	_ = json.Unmarshal(b, &spec)
 	if spec.Port != nil {
 		spec.Ports = append(spec.Ports, *spec.Port)
@@ -126,7 +127,7 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 		return nil, fmt.Errorf("%s[%d] is not running", r.Address, in.Index)
 	}
 	published := map[int]int{}
-	for _, pair := range strings.Split(o.Attributes["ports"], ",") {
+	for _, pair := range strings.Split(o.Attributes[providers.AttrPorts], ",") {
 		hostPort, containerPort, ok := strings.Cut(pair, ":")
 		c, err1 := strconv.Atoi(containerPort)
 		h, err2 := strconv.Atoi(hostPort)
@@ -143,10 +144,10 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 		}
 		f := forward{container: pt.ContainerPort, local: pt.ContainerPort}
 		if tunnel {
-			f.target = fmt.Sprintf("%s port %d (through SSH)", nonEmpty(o.Attributes["ip"], o.Host), hostPort)
+			f.target = fmt.Sprintf("%s port %d (through SSH)", nonEmpty(o.Attributes[providers.AttrIP], o.Host), hostPort)
 			f.dial = func(ctx context.Context) (net.Conn, error) { return pd.DialPort(ctx, in.ProviderID, hostPort) }
 		} else {
-			f.target = net.JoinHostPort(nonEmpty(o.Attributes["ip"], "127.0.0.1"), strconv.Itoa(hostPort))
+			f.target = net.JoinHostPort(nonEmpty(o.Attributes[providers.AttrIP], "127.0.0.1"), strconv.Itoa(hostPort))
 			f.dial = func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", f.target)
@@ -159,7 +160,7 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 		}
 		// The job listens on this machine's loopback at the local port
 		// asked for: binding it again would fail, and is not needed.
-		if ip := net.ParseIP(nonEmpty(o.Attributes["ip"], "127.0.0.1")); !tunnel && ip != nil && ip.IsLoopback() && f.local == hostPort {
+		if ip := net.ParseIP(nonEmpty(o.Attributes[providers.AttrIP], "127.0.0.1")); !tunnel && ip != nil && ip.IsLoopback() && f.local == hostPort {
 			f.direct = true
 		}
 		out = append(out, f)

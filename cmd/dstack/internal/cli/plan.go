@@ -20,9 +20,8 @@ import (
 	"github.com/dstackai/dstack-go/lang/load"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/planner/render"
-	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
-	"github.com/dstackai/dstack-go/providers/sim"
+	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/local"
 )
@@ -85,29 +84,6 @@ func (a *planArgs) mode() planner.Mode {
 	return planner.Normal
 }
 
-// providerSet is the simulated cloud when DSTACK_SIM_DIR names one, else
-// this machine (the local backend) and the offline catalog, which can plan
-// for the clouds but not make anything there yet.
-func providerSet(env Env) (providers.Set, error) {
-	if dir, ok := env.Get("DSTACK_SIM_DIR"); ok && dir != "" {
-		c, err := sim.Open(dir)
-		if err != nil {
-			return nil, err
-		}
-		return sim.Set{Cloud: c}, nil
-	}
-	return newDefaultSet(env), nil
-}
-
-// catalogSet plans from the embedded catalog and has no provider.
-type catalogSet struct{}
-
-func (catalogSet) For(backend string) (providers.Provider, error) {
-	return nil, fmt.Errorf("backend %q has no provider in this build: plan works from the offline catalog, but nothing can be made or refreshed there (use backends: [local] for this machine, set DSTACK_SIM_DIR=DIR to use the simulated cloud, or plan with -refresh=false)", backend)
-}
-
-func (catalogSet) Offers(context.Context) ([]offers.Offer, error) { return offers.Catalog() }
-
 // loadConfig loads -f files, or the configuration in the current
 // directory, printing diagnostics.
 func loadConfig(a *planArgs, s Streams, env Env) (*lang.Config, bool) {
@@ -133,7 +109,7 @@ type session struct {
 	ws      string
 	lease   *state.Lease
 	snap    *state.Snapshot
-	set     providers.Set
+	set     *registry.Set
 }
 
 func (ss *session) lockID() string { return lockID(ss.lease) }
@@ -223,7 +199,7 @@ func refresh(ctx context.Context, ss *session, a *planArgs) (*refreshed, error) 
 
 func (r *refreshed) plan(ss *session, cfg *lang.Config, a *planArgs) (*planner.Plan, error) {
 	return planner.Make(planner.Input{Config: cfg, Prior: r.prior, StateExisted: r.existed, Workspace: ss.ws, ToolVersion: version(),
-		Offers: r.offers, Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift,
+		Offers: r.offers, HostsBackend: ss.set.HostsBackend(), Mode: a.mode(), Targets: a.targets, Replace: a.replace, Drift: r.drift,
 		// dstack's `apply -f FILE` submits a finished task again.
 		RerunFinished: len(a.files) > 0})
 }
@@ -494,7 +470,7 @@ func textEvents(w io.Writer) func(planner.Event) {
 		defer mu.Unlock()
 		inst := fmt.Sprintf("%s[%d]", e.Address, e.Index)
 		switch e.Type {
-		case "step_start":
+		case planner.EventStepStart:
 			switch e.Op {
 			case planner.OpCreate:
 				fmt.Fprintf(w, "%s: Creating...\n", inst)
@@ -503,7 +479,7 @@ func textEvents(w io.Writer) func(planner.Event) {
 			case planner.OpStop:
 				fmt.Fprintf(w, "%s: Stopping...\n", inst)
 			}
-		case "step_done":
+		case planner.EventStepDone:
 			switch e.Op {
 			case planner.OpCreate:
 				fmt.Fprintf(w, "%s: Creation complete after %s [id=%s]\n", inst, round(e.Elapsed), e.ID)
@@ -518,9 +494,9 @@ func textEvents(w io.Writer) func(planner.Event) {
 			case planner.OpForget:
 				fmt.Fprintf(w, "%s: Removed from state\n", e.Address)
 			}
-		case "step_failed":
+		case planner.EventStepFailed:
 			fmt.Fprintf(w, "%s: %s failed: %s\n", inst, e.Op, e.Message)
-		case "failover", "retry", "progress":
+		case planner.EventFailover, planner.EventRetry, planner.EventProgress:
 			fmt.Fprintf(w, "%s: %s\n", inst, e.Message)
 		}
 	}

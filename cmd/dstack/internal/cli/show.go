@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
 )
 
@@ -56,7 +57,7 @@ func writeStateText(s Streams, st *state.State) {
 		fmt.Fprintf(s.Stdout, "# %s\n", r.Address)
 		for _, in := range r.Instances {
 			var extras []string
-			for _, k := range []string{"ip", "host_address"} {
+			for _, k := range []string{providers.AttrIP, planner.AttrHostAddress} {
 				if v, ok := in.Attributes[k]; ok {
 					extras = append(extras, fmt.Sprintf("%s=%v", k, v))
 				}
@@ -146,7 +147,7 @@ func runOutput(argv []string, s Streams, env Env) int {
 		for _, in := range r.Instances {
 			m := map[string]any{"index": in.Index, "id": in.ProviderID, "status": in.Status, "backend": in.Provider}
 			for k, v := range in.Attributes {
-				if k != "demand" && k != "kind" {
+				if k != planner.AttrDemand && k != planner.AttrKind {
 					m[k] = v
 				}
 			}
