@@ -187,6 +187,23 @@ type DevEnvironment struct {
 // Kind implements Spec.
 func (*DevEnvironment) Kind() Kind { return KindDevEnvironment }
 
+// RunPorts is the ports a run declares for all of its jobs: a task's
+// (not those of one node group), a service's port, a dev environment's;
+// nil for other kinds.
+func RunPorts(s Spec) []Port {
+	switch r := s.(type) {
+	case *Task:
+		return r.Ports
+	case *Service:
+		if r.Port != nil {
+			return []Port{*r.Port}
+		}
+	case *DevEnvironment:
+		return r.Ports
+	}
+	return nil
+}
+
 // Fleet is a pool of machines, in a cloud or on-prem over SSH.
 type Fleet struct {
 	Type              string            `json:"type" jsonschema:"required,enum=fleet"`

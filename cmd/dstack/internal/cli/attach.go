@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
@@ -99,21 +100,15 @@ func runAttach(argv []string, s Streams, env Env) int {
 // forwards pairs the run's declared ports with where the job publishes
 // them.
 func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *state.Instance) ([]forward, error) {
-	var spec struct {
-		Ports []struct {
-			LocalPort     *int `json:"local_port"`
-			ContainerPort int  `json:"container_port"`
-		} `json:"ports"`
-		Port *struct {
-			LocalPort     *int `json:"local_port"`
-			ContainerPort int  `json:"container_port"`
-		} `json:"port"`
+	b, err := json.Marshal(r.Attributes[planner.AttrSpec])
+	if err != nil {
+		return nil, fmt.Errorf("reading the recorded configuration of %s: %w", r.Address, err)
 	}
-	b, _ := json.Marshal(r.Attributes[planner.AttrSpec])
-	_ = json.Unmarshal(b, &spec)
-	if spec.Port != nil {
-		spec.Ports = append(spec.Ports, *spec.Port)
+	spec, err := lang.DecodeSpec(b)
+	if err != nil {
+		return nil, fmt.Errorf("reading the recorded configuration of %s: %w", r.Address, err)
 	}
+	ports := lang.RunPorts(spec)
 	p, err := set.For(in.Provider)
 	if err != nil {
 		return nil, err
@@ -137,7 +132,7 @@ func forwards(ctx context.Context, set providers.Set, r *state.Resource, in *sta
 	}
 	pd, tunnel := p.(providers.PortDialer)
 	var out []forward
-	for _, pt := range spec.Ports {
+	for _, pt := range ports {
 		hostPort, ok := published[pt.ContainerPort]
 		if !ok {
 			return nil, fmt.Errorf("%s does not publish port %d", r.Address, pt.ContainerPort)
