@@ -7,14 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/sim"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/local"
@@ -168,32 +166,7 @@ func checkCloudMatchesState(t *testing.T, run int, dir, simDir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := sim.Open(simDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	live, err := c.Live()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inCloud, inState []string
-	for _, o := range live {
-		inCloud = append(inCloud, o.Token+" "+o.ID)
-	}
-	for _, r := range snap.State.Resources {
-		for _, in := range r.Instances {
-			key := in.Token + " " + in.ProviderID
-			finished := in.Status == providers.StatusDone || in.Status == providers.StatusFailed
-			if finished && !slices.Contains(inCloud, key) {
-				continue // a finished task's record
-			}
-			inState = append(inState, key)
-		}
-	}
-	slices.Sort(inCloud)
-	slices.Sort(inState)
-	if !slices.Equal(inCloud, inState) {
-		t.Fatalf("run %d: the cloud and the state disagree:\nstate: %v\ncloud: %v", run, inState, inCloud)
+	if msg := cloudMatchesState(t, snap.State, simDir); msg != "" {
+		t.Fatalf("run %d: %s", run, msg)
 	}
 }

@@ -185,14 +185,17 @@ func testTakeover(t *testing.T, bin string, settings backendSettings, mode strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	cloudMatchesState(t, st, simDir)
+	if msg := cloudMatchesState(t, st, simDir); msg != "" {
+		t.Fatal(msg)
+	}
 	t.Logf("stalled apply:\n%s\ntakeover:\n%s", aOut.String(), bOut)
 }
 
-// cloudMatchesState fails unless every live object of the simulated
-// cloud is in the state and every instance the state records is live
-// (a finished task's record aside), with no address and index twice.
-func cloudMatchesState(t *testing.T, st *state.State, simDir string) {
+// cloudMatchesState says how the simulated cloud and the state disagree,
+// "" when every live object is in the state and every instance the state
+// records is live (a finished task's record aside), with no address and
+// index twice.
+func cloudMatchesState(t *testing.T, st *state.State, simDir string) string {
 	t.Helper()
 	c, err := sim.Open(simDir)
 	if err != nil {
@@ -217,7 +220,7 @@ func cloudMatchesState(t *testing.T, st *state.State, simDir string) {
 			}
 			at := fmt.Sprintf("%s[%d]", r.Address, in.Index)
 			if seen[at] {
-				t.Errorf("the state holds %s twice", at)
+				return fmt.Sprintf("the state holds %s twice", at)
 			}
 			seen[at] = true
 			inState = append(inState, key)
@@ -226,8 +229,9 @@ func cloudMatchesState(t *testing.T, st *state.State, simDir string) {
 	slices.Sort(inCloud)
 	slices.Sort(inState)
 	if !slices.Equal(inCloud, inState) {
-		t.Fatalf("the cloud and the state disagree:\nstate: %v\ncloud: %v", inState, inCloud)
+		return fmt.Sprintf("the cloud and the state disagree:\nstate: %v\ncloud: %v", inState, inCloud)
 	}
+	return ""
 }
 
 // lockHolder is the ID of the lock on the default workspace.
