@@ -111,13 +111,6 @@ type Result struct {
 	Backend *lang.Backend
 }
 
-// Load parses and evaluates the HCL files of one configuration and
-// returns their resources.
-func Load(files []File, opts Options) ([]lang.RawResource, lang.Diagnostics) {
-	res, diags := LoadConfig(files, opts)
-	return res.Resources, diags
-}
-
 // LoadConfig parses and evaluates the HCL files of one configuration.
 func LoadConfig(files []File, opts Options) (*Result, lang.Diagnostics) {
 	l := &loader{

@@ -464,19 +464,11 @@ func decodeRun(req providers.CreateRequest) (run, error) {
 	return run{}, fmt.Errorf("%s: a job of a %s; only tasks, services and dev environments run jobs", req.Address, spec.Kind())
 }
 
-// JobSpec turns a create request for a job into what the agent runs:
+// jobSpec turns a create request for a job into what the agent runs:
 // the run's commands by its shell, its image (none: a host process),
 // env (with dstack's DSTACK_* variables and the planner's), ports,
 // volumes (dstack volumes as Docker volumes "dstack-NAME", instance
 // volumes as bind mounts).
-func JobSpec(req providers.CreateRequest) (agent.JobSpec, error) {
-	r, err := decodeRun(req)
-	if err != nil {
-		return agent.JobSpec{}, err
-	}
-	return jobSpec(req, r)
-}
-
 func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 	c := r.cfg
 	spec := agent.JobSpec{ID: req.Token, RunName: r.name, Image: c.Image, Commands: r.commands, Shell: c.Shell,

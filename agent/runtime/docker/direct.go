@@ -80,11 +80,6 @@ const (
 	directLogMode = 0o622
 )
 
-// WithEngineLogs makes every job's output go through the Engine's log
-// driver, followed as logs.go describes, even where the job could write
-// its log file directly.
-func WithEngineLogs() Option { return func(r *Runtime) { r.engineLogs = true } }
-
 // canLogDirectly says whether the runtime may bind-mount log files into
 // containers: the Engine shares this machine's files.
 func (r *Runtime) canLogDirectly() bool {

@@ -45,15 +45,14 @@ const (
 	LabelManaged = "ai.dstack.managed" // "true" on every container and volume the agent created
 )
 
-// DefaultBindAddress is the host address container ports are published on
-// unless WithBindAddress says otherwise: like the agent's own API, jobs are
-// reached from other machines through SSH tunnels, never directly.
+// DefaultBindAddress is the host address container ports are published on:
+// like the agent's own API, jobs are reached from other machines through
+// SSH tunnels, never directly.
 const DefaultBindAddress = "127.0.0.1"
 
 // Runtime runs jobs as Docker containers. It is safe for concurrent use.
 type Runtime struct {
 	cli        *client.Client
-	bindAddr   string
 	noLogFile  bool // follow output through the logs endpoint only
 	engineLogs bool // never let jobs write their log file directly
 }
@@ -62,16 +61,6 @@ var _ agent.Runtime = (*Runtime)(nil)
 
 // Option configures New.
 type Option func(*Runtime)
-
-// WithBindAddress sets the host address container ports are published on
-// ("0.0.0.0" for every interface). The default is DefaultBindAddress.
-func WithBindAddress(addr string) Option { return func(r *Runtime) { r.bindAddr = addr } }
-
-// WithEndpointLogs makes the runtime follow containers' output through
-// the Engine's logs endpoint only, never reading the Engine's own log
-// files (which it does where it can: see logs.go). It applies to jobs whose
-// output goes through the Engine's log (see WithEngineLogs and direct.go).
-func WithEndpointLogs() Option { return func(r *Runtime) { r.noLogFile = true } }
 
 // New connects to the Docker Engine the environment points at (DOCKER_HOST,
 // DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY; the local socket
@@ -90,7 +79,7 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("docker: engine at %s is unreachable: %w", cli.DaemonHost(), err)
 	}
 	cli.NegotiateAPIVersion(pctx)
-	r := &Runtime{cli: cli, bindAddr: DefaultBindAddress}
+	r := &Runtime{cli: cli}
 	for _, o := range opts {
 		o(r)
 	}
@@ -191,7 +180,7 @@ func (r *Runtime) start(ctx context.Context, spec agent.JobSpec, logPath string,
 // job's log directly where it can, and leaving out what the Engine was
 // found to refuse.
 func (r *Runtime) config(spec agent.JobSpec, logPath string) (*container.Config, *container.HostConfig, bool, error) {
-	cfg, hcfg, err := containerConfig(spec, r.bindAddr, probeDevices("/"))
+	cfg, hcfg, err := containerConfig(spec, DefaultBindAddress, probeDevices("/"))
 	if err != nil {
 		return nil, nil, false, err
 	}
