@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +20,9 @@ import (
 
 	"github.com/dstackai/dstack-go/lang/hclconf"
 	"github.com/dstackai/dstack-go/state"
-	"github.com/dstackai/dstack-go/state/backends"
+	"github.com/dstackai/dstack-go/state/backendproc"
+	"github.com/dstackai/dstack-go/state/httpstate"
+	"github.com/dstackai/dstack-go/state/local"
 )
 
 // dataDir is where dstack keeps what init chose, beside the
@@ -72,7 +76,74 @@ func (s *backendSettings) open() (state.Backend, error) {
 		}
 		cfg["path"] = dataDir
 	}
-	return backends.New(s.Type, cfg)
+	return newBackend(s.Type, cfg)
+}
+
+// builtinBackends need nothing beyond the standard library and are
+// linked into dstack.
+var builtinBackends = map[string]func(cfg map[string]string) (state.Backend, error){
+	"local": func(cfg map[string]string) (state.Backend, error) { return local.New(cfg) },
+	"http":  func(cfg map[string]string) (state.Backend, error) { return httpstate.New(cfg) },
+}
+
+// processBackends run in a program of their own, dstack-backend-NAME,
+// which links the backend's SDK: linked here, the SDKs' package
+// initialisation alone would slow every command, `dstack version`
+// included, whichever backend it uses (docs/design.md, "How providers
+// and backends are linked").
+var processBackends = []string{"azurerm", "gcs", "pg", "s3"}
+
+// backendNames lists every backend, sorted.
+func backendNames() []string {
+	names := slices.Clone(processBackends)
+	for n := range builtinBackends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// newBackend builds the named backend from its settings: in this process,
+// or in its own program, started now and ended when dstack exits.
+func newBackend(name string, cfg map[string]string) (state.Backend, error) {
+	var b state.Backend
+	var err error
+	switch {
+	case builtinBackends[name] != nil:
+		b, err = builtinBackends[name](cfg)
+	case slices.Contains(processBackends, name):
+		var prog string
+		if prog, err = backendProgram(name); err == nil {
+			b, err = backendproc.Start(context.Background(), exec.Command(prog), cfg)
+		}
+	default:
+		return nil, fmt.Errorf("unknown backend %q (known: %s)", name, strings.Join(backendNames(), ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configuring the %s backend: %w", name, err)
+	}
+	return b, nil
+}
+
+// backendProgram finds dstack-backend-NAME: beside this dstack, else on
+// PATH.
+func backendProgram(name string) (string, error) {
+	prog := "dstack-backend-" + name
+	exe, err := os.Executable()
+	if err == nil {
+		p := filepath.Join(filepath.Dir(exe), prog)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(prog); err == nil {
+		return p, nil
+	}
+	where := "this dstack"
+	if exe != "" {
+		where = filepath.Dir(exe)
+	}
+	return "", fmt.Errorf("the %s backend runs in its own program, %s, which is neither in %s nor on PATH: install it beside dstack (make build puts it in bin/; or go build -o DIR ./cmd/%s)", name, prog, where, prog)
 }
 
 // openBackend returns the backend init chose (the local one before any

@@ -20,8 +20,10 @@ import (
 
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/backendproc"
 	"github.com/dstackai/dstack-go/state/httpstate/httpstatetest"
 	"github.com/dstackai/dstack-go/state/local"
+	"github.com/dstackai/dstack-go/state/s3"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -37,6 +39,10 @@ func TestMain(m *testing.M) {
 		// The agent binary SSH fleets upload: run as `dstack-agent agent
 		// ...`, it is `dstack agent ...`.
 		"dstack-agent": main,
+		// The s3 backend's own program, which dstack finds on PATH.
+		"dstack-backend-s3": func() {
+			backendproc.Main(func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) })
+		},
 	})
 }
 
