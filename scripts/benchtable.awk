@@ -2,15 +2,24 @@
 # benchmark ran beside its peer (X/dstack and X/terraform), with the peak
 # RSS of both. A terraform run killed at its cap (the "capped" metric, see
 # cmd/dstack/internal/cli/bench_plan_test.go) is shown as ">time" and its
-# ratio as a lower bound.
+# ratio as a lower bound. Where a benchmark reports median-ms (the median
+# of several runs it timed, see reportMedian in
+# cmd/dstack/internal/cli/bench_plan_test.go), that median is its time,
+# and the load average it reports (load-avg) is printed with the ratio.
+# BenchmarkStartup's median is printed as dstack's start-up time. Lines
+# "# load average ..." that make bench writes are printed as they come.
 BEGIN {
 	printf "%-44s %14s %11s %12s %13s %10s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS", "MB/s"
 }
+/^# load average/ { print; next }
 /^Benchmark/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
-	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; rate = "-"; capped = 0; done = ""
+	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; rate = "-"; capped = 0; done = ""; med = ""
 	for (i = 3; i < NF; i++) {
 		if ($(i+1) == "ns/op") ns = $i
+		if ($(i+1) == "median-ms") med = $i
+		if ($(i+1) == "runs") runs[name] = $i
+		if ($(i+1) == "load-avg") load[name] = $i
 		if ($(i+1) == "B/op") bytes = sprintf("%.2f MB", $i / 1048576)
 		if ($(i+1) == "allocs/op") allocs = $i
 		if ($(i+1) == "MB/s") rate = $i
@@ -21,6 +30,7 @@ BEGIN {
 		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = sprintf("%d of %s", $i, substr($(i+1), 9)) }
 	}
 	if (ns == "") next
+	if (med != "") ns = med * 1e6
 	if (!(name in t)) order[++count] = name
 	t[name] = ns; cap[name] = capped; made[name] = done; mbs[name] = rate
 	printf "%-44s %14s %11s %12s %13s %10s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss, rate
@@ -29,12 +39,22 @@ function dur(ns) {
 	if (ns >= 1e9) return sprintf("%.1f s", ns / 1e9)
 	return sprintf("%.1f ms", ns / 1e6)
 }
+function many(name) {
+	return (name in runs) && runs[name] > 1 ? sprintf(" (median of %d)", runs[name]) : ""
+}
+function loadavg(a, b) {
+	if ((a in load) && (b in load)) return sprintf("; load average %.2f, %.2f", load[a], load[b])
+	if (a in load) return sprintf("; load average %.2f", load[a])
+	return ""
+}
 function mem(name) {
 	return (name in mb) ? sprintf("%.1f MB", mb[name]) : "-"
 }
 END {
 	for (k = 1; k <= count; k++) {
 		n = order[k]
+		if (n == "BenchmarkStartup")
+			printf "\ndstack version start-up: %s%s (budget 10 ms)%s\n", dur(t[n]), many(n), loadavg(n, "")
 		if (n ~ /\/dstack$/) {
 			p = n; sub(/\/dstack$/, "/terraform", p)
 			q = n; sub(/\/dstack$/, "/docker", q)
@@ -71,8 +91,8 @@ END {
 			rss = sprintf("; peak RSS: dstack %s vs terraform %s", mem(d), mem(n))
 		if (cap[n]) {
 			left = made[n] != "" ? sprintf("; terraform had created %s", made[n]) : ""
-			printf "\n%s: terraform did not finish within %s; dstack is at least %.1fx faster (dstack %s%s)%s\n", x, dur(t[n]), t[n] / t[d], dur(t[d]), left, rss
+			printf "\n%s: terraform did not finish within %s; dstack is at least %.1fx faster (dstack %s%s%s)%s%s\n", x, dur(t[n]), t[n] / t[d], dur(t[d]), many(d), left, rss, loadavg(d, n)
 		} else
-			printf "\n%s: dstack %s, terraform %s: dstack is %.1fx faster%s\n", x, dur(t[d]), dur(t[n]), t[n] / t[d], rss
+			printf "\n%s: dstack %s%s, terraform %s%s: dstack is %.1fx faster%s%s\n", x, dur(t[d]), many(d), dur(t[n]), many(n), t[n] / t[d], rss, loadavg(d, n)
 	}
 }

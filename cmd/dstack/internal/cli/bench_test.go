@@ -4,8 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dstackai/dstack-go/lang/load/loadtest"
 )
@@ -59,6 +61,31 @@ func BenchmarkValidate1000(b *testing.B) {
 		}
 		b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
 	})
+}
+
+// BenchmarkStartup times `dstack version`, which does nothing but start:
+// the Go runtime and the initialisation of every package linked into
+// dstack. `make bench` prints the median of DSTACK_BENCH_STARTUP_RUNS
+// runs (21 unless set); the budget is 10 ms.
+func BenchmarkStartup(b *testing.B) {
+	bin := buildDstack(b)
+	runs := benchRuns(b, "DSTACK_BENCH_STARTUP_RUNS", 21)
+	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil { // warm the page cache
+		b.Fatalf("dstack version: %v\n%s", err, out)
+	}
+	var times []time.Duration
+	for b.Loop() {
+		for range runs {
+			cmd := exec.Command(bin, "version")
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			times = append(times, time.Since(start))
+			if err != nil || !strings.HasPrefix(string(out), "dstack ") {
+				b.Fatalf("dstack version: %v\n%s", err, out)
+			}
+		}
+	}
+	reportMedian(b, times)
 }
 
 // maxRSS returns the peak resident memory of a finished command, in KiB.
