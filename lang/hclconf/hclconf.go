@@ -124,17 +124,14 @@ func LoadConfig(files []File, opts Options) (*Result, lang.Diagnostics) {
 	for _, a := range opts.Known {
 		l.addrs[a] = true
 	}
-	// Parsing is independent per file; registering blocks is not.
-	parsed := make([]*hcl.File, len(files))
-	parseDiags := make([]hcl.Diagnostics, len(files))
-	parallel.ForEach(len(files), func(i int) {
-		parsed[i], parseDiags[i] = hclsyntax.ParseConfig(files[i].Src, files[i].Name, hcl.InitialPos)
-	})
+	// Parsing is independent per file (and per piece of a large file:
+	// see pieces.go); registering blocks is not.
+	bodies, parseDiags := parseFiles(files)
 	for i, f := range files {
 		l.sources[f.Name] = f.Src
 		l.addDiags(parseDiags[i])
-		if !parseDiags[i].HasErrors() {
-			l.register(parsed[i].Body.(*hclsyntax.Body))
+		if !parseDiags[i].HasErrors() && bodies[i] != nil {
+			l.register(bodies[i])
 		}
 	}
 	if l.diags.HasErrors() {
