@@ -3,6 +3,7 @@ package backendproc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +29,10 @@ func TestMain(m *testing.M) {
 			if cfg["exit"] == "now" { // a process that dies under its client
 				os.Stderr.WriteString("backend: giving up\n")
 				os.Exit(3)
+			}
+			if cfg["chatty"] != "" { // an SDK that prints to standard output
+				fmt.Println("hello from the SDK")
+				delete(cfg, "chatty")
 			}
 			return httpstate.New(cfg)
 		})
@@ -79,6 +84,17 @@ func TestConformance(t *testing.T) {
 		},
 		Config: cfg,
 	})
+}
+
+// TestStrayOutput: what a backend's SDK prints to standard output does
+// not break the protocol (it goes to standard error).
+func TestStrayOutput(t *testing.T) {
+	_, cfg := httpServer(t)
+	cfg["chatty"] = "yes"
+	c := start(t, cfg)
+	if _, err := c.Workspaces(context.Background()); err != nil {
+		t.Fatalf("a call to a backend that printed to standard output: %v", err)
+	}
 }
 
 // TestRefusedSettings: the backend's own message for settings it

@@ -102,6 +102,7 @@ func (c *Client) read(out io.Reader) {
 		var resp response
 		if err = json.Unmarshal(sc.Bytes(), &resp); err != nil {
 			err = fmt.Errorf("%s answered something that is not a response: %q", c.name, sc.Bytes())
+			_ = c.cmd.Process.Kill() // it does not speak the protocol: nothing more will make sense
 			break
 		}
 		c.mu.Lock()

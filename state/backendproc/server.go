@@ -20,7 +20,11 @@ type Factory func(cfg map[string]string) (state.Backend, error)
 // input and output until the input ends, and exits. It is the whole main
 // function of a dstack-backend-NAME program.
 func Main(newBackend Factory) {
-	if err := Serve(context.Background(), newBackend, os.Stdin, os.Stdout); err != nil {
+	// Standard output carries the protocol; anything else the process
+	// prints goes to standard error, which dstack shows when it fails.
+	proto := os.Stdout
+	os.Stdout = os.Stderr
+	if err := Serve(context.Background(), newBackend, os.Stdin, proto); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -53,10 +57,12 @@ func Serve(ctx context.Context, newBackend Factory, r io.Reader, w io.Writer) er
 	}
 	s.reply(&response{ID: open.ID})
 
-	ctx, cancelAll := context.WithCancel(ctx)
-	defer cancelAll()
+	// When the input ends, the client is gone or done: calls still
+	// running are cancelled, then waited for.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
 	for in.Scan() {
 		var req request
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
