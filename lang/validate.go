@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // validator checks rules that span fields, after decoding. It finds the
@@ -132,11 +133,17 @@ func (v *validator) price(p string, price *float64) {
 	}
 }
 
-var tagKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,127}$`)
+// tagKeyRE and domainRE are compiled on first use: their bounded
+// repetitions compile to large programs, which cost every dstack command,
+// `dstack version` included, start-up time when compiled at package
+// initialisation.
+var tagKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,127}$`)
+})
 
 func (v *validator) tags(p string, tags map[string]string) {
 	for k, val := range tags {
-		if !tagKeyRE.MatchString(k) {
+		if !tagKeyRE().MatchString(k) {
 			v.errorf(joinPath(p, k), fmt.Sprintf("Invalid tag key %q", k), "Tag keys are 1-128 letters, digits and _.:/=+@- starting with a letter or digit.")
 		}
 		if len(val) > 256 {
@@ -394,13 +401,15 @@ func (vol *Volume) validate(v *validator) {
 	v.tags("tags", vol.Tags)
 }
 
-var domainRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+var domainRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+})
 
 func (g *Gateway) validate(v *validator) {
 	if g.Backend != "" {
 		v.backend("backend", g.Backend)
 	}
-	if g.Domain != "" && !domainRE.MatchString(g.Domain) {
+	if g.Domain != "" && !domainRE().MatchString(g.Domain) {
 		v.valueErrorf("domain", fmt.Sprintf("Invalid domain %q", g.Domain), "Give a lower-case DNS name such as example.com or *.example.com.")
 	}
 	if c := g.Certificate; c != nil {
