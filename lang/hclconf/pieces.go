@@ -27,7 +27,7 @@ import (
 // a whole parse.
 const (
 	pieceMinFile = 16 << 10 // smaller files are parsed whole
-	pieceSize    = 1 << 10  // a piece ends at the first block start past this many bytes
+	pieceSize    = 4 << 10  // a piece ends at the first block start past this many bytes
 )
 
 // piece is a part of a file that starts at a line start.
