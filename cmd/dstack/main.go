@@ -14,12 +14,15 @@ func main() {
 	// GOGC=100 the collector runs every few megabytes while the heap is
 	// still small, about a third of the time of loading a large
 	// configuration; a higher target trades a little memory for that time.
-	// The soft cap of 150 MiB makes the collector work harder only when a
-	// plan of thousands of resources gets near it (a plan of 10,000 peaks
-	// at about 175 MB instead of 260 MB, in the same time). GOGC and
+	// At 800 the first collection comes at 36 MB of heap, so a plan of
+	// 1,000 resources (about 30 MB allocated) needs none: 15% less CPU
+	// than at 400 (perf stat, 25 runs), and 8% less for 10,000. The soft
+	// cap of 150 MiB makes the collector work harder only when a plan of
+	// thousands of resources gets near it (a plan of 10,000 peaks at about
+	// 160 MB either way, instead of 260 MB without the cap). GOGC and
 	// GOMEMLIMIT in the environment win.
 	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(800)
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(150 << 20)
