@@ -6,6 +6,10 @@
 # of several runs it timed, see reportMedian in
 # cmd/dstack/internal/cli/bench_plan_test.go), that median is its time,
 # and the load average it reports (load-avg) is printed with the ratio.
+# A benchmark that times dstack and terraform alternately in one run (the
+# plan benchmarks) reports dstack-ms and terraform-ms, their medians, with
+# dstack-RSS-MB and terraform-RSS-MB; the table shows dstack's, and the
+# ratio of the medians is printed under it.
 # BenchmarkStartup's median is printed as dstack's start-up time. Lines
 # "# load average ..." that make bench writes are printed as they come.
 BEGIN {
@@ -14,10 +18,14 @@ BEGIN {
 /^# load average/ { print; next }
 /^Benchmark/ {
 	name = $1; sub(/-[0-9]+$/, "", name)
-	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; rate = "-"; capped = 0; done = ""; med = ""
+	ns = ""; bytes = "-"; allocs = "-"; rss = "-"; rate = "-"; capped = 0; done = ""; med = ""; dms = ""
 	for (i = 3; i < NF; i++) {
 		if ($(i+1) == "ns/op") ns = $i
 		if ($(i+1) == "median-ms") med = $i
+		if ($(i+1) == "dstack-ms") dms = $i
+		if ($(i+1) == "terraform-ms") tms[name] = $i
+		if ($(i+1) == "dstack-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
+		if ($(i+1) == "terraform-RSS-MB") tmb[name] = $i
 		if ($(i+1) == "runs") runs[name] = $i
 		if ($(i+1) == "load-avg") load[name] = $i
 		if ($(i+1) == "B/op") bytes = sprintf("%.2f MB", $i / 1048576)
@@ -31,6 +39,7 @@ BEGIN {
 	}
 	if (ns == "") next
 	if (med != "") ns = med * 1e6
+	if (dms != "") { ns = dms * 1e6; paired[name] = 1 }
 	if (!(name in t)) order[++count] = name
 	t[name] = ns; cap[name] = capped; made[name] = done; mbs[name] = rate
 	printf "%-44s %14s %11s %12s %13s %10s\n", name, (capped ? ">" : "") sprintf("%.3f ms", ns / 1e6), bytes, allocs, rss, rate
@@ -55,6 +64,19 @@ END {
 		n = order[k]
 		if (n == "BenchmarkStartup")
 			printf "\ndstack version start-up: %s%s (budget 10 ms)%s\n", dur(t[n]), many(n), loadavg(n, "")
+		if (n in paired) {
+			if (!(n in tms)) {
+				printf "\n%s: dstack %s%s; no terraform result to compare with (is terraform on PATH?)\n", n, dur(t[n]), many(n)
+				continue
+			}
+			tns = tms[n] * 1e6
+			rss = sprintf("; peak RSS: dstack %.1f MB vs terraform %.1f MB", mb[n], tmb[n])
+			if (cap[n])
+				printf "\n%s: terraform did not finish within %s; dstack is at least %.1fx faster (dstack %s; medians of %d runs each, run alternately)%s%s\n", n, dur(tns), tns / t[n], dur(t[n]), runs[n], rss, loadavg(n, "")
+			else
+				printf "\n%s: dstack %s, terraform %s (medians of %d runs each, run alternately): dstack is %.1fx faster%s%s\n", n, dur(t[n]), dur(tns), runs[n], tns / t[n], rss, loadavg(n, "")
+			continue
+		}
 		if (n ~ /\/dstack$/) {
 			p = n; sub(/\/dstack$/, "/terraform", p)
 			q = n; sub(/\/dstack$/, "/docker", q)
