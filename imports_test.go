@@ -81,7 +81,7 @@ type rule struct {
 	Except []string
 }
 
-// rules are the import directions of DESIGN.md: `cmd` → `planner` →
+// rules are the import directions of docs/design.md: `cmd` → `planner` →
 // (`lang`, `state`, `providers`, `agent/client`); `lang` and `state`
 // import nothing of ours; nothing imports `cmd`.
 var rules = []rule{
@@ -109,6 +109,9 @@ var rules = []rule{
 	{From: "", Direct: true, Why: "terraform-plugin-go stays behind the Terraform provider's adapter",
 		Forbidden: []string{"github.com/hashicorp/terraform-plugin-go"},
 		Except:    []string{"terraform-provider-dstack/internal/tfplugin"}},
+	{From: "cmd/dstack", Why: "every package dstack links runs its init on every command: the remote state backends' SDKs run in dstack-backend-NAME (docs/design.md)",
+		Forbidden: []string{"state/s3", "state/gcs", "state/azurerm", "state/pg", "state/backends",
+			"github.com/aws/", "github.com/Azure/", "github.com/jackc/", "cloud.google.com/", "golang.org/x/oauth2/google"}},
 	{From: "cmd", Why: "the dstack CLI does not link the Terraform plugin library (gRPC)",
 		Forbidden: []string{"github.com/hashicorp/terraform-plugin-go", "google.golang.org/grpc"}},
 }
