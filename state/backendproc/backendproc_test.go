@@ -83,6 +83,9 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		Config: cfg,
+		Open: func(cfg map[string]string) (state.Backend, error) {
+			return backendproc.Start(context.Background(), serverCmd(), cfg)
+		},
 	})
 }
 
