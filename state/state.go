@@ -336,24 +336,13 @@ func decodeLines(data []byte) (*State, error) {
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
+		// Each worker decodes a run of lines with one decoder, as a
+		// stream of values (a decoder per line cost a buffer per line).
+		lo, hi := w*len(lines)/workers, (w+1)*len(lines)/workers
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(lines); i += workers {
-				line := bytes.TrimSuffix(lines[i], []byte(","))
-				var r Resource
-				dec := json.NewDecoder(bytes.NewReader(line))
-				dec.UseNumber()
-				if err := dec.Decode(&r); err != nil {
-					errs[w] = fmt.Errorf("resource %d: %w", i+1, err)
-					return
-				}
-				if dec.More() {
-					errs[w] = fmt.Errorf("resource %d: more than one value on its line", i+1)
-					return
-				}
-				s.Resources[i] = &r
-			}
+			errs[w] = decodeRun(lines[lo:hi], s.Resources[lo:hi], lo)
 		}()
 	}
 	wg.Wait()
@@ -363,6 +352,36 @@ func decodeLines(data []byte) (*State, error) {
 		return decodeWhole(data)
 	}
 	return s, nil
+}
+
+// decodeRun decodes lines, one resource each (the comma that ends a line
+// dropped), into out; first is the index of lines[0], for messages. A line
+// that does not hold exactly one value is an error.
+func decodeRun(lines [][]byte, out []*Resource, first int) error {
+	size := 0
+	for _, l := range lines {
+		size += len(l) + 1
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int64, len(lines)) // where each line's text ends in buf
+	for i, l := range lines {
+		buf = append(buf, bytes.TrimSuffix(l, []byte(","))...)
+		ends[i] = int64(len(buf))
+		buf = append(buf, '\n')
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	dec.UseNumber()
+	for i := range lines {
+		var r Resource
+		if err := dec.Decode(&r); err != nil {
+			return fmt.Errorf("resource %d: %w", first+i+1, err)
+		}
+		if off := dec.InputOffset(); off > ends[i] || len(bytes.TrimSpace(buf[off:ends[i]])) != 0 {
+			return fmt.Errorf("resource %d: not one value on its line", first+i+1)
+		}
+		out[i] = &r
+	}
+	return nil
 }
 
 func decodeWhole(data []byte) (*State, error) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -187,6 +189,35 @@ func TestEncoderMatchesJSON(t *testing.T) {
 		}
 		if want := bytes.TrimSuffix(buf.Bytes(), []byte("\n")); !bytes.Equal(got, want) {
 			t.Errorf("encoder differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+// TestDecodeLinesLikeWhole: the parallel line decoder reads what the
+// whole-document decoder reads, also where the layout is not Encode's
+// (two resources on a line, an empty line), where it falls back to it.
+func TestDecodeLinesLikeWhole(t *testing.T) {
+	data, err := Encode(big(300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bytes.Index(data, []byte("},\n{"))
+	if first < 0 {
+		t.Fatal("no resource line break in the encoded state")
+	}
+	joined := slices.Concat(data[:first+2], []byte(" "), data[first+3:])
+	blank := slices.Concat(data[:first+3], []byte("\n"), data[first+3:])
+	for name, doc := range map[string][]byte{"as encoded": data, "two on a line": joined, "an empty line": blank} {
+		got, err := decodeLines(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want, err := decodeWhole(doc)
+		if err != nil {
+			t.Fatalf("%s: whole: %v", name, err)
+		}
+		if !reflect.DeepEqual(got.Resources, want.Resources) || len(got.Resources) != 300 {
+			t.Fatalf("%s: the line decoder read %d resources, unlike the whole decoder's %d", name, len(got.Resources), len(want.Resources))
 		}
 	}
 }
