@@ -268,11 +268,14 @@ func reportLoad(b *testing.B) {
 	}
 }
 
-// buildDstack builds the dstack binary into a temporary directory.
+// buildDstack builds the dstack binary into a temporary directory, as
+// make build does: without cgo.
 func buildDstack(b *testing.B) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "dstack")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dstackai/dstack-go/cmd/dstack").CombinedOutput(); err != nil {
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/dstackai/dstack-go/cmd/dstack")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("building dstack: %v\n%s", err, out)
 	}
 	return bin

@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +18,7 @@ import (
 // ratio. The terraform case is skipped, saying so, where terraform is not
 // installed (.ci/run does not need it for this).
 func BenchmarkValidate1000(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "dstack")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dstackai/dstack-go/cmd/dstack").CombinedOutput(); err != nil {
-		b.Fatalf("building dstack: %v\n%s", err, out)
-	}
+	bin := buildDstack(b)
 	dir := b.TempDir()
 	loadtest.WriteLargeConfig(b, dir, 100, 10)
 	b.Run("dstack", func(b *testing.B) {
