@@ -74,9 +74,14 @@ func TestLockTakeover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stalls applies for seconds")
 	}
-	bin := filepath.Join(t.TempDir(), "dstack")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dstackai/dstack-go/cmd/dstack").CombinedOutput(); err != nil {
-		t.Fatalf("building dstack: %v\n%s", err, out)
+	// dstack, and beside it the programs of the backends that run in
+	// their own (see docs/design.md).
+	binDir := t.TempDir()
+	bin := filepath.Join(binDir, "dstack")
+	for _, prog := range []string{"dstack", "dstack-backend-s3", "dstack-backend-pg"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, prog), "github.com/dstackai/dstack-go/cmd/"+prog).CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", prog, err, out)
+		}
 	}
 	for _, b := range takeoverBackends() {
 		for _, mode := range []string{"lease-expiry", "force-unlock"} {
