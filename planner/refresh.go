@@ -3,11 +3,11 @@ package planner
 import (
 	"context"
 	"fmt"
-	"time"
 	"maps"
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
