@@ -17,10 +17,10 @@ func reflectValueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() 
 // FleetNodes is a fleet's size: an integer, a range "min..max", or a
 // mapping {min, target, max}. Target is where the fleet starts.
 type FleetNodes struct {
-	Min    int  `json:"min,omitempty"`
-	Target *int `json:"target,omitempty"`
+	Min    int  `json:"min,omitempty" jsonschema_description:"Fewest instances"`
+	Target *int `json:"target,omitempty" jsonschema_description:"Instances the fleet starts with"`
 	// Max is nil for no upper bound.
-	Max *int `json:"max,omitempty"`
+	Max *int `json:"max,omitempty" jsonschema_description:"Most instances; no limit when unset"`
 }
 
 type fleetNodesMapping FleetNodes
@@ -113,8 +113,8 @@ type GatewayRef struct {
 }
 
 type gatewayRefMapping struct {
-	Project string `json:"project,omitempty"`
-	Name    string `json:"name" jsonschema:"required"`
+	Project string `json:"project,omitempty" jsonschema_description:"Project of the gateway; this project when unset"`
+	Name    string `json:"name" jsonschema:"required" jsonschema_description:"The gateway's name"`
 }
 
 // DecodeNode accepts a bool, a name, "project/name", or {project, name}.
@@ -158,13 +158,13 @@ func (g GatewayRef) MarshalJSON() ([]byte, error) {
 // Model publishes a service as a model on the gateway's OpenAI-compatible
 // endpoint. Written as the model name or a mapping.
 type Model struct {
-	Type   string `json:"type,omitempty" jsonschema:"enum=chat"`
-	Name   string `json:"name" jsonschema:"required"`
-	Format string `json:"format,omitempty" jsonschema:"enum=openai,enum=tgi"`
-	Prefix string `json:"prefix,omitempty"`
+	Type   string `json:"type,omitempty" jsonschema:"enum=chat" jsonschema_description:"The kind of model"`
+	Name   string `json:"name" jsonschema:"required" jsonschema_description:"The model's name, as clients request it"`
+	Format string `json:"format,omitempty" jsonschema:"enum=openai,enum=tgi" jsonschema_description:"The API the model's server speaks"`
+	Prefix string `json:"prefix,omitempty" jsonschema_description:"Path prefix of the model server's API"`
 	// ChatTemplate and EOSToken apply to the tgi format.
-	ChatTemplate string `json:"chat_template,omitempty"`
-	EOSToken     string `json:"eos_token,omitempty"`
+	ChatTemplate string `json:"chat_template,omitempty" jsonschema_description:"Chat template (tgi format)"`
+	EOSToken     string `json:"eos_token,omitempty" jsonschema_description:"End-of-sequence token (tgi format)"`
 }
 
 type modelMapping Model
@@ -300,24 +300,24 @@ type Replicas struct {
 
 // ReplicaGroup is one kind of replica of a service.
 type ReplicaGroup struct {
-	Name        string              `json:"name,omitempty"`
-	Count       *resources.IntRange `json:"count,omitempty"`
-	Scaling     *Scaling            `json:"scaling,omitempty"`
-	Resources   *resources.Spec     `json:"resources,omitempty"`
-	SpotPolicy  string              `json:"spot_policy,omitempty" jsonschema:"enum=spot,enum=on-demand,enum=auto"`
-	Reservation string              `json:"reservation,omitempty"`
-	Commands    []string            `json:"commands,omitempty"`
-	Image       string              `json:"image,omitempty"`
-	Python      string              `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14"`
-	Nvcc        bool                `json:"nvcc,omitempty"`
-	Docker      bool                `json:"docker,omitempty"`
-	Privileged  bool                `json:"privileged,omitempty"`
-	Router      *ReplicaRouter      `json:"router,omitempty"`
+	Name        string              `json:"name,omitempty" jsonschema_description:"The group's name"`
+	Count       *resources.IntRange `json:"count,omitempty" jsonschema_description:"Number of replicas, or a range scaling moves within"`
+	Scaling     *Scaling            `json:"scaling,omitempty" jsonschema_description:"How the group's replicas follow a metric"`
+	Resources   *resources.Spec     `json:"resources,omitempty" jsonschema_description:"Resources each replica of the group needs"`
+	SpotPolicy  string              `json:"spot_policy,omitempty" jsonschema:"enum=spot,enum=on-demand,enum=auto" jsonschema_description:"Use spot or on-demand instances; auto takes either"`
+	Reservation string              `json:"reservation,omitempty" jsonschema_description:"Capacity reservation to provision from"`
+	Commands    []string            `json:"commands,omitempty" jsonschema_description:"Shell commands that start the group's replicas"`
+	Image       string              `json:"image,omitempty" jsonschema_description:"Docker image of the group's replicas"`
+	Python      string              `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14" jsonschema_description:"Python version of dstack's base image; used when no image is given"`
+	Nvcc        bool                `json:"nvcc,omitempty" jsonschema_description:"Use an image with the CUDA compiler (nvcc)"`
+	Docker      bool                `json:"docker,omitempty" jsonschema_description:"Run Docker inside the container (docker-in-docker)"`
+	Privileged  bool                `json:"privileged,omitempty" jsonschema_description:"Run the container in privileged mode"`
+	Router      *ReplicaRouter      `json:"router,omitempty" jsonschema_description:"Make this group the router of the others"`
 }
 
 // ReplicaRouter marks a replica group as the router of the others.
 type ReplicaRouter struct {
-	Type string `json:"type" jsonschema:"required,enum=sglang,enum=dynamo"`
+	Type string `json:"type" jsonschema:"required,enum=sglang,enum=dynamo" jsonschema_description:"The kind of router"`
 }
 
 // DecodeNode accepts a count, a range, or a list of groups.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -101,5 +102,41 @@ func yamlDocs(t *testing.T, path string) []any {
 			t.Fatal(err)
 		}
 		out = append(out, j)
+	}
+}
+
+// TestEveryFieldIsDescribed: every field of every kind, nested ones
+// included, has a description (its jsonschema_description tag). The
+// JSON Schema and the Terraform provider's schema both show it.
+func TestEveryFieldIsDescribed(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type, path string)
+	walk = func(typ reflect.Type, path string) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] {
+			return
+		}
+		seen[typ] = true
+		for _, f := range lang.Fields(typ) {
+			// Untagged fields are a form's Go value (GatewayRef, HTTPS,
+			// Env), not fields written in configurations.
+			if _, written := typ.FieldByIndex(f.Index).Tag.Lookup("json"); !written {
+				continue
+			}
+			if f.Description == "" {
+				t.Errorf("%s.%s (%s) has no description", path, f.Name, typ)
+			}
+			walk(f.Type, path+"."+f.Name)
+		}
+	}
+	for _, k := range lang.Kinds {
+		walk(reflect.TypeOf(lang.NewSpec(k)), string(k))
+	}
+	// Replica groups are written in replicas, whose Go value is a form.
+	walk(reflect.TypeFor[lang.ReplicaGroup](), "service.replicas[]")
+	if len(seen) < 20 {
+		t.Errorf("walked only %d model types", len(seen))
 	}
 }

@@ -233,8 +233,8 @@ func (e Env) Resolve(lookup func(string) (string, bool)) (map[string]string, err
 // (local:container), `"*:8080"` (any free local port), or a mapping.
 type Port struct {
 	// LocalPort is nil for "any free port".
-	LocalPort     *int `json:"local_port,omitempty"`
-	ContainerPort int  `json:"container_port" jsonschema:"required"`
+	LocalPort     *int `json:"local_port,omitempty" jsonschema_description:"Port on this machine; any free port when unset"`
+	ContainerPort int  `json:"container_port" jsonschema:"required" jsonschema_description:"Port in the container"`
 }
 
 func (p Port) String() string {
@@ -319,12 +319,12 @@ func (Port) DescribeType() string { return `a port (8080, "80:8080", "*:8080" or
 type VolumeMount struct {
 	// Name lists network volume names; several are alternatives across
 	// backends/regions, the first available wins.
-	Name resources.Names `json:"name,omitempty"`
+	Name resources.Names `json:"name,omitempty" jsonschema_description:"Names of dstack volumes; the first available one is mounted"`
 	// InstancePath is a directory on the host (instance volumes).
-	InstancePath string `json:"instance_path,omitempty"`
-	Path         string `json:"path" jsonschema:"required"`
+	InstancePath string `json:"instance_path,omitempty" jsonschema_description:"Directory on the host (an instance volume)"`
+	Path         string `json:"path" jsonschema:"required" jsonschema_description:"Path in the container"`
 	// Optional instance volumes are skipped where the host path is missing.
-	Optional bool `json:"optional,omitempty"`
+	Optional bool `json:"optional,omitempty" jsonschema_description:"Skip an instance volume whose host directory is missing"`
 }
 
 type volumeMapping VolumeMount
@@ -374,8 +374,8 @@ func (VolumeMount) DescribeType() string {
 // FileMapping copies a local file or directory into the run. Written as
 // "local[:container]" or {local_path, path}.
 type FileMapping struct {
-	LocalPath string `json:"local_path" jsonschema:"required"`
-	Path      string `json:"path,omitempty"`
+	LocalPath string `json:"local_path" jsonschema:"required" jsonschema_description:"Local file or directory"`
+	Path      string `json:"path,omitempty" jsonschema_description:"Path in the container"`
 }
 
 type fileMapping FileMapping
@@ -402,11 +402,11 @@ func (FileMapping) DescribeType() string { return `a file ("local:/container/pat
 
 // Repo is a code repository cloned into the run.
 type Repo struct {
-	LocalPath string `json:"local_path,omitempty"`
-	URL       string `json:"url,omitempty"`
-	Path      string `json:"path,omitempty"`
-	Branch    string `json:"branch,omitempty"`
-	Hash      string `json:"hash,omitempty"`
+	LocalPath string `json:"local_path,omitempty" jsonschema_description:"Local directory of the repo"`
+	URL       string `json:"url,omitempty" jsonschema_description:"URL of the git repository"`
+	Path      string `json:"path,omitempty" jsonschema_description:"Path in the container the repo is put at"`
+	Branch    string `json:"branch,omitempty" jsonschema_description:"Branch to check out"`
+	Hash      string `json:"hash,omitempty" jsonschema_description:"Commit to check out"`
 	IfExists  string `json:"if_exists,omitempty" jsonschema:"enum=error,enum=skip" jsonschema_description:"What to do when the path is not empty"`
 }
 
@@ -435,16 +435,16 @@ func (r *Repo) DecodeNode(dec *Decoder, n *Node, path string) {
 
 // RegistryAuth holds credentials for a private image registry.
 type RegistryAuth struct {
-	Username string `json:"username" jsonschema:"required"`
+	Username string `json:"username" jsonschema:"required" jsonschema_description:"Registry user name"`
 	// Password is sensitive: it never appears in output.
-	Password string `json:"password" jsonschema:"required" sensitive:"true"`
+	Password string `json:"password" jsonschema:"required" sensitive:"true" jsonschema_description:"Registry password or access token"`
 }
 
 // Retry says when a failed run is resubmitted. Written as a bool (true:
 // on every event) or {on_events, duration}.
 type Retry struct {
-	OnEvents []string  `json:"on_events,omitempty" jsonschema:"enum=no-capacity,enum=interruption,enum=error"`
-	Duration *Duration `json:"duration,omitempty"`
+	OnEvents []string  `json:"on_events,omitempty" jsonschema:"enum=no-capacity,enum=interruption,enum=error" jsonschema_description:"Events that resubmit the run"`
+	Duration *Duration `json:"duration,omitempty" jsonschema_description:"How long to keep resubmitting"`
 }
 
 type retryMapping Retry

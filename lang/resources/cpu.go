@@ -8,8 +8,8 @@ import (
 // CPU is a cpu spec: "4", "4..", "x86:16..", "arm:8" or "16..:x86".
 type CPU struct {
 	// Arch is x86 or arm (lower case when parsed), empty when not written.
-	Arch  string   `json:"arch,omitempty"`
-	Count IntRange `json:"count"`
+	Arch  string   `json:"arch,omitempty" jsonschema_description:"CPU architecture: x86 or arm"`
+	Count IntRange `json:"count" jsonschema_description:"Number of cores"`
 }
 
 // ParseCPU parses a cpu spec. A spec without a count asks for "2..".

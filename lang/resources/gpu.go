@@ -13,17 +13,17 @@ import (
 type GPU struct {
 	// Vendor is the vendor as written (lower case when parsed), empty when
 	// not written; see EffectiveVendor.
-	Vendor string `json:"vendor,omitempty"`
+	Vendor string `json:"vendor,omitempty" jsonschema_description:"GPU vendor"`
 	// Names are alternatives: any of them will do.
-	Names Names    `json:"name,omitempty"`
-	Count IntRange `json:"count"`
+	Names Names    `json:"name,omitempty" jsonschema_description:"GPU names; any of them will do"`
+	Count IntRange `json:"count" jsonschema_description:"Number of GPUs"`
 	// Memory is the memory per GPU.
-	Memory *MemoryRange `json:"memory,omitempty"`
+	Memory *MemoryRange `json:"memory,omitempty" jsonschema_description:"Memory of each GPU"`
 	// TotalMemory is the memory of all GPUs together; mapping form only.
-	TotalMemory *MemoryRange `json:"total_memory,omitempty"`
+	TotalMemory *MemoryRange `json:"total_memory,omitempty" jsonschema_description:"Memory of all GPUs together"`
 	// ComputeCapability is the minimum CUDA compute capability as
 	// "major.minor" ("7.5"); mapping form only.
-	ComputeCapability string `json:"compute_capability,omitempty"`
+	ComputeCapability string `json:"compute_capability,omitempty" jsonschema_description:"Lowest CUDA compute capability, as major.minor"`
 }
 
 // vendors lists the GPU vendors, lower case.

@@ -11,8 +11,8 @@ import (
 // IntRange is an inclusive range of counts; a nil bound is open. It is
 // written "2" (exactly), "2..", "..8", "1..4" or ".." (any).
 type IntRange struct {
-	Min *int `json:"min,omitempty"`
-	Max *int `json:"max,omitempty"`
+	Min *int `json:"min,omitempty" jsonschema_description:"Lowest value"`
+	Max *int `json:"max,omitempty" jsonschema_description:"Highest value; no limit when unset"`
 }
 
 // ParseIntRange parses a count range.

@@ -111,8 +111,8 @@ func (Memory) DescribeType() string {
 // MemoryRange is an inclusive range of memory sizes; a nil bound is open.
 // It is written "24GB..80GB", "8GB..", "..80GB" or "40GB" (exactly).
 type MemoryRange struct {
-	Min *Memory `json:"min,omitempty"`
-	Max *Memory `json:"max,omitempty"`
+	Min *Memory `json:"min,omitempty" jsonschema_description:"Smallest size"`
+	Max *Memory `json:"max,omitempty" jsonschema_description:"Largest size; no limit when unset"`
 }
 
 // ParseMemoryRange parses a memory range.

@@ -8,7 +8,7 @@ import (
 
 // Disk is a disk spec: a size range, written "100GB" or "100GB..".
 type Disk struct {
-	Size MemoryRange `json:"size" jsonschema:"required"`
+	Size MemoryRange `json:"size" jsonschema:"required" jsonschema_description:"Disk size, or a range"`
 }
 
 // ParseDisk parses a disk spec.
@@ -66,11 +66,11 @@ func (Disk) DescribeType() string { return `a disk size ("100GB", "100GB..") or 
 
 // Spec is a whole `resources:` block.
 type Spec struct {
-	CPU          *CPU         `json:"cpu,omitempty"`
-	Memory       *MemoryRange `json:"memory,omitempty"`
-	SharedMemory *Memory      `json:"shm_size,omitempty"`
-	GPU          *GPU         `json:"gpu,omitempty"`
-	Disk         *Disk        `json:"disk,omitempty"`
+	CPU          *CPU         `json:"cpu,omitempty" jsonschema_description:"CPU cores: a count or range, optionally with an architecture (4, 2.., arm:8)"`
+	Memory       *MemoryRange `json:"memory,omitempty" jsonschema_description:"RAM: a size or range (8GB, 16GB..)"`
+	SharedMemory *Memory      `json:"shm_size,omitempty" jsonschema_description:"Size of shared memory (/dev/shm) in the container"`
+	GPU          *GPU         `json:"gpu,omitempty" jsonschema_description:"GPUs: vendor, names, memory and count (H100:8, 24GB..:2, A100,H100:1..)"`
+	Disk         *Disk        `json:"disk,omitempty" jsonschema_description:"Disk size: a size or range (100GB..)"`
 }
 
 // Default returns dstack's defaults: cpu "2..", memory "8GB..", gpu "0..",
