@@ -3,7 +3,10 @@
 // from its schema, so the docs say exactly what the provider accepts.
 // Each page embeds its example from the examples directory
 // (resources/TYPE/resource.tf, data-sources/TYPE/data-source.tf,
-// provider/provider.tf) when there is one.
+// provider/provider.tf) when there is one. A resource that can be
+// imported says how in an Import section (ImportDocumenter), with the
+// example resources/TYPE/import.sh; the index page ends with the
+// provider's own sections (Extra).
 package docgen
 
 import (
@@ -20,10 +23,24 @@ import (
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
+// ImportDocumenter is a resource that can be imported: ImportDoc says,
+// in Markdown, what an import ID names and what importing does.
+type ImportDocumenter interface {
+	ImportDoc() string
+}
+
+// Extra is hand-written Markdown the pages end with, beyond what the
+// schema says.
+type Extra struct {
+	// Index ends index.md (the provider's page); it starts with its own
+	// "## " heading.
+	Index string
+}
+
 // Write renders every page of p into dir, reading examples from
 // examples. It removes pages of resources that no longer exist.
-func Write(dir, examples string, p *tfplugin.Provider) error {
-	pages, err := Render(examples, p)
+func Write(dir, examples string, p *tfplugin.Provider, extra Extra) error {
+	pages, err := Render(examples, p, extra)
 	if err != nil {
 		return err
 	}
@@ -55,20 +72,28 @@ func Write(dir, examples string, p *tfplugin.Provider) error {
 
 // Render returns every page, keyed by its path relative to the docs
 // directory.
-func Render(examples string, p *tfplugin.Provider) (map[string]string, error) {
+func Render(examples string, p *tfplugin.Provider, extra Extra) (map[string]string, error) {
 	pages := map[string]string{}
 	ex, err := example(filepath.Join(examples, "provider", "provider.tf"))
 	if err != nil {
 		return nil, err
 	}
-	pages["index.md"] = page("dstack Provider", "", "dstack", p.Config.Block.Description, ex, p.Config.Block)
+	pages["index.md"] = page("dstack Provider", "", "dstack", p.Config.Block.Description, ex, p.Config.Block) + section(extra.Index)
 	for name, r := range p.Resources {
 		ex, err := example(filepath.Join(examples, "resources", name, "resource.tf"))
 		if err != nil {
 			return nil, err
 		}
 		b := r.Schema().Block
-		pages[filepath.Join("resources", short(name)+".md")] = page(name+" Resource - dstack", "Resource", name, b.Description, ex, b)
+		text := page(name+" Resource - dstack", "Resource", name, b.Description, ex, b)
+		if imp, ok := r.(ImportDocumenter); ok && imp.ImportDoc() != "" {
+			sh, err := example(filepath.Join(examples, "resources", name, "import.sh"))
+			if err != nil {
+				return nil, err
+			}
+			text += importSection(imp.ImportDoc(), sh)
+		}
+		pages[filepath.Join("resources", short(name)+".md")] = text
 	}
 	for name, d := range p.DataSources {
 		ex, err := example(filepath.Join(examples, "data-sources", name, "data-source.tf"))
@@ -79,6 +104,24 @@ func Render(examples string, p *tfplugin.Provider) (map[string]string, error) {
 		pages[filepath.Join("data-sources", short(name)+".md")] = page(name+" Data Source - dstack", "Data Source", name, b.Description, ex, b)
 	}
 	return pages, nil
+}
+
+// section is hand-written Markdown appended to a page, set off by a
+// blank line.
+func section(md string) string {
+	md = strings.TrimSpace(md)
+	if md == "" {
+		return ""
+	}
+	return "\n" + md + "\n"
+}
+
+func importSection(doc, example string) string {
+	text := "## Import\n\n" + strings.TrimSpace(doc) + "\n"
+	if example != "" {
+		text += "\n```shell\n" + example + "\n```\n"
+	}
+	return section(text)
 }
 
 func short(typeName string) string { return strings.TrimPrefix(typeName, "dstack_") }

@@ -329,7 +329,7 @@ func (r *resource) Upgrade(_ context.Context, version int64, raw map[string]any)
 // record moves from dstack's state (as configured in the provider) into
 // Terraform's.
 func (r *resource) Import(ctx context.Context, id string) (resp tfplugin.ImportResponse) {
-	if r.kind != lang.KindFleet && r.kind != lang.KindVolume {
+	if !importable(r.kind) {
 		resp.Diagnostics.Errorf(nil, "Import is not supported", "Only fleets and volumes can be imported; runs are declared anew.")
 		return resp
 	}

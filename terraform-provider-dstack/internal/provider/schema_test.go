@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -182,5 +183,24 @@ func TestCredentials(t *testing.T) {
 	s, diags := resolve(backend("aws", nil), envOf(nil))
 	if diags.HasErrors() || s.credentials["aws"] != filepath.Join(home, ".aws", "credentials") {
 		t.Errorf("from the credentials file: %v %v", s.credentials, diags)
+	}
+}
+
+// TestImportDocAgreesWithImport: the resources whose docs say how to
+// import them are those Import accepts.
+func TestImportDocAgreesWithImport(t *testing.T) {
+	p := New(Options{})
+	for _, k := range lang.Kinds {
+		r := p.Resources[TypeName(k)].(*resource)
+		documented := r.ImportDoc() != ""
+		if documented != importable(k) {
+			t.Errorf("%s: import documented %v, importable %v", k, documented, importable(k))
+		}
+		if !importable(k) {
+			resp := r.Import(context.Background(), "x")
+			if !resp.Diagnostics.HasErrors() {
+				t.Errorf("%s: import of an unimportable kind succeeded", k)
+			}
+		}
 	}
 }
