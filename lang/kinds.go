@@ -134,8 +134,8 @@ type Scaling struct {
 	Metric         string    `json:"metric" jsonschema:"required,enum=rps" jsonschema_description:"The metric to scale on: requests per second"`
 	Target         float64   `json:"target" jsonschema:"required" jsonschema_description:"The metric's target value per replica"`
 	Window         *Duration `json:"window,omitempty" jsonschema_description:"The time window the metric is averaged over"`
-	ScaleUpDelay   *Duration `json:"scale_up_delay,omitempty" jsonschema_description:"How long the metric must stay above target before replicas are added"`
-	ScaleDownDelay *Duration `json:"scale_down_delay,omitempty" jsonschema_description:"How long the metric must stay below target before replicas are removed"`
+	ScaleUpDelay   *Duration `json:"scale_up_delay,omitempty" jsonschema_description:"Least time after the last scaling before replicas are added"`
+	ScaleDownDelay *Duration `json:"scale_down_delay,omitempty" jsonschema_description:"Least time after the last scaling before replicas are removed"`
 }
 
 // RateLimit limits requests to a service path prefix.

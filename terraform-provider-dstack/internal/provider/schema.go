@@ -3,6 +3,7 @@ package provider
 import (
 	"encoding"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/dstackai/dstack-go/lang"
@@ -138,13 +139,25 @@ var computedAttrs = []tfplugin.Attribute{
 	{Name: attrProvisioned, Type: tfplugin.ListOf(provisionedType), Computed: true, Description: "The objects dstack made: a fleet's machines, a run's jobs (a service's replicas), the volume or gateway. Each has its `index`, `backend`, `provider_id`, `status`, `ip`, `host` (the fleet instance a job runs on) and `price` (USD per hour)."},
 }
 
+// computedFor returns the computed attributes, with the id's
+// description naming the kind's addresses.
+func computedFor(kind string) []tfplugin.Attribute {
+	out := slices.Clone(computedAttrs)
+	for i := range out {
+		if out[i].Name == attrID {
+			out[i].Description = strings.Replace(out[i].Description, "`fleet.NAME`", "`"+kind+".NAME`", 1)
+		}
+	}
+	return out
+}
+
 // resourceSchema derives a resource's Terraform schema from its model
 // type.
 func resourceSchema(kind lang.Kind) tfplugin.Schema {
 	t := reflect.TypeOf(lang.NewSpec(kind)).Elem()
 	b := blockOf(t, true)
 	b.Description = kindDescriptions[kind]
-	b.Attributes = append(b.Attributes, computedAttrs...)
+	b.Attributes = append(b.Attributes, computedFor(string(kind))...)
 	return tfplugin.Schema{Version: schemaVersion, Block: b}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -201,6 +202,17 @@ func TestImportDocAgreesWithImport(t *testing.T) {
 			if !resp.Diagnostics.HasErrors() {
 				t.Errorf("%s: import of an unimportable kind succeeded", k)
 			}
+		}
+	}
+}
+
+// TestIDDescriptionNamesTheKind: each resource's id says the form of
+// its own addresses.
+func TestIDDescriptionNamesTheKind(t *testing.T) {
+	for _, k := range lang.Kinds {
+		a, ok := resourceSchema(k).Block.Attribute(attrID)
+		if want := "`" + string(k) + ".NAME`"; !ok || !strings.Contains(a.Description, want) {
+			t.Errorf("%s: id description %q lacks %s", k, a.Description, want)
 		}
 	}
 }
