@@ -520,3 +520,56 @@ resource "dstack_task" "hello" {
 		t.Fatal("the agent still runs on the host after destroy")
 	}
 }
+
+const providerHeader = `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+`
+
+// TestTerraformLocalFleetsApart: two local fleets, each in a
+// configuration of its own, both register this machine; destroying one
+// leaves the other's record alone, so its next plan is empty.
+func TestTerraformLocalFleetsApart(t *testing.T) {
+	x := setup(t)
+	y := &tf{t: t, bin: x.bin, dir: t.TempDir(), env: x.env}
+	config := func(i int, both bool) string {
+		src := providerHeader + `provider "dstack" {}
+`
+		names := []string{"b"}
+		if both {
+			names = []string{"a", "b"}
+		}
+		for _, n := range names {
+			src += fmt.Sprintf(`
+resource "dstack_fleet" %q {
+  name     = "tfacc-apart-%d-%s"
+  nodes    = "1"
+  backends = ["local"]
+}
+`, n, i, n)
+		}
+		return src
+	}
+	for i, m := range []*tf{x, y} {
+		m.write("main.tf", config(i, true))
+		m.must("init", "-input=false")
+		m.must("apply", "-auto-approve")
+	}
+	out := x.must("destroy", "-auto-approve", "-target", "dstack_fleet.a")
+	if !strings.Contains(out, "Destroy complete! Resources: 1 destroyed.") {
+		t.Fatalf("destroy -target:\n%s", out)
+	}
+	x.write("main.tf", config(0, false))
+	// The other fleet of the same configuration, and both of the other.
+	for _, m := range []*tf{x, y} {
+		out := m.exitCode(0, "plan", "-detailed-exitcode")
+		if strings.Contains(out, "changed outside") || !strings.Contains(out, "No changes.") {
+			t.Errorf("plan after destroying one fleet:\n%s", out)
+		}
+	}
+	y.must("destroy", "-auto-approve")
+	x.must("destroy", "-auto-approve")
+}
