@@ -573,3 +573,63 @@ resource "dstack_fleet" %q {
 	y.must("destroy", "-auto-approve")
 	x.must("destroy", "-auto-approve")
 }
+
+// TestTerraformSimulatedCloud: with DSTACK_SIM_DIR the provider makes a
+// cloud's fleet and volume in the simulated cloud, as the CLI does;
+// without it, a backend that has no provider fails the plan, naming the
+// backend, instead of planning what apply cannot make.
+func TestTerraformSimulatedCloud(t *testing.T) {
+	x := setup(t)
+	x.write("main.tf", providerHeader+`provider "dstack" {
+  backend {
+    type = "aws"
+    credentials = { access_key = "AKIA", secret_key = "secret" }
+  }
+}
+
+resource "dstack_fleet" "cloud" {
+  name     = "tfacc-sim"
+  nodes    = "1"
+  backends = ["aws"]
+  resources {
+    cpu = "2.."
+  }
+}
+
+resource "dstack_volume" "data" {
+  name    = "tfacc-sim-data"
+  backend = "aws"
+  region  = "us-east-1"
+  size    = "100GB"
+}
+`)
+	x.must("init", "-input=false")
+	out := x.exitCode(1, "plan")
+	flat := strings.Join(strings.Fields(out), " ") // terraform wraps long lines
+	for _, want := range []string{`Error: Cannot plan fleet.tfacc-sim`, `fleet.tfacc-sim[0]: backend "aws" has no provider in this build`,
+		`Error: Cannot plan volume.tfacc-sim-data`, `set DSTACK_SIM_DIR=DIR to use the simulated cloud`} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("plan without a provider for aws lacks %q:\n%s", want, out)
+		}
+	}
+	x.env = append(x.env, "DSTACK_SIM_DIR="+t.TempDir())
+	out = x.exitCode(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "Plan: 2 to add, 0 to change, 0 to destroy.") {
+		t.Fatalf("plan on the simulated cloud:\n%s", out)
+	}
+	out = x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 2 added") {
+		t.Fatalf("apply on the simulated cloud:\n%s", out)
+	}
+	show := x.must("state", "show", "dstack_fleet.cloud")
+	for _, want := range []string{`backend     = "aws"`, `status      = "running"`} {
+		if !strings.Contains(show, want) {
+			t.Errorf("the fleet's state lacks %q:\n%s", want, show)
+		}
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+	out = x.must("destroy", "-auto-approve")
+	if !strings.Contains(out, "Destroy complete! Resources: 2 destroyed.") {
+		t.Errorf("destroy:\n%s", out)
+	}
+}
