@@ -574,6 +574,58 @@ resource "dstack_fleet" %q {
 	x.must("destroy", "-auto-approve")
 }
 
+// TestTerraformFinishedTask: a task that ends by itself, as tasks do, is
+// not a change made outside Terraform: the plan after it finished is
+// empty. The instance of a fleet, placed on no host, has a null host in
+// the resource and in the data source alike.
+func TestTerraformFinishedTask(t *testing.T) {
+	x := setup(t)
+	x.write("main.tf", providerHeader+`provider "dstack" {}
+
+resource "dstack_fleet" "box" {
+  name     = "tfacc-finish-box"
+  nodes    = "1"
+  backends = ["local"]
+}
+
+resource "dstack_task" "short" {
+  name     = "tfacc-finish"
+  commands = ["sleep 2"]
+  fleets   = [dstack_fleet.box.name]
+}
+
+data "dstack_fleet" "box" {
+  name = dstack_fleet.box.name
+}
+
+output "task_status" {
+  value = dstack_task.short.status
+}
+
+output "task_jobs" {
+  value = dstack_task.short.provisioned
+}
+
+output "hosts_null" {
+  value = [dstack_fleet.box.provisioned[0].host == null, data.dstack_fleet.box.provisioned[0].host == null]
+}
+`)
+	x.must("init", "-input=false")
+	out := x.must("apply", "-auto-approve")
+	if !strings.Contains(out, `task_status = "running"`) {
+		t.Fatalf("apply: the task should run when apply ends:\n%s", out)
+	}
+	if !strings.Contains(out, "hosts_null = [\n  true,\n  true,\n]") {
+		t.Errorf("the fleet instance's host should be null in the resource and the data source:\n%s", out)
+	}
+	time.Sleep(4 * time.Second) // the task has finished
+	out = x.exitCode(0, "plan", "-detailed-exitcode")
+	if strings.Contains(out, "changed outside") || !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after the task finished:\n%s", out)
+	}
+	x.must("destroy", "-auto-approve")
+}
+
 // TestTerraformSimulatedCloud: with DSTACK_SIM_DIR the provider makes a
 // cloud's fleet and volume in the simulated cloud, as the CLI does;
 // without it, a backend that has no provider fails the plan, naming the
