@@ -520,3 +520,168 @@ resource "dstack_task" "hello" {
 		t.Fatal("the agent still runs on the host after destroy")
 	}
 }
+
+const providerHeader = `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+`
+
+// TestTerraformLocalFleetsApart: two local fleets, each in a
+// configuration of its own, both register this machine; destroying one
+// leaves the other's record alone, so its next plan is empty.
+func TestTerraformLocalFleetsApart(t *testing.T) {
+	x := setup(t)
+	y := &tf{t: t, bin: x.bin, dir: t.TempDir(), env: x.env}
+	config := func(i int, both bool) string {
+		src := providerHeader + `provider "dstack" {}
+`
+		names := []string{"b"}
+		if both {
+			names = []string{"a", "b"}
+		}
+		for _, n := range names {
+			src += fmt.Sprintf(`
+resource "dstack_fleet" %q {
+  name     = "tfacc-apart-%d-%s"
+  nodes    = "1"
+  backends = ["local"]
+}
+`, n, i, n)
+		}
+		return src
+	}
+	for i, m := range []*tf{x, y} {
+		m.write("main.tf", config(i, true))
+		m.must("init", "-input=false")
+		m.must("apply", "-auto-approve")
+	}
+	out := x.must("destroy", "-auto-approve", "-target", "dstack_fleet.a")
+	if !strings.Contains(out, "Destroy complete! Resources: 1 destroyed.") {
+		t.Fatalf("destroy -target:\n%s", out)
+	}
+	x.write("main.tf", config(0, false))
+	// The other fleet of the same configuration, and both of the other.
+	for _, m := range []*tf{x, y} {
+		out := m.exitCode(0, "plan", "-detailed-exitcode")
+		if strings.Contains(out, "changed outside") || !strings.Contains(out, "No changes.") {
+			t.Errorf("plan after destroying one fleet:\n%s", out)
+		}
+	}
+	y.must("destroy", "-auto-approve")
+	x.must("destroy", "-auto-approve")
+}
+
+// TestTerraformFinishedTask: a task that ends by itself, as tasks do, is
+// not a change made outside Terraform: the plan after it finished is
+// empty. The instance of a fleet, placed on no host, has a null host in
+// the resource and in the data source alike.
+func TestTerraformFinishedTask(t *testing.T) {
+	x := setup(t)
+	x.write("main.tf", providerHeader+`provider "dstack" {}
+
+resource "dstack_fleet" "box" {
+  name     = "tfacc-finish-box"
+  nodes    = "1"
+  backends = ["local"]
+}
+
+resource "dstack_task" "short" {
+  name     = "tfacc-finish"
+  commands = ["sleep 2"]
+  fleets   = [dstack_fleet.box.name]
+}
+
+data "dstack_fleet" "box" {
+  name = dstack_fleet.box.name
+}
+
+output "task_status" {
+  value = dstack_task.short.status
+}
+
+output "task_jobs" {
+  value = dstack_task.short.provisioned
+}
+
+output "hosts_null" {
+  value = [dstack_fleet.box.provisioned[0].host == null, data.dstack_fleet.box.provisioned[0].host == null]
+}
+`)
+	x.must("init", "-input=false")
+	out := x.must("apply", "-auto-approve")
+	if !strings.Contains(out, `task_status = "running"`) {
+		t.Fatalf("apply: the task should run when apply ends:\n%s", out)
+	}
+	if !strings.Contains(out, "hosts_null = [\n  true,\n  true,\n]") {
+		t.Errorf("the fleet instance's host should be null in the resource and the data source:\n%s", out)
+	}
+	time.Sleep(4 * time.Second) // the task has finished
+	out = x.exitCode(0, "plan", "-detailed-exitcode")
+	if strings.Contains(out, "changed outside") || !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after the task finished:\n%s", out)
+	}
+	x.must("destroy", "-auto-approve")
+}
+
+// TestTerraformSimulatedCloud: with DSTACK_SIM_DIR the provider makes a
+// cloud's fleet and volume in the simulated cloud, as the CLI does;
+// without it, a backend that has no provider fails the plan, naming the
+// backend, instead of planning what apply cannot make.
+func TestTerraformSimulatedCloud(t *testing.T) {
+	x := setup(t)
+	x.write("main.tf", providerHeader+`provider "dstack" {
+  backend {
+    type = "aws"
+    credentials = { access_key = "AKIA", secret_key = "secret" }
+  }
+}
+
+resource "dstack_fleet" "cloud" {
+  name     = "tfacc-sim"
+  nodes    = "1"
+  backends = ["aws"]
+  resources {
+    cpu = "2.."
+  }
+}
+
+resource "dstack_volume" "data" {
+  name    = "tfacc-sim-data"
+  backend = "aws"
+  region  = "us-east-1"
+  size    = "100GB"
+}
+`)
+	x.must("init", "-input=false")
+	out := x.exitCode(1, "plan")
+	flat := strings.Join(strings.Fields(out), " ") // terraform wraps long lines
+	for _, want := range []string{`Error: Cannot plan fleet.tfacc-sim`, `fleet.tfacc-sim[0]: backend "aws" has no provider in this build`,
+		`Error: Cannot plan volume.tfacc-sim-data`, `set DSTACK_SIM_DIR=DIR to use the simulated cloud`} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("plan without a provider for aws lacks %q:\n%s", want, out)
+		}
+	}
+	x.env = append(x.env, "DSTACK_SIM_DIR="+t.TempDir())
+	out = x.exitCode(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "Plan: 2 to add, 0 to change, 0 to destroy.") {
+		t.Fatalf("plan on the simulated cloud:\n%s", out)
+	}
+	out = x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 2 added") {
+		t.Fatalf("apply on the simulated cloud:\n%s", out)
+	}
+	show := x.must("state", "show", "dstack_fleet.cloud")
+	for _, want := range []string{`backend     = "aws"`, `status      = "running"`} {
+		if !strings.Contains(show, want) {
+			t.Errorf("the fleet's state lacks %q:\n%s", want, show)
+		}
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+	out = x.must("destroy", "-auto-approve")
+	if !strings.Contains(out, "Destroy complete! Resources: 2 destroyed.") {
+		t.Errorf("destroy:\n%s", out)
+	}
+}

@@ -266,7 +266,10 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 				return providers.Object{}, err
 			}
 			off := Offer(inv)
-			o.ID, o.Offer = "local-"+inv.Hostname, &off
+			// The ID names the record, not just the machine: every
+			// fleet on this machine registers it anew, and deleting one
+			// fleet's instance must leave the others' records alone.
+			o.ID, o.Offer = instanceID(inv.Hostname, req.Token), &off
 			o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrHostname: inv.Hostname}
 		} else {
 			o.ID = volumeName(req.Address)
@@ -438,21 +441,44 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		}
 		return nil
 	case providers.KindInstance, providers.KindVolume:
-		entries, err := os.ReadDir(filepath.Join(p.dir, "objects"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		for _, e := range entries {
-			token := strings.TrimSuffix(e.Name(), ".json")
-			if o, err := p.readRecord(token); err == nil && o != nil && o.ID == id && o.Kind == kind {
-				if err := os.Remove(p.recordPath(token)); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-			}
-		}
-		return nil
+		return p.deleteRecord(kind, id)
 	}
 	return fmt.Errorf("the local backend has no %s objects", kind)
+}
+
+// instanceID is the ID of the instance a fleet registers on this
+// machine with token: unique to the record, as Delete needs.
+func instanceID(hostname, token string) string { return "local-" + hostname + "-" + token }
+
+// deleteRecord removes the record of the instance or volume with ID id.
+// An instance's ID names its record alone. Older versions gave every
+// instance on the machine the ID "local-HOSTNAME", and every volume of a
+// name shares its ID ("dstack-NAME", across configurations too): an ID
+// that several records share does not say whose record to remove, so
+// none is (a record left behind answers only for a token no state holds
+// any more) rather than another fleet's or volume's.
+func (p *Provider) deleteRecord(kind providers.ObjectKind, id string) error {
+	entries, err := os.ReadDir(filepath.Join(p.dir, "objects"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("listing the local objects: %w", err)
+	}
+	var match []string
+	for _, e := range entries {
+		token, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !validToken(token) {
+			continue
+		}
+		if o, err := p.readRecord(token); err == nil && o != nil && o.ID == id && o.Kind == kind {
+			match = append(match, token)
+		}
+	}
+	if len(match) != 1 {
+		return nil
+	}
+	if err := os.Remove(p.recordPath(match[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the local %s %s: %w", kind, id, err)
+	}
+	return nil
 }
 
 // run is a job's run, read into lang's model, with the parts every kind

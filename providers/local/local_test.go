@@ -166,3 +166,78 @@ func TestJobSpecGPUs(t *testing.T) {
 		t.Errorf("without GPUs from the planner: GPUCount %d", got.GPUCount)
 	}
 }
+
+// noJobs is an agent that has no jobs.
+type noJobs struct{ Agent }
+
+func (noJobs) Get(context.Context, string) (agent.Job, error) { return agent.Job{}, agent.ErrNotFound }
+
+// TestDeleteInstanceKeepsOtherFleets: every fleet on this machine
+// registers it as an instance of its own; deleting one fleet's instance
+// removes that record only, whatever configuration the others belong to.
+func TestDeleteInstanceKeepsOtherFleets(t *testing.T) {
+	ctx := context.Background()
+	p := New(Options{Dir: t.TempDir(),
+		Inventory: func(context.Context) (agent.Inventory, error) { return agent.Inventory{Hostname: "vm", CPUs: 2}, nil },
+		Agent:     func(context.Context) (Agent, error) { return noJobs{}, nil }})
+	made := map[string]providers.Object{}
+	for _, tok := range []string{"tok-a", "tok-b"} {
+		o, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindInstance, Token: tok, Address: "fleet.f[0]"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[tok] = o
+	}
+	if made["tok-a"].ID == made["tok-b"].ID {
+		t.Fatalf("two fleets' instances share the ID %q", made["tok-a"].ID)
+	}
+	if err := p.Delete(ctx, providers.KindInstance, made["tok-a"].ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Describe(ctx, []string{"tok-a", "tok-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["tok-a"]; ok {
+		t.Error("the deleted instance is still described")
+	}
+	if o, ok := got["tok-b"]; !ok || o.ID != made["tok-b"].ID || o.Status != providers.StatusRunning {
+		t.Errorf("the other fleet's instance after the delete: %+v, %v; want it kept", o, ok)
+	}
+}
+
+// TestDeleteSharedLegacyID: records that share an ID (instances made by
+// older versions, all "local-HOSTNAME"; volumes of one name) do not say
+// whose is meant, so a delete by that ID removes none of them; an ID one
+// record has removes it.
+func TestDeleteSharedLegacyID(t *testing.T) {
+	ctx := context.Background()
+	p := New(Options{Dir: t.TempDir(), Agent: func(context.Context) (Agent, error) { return noJobs{}, nil }})
+	for _, tok := range []string{"old-a", "old-b", "old-c"} {
+		id := "local-vm"
+		if tok == "old-c" {
+			id = "local-other"
+		}
+		if err := p.writeRecord(providers.Object{Kind: providers.KindInstance, Token: tok, ID: id, Status: providers.StatusRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"local-vm", "local-other"} {
+		if err := p.Delete(ctx, providers.KindInstance, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := p.Describe(ctx, []string{"old-a", "old-b", "old-c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["old-a"]; !ok {
+		t.Error("old-a was removed by a delete of an ID it shares")
+	}
+	if _, ok := got["old-b"]; !ok {
+		t.Error("old-b was removed by a delete of an ID it shares")
+	}
+	if _, ok := got["old-c"]; ok {
+		t.Error("old-c, alone with its ID, was not removed")
+	}
+}

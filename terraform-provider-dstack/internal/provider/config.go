@@ -75,6 +75,9 @@ type settings struct {
 	stateBackend string
 	stateConfig  map[string]string
 	workspace    string
+	// simDir is the simulated cloud (DSTACK_SIM_DIR) that serves every
+	// backend instead, as it does for the dstack CLI.
+	simDir string
 }
 
 type environ struct {
@@ -96,6 +99,7 @@ func resolve(cfg map[string]any, env environ) (*settings, tfplugin.Diagnostics) 
 	if s.agentDir == "" {
 		s.agentDir = agentproc.Dir(env.lookup)
 	}
+	s.simDir, _ = env.lookup("DSTACK_SIM_DIR")
 	if v := str(cfg["state_backend"]); v != "" {
 		s.stateBackend = v
 	}
@@ -136,6 +140,10 @@ func resolve(cfg map[string]any, env environ) (*settings, tfplugin.Diagnostics) 
 			continue
 		}
 		s.backends = append(s.backends, typ)
+		if s.simDir != "" {
+			s.credentials[typ] = "none needed: the simulated cloud (DSTACK_SIM_DIR) serves it"
+			continue
+		}
 		from, err := findCredentials(typ, strMap(m["credentials"]), env)
 		if err != nil {
 			diags.Errorf(tfplugin.Path{"backend", i, "credentials"}, fmt.Sprintf("No credentials for backend %q", typ), "%v", err)
@@ -201,5 +209,6 @@ func newProviderSet(s *settings, env environ, agentCommand []string) (*registry.
 	return registry.Open(registry.Env{Lookup: env.lookup, Home: env.home, AgentDir: s.agentDir,
 		// This binary runs as the agent (`agent`) where the host's
 		// platform is this one's.
-		AgentCommand: agentCommand, Backends: s.backends, Hint: "use the local backend"})
+		AgentCommand: agentCommand, Backends: s.backends, SimDir: s.simDir,
+		Hint: "use the local backend, or set DSTACK_SIM_DIR=DIR to use the simulated cloud"})
 }

@@ -169,7 +169,31 @@ func (d *dstack) makePlan(ctx context.Context, res *lang.Resource, prior *state.
 			return nil, fmt.Errorf("listing offers: %w", err)
 		}
 	}
-	return planner.Make(in)
+	p, err := planner.Make(in)
+	if err != nil {
+		return nil, err
+	}
+	if mode != planner.Destroy {
+		if err := d.canMake(p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// canMake checks that every object the plan makes is on a backend with a
+// provider: a cloud planned from the offline catalog alone would plan
+// "to add" and fail only at apply.
+func (d *dstack) canMake(p *planner.Plan) error {
+	for _, s := range p.Steps {
+		if s.Op != planner.OpCreate || s.Backend == "" {
+			continue
+		}
+		if _, err := d.set.For(s.Backend); err != nil {
+			return fmt.Errorf("%s[%d]: %w", s.Address, s.Index, err)
+		}
+	}
+	return nil
 }
 
 // apply carries out a plan into a fresh in-memory store and returns the

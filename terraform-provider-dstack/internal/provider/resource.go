@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -296,8 +297,53 @@ func (r *resource) Read(ctx context.Context, req tfplugin.ReadRequest) (resp tfp
 	}
 	resp.State = maps.Clone(req.State)
 	fillComputed(resp.State, res, priv.Resource.Address, false)
+	if r.kind == lang.KindTask {
+		keepNormalFinish(resp.State, req.State)
+	}
 	resp.Private = (&private{Resource: res, Hosts: priv.Hosts}).bytes()
 	return resp
+}
+
+// keepNormalFinish keeps a task's status and provisioned as the prior
+// state has them when all that changed is that its jobs finished
+// normally (running or provisioning, now done): a task ends by itself,
+// and Terraform would show that as a change made outside Terraform, and
+// as a change of every output that names them. A job that failed, was
+// stopped or is gone is a change, shown as one. The dstack record, in
+// the private state, has the jobs as they are: plans follow it.
+func keepNormalFinish(next, prior map[string]any) {
+	was, _ := prior[attrProvisioned].([]any)
+	now, _ := next[attrProvisioned].([]any)
+	if len(was) == 0 || len(was) != len(now) {
+		return
+	}
+	for i := range now {
+		w, _ := was[i].(map[string]any)
+		n, _ := now[i].(map[string]any)
+		if w == nil || n == nil || len(w) != len(n) {
+			return
+		}
+		for k, v := range n {
+			if k == "status" && !reflect.DeepEqual(v, w[k]) {
+				if v != providers.StatusDone || !running(w[k]) {
+					return
+				}
+				continue
+			}
+			if !reflect.DeepEqual(v, w[k]) {
+				return
+			}
+		}
+	}
+	if next[attrStatus] != prior[attrStatus] && (next[attrStatus] != providers.StatusDone || !running(prior[attrStatus])) {
+		return
+	}
+	next[attrProvisioned], next[attrStatus] = prior[attrProvisioned], prior[attrStatus]
+}
+
+// running says whether a status is that of a job that has not ended.
+func running(status any) bool {
+	return status == providers.StatusRunning || status == providers.StatusProvisioning
 }
 
 // Upgrade fits a stored state to the current schema. Version 0 (the
@@ -400,7 +446,13 @@ func fillComputed(obj map[string]any, res *state.Resource, addr string, keepKnow
 		// Attribute keys as the planner records them (planner/place.go).
 		price, _ := in.Attributes[planner.AttrPrice].(float64)
 		ip, _ := in.Attributes[providers.AttrIP].(string)
-		host, _ := in.Attributes[planner.AttrHostAddress].(string)
+		// host is null where the object runs on no fleet instance (a
+		// fleet's own instances, a run on machines of its own), in the
+		// resources and the dstack_fleet data source alike.
+		var host any
+		if h, _ := in.Attributes[planner.AttrHostAddress].(string); h != "" {
+			host = h
+		}
 		total += price
 		statuses[in.Status] = true
 		list = append(list, map[string]any{"index": float64(in.Index), "backend": in.Provider, "provider_id": in.ProviderID,
