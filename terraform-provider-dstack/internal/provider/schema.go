@@ -136,7 +136,7 @@ var computedAttrs = []tfplugin.Attribute{
 	{Name: attrID, Type: tfplugin.StringType, Computed: true, Description: "The resource's dstack address (`fleet.NAME`), known once it is made."},
 	{Name: attrStatus, Type: tfplugin.StringType, Computed: true, Description: "The status of what dstack made: `running`, `provisioning`, `done`, `failed`, or empty when nothing runs."},
 	{Name: attrPrice, Type: tfplugin.NumberType, Computed: true, Description: "What the resource costs now, in USD per hour."},
-	{Name: attrProvisioned, Type: tfplugin.ListOf(provisionedType), Computed: true, Description: "The objects dstack made: a fleet's machines, a run's jobs (a service's replicas), the volume or gateway. Each has its `index`, `backend`, `provider_id`, `status`, `ip`, `host` (the fleet instance a job runs on) and `price` (USD per hour)."},
+	{Name: attrProvisioned, Type: tfplugin.ListOf(provisionedType), Computed: true, Description: "The objects dstack made: a fleet's machines, a run's jobs (a service's replicas), the volume or gateway. Each has its `index`, `backend`, `provider_id`, `status`, `ip`, `host` (the fleet instance a job runs on; null when it runs on none) and `price` (USD per hour)."},
 }
 
 // computedFor returns the computed attributes, with the id's
