@@ -285,10 +285,14 @@ func TestTerraformLifecycle(t *testing.T) {
 			`# dstack_fleet.box will be updated in-place`,
 			`~ resource "dstack_fleet" "box" {`,
 			`+ tags        = {`,
-			`# dstack_service.web must be replaced`,
-			`-/+ resource "dstack_service" "web" {`,
-			`~ commands      = [ # forces replacement`,
-			`Plan: 1 to add, 1 to change, 1 to destroy.`,
+			// A run's replacement is one update of the resource: the
+			// planner's (a service's new jobs start before the old
+			// ones stop).
+			`# dstack_service.web will be updated in-place`,
+			`~ resource "dstack_service" "web" {`,
+			`Warning: service.tfacc-web will be replaced`,
+			`commands cannot change in place`,
+			`Plan: 0 to add, 2 to change, 0 to destroy.`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("plan lacks %q:\n%s", want, out)
@@ -684,4 +688,177 @@ resource "dstack_volume" "data" {
 	if !strings.Contains(out, "Destroy complete! Resources: 2 destroyed.") {
 		t.Errorf("destroy:\n%s", out)
 	}
+}
+
+// storeModule is a one-node local fleet and, with tasks > 0, that many
+// tasks on it (count), each asking for cpu CPUs and running commands.
+func storeModule(tasks int, cpu, commands string) string {
+	m := `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+provider "dstack" {}
+
+resource "dstack_fleet" "box" {
+  name     = "tfstore-box"
+  nodes    = "1"
+  backends = ["local"]
+  resources {
+    cpu    = "1.."
+    memory = "256MB.."
+    disk   = "1GB.."
+  }
+}
+`
+	if tasks == 0 {
+		return m
+	}
+	return m + fmt.Sprintf(`
+resource "dstack_task" "job" {
+  count         = %d
+  name          = "tfstore-job-${count.index}"
+  image         = "dstack-test/busybox:latest"
+  commands      = %s
+  fleets        = [dstack_fleet.box.name]
+  stop_duration = "1s"
+  resources {
+    cpu    = "%s"
+    memory = "64MB.."
+    disk   = "1GB.."
+  }
+}
+`, tasks, commands, cpu)
+}
+
+// TestTerraformTaskOnUnchangedFleet adds a task to a fleet applied
+// earlier, which Terraform does not visit again, then changes the task's
+// commands and replaces it: each is planned and applied against the
+// fleet's instances as the provider's store records them.
+func TestTerraformTaskOnUnchangedFleet(t *testing.T) {
+	x := setup(t)
+	run := "tfstore-job-0"
+	dockertest.RemoveContainers(t, "dstack.run="+run)
+	t.Cleanup(func() { dockertest.RemoveContainers(t, "dstack.run="+run) })
+	x.write("main.tf", storeModule(0, "", ""))
+	x.must("init", "-input=false")
+	x.must("apply", "-auto-approve")
+
+	x.write("main.tf", storeModule(1, "1..", `["echo one", "sleep 600"]`))
+	out := x.exitCode(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "Plan: 1 to add, 0 to change, 0 to destroy.") {
+		t.Fatalf("plan of the added task:\n%s", out)
+	}
+	out = x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 1 added, 0 changed, 0 destroyed.") {
+		t.Fatalf("apply of the added task:\n%s", out)
+	}
+	if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+		t.Fatalf("containers of %s: %v, want one running", run, got)
+	}
+	host := x.must("state", "show", "dstack_task.job[0]")
+	if !strings.Contains(host, `host        = "fleet.tfstore-box[0]"`) {
+		t.Errorf("the task is not on the fleet's instance:\n%s", host)
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+
+	t.Run("changed commands replace the job", func(t *testing.T) {
+		x.write("main.tf", storeModule(1, "1..", `["echo two", "sleep 600"]`))
+		out := x.exitCode(2, "plan", "-detailed-exitcode")
+		for _, want := range []string{"Warning: task.tfstore-job-0 will be replaced", "commands cannot change in place"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan lacks %q:\n%s", want, out)
+			}
+		}
+		out = x.must("apply", "-auto-approve")
+		if !strings.Contains(out, "Apply complete!") {
+			t.Fatalf("apply:\n%s", out)
+		}
+		if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+			t.Errorf("containers of %s: %v, want one running (the old one removed)", run, got)
+		}
+		x.exitCode(0, "plan", "-detailed-exitcode")
+	})
+
+	t.Run("replace", func(t *testing.T) {
+		out := x.must("apply", "-auto-approve", "-replace=dstack_task.job[0]")
+		if !strings.Contains(out, "Apply complete! Resources: 1 added, 0 changed, 1 destroyed.") {
+			t.Fatalf("apply -replace:\n%s", out)
+		}
+		if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+			t.Errorf("containers of %s: %v, want one running", run, got)
+		}
+		if list := x.must("state", "list"); !strings.Contains(list, "dstack_task.job[0]") {
+			t.Errorf("the task left Terraform's state:\n%s", list)
+		}
+	})
+
+	t.Run("a failed replacement keeps the resource", func(t *testing.T) {
+		bad := strings.Replace(storeModule(1, "1..", `["echo three", "sleep 600"]`), "dstack-test/busybox:latest", "dstack-test/absent:latest", 1)
+		x.write("main.tf", bad)
+		out := x.exitCode(1, "apply", "-auto-approve")
+		if !strings.Contains(out, "Error: Applying task.tfstore-job-0 failed") {
+			t.Errorf("apply with an absent image:\n%s", out)
+		}
+		if list := x.must("state", "list"); !strings.Contains(list, "dstack_task.job[0]") {
+			t.Fatalf("the task left Terraform's state after its old job was stopped:\n%s", list)
+		}
+		x.write("main.tf", storeModule(1, "1..", `["echo three", "sleep 600"]`))
+		x.exitCode(2, "plan", "-detailed-exitcode")
+		x.must("apply", "-auto-approve")
+		if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+			t.Errorf("containers of %s: %v, want one running", run, got)
+		}
+		x.exitCode(0, "plan", "-detailed-exitcode")
+	})
+
+	out = x.must("destroy", "-auto-approve")
+	if !strings.Contains(out, "Destroy complete! Resources: 2 destroyed.") {
+		t.Errorf("destroy:\n%s", out)
+	}
+	if got := containers(t, run); len(got) != 0 {
+		t.Errorf("containers of %s after destroy: %v, want none", run, got)
+	}
+}
+
+// TestTerraformCapacity declares three tasks that each take all of the
+// one-node fleet's CPUs: the plan fails naming the capacity, whether the
+// fleet is made in the same run or was applied before.
+func TestTerraformCapacity(t *testing.T) {
+	x := setup(t)
+	for i := range 3 {
+		dockertest.RemoveContainers(t, fmt.Sprintf("dstack.run=tfstore-job-%d", i))
+	}
+	cpu := strconv.Itoa(runtime.NumCPU())
+	cmds := `["sleep 600"]`
+	x.write("main.tf", storeModule(3, cpu, cmds))
+	x.must("init", "-input=false")
+	check := func(out string) {
+		t.Helper()
+		for _, want := range []string{"Error: Cannot plan task.tfstore-job-", "no fleet instance has room for"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan lacks %q:\n%s", want, out)
+			}
+		}
+	}
+	check(x.exitCode(1, "plan"))
+
+	x.write("main.tf", storeModule(0, "", ""))
+	x.must("apply", "-auto-approve")
+	x.write("main.tf", storeModule(3, cpu, cmds))
+	check(x.exitCode(1, "plan"))
+	check(x.exitCode(1, "apply", "-auto-approve"))
+	for i := range 3 {
+		if got := containers(t, fmt.Sprintf("tfstore-job-%d", i)); len(got) != 0 {
+			t.Errorf("containers of tfstore-job-%d: %v, want none", i, got)
+		}
+	}
+	// One fits.
+	x.write("main.tf", storeModule(1, cpu, cmds))
+	out := x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 1 added, 0 changed, 0 destroyed.") {
+		t.Errorf("apply of one task:\n%s", out)
+	}
+	x.must("destroy", "-auto-approve")
 }

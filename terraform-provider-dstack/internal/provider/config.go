@@ -26,6 +26,12 @@ var configSchema = tfplugin.Schema{Block: tfplugin.Block{
 			Description: "The settings of `state_backend`, as in the CLI's `dstack { backend \"TYPE\" { ... } }` block. Default for `local`: `{ path = \".dstack\" }`."},
 		{Name: "workspace", Type: tfplugin.StringType, Optional: true,
 			Description: "The dstack workspace whose state import and data sources read. Default: `$DSTACK_WORKSPACE`, else `default`."},
+		{Name: "store_backend", Type: tfplugin.StringType, Optional: true,
+			Description: "Where the provider keeps the dstack records of everything it manages (its store, which plans place runs and count capacity against): the type of a dstack state backend (`local`, `s3`, `gcs`, `azurerm`, `pg`, `http`). Default: `local`."},
+		{Name: "store_config", Type: tfplugin.MapOf(tfplugin.StringType), Optional: true, Sensitive: true,
+			Description: "The settings of `store_backend`. Default for `local`: `{ path = \".dstack\" }`, under Terraform's working directory."},
+		{Name: "store_workspace", Type: tfplugin.StringType, Optional: true,
+			Description: "The workspace of the store. Default: `terraform` (the dstack CLI's own is `default`, so the two never mix). Set it to `terraform.workspace` to keep Terraform workspaces apart."},
 	},
 	Blocks: []tfplugin.NestedBlock{{Name: "backend", Nesting: tfplugin.ListNesting, Block: tfplugin.Block{
 		Description: "A backend resources may be made in. Credentials not given here are taken from each cloud's standard environment variables and credential files.",
@@ -78,6 +84,10 @@ type settings struct {
 	// simDir is the simulated cloud (DSTACK_SIM_DIR) that serves every
 	// backend instead, as it does for the dstack CLI.
 	simDir string
+	// The provider's store: where it keeps what it manages.
+	storeBackend   string
+	storeConfig    map[string]string
+	storeWorkspace string
 }
 
 type environ struct {
@@ -109,6 +119,19 @@ func resolve(cfg map[string]any, env environ) (*settings, tfplugin.Diagnostics) 
 			s.stateConfig = map[string]string{}
 		}
 		s.stateConfig["path"] = ".dstack"
+	}
+	s.storeBackend, s.storeConfig, s.storeWorkspace = "local", strMap(cfg["store_config"]), "terraform"
+	if v := str(cfg["store_backend"]); v != "" {
+		s.storeBackend = v
+	}
+	if s.storeBackend == "local" && s.storeConfig["path"] == "" {
+		if s.storeConfig == nil {
+			s.storeConfig = map[string]string{}
+		}
+		s.storeConfig["path"] = ".dstack"
+	}
+	if v := str(cfg["store_workspace"]); v != "" {
+		s.storeWorkspace = v
 	}
 	if v := str(cfg["workspace"]); v != "" {
 		s.workspace = v

@@ -9,6 +9,7 @@ import (
 	"github.com/dstackai/dstack-go/lang/resources"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
@@ -137,7 +138,12 @@ func (f *fleetData) Read(ctx context.Context, cfg map[string]any) (map[string]an
 	var diags tfplugin.Diagnostics
 	name := str(cfg["name"])
 	addr := "fleet." + name
-	rec := f.p.fleets.get(addr)
+	var rec *state.Resource
+	if _, sto, err := f.p.ready(); err == nil {
+		if st, _, err := sto.snapshot(ctx); err == nil {
+			rec = st.Resource(addr)
+		}
+	}
 	if rec == nil {
 		if f.p.settings == nil {
 			diags.Errorf(nil, "Provider not configured", "The dstack provider was not configured.")

@@ -22,6 +22,7 @@ import (
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/backends"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
@@ -55,7 +56,10 @@ type dstack struct {
 	mu       sync.Mutex
 	settings *settings
 	set      *registry.Set
-	fleets   fleets
+	store    *store
+	// pending are the resources planned in this process (a Terraform
+	// plan is one process), by address; nil: being destroyed.
+	pending map[string]*lang.Resource
 }
 
 // New returns the provider.
@@ -101,71 +105,65 @@ func (d *dstack) configure(_ context.Context, cfg map[string]any) tfplugin.Diagn
 		diags.Errorf(nil, "Cannot set up the providers", "%v", err)
 		return diags
 	}
+	b, err := backends.New(s.storeBackend, s.storeConfig)
+	if err != nil {
+		diags.Errorf(tfplugin.Path{"store_backend"}, "Cannot open the provider's store", "%v", err)
+		return diags
+	}
 	d.settings, d.set = s, set
+	d.store = &store{backend: b, workspace: s.storeWorkspace, version: d.version}
 	return diags
 }
 
-// hostsFor returns the fleets a run names, with their instances, for
-// placement: those this process has seen, else those known when the run
-// was planned (known). ready is false when a named fleet has no
-// instances yet (it is made in the same apply).
-func (d *dstack) hostsFor(res *lang.Resource, known []*state.Resource) (hosts []*state.Resource, ready bool) {
-	var names []string
-	switch s := res.Spec.(type) {
-	case *lang.Task:
-		names = s.Fleets
-	case *lang.Service:
-		names = s.Fleets
-	case *lang.DevEnvironment:
-		names = s.Fleets
+// setPending remembers res (nil: being destroyed) as planned in this
+// process, for the plans of the resources Terraform visits after it.
+func (d *dstack) setPending(addr string, res *lang.Resource) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending == nil {
+		d.pending = map[string]*lang.Resource{}
 	}
-	ready = true
-	for _, name := range names {
-		addr := "fleet." + name
-		h := d.fleets.get(addr)
-		if h == nil {
-			for _, k := range known {
-				if k.Address == addr {
-					h = k
-				}
-			}
-		}
-		if h == nil || len(h.Instances) == 0 {
-			ready = false
-			continue
-		}
-		hosts = append(hosts, cloneResource(h))
-	}
-	return hosts, ready
+	d.pending[addr] = res
 }
 
-// makePlan plans one resource against its record, with the fleets its
-// runs may be placed on in the prior state beside it.
-func (d *dstack) makePlan(ctx context.Context, res *lang.Resource, prior *state.Resource, hosts []*state.Resource, mode planner.Mode) (*planner.Plan, error) {
-	if d.set == nil {
-		return nil, fmt.Errorf("the provider is not configured")
-	}
-	st := state.New(d.version)
-	var addr string
-	if prior != nil {
-		st.Put(cloneResource(prior))
-		addr = prior.Address
-	}
-	for _, h := range hosts {
-		if st.Resource(h.Address) == nil {
-			st.Put(cloneResource(h))
+// pendingBut returns the resources planned in this process, but addr.
+func (d *dstack) pendingBut(addr string) map[string]*lang.Resource {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]*lang.Resource{}
+	for a, r := range d.pending {
+		if a != addr {
+			out[a] = r
 		}
 	}
-	cfg := lang.NewConfig()
-	if res != nil {
-		cfg.Add(res)
-		addr = res.Address.String()
+	return out
+}
+
+// ready returns the configured provider set and store.
+func (d *dstack) ready() (*registry.Set, *store, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.set == nil || d.store == nil {
+		return nil, nil, fmt.Errorf("the provider is not configured")
 	}
-	in := planner.Input{Config: cfg, Prior: st, StateExisted: true, Workspace: "terraform", ToolVersion: d.version,
-		HostsBackend: d.set.HostsBackend(), Mode: mode, Targets: []string{addr}}
+	return d.set, d.store, nil
+}
+
+// makePlan plans rp against st, the store's state, as `dstack plan
+// -target` plans it (see configFor). st is not changed.
+func (d *dstack) makePlan(ctx context.Context, st *state.State, rp runPlan, mode planner.Mode) (*planner.Plan, error) {
+	set, sto, err := d.ready()
+	if err != nil {
+		return nil, err
+	}
+	cfg, targets := configFor(st, rp)
+	if mode == planner.Destroy {
+		cfg, targets = lang.NewConfig(), []string{rp.addr}
+	}
+	in := planner.Input{Config: cfg, Prior: st, StateExisted: true, Workspace: sto.workspace, ToolVersion: d.version,
+		HostsBackend: set.HostsBackend(), Mode: mode, Targets: targets}
 	if mode != planner.Destroy {
-		var err error
-		if in.Offers, err = d.set.Offers(ctx); err != nil {
+		if in.Offers, err = set.Offers(ctx); err != nil {
 			return nil, fmt.Errorf("listing offers: %w", err)
 		}
 	}
@@ -196,23 +194,25 @@ func (d *dstack) canMake(p *planner.Plan) error {
 	return nil
 }
 
-// apply carries out a plan into a fresh in-memory store and returns the
-// resource's record afterwards (nil once it is gone), with the steps'
+// apply carries out a plan into the store held by ss and returns the
+// record at addr afterwards (nil once it is gone), with the steps'
 // errors.
-func (d *dstack) apply(ctx context.Context, p *planner.Plan, prior *state.Resource, _ []*state.Resource) (*state.Resource, error) {
-	addr := ""
-	if len(p.Targets) > 0 {
-		addr = p.Targets[0]
+func (d *dstack) apply(ctx context.Context, p *planner.Plan, ss *session, addr string) (*state.Resource, error) {
+	set, _, err := d.ready()
+	if err != nil {
+		return nil, err
 	}
-	store := &planner.Store{Backend: &memBackend{}, Workspace: "terraform"}
 	events := func(e planner.Event) {
 		if e.Type == planner.EventStepStart || e.Type == planner.EventStepDone || e.Type == planner.EventStepFailed || e.Type == planner.EventProgress {
 			fmt.Fprintf(d.opts.Log, "dstack: %s %s %s[%d] %s\n", e.Type, e.Op, e.Address, e.Index, e.Message)
 		}
 	}
-	res, err := planner.Apply(ctx, p, store, d.set, planner.ApplyOptions{Events: events, ToolVersion: d.version})
+	li := ss.lease.Info
+	opts := planner.ApplyOptions{Events: events, ToolVersion: d.version, Fence: ss.lease,
+		Holder: planner.Holder{Lock: li.ID, Host: li.Host, PID: li.PID}}
+	res, err := planner.Apply(ctx, p, ss.ps, set, opts)
 	if err != nil {
-		return prior, err
+		return ss.st.Resource(addr), err
 	}
 	return res.State.Resource(addr), res.Err()
 }

@@ -72,11 +72,15 @@ func setComputedUnknown(obj map[string]any) {
 	}
 }
 
-// Plan diffs the configuration against the resource's dstack record
-// with the planner's rules.
+// Plan diffs the configuration against the resource's record in the
+// provider's store with the planner's rules, placing runs and counting
+// capacity against everything the provider manages (see configFor).
 func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfplugin.PlanResponse) {
 	if req.Proposed == nil {
-		return resp // destroy
+		if name, _ := req.Prior["name"].(string); name != "" {
+			r.p.setPending(r.address(name), nil) // destroy
+		}
+		return resp
 	}
 	priv, err := readPrivate(req.PriorPrivate)
 	if err != nil {
@@ -103,46 +107,65 @@ func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfp
 	if resp.Diagnostics.HasErrors() {
 		return resp
 	}
-	if r.kind == lang.KindFleet && priv.Resource != nil && req.Prior != nil {
-		r.p.fleets.put(priv.Resource)
+	addr := res.Address.String()
+	// For the create half of a replacement, Terraform passes the first
+	// plan's private state here, and carries this plan's into the
+	// destroy half too: the old record must stay in it.
+	resp.PlannedPrivate = priv.bytes()
+	if req.Prior != nil {
+		if prior, _ := req.Prior["name"].(string); prior != res.Address.Name {
+			setComputedUnknown(planned)
+			resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{"name"})
+			return resp
+		}
+	}
+	_, sto, err := r.p.ready()
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", addr), err)
+		return resp
+	}
+	st, _, err := sto.snapshot(ctx)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", addr), err)
+		return resp
+	}
+	rec := st.Resource(addr)
+	if rec == nil && req.Prior != nil && priv.Resource != nil {
+		// Made before the store existed: adopted at apply.
+		rec = cloneResource(priv.Resource)
+		st.Put(rec)
 	}
 	if req.Prior == nil {
 		setComputedUnknown(planned)
-		hosts, ready := r.p.hostsFor(res, nil)
-		// For the create half of a replacement, Terraform passes the
-		// first plan's private state here, and carries this plan's into
-		// the destroy half too: the old record must stay in it.
-		resp.PlannedPrivate = (&private{Resource: priv.Resource, Hosts: hosts}).bytes()
-		if len(unknown) > 0 || !ready {
-			// Placement waits for apply: a value or a fleet it needs is
-			// not known yet.
+		if len(unknown) > 0 {
+			// Placement waits for apply: a value it needs is not known
+			// yet.
 			return resp
 		}
-		if _, err := r.p.makePlan(ctx, res, nil, hosts, planner.Normal); err != nil {
-			resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		if _, err := r.p.makePlan(ctx, st, runPlan{res: res, addr: addr, pending: r.p.pendingBut(addr)}, planner.Normal); err != nil {
+			resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", addr), err)
+			return resp
 		}
+		r.p.setPending(addr, res)
 		return resp
 	}
-	if prior, _ := req.Prior["name"].(string); prior != res.Address.Name {
-		setComputedUnknown(planned)
-		resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{"name"})
-		return resp
-	}
-	if priv.Resource == nil {
-		// In Terraform's state, but dstack has no record of it (its
-		// private state was lost): make it anew.
+	if rec == nil {
+		// In Terraform's state, but dstack has no record of it: make it
+		// anew.
 		setComputedUnknown(planned)
 		resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{attrID})
 		return resp
 	}
-	hosts, _ := r.p.hostsFor(res, priv.Hosts)
-	p, err := r.p.makePlan(ctx, res, priv.Resource, hosts, planner.Normal)
+	rp := runPlan{res: res, addr: addr, pending: r.p.pendingBut(addr)}
+	if len(unknown) > 0 {
+		rp.pending = nil // placement waits for apply
+	}
+	p, err := r.p.makePlan(ctx, st, rp, planner.Normal)
 	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", addr), err)
 		return resp
 	}
-	resp.PlannedPrivate = (&private{Resource: priv.Resource, Hosts: hosts}).bytes()
-	c := changeOf(p, res.Address.String())
+	c := changeOf(p, addr)
 	if len(unknown) > 0 {
 		for _, f := range unknown {
 			if planner.ForcesReplacement(res.Spec, f) {
@@ -153,6 +176,8 @@ func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfp
 			setComputedUnknown(planned)
 			return resp
 		}
+	} else {
+		r.p.setPending(addr, res)
 	}
 	if c == nil {
 		return resp // no change: the planned state is the proposed one
@@ -164,21 +189,40 @@ func (r *resource) Plan(ctx context.Context, req tfplugin.PlanRequest) (resp tfp
 		planned[attrStatus], planned[attrPrice], planned[attrProvisioned] = tfplugin.Unknown{}, tfplugin.Unknown{}, tfplugin.Unknown{}
 	case planner.Replace:
 		setComputedUnknown(planned)
+		if isRun(r.kind) {
+			// A run's jobs are replaced within one apply of the
+			// resource, by the planner's rule (a task's are stopped
+			// first, a service's after the new ones start): a failed
+			// start leaves the resource in Terraform's state, to be
+			// made again, never dropped. Its id, the address, stays.
+			planned[attrID] = req.Prior[attrID]
+			how := "the old jobs stop, then new ones start, in this update (a failed start leaves the resource in the state, to be made by the next apply)"
+			if c.CreateBeforeDestroy {
+				how = "new jobs start, then the old ones stop, in this update"
+			}
+			resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
+				Summary: fmt.Sprintf("%s will be replaced", addr), Detail: capitalize(c.Reason) + ": " + how + "."})
+			return resp
+		}
 		for _, fc := range c.Fields {
 			if fc.ForcesReplacement {
 				resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{fc.Field})
 			}
 		}
 		if len(resp.RequiresReplace) == 0 {
-			// Replaced for a reason outside the configuration (its
-			// jobs failed and retry allows another attempt, its host
+			// Replaced for a reason outside the configuration (its host
 			// goes away): the new object gets a new id.
 			resp.RequiresReplace = append(resp.RequiresReplace, tfplugin.Path{attrID})
 			resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
-				Summary: fmt.Sprintf("%s will be replaced", res.Address), Detail: capitalize(c.Reason) + "."})
+				Summary: fmt.Sprintf("%s will be replaced", addr), Detail: capitalize(c.Reason) + "."})
 		}
 	}
 	return resp
+}
+
+// isRun says whether a kind is a run: its objects are jobs.
+func isRun(k lang.Kind) bool {
+	return k == lang.KindTask || k == lang.KindService || k == lang.KindDevEnvironment
 }
 
 func capitalize(s string) string {
@@ -197,7 +241,8 @@ func changeOf(p *planner.Plan, addr string) *planner.Change {
 	return nil
 }
 
-// Apply carries out the change with the executor of `dstack apply`.
+// Apply carries out the change with the executor of `dstack apply`,
+// into the provider's store, under its lock.
 func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp tfplugin.ApplyResponse) {
 	priv, err := readPrivate(req.PlannedPrivate)
 	if err != nil {
@@ -214,47 +259,76 @@ func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp t
 		resp.State = req.Prior
 		return resp
 	}
-	var prior *state.Resource
-	if req.Prior != nil {
-		prior = priv.Resource
+	addr := res.Address.String()
+	var made *state.Resource
+	var planErr, applyErr error
+	_, sto, err := r.p.ready()
+	if err == nil {
+		err = sto.hold(ctx, "apply", func(ss *session) error {
+			if ss.st.Resource(addr) == nil && req.Prior != nil && priv.Resource != nil {
+				ss.st.Put(cloneResource(priv.Resource)) // adopted
+			}
+			p, err := r.p.makePlan(ctx, ss.st, runPlan{res: res, addr: addr}, planner.Normal)
+			if err != nil {
+				planErr = err
+				return nil
+			}
+			made, applyErr = r.p.apply(ctx, p, ss, addr)
+			return nil
+		})
 	}
-	hosts, _ := r.p.hostsFor(res, priv.Hosts)
-	p, err := r.p.makePlan(ctx, res, prior, hosts, planner.Normal)
+	if err == nil {
+		err = planErr
+	}
 	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", res.Address), err)
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan %s", addr), err)
 		resp.State, resp.Private = req.Prior, priv.bytes()
 		return resp
 	}
-	made, err := r.p.apply(ctx, p, prior, hosts)
-	if made != nil && r.kind == lang.KindFleet {
-		r.p.fleets.put(made)
-	}
-	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Applying %s failed", res.Address), err)
-		if made == nil {
-			resp.State = req.Prior
-			return resp
+	if applyErr != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Applying %s failed", addr), applyErr)
+		if made == nil && req.Prior == nil {
+			return resp // nothing was made
 		}
+		// A resource that was in Terraform's state stays there, even
+		// when its old jobs are gone and the new ones failed to start:
+		// the next plan makes it again.
 	}
 	resp.State = maps.Clone(req.Planned)
-	fillComputed(resp.State, made, res.Address.String(), true)
-	resp.Private = (&private{Resource: made, Hosts: hosts}).bytes()
+	fillComputed(resp.State, made, addr, true)
+	resp.Private = (&private{Resource: made}).bytes()
 	return resp
 }
 
 func (r *resource) destroy(ctx context.Context, req tfplugin.ApplyRequest, priv *private) (resp tfplugin.ApplyResponse) {
-	if priv.Resource == nil {
-		return resp
+	name, _ := req.Prior["name"].(string)
+	addr := r.address(name)
+	_, sto, err := r.p.ready()
+	var left *state.Resource
+	var applyErr error
+	if err == nil {
+		err = sto.hold(ctx, "destroy", func(ss *session) error {
+			if ss.st.Resource(addr) == nil {
+				if priv.Resource == nil || priv.Resource.Address != addr {
+					return nil // no record: nothing to destroy
+				}
+				ss.st.Put(cloneResource(priv.Resource))
+			}
+			p, err := r.p.makePlan(ctx, ss.st, runPlan{addr: addr}, planner.Destroy)
+			if err != nil {
+				return err
+			}
+			left, applyErr = r.p.apply(ctx, p, ss, addr)
+			return nil
+		})
 	}
-	p, err := r.p.makePlan(ctx, nil, priv.Resource, nil, planner.Destroy)
 	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan the destruction of %s", priv.Resource.Address), err)
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot plan the destruction of %s", addr), err)
 		resp.State, resp.Private = req.Prior, priv.bytes()
 		return resp
 	}
-	left, err := r.p.apply(ctx, p, priv.Resource, nil)
-	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Destroying %s failed", priv.Resource.Address), err)
+	if applyErr != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Destroying %s failed", addr), applyErr)
 		if left != nil {
 			resp.State = maps.Clone(req.Prior)
 			fillComputed(resp.State, left, left.Address, false)
@@ -262,45 +336,63 @@ func (r *resource) destroy(ctx context.Context, req tfplugin.ApplyRequest, priv 
 			return resp
 		}
 	}
-	if r.kind == lang.KindFleet {
-		r.p.fleets.remove(priv.Resource.Address)
-	}
 	return resp
 }
 
-// Read refreshes the resource from the providers, as `dstack plan` does:
-// an instance terminated outside dstack is drift, reported and dropped
-// from the record, and the next plan makes it again.
+// Read refreshes the resource's record in the store from the providers,
+// as `dstack plan` does: an instance terminated outside dstack is drift,
+// reported and dropped from the record, and the next plan makes it
+// again.
 func (r *resource) Read(ctx context.Context, req tfplugin.ReadRequest) (resp tfplugin.ReadResponse) {
 	resp.State, resp.Private = req.State, req.Private
 	priv, err := readPrivate(req.Private)
-	if err != nil || priv.Resource == nil {
-		if err != nil {
-			resp.Diagnostics.FromError("Cannot refresh", err)
-		}
-		return resp
-	}
-	st := state.New(r.p.version)
-	st.Put(priv.Resource)
-	drift, err := planner.Refresh(ctx, st, r.p.set, planner.RefreshOptions{})
 	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Refreshing %s failed", priv.Resource.Address), err)
+		resp.Diagnostics.FromError("Cannot refresh", err)
 		return resp
 	}
-	res := st.Resource(priv.Resource.Address)
+	name, _ := req.State["name"].(string)
+	addr := r.address(name)
+	set, sto, err := r.p.ready()
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Refreshing %s failed", addr), err)
+		return resp
+	}
+	var res *state.Resource
+	var drift []planner.Drift
+	err = sto.hold(ctx, "refresh", func(ss *session) error {
+		rec := ss.st.Resource(addr)
+		if rec == nil {
+			if priv.Resource == nil || priv.Resource.Address != addr {
+				return nil
+			}
+			rec = cloneResource(priv.Resource) // adopted
+		}
+		one := state.New(r.p.version)
+		one.Put(cloneResource(rec))
+		if drift, err = planner.Refresh(ctx, one, set, planner.RefreshOptions{}); err != nil {
+			return err
+		}
+		res = one.Resource(addr)
+		ss.st.Put(res)
+		return ss.write(ctx, ss.st)
+	})
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Refreshing %s failed", addr), err)
+		return resp
+	}
+	if res == nil {
+		return resp
+	}
 	for _, d := range drift {
 		resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
 			Summary: fmt.Sprintf("%s changed outside Terraform", d.Address), Detail: capitalize(d.Message) + "."})
 	}
-	if r.kind == lang.KindFleet {
-		r.p.fleets.put(res)
-	}
 	resp.State = maps.Clone(req.State)
-	fillComputed(resp.State, res, priv.Resource.Address, false)
+	fillComputed(resp.State, res, addr, false)
 	if r.kind == lang.KindTask {
 		keepNormalFinish(resp.State, req.State)
 	}
-	resp.Private = (&private{Resource: res, Hosts: priv.Hosts}).bytes()
+	resp.Private = (&private{Resource: res}).bytes()
 	return resp
 }
 
@@ -394,13 +486,24 @@ func (r *resource) Import(ctx context.Context, id string) (resp tfplugin.ImportR
 		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", r.address(name)), err)
 		return resp
 	}
+	_, sto, err := r.p.ready()
+	if err == nil {
+		err = sto.hold(ctx, "import", func(ss *session) error {
+			if ss.st.Resource(rec.Address) != nil {
+				return fmt.Errorf("the provider's store (workspace %q) already has %s: it is managed already", sto.workspace, rec.Address)
+			}
+			ss.st.Put(cloneResource(rec))
+			return ss.write(ctx, ss.st)
+		})
+	}
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", rec.Address), err)
+		return resp
+	}
 	resp.State = specValue(spec)
 	resp.State["name"] = name
 	fillComputed(resp.State, rec, rec.Address, false)
 	resp.Private = (&private{Resource: rec}).bytes()
-	if r.kind == lang.KindFleet {
-		r.p.fleets.put(rec)
-	}
 	return resp
 }
 
