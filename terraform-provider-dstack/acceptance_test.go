@@ -860,5 +860,22 @@ func TestTerraformCapacity(t *testing.T) {
 	if !strings.Contains(out, "Apply complete! Resources: 1 added, 0 changed, 0 destroyed.") {
 		t.Errorf("apply of one task:\n%s", out)
 	}
+	// A run removed from Terraform's state keeps its record in the
+	// store, and its capacity: declared again, it is adopted as it is.
+	x.must("state", "rm", "dstack_task.job[0]")
+	x.write("main.tf", storeModule(2, cpu, cmds))
+	check(x.exitCode(1, "plan"))
+	x.write("main.tf", storeModule(1, cpu, cmds))
+	out = x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 1 added, 0 changed, 0 destroyed.") {
+		t.Errorf("apply adopting the task:\n%s", out)
+	}
+	if got := containers(t, "tfstore-job-0"); len(got) != 1 || got[0] != "running" {
+		t.Errorf("containers of tfstore-job-0: %v, want the one running", got)
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
 	x.must("destroy", "-auto-approve")
+	if got := containers(t, "tfstore-job-0"); len(got) != 0 {
+		t.Errorf("containers of tfstore-job-0 after destroy: %v, want none", got)
+	}
 }
