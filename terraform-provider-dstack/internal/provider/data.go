@@ -140,9 +140,12 @@ func (f *fleetData) Read(ctx context.Context, cfg map[string]any) (map[string]an
 	addr := "fleet." + name
 	var rec *state.Resource
 	if _, sto, err := f.p.ready(); err == nil {
-		if st, _, err := sto.snapshot(ctx); err == nil {
-			rec = st.Resource(addr)
+		st, _, err := sto.snapshot(ctx)
+		if err != nil {
+			diags.Errorf(tfplugin.Path{"name"}, fmt.Sprintf("Fleet %q cannot be read", name), "%v.", err)
+			return nil, diags
 		}
+		rec = st.Resource(addr) // one this provider manages
 	}
 	if rec == nil {
 		if f.p.settings == nil {
