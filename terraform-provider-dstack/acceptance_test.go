@@ -762,6 +762,15 @@ func TestTerraformTaskOnUnchangedFleet(t *testing.T) {
 		t.Errorf("the task is not on the fleet's instance:\n%s", host)
 	}
 	x.exitCode(0, "plan", "-detailed-exitcode")
+	// A lost store (or a state written before it existed) is adopted
+	// back from the records Terraform keeps, by the refresh.
+	if err := os.RemoveAll(filepath.Join(x.dir, ".dstack")); err != nil {
+		t.Fatal(err)
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+	if !fileExists(filepath.Join(x.dir, ".dstack")) {
+		t.Errorf("the refresh did not write the store back")
+	}
 
 	t.Run("changed commands replace the job", func(t *testing.T) {
 		x.write("main.tf", storeModule(1, "1..", `["echo two", "sleep 600"]`))
