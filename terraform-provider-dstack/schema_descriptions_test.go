@@ -165,14 +165,15 @@ func taggedSensitive(t reflect.Type, prefix string, out *[]string, seen map[refl
 }
 
 // TestSensitiveAttributes: the attributes terraform masks are exactly
-// the fields the model tags sensitive, and the provider's credentials.
+// the fields the model tags sensitive, and the provider's credentials
+// (a backend's, and the settings of the state and store backends).
 func TestSensitiveAttributes(t *testing.T) {
 	s := schemaFromTerraform(t)
 	p := s.ProviderSchemas[address]
 	var got []string
 	sensitive(p.Provider.Block, "", &got)
 	sort.Strings(got)
-	if want := []string{"backend.credentials", "state_config"}; !slices.Equal(got, want) {
+	if want := []string{"backend.credentials", "state_config", "store_config"}; !slices.Equal(got, want) {
 		t.Errorf("provider: sensitive attributes %q, want %q", got, want)
 	}
 	for _, k := range lang.Kinds {

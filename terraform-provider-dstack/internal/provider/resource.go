@@ -402,7 +402,7 @@ func (r *resource) Read(ctx context.Context, req tfplugin.ReadRequest) (resp tfp
 // and Terraform would show that as a change made outside Terraform, and
 // as a change of every output that names them. A job that failed, was
 // stopped or is gone is a change, shown as one. The dstack record, in
-// the private state, has the jobs as they are: plans follow it.
+// the store, has the jobs as they are: plans follow it.
 func keepNormalFinish(next, prior map[string]any) {
 	was, _ := prior[attrProvisioned].([]any)
 	now, _ := next[attrProvisioned].([]any)
