@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 
@@ -207,9 +208,9 @@ func (d *dstack) apply(ctx context.Context, p *planner.Plan, ss *session, addr s
 			fmt.Fprintf(d.opts.Log, "dstack: %s %s %s[%d] %s\n", e.Type, e.Op, e.Address, e.Index, e.Message)
 		}
 	}
-	li := ss.lease.Info
+	host, _ := os.Hostname()
 	opts := planner.ApplyOptions{Events: events, ToolVersion: d.version, Fence: ss.lease,
-		Holder: planner.Holder{Lock: li.ID, Host: li.Host, PID: li.PID}}
+		Holder: planner.Holder{Lock: ss.lease.Info.ID, Host: host, PID: os.Getpid()}}
 	res, err := planner.Apply(ctx, p, ss.ps, set, opts)
 	if err != nil {
 		return ss.st.Resource(addr), err

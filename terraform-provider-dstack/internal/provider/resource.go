@@ -14,6 +14,7 @@ import (
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/local"
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/tfplugin"
 )
 
@@ -369,7 +370,10 @@ func (r *resource) Read(ctx context.Context, req tfplugin.ReadRequest) (resp tfp
 		}
 		one := state.New(r.p.version)
 		one.Put(cloneResource(rec))
-		if drift, err = planner.Refresh(ctx, one, set, planner.RefreshOptions{}); err != nil {
+		// Intents of an apply that lost the store's lock stay pending
+		// while its process may still make them (see planner/fence.go).
+		ropts := planner.RefreshOptions{Holder: ss.lease.Info.ID, WriterGone: local.ProcessGone}
+		if drift, err = planner.Refresh(ctx, one, set, ropts); err != nil {
 			return err
 		}
 		res = one.Resource(addr)
