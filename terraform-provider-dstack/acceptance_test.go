@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,13 +19,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
-	"github.com/dstackai/dstack-go/lang/load"
-	"github.com/dstackai/dstack-go/planner"
-	"github.com/dstackai/dstack-go/providers/local"
-	"github.com/dstackai/dstack-go/providers/registry"
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
-	"github.com/dstackai/dstack-go/state"
-	statelocal "github.com/dstackai/dstack-go/state/local"
 )
 
 // The acceptance test runs the real terraform CLI (1.5.7) against the
@@ -335,8 +330,14 @@ func TestTerraformLifecycle(t *testing.T) {
 // TestTerraformImportFleet makes a fleet the way `dstack apply` does
 // (the same planner and executor, into the CLI's local state in .dstack),
 // then adopts it with terraform import.
+// TestTerraformImportFleet imports a fleet made with the real dstack
+// CLI: the import moves its record out of the CLI's state into the
+// provider's store and warns so, after which dstack destroy of the CLI's
+// configuration leaves it alone. Removed from Terraform's state with
+// terraform state rm, it is imported again from the store, unchanged.
 func TestTerraformImportFleet(t *testing.T) {
 	x := setup(t)
+	cli := buildDstack(t)
 	yml := `type: fleet
 name: tfacc-imported
 nodes: 1
@@ -347,8 +348,10 @@ resources:
   disk: 1GB..
 `
 	x.write("fleet.dstack.yml", yml)
-	agentDir := envValue(x.env, "DSTACK_AGENT_DIR")
-	dstackApply(t, filepath.Join(x.dir, "fleet.dstack.yml"), filepath.Join(x.dir, ".dstack"), agentDir)
+	x.dstack(cli, "apply", "-f", "fleet.dstack.yml", "-y")
+	if out := x.dstack(cli, "state", "list"); !strings.Contains(out, "fleet.tfacc-imported") {
+		t.Fatalf("dstack state list after dstack apply:\n%s", out)
+	}
 	x.write("main.tf", `terraform {
   required_providers {
     dstack = { source = "dstackai/dstack" }
@@ -372,17 +375,93 @@ resource "dstack_fleet" "imported" {
 	if !strings.Contains(out, "Import successful!") {
 		t.Fatalf("import:\n%s", out)
 	}
+	for _, want := range []string{"Warning: fleet.tfacc-imported moved out of the dstack CLI's state", `workspace "default"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import does not say %q:\n%s", want, out)
+		}
+	}
 	show := x.must("state", "show", "dstack_fleet.imported")
 	for _, want := range []string{`provider_id = "local-`, `status      = "running"`, `id          = "fleet.tfacc-imported"`} {
 		if !strings.Contains(show, want) {
 			t.Errorf("imported state lacks %q:\n%s", want, show)
 		}
 	}
+	providerID := attrValue(show, "provider_id")
+	// The CLI's state no longer has it; the provider's store does.
+	if out := x.dstack(cli, "state", "list"); strings.Contains(out, "fleet.tfacc-imported") {
+		t.Errorf("the CLI's state still lists the imported fleet:\n%s", out)
+	}
+	if out := x.dstackEnv(cli, []string{"DSTACK_WORKSPACE=terraform"}, "state", "list"); !strings.Contains(out, "fleet.tfacc-imported") {
+		t.Errorf("the provider's store does not list the imported fleet:\n%s", out)
+	}
+	// dstack destroy of the CLI's configuration has nothing to tear down.
+	out = x.dstack(cli, "destroy", "-f", "fleet.dstack.yml", "-y")
+	if strings.Contains(out, "Destruction complete") || !strings.Contains(out, "No changes.") {
+		t.Fatalf("dstack destroy touched the imported fleet:\n%s", out)
+	}
 	out = x.exitCode(0, "plan", "-detailed-exitcode")
 	if !strings.Contains(out, "No changes.") {
-		t.Errorf("plan after import:\n%s", out)
+		t.Errorf("plan after import and dstack destroy:\n%s", out)
+	}
+	// Forgotten by Terraform, the fleet stays in the store and is
+	// imported again from there, by its address, as it was.
+	x.must("state", "rm", "dstack_fleet.imported")
+	out = x.must("import", "dstack_fleet.imported", "fleet.tfacc-imported")
+	if !strings.Contains(out, "Import successful!") || strings.Contains(out, "Warning:") {
+		t.Fatalf("import from the store:\n%s", out)
+	}
+	show = x.must("state", "show", "dstack_fleet.imported")
+	if got := attrValue(show, "provider_id"); got != providerID {
+		t.Errorf("re-imported provider_id %q, want %q (nothing re-created):\n%s", got, providerID, show)
+	}
+	out = x.exitCode(0, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after re-import:\n%s", out)
 	}
 	x.must("destroy", "-auto-approve")
+}
+
+// attrValue is the first string value of attribute name in terraform
+// state show's output.
+func attrValue(show, name string) string {
+	for _, line := range strings.Split(show, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return ""
+}
+
+// buildDstack builds the dstack CLI from ./cmd/dstack.
+func buildDstack(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dstack")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dstackai/dstack-go/cmd/dstack").CombinedOutput(); err != nil {
+		t.Fatalf("building the dstack CLI: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// dstack runs the dstack CLI in the module directory, with the test's
+// environment (its agent directory), and fails the test if it fails.
+func (x *tf) dstack(bin string, args ...string) string {
+	x.t.Helper()
+	return x.dstackEnv(bin, nil, args...)
+}
+
+// dstackEnv is dstack with more environment variables.
+func (x *tf) dstackEnv(bin string, env []string, args ...string) string {
+	x.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir, cmd.Env = x.dir, append(append(slices.Clone(x.env), "NO_COLOR=1"), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		x.t.Fatalf("dstack %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func envValue(env []string, key string) string {
@@ -392,42 +471,6 @@ func envValue(env []string, key string) string {
 		}
 	}
 	return ""
-}
-
-// dstackApply applies one configuration file into a local dstack state
-// with the engine of `dstack apply`.
-func dstackApply(t *testing.T, file, stateDir, agentDir string) {
-	t.Helper()
-	ctx := context.Background()
-	cfg, diags := load.Files([]string{file}, load.Options{})
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	// The local backend alone, its agent already running.
-	set, err := registry.Open(registry.Env{AgentDir: agentDir, Backends: []string{local.Backend}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := set.Offers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := state.New("test")
-	p, err := planner.Make(planner.Input{Config: cfg, Prior: st, Workspace: state.DefaultWorkspace, ToolVersion: "test", Offers: all, HostsBackend: set.HostsBackend()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := statelocal.New(map[string]string{"path": stateDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := planner.Apply(ctx, p, &planner.Store{Backend: b, Workspace: state.DefaultWorkspace}, set, planner.ApplyOptions{ToolVersion: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.Err(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestTerraformExamplesValidate runs terraform validate on every example

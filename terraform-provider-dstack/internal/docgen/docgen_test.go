@@ -9,11 +9,12 @@ import (
 	"github.com/dstackai/dstack-go/terraform-provider-dstack/internal/provider"
 )
 
-// TestImportSections: the page of each resource that can be imported
-// says how (its ID, where the record is read from, what to do with the
-// dstack state afterwards) with its example commands; the others have
-// no Import section. The index page says where the provider keeps what
-// it makes.
+// TestImportSections: the page of each resource says how to import it
+// again from the provider's store; those of fleets and volumes also say
+// how one made with the dstack CLI is moved (its ID, the state it is
+// moved from, that the CLI no longer manages it) with their example
+// commands, which no longer tell to run dstack state rm. The index page
+// says where the provider keeps what it makes.
 func TestImportSections(t *testing.T) {
 	pages, err := docgen.Render("../../../examples/terraform", provider.New(provider.Options{}), docgen.Extra{Index: provider.StateDoc})
 	if err != nil {
@@ -27,19 +28,30 @@ func TestImportSections(t *testing.T) {
 			t.Fatalf("no page for %s", k)
 		}
 		_, section, found := strings.Cut(text, "\n## Import\n")
-		example, isImportable := importable[k]
-		if found != isImportable {
-			t.Errorf("%s: Import section %v, want %v", k, found, isImportable)
+		if !found {
+			t.Errorf("%s: no Import section", k)
 			continue
 		}
-		if !found {
+		for _, want := range []string{"`" + string(k) + ".NAME`", "`terraform state rm`", "the provider's store still holds its record"} {
+			if !strings.Contains(section, want) {
+				t.Errorf("%s: the Import section lacks %q:\n%s", k, want, section)
+			}
+		}
+		example, isImportable := importable[k]
+		if fromCLI := strings.Contains(section, "made with the dstack CLI"); fromCLI != isImportable {
+			t.Errorf("%s: import from the CLI documented %v, want %v", k, fromCLI, isImportable)
+		}
+		if !isImportable {
 			continue
+		}
+		if strings.Contains(section, "dstack state rm") {
+			t.Errorf("%s: the Import section still says to run dstack state rm:\n%s", k, section)
 		}
 		for _, want := range []string{
-			"`" + string(k) + ".NAME`",
 			"`state_backend`, `state_config`, `workspace`",
 			"private state",
-			"dstack state rm " + string(k) + ".NAME",
+			"*moves* its record",
+			"`dstack destroy`\nleaves it alone",
 			"```shell\n",
 			"terraform import " + provider.TypeName(k) + "." + example + " " + example + "\n",
 		} {
@@ -49,7 +61,7 @@ func TestImportSections(t *testing.T) {
 		}
 	}
 	index := pages["index.md"]
-	for _, want := range []string{"## Where the provider keeps what it makes", "*private state*", "`agent_dir`", "only read, never\n  written"} {
+	for _, want := range []string{"## Where the provider keeps what it makes", "*private state*", "`agent_dir`", "changed by\n  `terraform import` of a fleet or volume the CLI made"} {
 		if !strings.Contains(index, want) {
 			t.Errorf("index.md lacks %q", want)
 		}

@@ -16,24 +16,30 @@ func importable(k lang.Kind) bool { return k == lang.KindFleet || k == lang.Kind
 // type, for its page of the registry docs; empty when it cannot be
 // imported.
 func (r *resource) ImportDoc() string {
-	if !importable(r.kind) {
-		return ""
-	}
 	k, tn := string(r.kind), TypeName(r.kind)
-	return strings.TrimSpace(fmt.Sprintf(`
-A %[1]s made with the dstack CLI can be adopted. The import ID is the
-%[1]s's name (`+"`NAME`"+`) or its dstack address (`+"`%[1]s.NAME`"+`). The
-provider reads the %[1]s's record from the dstack CLI's state that the
-provider block selects (`+"`state_backend`, `state_config`, `workspace`"+`;
-by default the `+"`local`"+` backend's `+"`.dstack`"+` directory, relative to
-where terraform runs, and the workspace `+"`default`"+`), copies it into
-the provider's store and the resource's private state, and sets the attributes from the
-configuration recorded with it. Write the `+"`%[2]s`"+` resource with that
-configuration before importing, so that the next plan shows no change.
+	store := fmt.Sprintf(`
+A %[1]s this provider made can be imported again by its name (`+"`NAME`"+`) or
+its dstack address (`+"`%[1]s.NAME`"+`), after `+"`terraform state rm`"+` or into
+another module address: the provider's store still holds its record
+(nothing is made again), and the attributes are set from the configuration
+recorded with it. Write the `+"`%[2]s`"+` resource with that configuration
+first, so that the next plan shows no change.`, k, tn)
+	if !importable(r.kind) {
+		return strings.TrimSpace(store)
+	}
+	return strings.TrimSpace(store + fmt.Sprintf(`
 
-Importing only copies the record: the dstack state still holds it.
-Run `+"`dstack state rm %[1]s.NAME`"+` afterwards (it forgets the %[1]s;
-nothing is destroyed), so that only Terraform manages it.`, k, tn))
+A %[1]s made with the dstack CLI can be adopted the same way. The
+provider takes it from the dstack CLI's state that the provider block
+selects (`+"`state_backend`, `state_config`, `workspace`"+`; by default the
+`+"`local`"+` backend's `+"`.dstack`"+` directory, relative to where terraform
+runs, and the workspace `+"`default`"+`) and *moves* its record: under that
+state's lock, the record goes into the provider's store and the resource's
+private state, and is removed from the CLI's state (a compare-and-swap
+write). A warning names the state it came from. From then on Terraform
+alone manages the %[1]s: the CLI no longer lists it, and `+"`dstack destroy`"+`
+leaves it alone. A %[1]s that runs in the CLI's state depend on is refused
+until they are destroyed.`, k))
 }
 
 // StateDoc says where the provider keeps what it makes, for the index
@@ -54,9 +60,9 @@ const StateDoc = "## Where the provider keeps what it makes\n\n" +
 	"  lacks (a store lost, or made before it existed) is adopted back from it by the next refresh.\n" +
 	"  Keep both where secrets may be kept. A resource removed with `terraform state rm` stays in the\n" +
 	"  store (its jobs keep running and keep their capacity) and is adopted when declared again.\n" +
-	"- The dstack CLI's state (`state_backend`, `state_config`, `workspace`) is only read, never\n" +
-	"  written: by `terraform import` (fleets and volumes) and by the `dstack_fleet` data source for a\n" +
-	"  fleet this provider does not manage.\n" +
+	"- The dstack CLI's state (`state_backend`, `state_config`, `workspace`) is read by the\n" +
+	"  `dstack_fleet` data source for a fleet this provider does not manage, and changed by\n" +
+	"  `terraform import` of a fleet or volume the CLI made, which moves its record into the store.\n" +
 	"- With the `local` backend, this machine's host agent runs the jobs; its directory (`agent_dir`,\n" +
 	"  default `~/.dstack/agent`) holds the jobs, their logs, the agent's token and its address. The\n" +
 	"  dstack CLI uses the same directory, so both see the same jobs.\n"

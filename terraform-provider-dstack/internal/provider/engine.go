@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 
+	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/backends"
 )
@@ -63,6 +66,55 @@ func (s *settings) dstackState(ctx context.Context, addr string) (*state.Resourc
 		return nil, fmt.Errorf("the dstack state (%s backend, workspace %q) has no %s", s.stateBackend, s.workspace, addr)
 	}
 	return r, nil
+}
+
+// moveFromCLI moves the record at addr out of the dstack CLI's state
+// (state_backend, state_config, workspace): under that state's lock, and
+// its interrupted apply recovered, keep is called with the record (it
+// stores it in the provider's store), and then the state is written
+// back without it, compare-and-swap against the version read. A record
+// other resources of the CLI's state depend on is refused: moving it
+// would leave them pointing at what the CLI no longer manages.
+func (s *settings) moveFromCLI(ctx context.Context, addr, version string, keep func(*state.Resource) error) error {
+	b, err := backends.New(s.stateBackend, s.stateConfig)
+	if err != nil {
+		return err
+	}
+	where := fmt.Sprintf("the dstack state (%s backend, workspace %q)", s.stateBackend, s.workspace)
+	host, _ := os.Hostname()
+	info := state.LockInfo{Operation: "terraform import " + addr, Who: "terraform-provider-dstack@" + host, Version: version, Path: s.workspace, Host: host, PID: os.Getpid()}
+	lease, err := state.Hold(ctx, b, s.workspace, info, state.HoldOptions{Timeout: lockTimeout})
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", where, err)
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	ps := &planner.Store{Backend: b, Workspace: s.workspace, LockID: lease.Info.ID}
+	snap, _, err := planner.Recover(ctx, ps, version)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", where, err)
+	}
+	if snap == nil {
+		return fmt.Errorf("%s is empty", where)
+	}
+	st := snap.State
+	rec := st.Resource(addr)
+	if rec == nil {
+		return fmt.Errorf("%s has no %s", where, addr)
+	}
+	for _, r := range st.Resources {
+		if slices.Contains(r.DependsOn, addr) {
+			return fmt.Errorf("%s in %s depends on %s: destroy it or import it first", r.Address, where, addr)
+		}
+	}
+	if err := keep(cloneResource(rec)); err != nil {
+		return err
+	}
+	st.Remove(addr)
+	st.Serial++
+	if _, err := b.Write(ctx, s.workspace, st, snap.Version, lease.Info.ID); err != nil {
+		return fmt.Errorf("removing %s from %s (the provider's store has it now; run dstack state rm %s so that only Terraform manages it): %w", addr, where, addr, err)
+	}
+	return nil
 }
 
 // cloneResource deep-copies a record through its JSON encoding, as

@@ -467,42 +467,62 @@ func (r *resource) Upgrade(_ context.Context, version int64, raw map[string]any)
 	return out, diags
 }
 
-// Import adopts a fleet or volume made with the dstack CLI, by name: its
-// record moves from dstack's state (as configured in the provider) into
-// Terraform's.
+// Import adopts a resource by its name or address. One the provider's
+// store has (anything the provider made, removed from Terraform's state
+// with terraform state rm) is adopted from there. A fleet or volume made
+// with the dstack CLI is moved: its record leaves the CLI's state for the
+// store, so that the CLI no longer manages it, and a warning says so.
 func (r *resource) Import(ctx context.Context, id string) (resp tfplugin.ImportResponse) {
-	if !importable(r.kind) {
-		resp.Diagnostics.Errorf(nil, "Import is not supported", "Only fleets and volumes can be imported; runs are declared anew.")
-		return resp
-	}
 	name := strings.TrimPrefix(id, string(r.kind)+".")
 	if !lang.ValidName(name) {
 		resp.Diagnostics.Errorf(nil, "Invalid import ID", "Give the %s's name (lower-case letters, digits and dashes), got %q.", r.kind, id)
 		return resp
 	}
-	rec, err := r.p.settings.dstackState(ctx, r.address(name))
-	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", r.address(name)), err)
-		return resp
-	}
-	spec, err := recordedSpec(rec)
-	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", r.address(name)), err)
-		return resp
-	}
+	addr := r.address(name)
 	_, sto, err := r.p.ready()
-	if err == nil {
-		err = sto.hold(ctx, "import", func(ss *session) error {
-			if ss.st.Resource(rec.Address) != nil {
-				return fmt.Errorf("the provider's store (workspace %q) already has %s: it is managed already", sto.workspace, rec.Address)
+	if err != nil {
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", addr), err)
+		return resp
+	}
+	var rec *state.Resource
+	moved := false
+	err = sto.hold(ctx, "import", func(ss *session) error {
+		if have := ss.st.Resource(addr); have != nil {
+			rec = cloneResource(have)
+			return nil
+		}
+		if !importable(r.kind) {
+			return fmt.Errorf("the provider's store (workspace %q) has no %s; only fleets and volumes made with the dstack CLI can be imported, and runs are declared anew", sto.workspace, addr)
+		}
+		return r.p.settings.moveFromCLI(ctx, addr, sto.version, func(got *state.Resource) error {
+			if _, err := recordedSpec(got); err != nil {
+				return err
 			}
-			ss.st.Put(cloneResource(rec))
-			return ss.write(ctx, ss.st)
+			ss.st.Put(cloneResource(got))
+			if err := ss.write(ctx, ss.st); err != nil {
+				return err
+			}
+			rec, moved = got, true
+			return nil
 		})
+	})
+	if err == nil && rec == nil {
+		err = fmt.Errorf("%s was not found", addr)
+	}
+	var spec lang.Spec
+	if err == nil {
+		spec, err = recordedSpec(rec)
 	}
 	if err != nil {
-		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", rec.Address), err)
+		resp.Diagnostics.FromError(fmt.Sprintf("Cannot import %s", addr), err)
 		return resp
+	}
+	if moved {
+		s := r.p.settings
+		resp.Diagnostics = append(resp.Diagnostics, tfplugin.Diagnostic{Severity: tfplugin.Warning,
+			Summary: fmt.Sprintf("%s moved out of the dstack CLI's state", addr),
+			Detail: fmt.Sprintf("The record of %s was moved from the dstack state (%s backend, workspace %q) into the provider's store (workspace %q): "+
+				"the dstack CLI no longer manages it, and dstack destroy leaves it alone. Terraform manages it from now on.", addr, s.stateBackend, s.workspace, sto.workspace)})
 	}
 	resp.State = specValue(spec)
 	resp.State["name"] = name

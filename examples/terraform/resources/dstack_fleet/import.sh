@@ -1,5 +1,3 @@
-# A fleet made with the dstack CLI, by its name (or its address, fleet.trainers)
+# A fleet made with the dstack CLI, by its name (or its address, fleet.trainers):
+# its record moves from the CLI's state into the provider's store
 terraform import dstack_fleet.trainers trainers
-
-# Then forget it in the dstack state, so that only Terraform manages it
-dstack state rm fleet.trainers

@@ -1,5 +1,3 @@
-# A volume made with the dstack CLI, by its name (or its address, volume.data)
+# A volume made with the dstack CLI, by its name (or its address, volume.data):
+# its record moves from the CLI's state into the provider's store
 terraform import dstack_volume.data data
-
-# Then forget it in the dstack state, so that only Terraform manages it
-dstack state rm volume.data
