@@ -931,3 +931,122 @@ func TestTerraformCapacity(t *testing.T) {
 		t.Errorf("containers of tfstore-job-0 after destroy: %v, want none", got)
 	}
 }
+
+// TestTerraformModuleForEach declares fleets in a child module called
+// with for_each, and a task on one of them from the root module: plan,
+// apply, an empty second plan and destroy. The task and one fleet, made
+// by the provider and removed with terraform state rm, are imported
+// again by their module addresses from the provider's store, unchanged.
+func TestTerraformModuleForEach(t *testing.T) {
+	x := setup(t)
+	run := "tfmod-job"
+	dockertest.RemoveContainers(t, "dstack.run="+run)
+	t.Cleanup(func() { dockertest.RemoveContainers(t, "dstack.run="+run) })
+	if err := os.MkdirAll(filepath.Join(x.dir, "gpu_fleet"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x.write("gpu_fleet/main.tf", `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+variable "name" {
+  type = string
+}
+
+resource "dstack_fleet" "this" {
+  name     = "tfmod-${var.name}"
+  nodes    = "1"
+  backends = ["local"]
+  resources {
+    cpu    = "1.."
+    memory = "256MB.."
+    disk   = "1GB.."
+  }
+}
+
+output "name" {
+  value = dstack_fleet.this.name
+}
+`)
+	x.write("main.tf", `terraform {
+  required_providers {
+    dstack = { source = "dstackai/dstack" }
+  }
+}
+
+provider "dstack" {}
+
+module "gpu_fleet" {
+  source   = "./gpu_fleet"
+  for_each = toset(["a", "b"])
+  name     = each.key
+}
+
+resource "dstack_task" "job" {
+  name          = "tfmod-job"
+  image         = "dstack-test/busybox:latest"
+  commands      = ["sleep 600"]
+  fleets        = [module.gpu_fleet["a"].name]
+  stop_duration = "1s"
+  resources {
+    cpu    = "1.."
+    memory = "64MB.."
+    disk   = "1GB.."
+  }
+}
+`)
+	x.must("init", "-input=false")
+	out := x.exitCode(2, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "Plan: 3 to add, 0 to change, 0 to destroy.") {
+		t.Fatalf("plan:\n%s", out)
+	}
+	out = x.must("apply", "-auto-approve")
+	if !strings.Contains(out, "Apply complete! Resources: 3 added, 0 changed, 0 destroyed.") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+		t.Fatalf("containers of %s: %v, want one running", run, got)
+	}
+	task := x.must("state", "show", "dstack_task.job")
+	if !strings.Contains(task, `host        = "fleet.tfmod-a[0]"`) {
+		t.Errorf("the task is not on fleet a's instance:\n%s", task)
+	}
+	x.exitCode(0, "plan", "-detailed-exitcode")
+
+	// Removed from Terraform's state, the task and a fleet stay in the
+	// store and are imported again by their addresses, as they were.
+	fleetAddr := `module.gpu_fleet["a"].dstack_fleet.this`
+	fleet := x.must("state", "show", fleetAddr)
+	x.must("state", "rm", "dstack_task.job", fleetAddr)
+	out = x.must("import", fleetAddr, "tfmod-a")
+	if !strings.Contains(out, "Import successful!") {
+		t.Fatalf("import of the fleet:\n%s", out)
+	}
+	out = x.must("import", "dstack_task.job", "task.tfmod-job")
+	if !strings.Contains(out, "Import successful!") {
+		t.Fatalf("import of the task:\n%s", out)
+	}
+	if got, want := attrValue(x.must("state", "show", fleetAddr), "provider_id"), attrValue(fleet, "provider_id"); got == "" || got != want {
+		t.Errorf("re-imported fleet provider_id %q, want %q", got, want)
+	}
+	if got, want := attrValue(x.must("state", "show", "dstack_task.job"), "provider_id"), attrValue(task, "provider_id"); got == "" || got != want {
+		t.Errorf("re-imported task provider_id %q, want %q", got, want)
+	}
+	out = x.exitCode(0, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after re-import:\n%s", out)
+	}
+	if got := containers(t, run); len(got) != 1 || got[0] != "running" {
+		t.Errorf("containers of %s after re-import: %v, want the one still running", run, got)
+	}
+
+	out = x.must("destroy", "-auto-approve")
+	if !strings.Contains(out, "Destroy complete! Resources: 3 destroyed.") {
+		t.Errorf("destroy:\n%s", out)
+	}
+	if got := containers(t, run); len(got) != 0 {
+		t.Errorf("containers of %s after destroy: %v, want none", run, got)
+	}
+}
