@@ -1050,3 +1050,32 @@ resource "dstack_task" "job" {
 		t.Errorf("containers of %s after destroy: %v, want none", run, got)
 	}
 }
+
+// TestTerraformFleetNodesObject: a fleet's size written as the YAML's
+// {min, target, max} mapping applies, the fleet starts with target
+// instances, and the next plan is empty.
+func TestTerraformFleetNodesObject(t *testing.T) {
+	x := setup(t)
+	x.write("main.tf", providerHeader+`provider "dstack" {}
+
+resource "dstack_fleet" "pool" {
+  name     = "tfacc-nodes-object"
+  nodes    = { min = 1, target = 1, max = 2 }
+  backends = ["local"]
+}
+
+output "machines" {
+  value = length(dstack_fleet.pool.provisioned)
+}
+`)
+	x.must("init", "-input=false")
+	x.must("apply", "-auto-approve")
+	if out := strings.TrimSpace(x.must("output", "-raw", "machines")); out != "1" {
+		t.Errorf("the fleet has %s machines, want its target, 1", out)
+	}
+	out := x.exitCode(0, "plan", "-detailed-exitcode")
+	if !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after apply:\n%s", out)
+	}
+	x.must("destroy", "-auto-approve")
+}

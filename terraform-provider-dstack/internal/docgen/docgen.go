@@ -241,6 +241,8 @@ func typeName(t tfplugin.Type) string {
 		return "Map of " + typeName(*t.Elem)
 	case tfplugin.Object:
 		return "Object"
+	case tfplugin.Dynamic:
+		return "Dynamic"
 	}
 	return "Unknown"
 }

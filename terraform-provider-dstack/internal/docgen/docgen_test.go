@@ -70,3 +70,20 @@ func TestImportSections(t *testing.T) {
 		t.Errorf("index.md should end with exactly one newline")
 	}
 }
+
+// TestDynamicAttributes: an attribute that takes several forms is
+// documented as Dynamic, with the forms it takes.
+func TestDynamicAttributes(t *testing.T) {
+	pages, err := docgen.Render("../../../examples/terraform", provider.New(provider.Options{}), docgen.Extra{Index: provider.StateDoc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for page, want := range map[string]string{
+		"resources/fleet.md":   "- `nodes` (Dynamic) ",
+		"resources/service.md": "- `replicas` (Dynamic) ",
+	} {
+		if !strings.Contains(pages[page], want) {
+			t.Errorf("%s lacks %q", page, want)
+		}
+	}
+}

@@ -21,10 +21,15 @@ import (
 //     "data:/data", fleet nodes "0..4", ...);
 //   - lists of those are lists of strings, string maps and env are maps;
 //   - a struct is a nested block (resources, scaling, retry, ssh_config,
-//     ...), a list of structs a repeatable nested block (probes, hosts).
+//     ...), a list of structs a repeatable nested block (probes, hosts);
+//   - the several-form types with a structured form (fleet nodes as a
+//     number, a range or {min, target, max}; service replicas as a range
+//     or a list of replica groups) and free-form values (backend_options)
+//     are dynamic attributes: they take whichever form the YAML takes,
+//     and the model's decoder reads and checks it.
 //
-// Fields that Terraform's type system cannot say (free-form
-// backend_options) are left out and listed by Unsupported.
+// Fields that Terraform's type system cannot say would be left out and
+// listed by Unsupported; today there are none.
 
 // stringForms are the model types, beyond encoding.TextUnmarshalers,
 // whose Terraform form is their string form.
@@ -33,12 +38,27 @@ var stringForms = map[reflect.Type]bool{
 	reflect.TypeFor[lang.VolumeMount](): true,
 	reflect.TypeFor[lang.FileMapping](): true,
 	reflect.TypeFor[lang.Repo]():        true,
-	reflect.TypeFor[lang.FleetNodes]():  true,
 	reflect.TypeFor[lang.Blocks]():      true,
 	reflect.TypeFor[lang.GatewayRef]():  true,
 	reflect.TypeFor[lang.HTTPS]():       true,
-	reflect.TypeFor[lang.Replicas]():    true,
 	reflect.TypeFor[lang.InstanceRef](): true,
+}
+
+// dynamicForms are the model types written in several forms of which
+// one is structured, so no single Terraform type says them all: their
+// attributes are dynamic.
+var dynamicForms = map[reflect.Type]bool{
+	reflect.TypeFor[lang.FleetNodes](): true,
+	reflect.TypeFor[lang.Replicas]():   true,
+}
+
+// isFreeForm is a value of any shape: a map to interface values, or a
+// list of such maps (backend_options).
+func isFreeForm(t reflect.Type) bool {
+	if t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.Interface
 }
 
 var (
@@ -87,6 +107,8 @@ func shapeOf(t reflect.Type) shape {
 		return shape{kind: shapeAttr, typ: tfplugin.ListOf(tfplugin.StringType), elem: reflect.TypeFor[string]()}
 	case isStringForm(t):
 		return shape{kind: shapeAttr, typ: tfplugin.StringType, elem: t, stringForm: true}
+	case dynamicForms[t] || isFreeForm(t):
+		return shape{kind: shapeAttr, typ: tfplugin.DynamicType, elem: t, stringForm: true}
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -235,11 +257,12 @@ var stringFormExamples = map[reflect.Type]string{
 	reflect.TypeFor[lang.VolumeMount](): "`\"NAME:/path\"` (a dstack volume) or `\"/host/path:/path\"` (an instance volume)",
 	reflect.TypeFor[lang.FileMapping](): "`\"local/path[:/container/path]\"`",
 	reflect.TypeFor[lang.Repo]():        "a URL or `\"local/path[:/container/path]\"`",
-	reflect.TypeFor[lang.FleetNodes]():  "a number (`\"2\"`) or a range (`\"0..4\"`)",
+	reflect.TypeFor[lang.FleetNodes]():  "a number (`2`), a range (`\"0..4\"`), or an object (`{ min = 1, target = 2, max = 4 }`: the fleet starts with `target` and scales within `min` and `max`)",
 	reflect.TypeFor[lang.Blocks]():      "a number or `\"auto\"`",
 	reflect.TypeFor[lang.GatewayRef]():  "`\"true\"`, `\"false\"`, a gateway name, or `\"project/name\"`",
 	reflect.TypeFor[lang.HTTPS]():       "`\"true\"`, `\"false\"` or `\"auto\"`",
-	reflect.TypeFor[lang.Replicas]():    "a number (`\"2\"`) or a range (`\"1..4\"`, with scaling)",
+	reflect.TypeFor[lang.Replicas]():    "a number (`2`), a range (`\"1..4\"`, with scaling), or a list of replica groups (`[{ name = \"prefill\", count = 2, commands = [...] }, ...]`), each with `name`, `count`, `scaling`, `resources`, `spot_policy`, `reservation`, `commands`, `image`, `python`, `nvcc`, `docker`, `privileged` and `router` (`{ type = \"sglang\" }`) as in the YAML",
 	reflect.TypeFor[lang.InstanceRef](): "an instance name",
+	reflect.TypeFor[[]map[string]any](): "a list of objects, each passed to the backend as written (`[{ key = \"value\" }]`)",
 	reflect.TypeFor[lang.Duration]():    "a duration: `\"30m\"`, `\"2h\"`, seconds, or `\"off\"`",
 }

@@ -84,6 +84,9 @@ func attrNode(t tfplugin.Type, stringForm bool, v any) *lang.Node {
 	if tfplugin.IsUnknown(v) {
 		return &lang.Node{Kind: lang.UnknownNode, Ref: "(known after apply)"}
 	}
+	if t.Kind == tfplugin.Dynamic {
+		return dynamicNode(v)
+	}
 	switch v := v.(type) {
 	case string:
 		if stringForm {
@@ -119,6 +122,37 @@ func attrNode(t tfplugin.Type, stringForm bool, v any) *lang.Node {
 		return out
 	}
 	return nil
+}
+
+// dynamicNode turns the value of a dynamic attribute, of whatever type
+// the configuration gave it, into the node its YAML form would be:
+// objects are mappings (their null attributes left out, as if not
+// written), lists and tuples sequences, strings sniffed as string forms.
+func dynamicNode(v any) *lang.Node {
+	switch v := v.(type) {
+	case nil:
+		return &lang.Node{Kind: lang.NullNode}
+	case tfplugin.Unknown:
+		return &lang.Node{Kind: lang.UnknownNode, Ref: "(known after apply)"}
+	case string:
+		return sniff(v)
+	case []any:
+		out := &lang.Node{Kind: lang.ListNode}
+		for _, e := range v {
+			out.Items = append(out.Items, dynamicNode(e))
+		}
+		return out
+	case map[string]any:
+		out := &lang.Node{Kind: lang.MapNode}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			if v[k] == nil {
+				continue
+			}
+			out.Entries = append(out.Entries, lang.Entry{Key: k, Value: dynamicNode(v[k])})
+		}
+		return out
+	}
+	return attrNode(tfplugin.StringType, false, v)
 }
 
 // sniff gives a string-form value the scalar type it would have in YAML,
@@ -275,6 +309,9 @@ func attrValue(sh shape, v reflect.Value) any {
 		}
 		return m
 	}
+	if sh.typ.Kind == tfplugin.Dynamic {
+		return dynamicValue(v)
+	}
 	if sh.stringForm && v.Kind() != reflect.Slice {
 		return formString(v)
 	}
@@ -328,6 +365,43 @@ func attrValue(sh shape, v reflect.Value) any {
 		return m
 	}
 	return nil
+}
+
+// dynamicValue renders a model value of a dynamic attribute in its
+// simplest form that says it all: fleet nodes as a number or range
+// unless a target is set, replicas as a range unless grouped, free-form
+// values as written.
+func dynamicValue(v reflect.Value) any {
+	if v.Kind() == reflect.Slice && v.Len() == 0 {
+		return nil
+	}
+	switch x := v.Interface().(type) {
+	case lang.FleetNodes:
+		if x.Target == nil {
+			return formString(v)
+		}
+		m := map[string]any{"min": float64(x.Min), "target": float64(*x.Target)}
+		if x.Max != nil {
+			m["max"] = float64(*x.Max)
+		}
+		return m
+	case lang.Replicas:
+		if x.Groups == nil {
+			if x.Range == nil {
+				return nil
+			}
+			return formString(reflect.ValueOf(*x.Range))
+		}
+	}
+	b, err := json.Marshal(v.Interface())
+	if err != nil {
+		return nil
+	}
+	var out any
+	if json.Unmarshal(b, &out) != nil {
+		return nil
+	}
+	return out
 }
 
 // formString is the string form of a several-form model value, as the

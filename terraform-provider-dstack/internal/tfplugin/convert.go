@@ -28,6 +28,8 @@ func (t Type) tf() tftypes.Type {
 			attrs[k] = a.tf()
 		}
 		return tftypes.Object{AttributeTypes: attrs}
+	case Dynamic:
+		return tftypes.DynamicPseudoType
 	}
 	panic(fmt.Sprintf("tfplugin: invalid type kind %d", t.Kind))
 }
@@ -35,6 +37,9 @@ func (t Type) tf() tftypes.Type {
 // toTF builds a tftypes value of type t from plain Go data. A missing
 // object attribute is null.
 func toTF(t Type, v any) (tftypes.Value, error) {
+	if t.Kind == Dynamic {
+		return dynamicToTF(v)
+	}
 	tt := t.tf()
 	switch v.(type) {
 	case nil:
@@ -118,6 +123,47 @@ func toTF(t Type, v any) (tftypes.Value, error) {
 		return tftypes.NewValue(tt, out), nil
 	}
 	return tftypes.Value{}, fmt.Errorf("invalid type")
+}
+
+// dynamicToTF builds a value of a dynamic attribute, its type taken
+// from the Go data: strings, numbers and bools, lists as tuples and maps
+// as objects.
+func dynamicToTF(v any) (tftypes.Value, error) {
+	switch x := v.(type) {
+	case nil:
+		return tftypes.NewValue(tftypes.DynamicPseudoType, nil), nil
+	case Unknown:
+		return tftypes.NewValue(tftypes.DynamicPseudoType, tftypes.UnknownValue), nil
+	case string:
+		return toTF(StringType, x)
+	case bool:
+		return toTF(BoolType, x)
+	case float64, int, int64, json.Number:
+		return toTF(NumberType, x)
+	case []any:
+		types := make([]tftypes.Type, len(x))
+		vals := make([]tftypes.Value, len(x))
+		for i, e := range x {
+			ev, err := dynamicToTF(e)
+			if err != nil {
+				return tftypes.Value{}, fmt.Errorf("[%d]: %w", i, err)
+			}
+			types[i], vals[i] = ev.Type(), ev
+		}
+		return tftypes.NewValue(tftypes.Tuple{ElementTypes: types}, vals), nil
+	case map[string]any:
+		types := make(map[string]tftypes.Type, len(x))
+		vals := make(map[string]tftypes.Value, len(x))
+		for k, e := range x {
+			ev, err := dynamicToTF(e)
+			if err != nil {
+				return tftypes.Value{}, fmt.Errorf(".%s: %w", k, err)
+			}
+			types[k], vals[k] = ev.Type(), ev
+		}
+		return tftypes.NewValue(tftypes.Object{AttributeTypes: types}, vals), nil
+	}
+	return tftypes.Value{}, fmt.Errorf("a dynamic value cannot hold %T", v)
 }
 
 // fromTF turns a tftypes value into plain Go data.
@@ -243,6 +289,28 @@ func (ds Diagnostics) tf() []*tfprotov6.Diagnostic {
 	return out
 }
 
+// plainJSON turns decoded JSON into plain Go data, numbers as float64.
+func plainJSON(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		f, _ := x.Float64()
+		return f
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = plainJSON(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = plainJSON(e)
+		}
+		return out
+	}
+	return v
+}
+
 // FitJSON conforms a stored JSON object (a state of an older schema) to
 // the block: attributes the block no longer has are dropped (their paths
 // are returned), attributes it gained are null, numbers become float64.
@@ -327,6 +395,15 @@ func fitValue(t Type, v any, at Path) (any, error) {
 	}
 	bad := func() error { return fmt.Errorf("%s: want %s, got %T", at, t, v) }
 	switch t.Kind {
+	case Dynamic:
+		// Terraform stores a dynamic value with its type; a state of
+		// an older schema holds the plain value.
+		if m, ok := v.(map[string]any); ok && len(m) == 2 && m["type"] != nil {
+			if inner, ok := m["value"]; ok {
+				v = inner
+			}
+		}
+		return plainJSON(v), nil
 	case String:
 		if s, ok := v.(string); ok {
 			return s, nil

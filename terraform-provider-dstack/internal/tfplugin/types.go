@@ -18,6 +18,10 @@ const (
 	List
 	Map
 	Object
+	// Dynamic takes a value of any type, chosen by the configuration:
+	// for model types written in several forms (a number, a string or
+	// an object).
+	Dynamic
 )
 
 // Type is a Terraform value type.
@@ -34,6 +38,9 @@ var (
 	StringType = Type{Kind: String}
 	NumberType = Type{Kind: Number}
 	BoolType   = Type{Kind: Bool}
+	// DynamicType is the type of an attribute whose value may be of any
+	// type.
+	DynamicType = Type{Kind: Dynamic}
 )
 
 // ListOf returns the type of a list of t.
@@ -59,6 +66,8 @@ func (t Type) String() string {
 		return "map(" + t.Elem.String() + ")"
 	case Object:
 		return "object"
+	case Dynamic:
+		return "dynamic"
 	}
 	return "invalid"
 }
