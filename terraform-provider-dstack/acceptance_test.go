@@ -1079,3 +1079,53 @@ output "machines" {
 	}
 	x.must("destroy", "-auto-approve")
 }
+
+// TestTerraformCreateTimeout: a create slower than the resource's
+// timeouts.create fails with an error saying so, and leaves nothing in
+// the state; with a longer timeout the same create succeeds. The
+// simulated cloud answers each call after a latency.
+func TestTerraformCreateTimeout(t *testing.T) {
+	x := setup(t)
+	sim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(sim, "sim.json"), []byte(`{"latency": "2s"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x.env = append(x.env, "DSTACK_SIM_DIR="+sim)
+	config := func(create string) string {
+		return providerHeader + `provider "dstack" {
+  backend {
+    type = "aws"
+    credentials = { access_key = "AKIA", secret_key = "secret" }
+  }
+}
+
+resource "dstack_fleet" "slow" {
+  name     = "tfacc-timeout"
+  nodes    = 1
+  backends = ["aws"]
+  resources {
+    cpu = "2.."
+  }
+  timeouts {
+    create = "` + create + `"
+  }
+}
+`
+	}
+	x.write("main.tf", config("1s"))
+	x.must("init", "-input=false")
+	out := x.exitCode(1, "apply", "-auto-approve")
+	flat := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"Error: Create of fleet.tfacc-timeout timed out after 1s (timeouts.create)", "The create timeout (1s) passed"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("apply with a short create timeout lacks %q:\n%s", want, out)
+		}
+	}
+	if out, _ := x.run("state", "list"); strings.Contains(out, "dstack_fleet.slow") {
+		t.Errorf("the timed-out fleet is in the state:\n%s", out)
+	}
+	x.write("main.tf", config("2m"))
+	x.must("apply", "-auto-approve")
+	x.exitCode(0, "plan", "-detailed-exitcode")
+	x.must("destroy", "-auto-approve")
+}

@@ -37,7 +37,7 @@ func (r *resource) Schema() tfplugin.Schema { return r.schema }
 // only after apply are not checked.
 func (r *resource) Validate(_ context.Context, config map[string]any) tfplugin.Diagnostics {
 	_, diags := decodeConfig(r.kind, r.schema.Block, config)
-	return diags
+	return append(diags, validateTimeouts(config)...)
 }
 
 func (r *resource) address(name string) string { return string(r.kind) + "." + name }
@@ -62,7 +62,9 @@ func (r *resource) modelFields() []string {
 		}
 	}
 	for _, b := range r.schema.Block.Blocks {
-		out = append(out, b.Name)
+		if b.Name != blockTimeouts {
+			out = append(out, b.Name)
+		}
 	}
 	return out
 }
@@ -244,6 +246,8 @@ func changeOf(p *planner.Plan, addr string) *planner.Change {
 
 // Apply carries out the change with the executor of `dstack apply`,
 // into the provider's store, under its lock.
+// Each operation is bounded by its timeout in the resource's timeouts
+// block.
 func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp tfplugin.ApplyResponse) {
 	priv, err := readPrivate(req.PlannedPrivate)
 	if err != nil {
@@ -252,7 +256,12 @@ func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp t
 		return resp
 	}
 	if req.Planned == nil {
-		return r.destroy(ctx, req, priv)
+		name, _ := req.Prior["name"].(string)
+		ctx, cancel := withTimeout(ctx, req.Prior, opDelete, r.address(name))
+		defer cancel()
+		resp = r.destroy(ctx, req, priv)
+		resp.Diagnostics = timedOut(ctx, resp.Diagnostics)
+		return resp
 	}
 	res, diags := decodeConfig(r.kind, r.schema.Block, req.Planned)
 	if diags.HasErrors() {
@@ -261,6 +270,13 @@ func (r *resource) Apply(ctx context.Context, req tfplugin.ApplyRequest) (resp t
 		return resp
 	}
 	addr := res.Address.String()
+	op := opUpdate
+	if req.Prior == nil {
+		op = opCreate
+	}
+	ctx, cancel := withTimeout(ctx, req.Planned, op, addr)
+	defer cancel()
+	defer func() { resp.Diagnostics = timedOut(ctx, resp.Diagnostics) }()
 	var made *state.Resource
 	var planErr, applyErr error
 	_, sto, err := r.p.ready()

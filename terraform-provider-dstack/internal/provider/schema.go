@@ -180,6 +180,7 @@ func resourceSchema(kind lang.Kind) tfplugin.Schema {
 	b := blockOf(t, true)
 	b.Description = kindDescriptions[kind]
 	b.Attributes = append(b.Attributes, computedFor(string(kind))...)
+	b.Blocks = append(b.Blocks, timeoutsBlock)
 	return tfplugin.Schema{Version: schemaVersion, Block: b}
 }
 

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -290,5 +291,51 @@ func TestIDDescriptionNamesTheKind(t *testing.T) {
 		if want := "`" + string(k) + ".NAME`"; !ok || !strings.Contains(a.Description, want) {
 			t.Errorf("%s: id description %q lacks %s", k, a.Description, want)
 		}
+	}
+}
+
+// TestTimeouts: every resource has a timeouts block with create, update
+// and delete, each described; a value that is not a positive duration
+// is refused on its attribute; a set timeout bounds the operation's
+// context and the error says which timeout passed.
+func TestTimeouts(t *testing.T) {
+	for _, k := range lang.Kinds {
+		nb, ok := resourceSchema(k).Block.NestedBlock("timeouts")
+		if !ok || nb.Nesting != tfplugin.Single || nb.Block.Description == "" {
+			t.Fatalf("%s: no described timeouts block", k)
+		}
+		for _, op := range []string{"create", "update", "delete"} {
+			if a, ok := nb.Block.Attribute(op); !ok || a.Type.Kind != tfplugin.String || !a.Optional || a.Description == "" {
+				t.Errorf("%s: timeouts.%s is %+v", k, op, a)
+			}
+		}
+	}
+	p := New(Options{})
+	r := p.Resources[TypeName(lang.KindFleet)].(*resource)
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{{"30m", true}, {"1h30m", true}, {"soon", false}, {"-5s", false}, {"0s", false}} {
+		diags := r.Validate(context.Background(), map[string]any{"name": "pool", "nodes": 1.0, "timeouts": map[string]any{"update": tc.value}})
+		if tc.ok == diags.HasErrors() {
+			t.Errorf("update = %q: %v", tc.value, diags)
+			continue
+		}
+		if !tc.ok && cmp.Diff(tfplugin.Path{"timeouts", "update"}, diags[0].Path) != "" {
+			t.Errorf("update = %q: the error is at %v", tc.value, diags[0].Path)
+		}
+	}
+	ctx, cancel := withTimeout(context.Background(), map[string]any{"timeouts": map[string]any{"create": "10ms"}}, opCreate, "fleet.pool")
+	defer cancel()
+	<-ctx.Done()
+	diags := timedOut(ctx, tfplugin.Diagnostics{{Severity: tfplugin.Error, Summary: "Applying fleet.pool failed", Detail: "context deadline exceeded"}})
+	if len(diags) != 1 || diags[0].Summary != "Create of fleet.pool timed out after 10ms (timeouts.create)" ||
+		!strings.Contains(diags[0].Detail, "Applying fleet.pool failed: context deadline exceeded") {
+		t.Errorf("timed-out diagnostics: %+v", diags)
+	}
+	ctx, cancel = withTimeout(context.Background(), map[string]any{"timeouts": map[string]any{"create": "1h"}}, opDelete, "fleet.pool")
+	defer cancel()
+	if _, ok := ctx.Deadline(); ok {
+		t.Error("a delete got the create timeout")
 	}
 }
