@@ -1129,3 +1129,38 @@ resource "dstack_fleet" "slow" {
 	x.exitCode(0, "plan", "-detailed-exitcode")
 	x.must("destroy", "-auto-approve")
 }
+
+// TestTerraformReplicaGroupsValidate: a service's replica groups and a
+// fleet's backend_options, written as Terraform values, pass terraform
+// validate; a group the model refuses is an error on replicas.
+func TestTerraformReplicaGroupsValidate(t *testing.T) {
+	x := setup(t)
+	service := func(count string) string {
+		return providerHeader + `provider "dstack" {}
+
+resource "dstack_service" "llm" {
+  name = "tfacc-groups"
+  port = 8000
+  replicas = [
+    { name = "prefill", count = 2, commands = ["serve --prefill"], resources = { gpu = "H100:1" } },
+    { name = "decode", count = ` + count + `, commands = ["serve --decode"], scaling = { metric = "rps", target = 5 } },
+  ]
+}
+
+resource "dstack_fleet" "pool" {
+  name            = "tfacc-groups"
+  nodes           = "0..2"
+  backends        = ["local"]
+  backend_options = [{ placement_group = "pg-1", ebs = { iops = 3000 } }]
+}
+`
+	}
+	x.write("main.tf", service(`"1..3"`))
+	x.must("init", "-input=false")
+	x.must("validate")
+	x.write("main.tf", service(`"lots"`))
+	out := x.exitCode(1, "validate")
+	if flat := strings.Join(strings.Fields(out), " "); !strings.Contains(flat, `Error: Invalid value for "replicas[1].count" with dstack_service.llm`) {
+		t.Errorf("validate of a bad group count:\n%s", out)
+	}
+}
