@@ -292,6 +292,10 @@ func (m *maker) change(addr string) {
 		m.deleteChange(prior, reason)
 		return
 	}
+	if unsupported(res) {
+		m.problemAt(addr, "backend_options", "%s: backend_options is not supported on any backend yet: no backend reads it, so it would be ignored. Remove it.", addr)
+		return
+	}
 	d, err := newDesired(res)
 	if err != nil {
 		m.problemAt(addr, "", "%v", err)
@@ -955,4 +959,21 @@ func workersToStop(criteria string, prior *state.Resource) []*state.Instance {
 		}
 	}
 	return out
+}
+
+// unsupported reports whether a resource sets a field the model accepts
+// (dstack's format has it) but that no backend acts on yet: planning it
+// would silently ignore the field, so the plan refuses it instead.
+func unsupported(r *lang.Resource) bool {
+	switch s := r.Spec.(type) {
+	case *lang.Task:
+		return len(s.BackendOptions) > 0
+	case *lang.Service:
+		return len(s.BackendOptions) > 0
+	case *lang.DevEnvironment:
+		return len(s.BackendOptions) > 0
+	case *lang.Fleet:
+		return len(s.BackendOptions) > 0
+	}
+	return false
 }

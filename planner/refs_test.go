@@ -100,3 +100,22 @@ task "huge" {
 		}
 	}
 }
+
+// TestBackendOptionsRefused: backend_options loads (dstack's format has
+// it) but no backend reads it yet, so the plan refuses it where it is
+// written rather than ignoring it.
+func TestBackendOptionsRefused(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": `type: task
+name: efa
+commands: [x]
+backend_options:
+  - backend: aws
+    efa: true
+`})
+	_, err := w.plan(cfg, planOpts{})
+	want := filepath.Join(w.dir, "config", "main.dstack.yml") + ":5:3: task.efa: backend_options is not supported on any backend yet"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("plan error %v, want one containing %q", err, want)
+	}
+}
