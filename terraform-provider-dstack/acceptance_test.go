@@ -22,37 +22,23 @@ import (
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
 )
 
-// The acceptance test runs the real terraform CLI (1.5.7) against the
-// freshly built provider through dev_overrides, with the local backend
-// running jobs in Docker.
+// The acceptance test runs the real terraform CLI (1.5.7), and OpenTofu
+// (cli_test.go), against the freshly built provider through
+// dev_overrides, with the local backend running jobs in Docker.
 
 // requireEnv makes a missing terraform a failure instead of a skip.
 const requireEnv = "DSTACK_REQUIRE_TERRAFORM"
 
+// terraformPath is the binary of the CLI under test (terraform or tofu,
+// see cliUnderTest).
 func terraformPath(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("terraform"); err == nil {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		gobin = filepath.Join(home, "go", "bin")
-	}
-	if p := filepath.Join(gobin, "terraform"); fileExists(p) {
-		return p
-	}
-	msg := "terraform is not installed (go install github.com/hashicorp/terraform@v1.5.7)"
-	if os.Getenv(requireEnv) == "1" {
-		t.Fatalf("%s, and %s=1", msg, requireEnv)
-	}
-	t.Skipf("%s; set %s=1 to make this a failure", msg, requireEnv)
-	return ""
+	return cliUnderTest(t).bin
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// tf runs terraform commands in one module directory.
+// tf runs terraform (or tofu) commands in one module directory.
 type tf struct {
 	t   *testing.T
 	bin string
@@ -76,7 +62,7 @@ func (x *tf) must(args ...string) string {
 	x.t.Helper()
 	out, err := x.run(args...)
 	if err != nil {
-		x.t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+		x.t.Fatalf("%s %s: %v\n%s", filepath.Base(x.bin), strings.Join(args, " "), err, out)
 	}
 	return out
 }
@@ -89,10 +75,10 @@ func (x *tf) exitCode(want int, args ...string) string {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		x.t.Fatalf("terraform %s: %v", strings.Join(args, " "), err)
+		x.t.Fatalf("%s %s: %v", filepath.Base(x.bin), strings.Join(args, " "), err)
 	}
 	if code != want {
-		x.t.Fatalf("terraform %s exited %d, want %d\n%s", strings.Join(args, " "), code, want, out)
+		x.t.Fatalf("%s %s exited %d, want %d\n%s", filepath.Base(x.bin), strings.Join(args, " "), code, want, out)
 	}
 	return out
 }
@@ -108,7 +94,7 @@ func (x *tf) write(name, text string) {
 // local backend an agent directory of its own, whose agent is stopped
 // when the test ends.
 func setup(t *testing.T) *tf {
-	bin := terraformPath(t)
+	cli := cliUnderTest(t)
 	dockertest.Image(t)
 	root := t.TempDir()
 	plugins := filepath.Join(root, "plugins")
@@ -120,7 +106,7 @@ func setup(t *testing.T) *tf {
 	// resolves providers whatever the overrides say, finds the same
 	// build in a filesystem mirror (there is no registry to reach).
 	mirror := filepath.Join(root, "mirror")
-	pkg := filepath.Join(mirror, "registry.terraform.io", "dstackai", "dstack", "0.0.1", runtime.GOOS+"_"+runtime.GOARCH)
+	pkg := filepath.Join(mirror, cli.host, "dstackai", "dstack", "0.0.1", runtime.GOOS+"_"+runtime.GOARCH)
 	if err := os.MkdirAll(pkg, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +134,7 @@ func setup(t *testing.T) *tf {
 	}
 	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "DSTACK_AGENT_DIR="+agentDir, "CHECKPOINT_DISABLE=1",
 		"TF_IN_AUTOMATION=1", "TF_INPUT=0")
-	return &tf{t: t, bin: bin, dir: module, env: env}
+	return &tf{t: t, bin: cli.bin, dir: module, env: env}
 }
 
 // stopAgent stops the agent the provider started for the test.
@@ -250,7 +236,7 @@ func TestTerraformLifecycle(t *testing.T) {
 	x.write("main.tf", render("", "", serve))
 
 	out := x.must("init", "-input=false")
-	if !strings.Contains(out, "Terraform has been successfully initialized") {
+	if !strings.Contains(out, "has been successfully initialized") { // Terraform or OpenTofu
 		t.Fatalf("init:\n%s", out)
 	}
 	out = x.must("apply", "-auto-approve")

@@ -71,9 +71,12 @@ func sensitive(b blockJSON, prefix string, out *[]string) {
 }
 
 // schemaFromTerraform builds the provider and asks the real terraform
-// CLI for its schema, through dev_overrides.
+// CLI (or tofu, see cliUnderTest) for its schema, through dev_overrides.
+// The schema is keyed by the provider's address, whichever registry host
+// the CLI puts before dstackai/dstack.
 func schemaFromTerraform(t *testing.T) providerSchemas {
-	bin := terraformPath(t)
+	cli := cliUnderTest(t)
+	bin := cli.bin
 	root := t.TempDir()
 	plugins := filepath.Join(root, "plugins")
 	build := exec.Command("go", "build", "-o", filepath.Join(plugins, "terraform-provider-dstack"), ".")
@@ -104,6 +107,14 @@ func schemaFromTerraform(t *testing.T) providerSchemas {
 	var s providerSchemas
 	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
 		t.Fatalf("decoding the schema: %v\n%s", err, stdout.String())
+	}
+	if got := cli.providerAddress(); got != address {
+		p, ok := s.ProviderSchemas[got]
+		if !ok {
+			t.Fatalf("%s reports no schema of %s", cli.name, got)
+		}
+		delete(s.ProviderSchemas, got)
+		s.ProviderSchemas[address] = p
 	}
 	return s
 }
