@@ -151,6 +151,10 @@ const (
 	RateLimited Code = "rate-limited" // back off and retry
 	Auth        Code = "auth"         // give up: credentials are wrong
 	NotFound    Code = "not-found"    // the object is gone
+	// Unsupported: the offer cannot be made as asked (an instance type
+	// a zone does not offer, an image missing for its architecture); the
+	// planner fails over to the next offer, as on capacity.
+	Unsupported Code = "unsupported"
 	// NotReady: the object was made but did not become ready (a service
 	// replica whose probes did not pass), and the provider removed it:
 	// nothing of the request is left.
@@ -158,7 +162,16 @@ const (
 )
 
 // Codes returns the codes the contract defines.
-func Codes() []Code { return []Code{NoCapacity, Quota, RateLimited, Auth, NotFound} }
+func Codes() []Code { return []Code{NoCapacity, Quota, RateLimited, Auth, NotFound, Unsupported} }
+
+// Scope says how far a capacity or quota error reaches beyond the offer
+// that met it.
+type Scope string
+
+// ScopeRegion: nothing more can be made in the offer's region (an
+// account's instance or vCPU quota there), so the planner skips the
+// region's other offers for the rest of the apply.
+const ScopeRegion Scope = "region"
 
 // Error is a classified provider error.
 type Error struct {
@@ -166,7 +179,9 @@ type Error struct {
 	// RetryAfter is how long to wait before retrying a rate-limited call;
 	// zero when the provider did not say.
 	RetryAfter time.Duration
-	Err        error
+	// Scope, when set, says the error holds beyond the offer.
+	Scope Scope
+	Err   error
 }
 
 func (e *Error) Error() string {
@@ -188,6 +203,15 @@ func CodeOf(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	return ""
+}
+
+// ScopeOf returns the scope of err's *Error, or "".
+func ScopeOf(err error) Scope {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Scope
 	}
 	return ""
 }

@@ -455,3 +455,40 @@ func waitFor(cmd *exec.Cmd) chan struct{} {
 	}()
 	return ch
 }
+
+// Authorize replaces the keys the host accepts for root with keys (an
+// authorized_keys file's content): a cloud machine that accepts the key
+// its launch delivered, and no other.
+func (h *Host) Authorize(keys []byte) error {
+	if err := os.WriteFile(filepath.Join(h.Dir, "authorized_keys"), keys, 0o644); err != nil {
+		return fmt.Errorf("%s: writing authorized_keys: %w", h.Name, err)
+	}
+	return nil
+}
+
+// PowerOff kills every process on the host (sshd, and whatever SSH
+// sessions started) and keeps it down: a machine that was terminated.
+// Its network namespace stays until the cluster closes.
+func (h *Host) PowerOff() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	err := killAll(h.c.tools, h.NetNS)
+	for _, ch := range []chan struct{}{h.sshdCh, h.holderCh} {
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	h.sshd, h.holder = nil, nil
+	if err != nil {
+		return fmt.Errorf("%s: powering off: %w", h.Name, err)
+	}
+	return nil
+}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -46,7 +45,6 @@ func (c *Cluster) privateBridge() string { return c.ID + "prv" }
 // the private subnet and the iptables rules. It holds the global lock
 // throughout, so two processes never pick the same subnet.
 func (c *Cluster) setupNetworks() error {
-	c.t.Helper()
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -59,7 +57,7 @@ func (c *Cluster) setupNetworks() error {
 		return fmt.Errorf("global lock: %w", err)
 	}
 
-	sweep(c.t, c.tools)
+	sweep(c.logf, c.tools)
 
 	if err := c.reserveID(); err != nil {
 		return err
@@ -141,8 +139,7 @@ func (c *Cluster) reserveID() error {
 // those whose state file nobody holds a lock on. The caller holds the
 // global lock, so no cluster is between creating its state file and
 // locking it.
-func sweep(t testing.TB, tl tools) {
-	t.Helper()
+func sweep(logf func(string, ...any), tl tools) {
 	paths, _ := filepath.Glob(filepath.Join(stateDir, idPrefix+"*.lock"))
 	for _, path := range paths {
 		id := strings.TrimSuffix(filepath.Base(path), ".lock")
@@ -166,9 +163,9 @@ func sweep(t testing.TB, tl tools) {
 			}
 		}
 		if err := teardown(tl, id, route); err != nil {
-			t.Logf("sshtest: removing leftovers of crashed cluster %s: %v", id, err)
+			logf("sshtest: removing leftovers of crashed cluster %s: %v", id, err)
 		} else {
-			t.Logf("sshtest: removed leftovers of crashed cluster %s", id)
+			logf("sshtest: removed leftovers of crashed cluster %s", id)
 			os.Remove(path)
 		}
 		f.Close()

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,8 +70,11 @@ type Cluster struct {
 	// PublicSubnet and PrivateSubnet are the CIDRs of the two networks.
 	PublicSubnet, PrivateSubnet string
 
-	t     testing.TB
-	tools tools
+	logf      func(string, ...any)
+	failed    func() bool
+	closeOnce sync.Once
+	closeErr  error
+	tools     tools
 	dir   string
 	lock  *os.File // flock held on the cluster's state file while it lives
 	route string   // the unreachable route installed for PrivateSubnet
@@ -80,22 +84,57 @@ type Cluster struct {
 // listens. It registers their removal with t.Cleanup.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	c, err := open(opts, t.Logf, t.Failed)
+	var u *UnavailableError
+	switch {
+	case errors.As(err, &u) && os.Getenv(RequireEnv) == "1":
+		t.Fatalf("sshtest: %s (%s=1 is set, so this is a failure)", u.Reason, RequireEnv)
+	case errors.As(err, &u):
+		t.Skipf("sshtest: %s (set %s=1 to fail instead of skipping)", u.Reason, RequireEnv)
+	}
+	if c != nil {
+		t.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				t.Errorf("sshtest: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	return c
+}
+
+// UnavailableError says why this machine cannot run SSH hosts (no root,
+// a missing program, no namespaces).
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return "sshtest: " + e.Reason }
+
+// Open starts opts.Hosts SSH hosts outside a test (a fake cloud's
+// machines): logf receives what Start would log. The caller must Close
+// the cluster, even when Open fails with a cluster.
+func Open(opts Options, logf func(format string, args ...any)) (*Cluster, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return open(opts, logf, func() bool { return false })
+}
+
+func open(opts Options, logf func(string, ...any), failed func() bool) (*Cluster, error) {
 	tl, reason := findTools()
 	if reason == "" {
 		reason = probeNamespaces(tl)
 	}
 	if reason != "" {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("sshtest: %s (%s=1 is set, so this is a failure)", reason, RequireEnv)
-		}
-		t.Skipf("sshtest: %s (set %s=1 to fail instead of skipping)", reason, RequireEnv)
+		return nil, &UnavailableError{Reason: reason}
 	}
 	n := opts.Hosts
 	if n == 0 {
 		n = 3
 	}
 	if n < 0 || n > maxHosts {
-		t.Fatalf("sshtest: Options.Hosts = %d, want 1 to %d", opts.Hosts, maxHosts)
+		return nil, fmt.Errorf("Options.Hosts = %d, want 1 to %d", opts.Hosts, maxHosts)
 	}
 	public := opts.Public
 	if public == nil {
@@ -105,19 +144,21 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	if len(public) != n {
-		t.Fatalf("sshtest: Options.Public has %d entries for %d hosts", len(public), n)
+		return nil, fmt.Errorf("Options.Public has %d entries for %d hosts", len(public), n)
 	}
-
-	c := &Cluster{t: t, tools: tl, dir: t.TempDir()}
-	t.Cleanup(c.close)
+	dir, err := os.MkdirTemp("", "sshtest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{logf: logf, failed: failed, tools: tl, dir: dir}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatalf("sshtest: sshd's privilege separation directory: %v", err)
+		return c, fmt.Errorf("sshd's privilege separation directory: %w", err)
 	}
 	if err := c.setupNetworks(); err != nil {
-		t.Fatalf("sshtest: %v", err)
+		return c, err
 	}
 	if err := c.writeClientKey(); err != nil {
-		t.Fatalf("sshtest: %v", err)
+		return c, err
 	}
 	extra := sshdExtraConfig(tl.sshd)
 	for i := range n {
@@ -126,12 +167,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 			c.Hosts = append(c.Hosts, h)
 		}
 		if err != nil {
-			t.Fatalf("sshtest: host h%d: %v", i, err)
+			return c, fmt.Errorf("host h%d: %w", i, err)
 		}
 	}
-	t.Logf("sshtest: cluster %s: %d hosts, public network %s (this machine %s), private network %s",
+	logf("sshtest: cluster %s: %d hosts, public network %s (this machine %s), private network %s",
 		c.ID, n, c.PublicSubnet, c.Gateway, c.PrivateSubnet)
-	return c
+	return c, nil
 }
 
 // Reachable reports whether a TCP connection to addr:port can be opened from
@@ -149,16 +190,22 @@ func (c *Cluster) Reachable(addr string, port int) bool {
 	return true
 }
 
-// close stops every host and removes the cluster's namespaces, links,
-// iptables rules and route. It is the cluster's t.Cleanup.
-func (c *Cluster) close() {
-	if c.t.Failed() {
+// Close stops every host and removes the cluster's namespaces, links,
+// iptables rules, route and files. Start calls it at the test's cleanup.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
+
+func (c *Cluster) close() error {
+	defer os.RemoveAll(c.dir)
+	if c.failed() {
 		for _, h := range c.Hosts {
-			c.t.Logf("sshtest: %s sshd log (%s), last lines:\n%s", h.Name, h.logPath(), h.SSHDLog())
+			c.logf("sshtest: %s sshd log (%s), last lines:\n%s", h.Name, h.logPath(), h.SSHDLog())
 		}
 	}
 	if c.ID == "" {
-		return
+		return nil
 	}
 	for _, h := range c.Hosts {
 		h.mu.Lock()
@@ -171,15 +218,13 @@ func (c *Cluster) close() {
 		h.reap()
 	}
 	if err != nil {
-		c.t.Errorf("sshtest: cleaning up cluster %s: %v", c.ID, err)
 		// Keep the state file: the next Start sweeps what is left.
 		c.lock.Close()
-		return
+		return fmt.Errorf("cleaning up cluster %s: %w", c.ID, err)
 	}
-	if err := os.Remove(c.lock.Name()); err != nil {
-		c.t.Errorf("sshtest: %v", err)
-	}
+	err = os.Remove(c.lock.Name())
 	c.lock.Close()
+	return err
 }
 
 // writeClientKey generates the client key pair and writes its private half.

@@ -1,0 +1,188 @@
+package ec2api
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/aws"
+	"github.com/dstackai/dstack-go/providers/aws/awstest"
+)
+
+// fakeCloud is the SDK pointed at the fake EC2 API (package awstest),
+// through the SDK's own AWS_ENDPOINT_URL_EC2, with static credentials.
+func fakeCloud(t *testing.T, s aws.Settings) (*Cloud, *awstest.Fake) {
+	t.Helper()
+	f := awstest.New(awstest.Options{})
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL_EC2", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKE0001")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	if s.Regions == nil {
+		s.Regions = []string{"us-east-1", "us-west-2"}
+	}
+	c, err := New(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqGl7Yk2s8l7v0s0E3nY7pD7b8oU5o3d6Zb0qQvX3sZ test"
+
+// TestFakeEC2Launch launches through the SDK against the fake EC2 API: the
+// SDK's serializers and deserializers accept the fake's shapes, and
+// RunInstances carries everything dstack asks for.
+func TestFakeEC2Launch(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{Tags: map[string]string{"team": "ml"}})
+	req := aws.LaunchRequest{Token: "tok-1", Address: "fleet.gpus[0]", Region: "us-west-2", Zone: "us-west-2b",
+		InstanceType: "p4d.24xlarge", GPUVendor: "nvidia", Arch: "x86", Spot: true, MaxPrice: 12.5, DiskGB: 200,
+		AuthorizedKey: testKey, Tags: map[string]string{"owner": "alice"}, PlacementGroup: "dstack-gpus"}
+	inst, err := c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != inst.ID {
+		t.Errorf("a second launch with the token made %s, the first %s", again.ID, inst.ID)
+	}
+	all := f.Instances()
+	if len(all) != 1 {
+		t.Fatalf("the fake holds %d instances, want 1", len(all))
+	}
+	got := all[0]
+	if got.Region != "us-west-2" || got.Zone != "us-west-2b" || got.Type != "p4d.24xlarge" || got.Lifecycle != "spot" ||
+		got.SpotMaxPrice != "12.5000" || got.RootSize != 200 || got.PlacementGroup != "dstack-gpus" || !got.EFA ||
+		got.ClientToken != "tok-1" {
+		t.Errorf("launched %+v", got)
+	}
+	for k, v := range map[string]string{aws.TagToken: "tok-1", aws.TagAddress: "fleet.gpus[0]", "team": "ml", "owner": "alice"} {
+		if got.Tags[k] != v {
+			t.Errorf("tag %s = %q, want %q", k, got.Tags[k], v)
+		}
+	}
+	if !strings.Contains(string(awstest.AuthorizedKeys(got.UserData)), testKey) {
+		t.Errorf("user-data %q does not deliver the key", got.UserData)
+	}
+	var sg *awstest.SecurityGroup
+	for _, g := range f.SecurityGroups("us-west-2") {
+		if g.Name == SecurityGroupName {
+			sg = &g
+		}
+	}
+	if sg == nil || len(sg.Ingress) != 1 || sg.Ingress[0] != "tcp:22-22:0.0.0.0/0" || len(got.SecurityGroups) != 1 || got.SecurityGroups[0] != sg.ID {
+		t.Errorf("security group %+v, instance's %v: want one opening only SSH", sg, got.SecurityGroups)
+	}
+	found, err := c.Instances(ctx(t), []string{"tok-1", "tok-none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].ID != inst.ID || found[0].Token != "tok-1" || found[0].Address != "fleet.gpus[0]" || !found[0].Spot {
+		t.Errorf("Instances found %+v", found)
+	}
+	if err := c.Terminate(ctx(t), "us-west-2", inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Running()); n != 0 {
+		t.Errorf("%d instances still run after Terminate", n)
+	}
+	if err := c.Terminate(ctx(t), "us-west-2", "i-0000000000000dead"); err != nil {
+		t.Errorf("terminating an instance that is gone: %v", err)
+	}
+}
+
+// TestFakeEC2Errors maps EC2's error codes, as the fake answers them
+// with their documented statuses, to the contract's.
+func TestFakeEC2Errors(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{})
+	for code, want := range map[string]providers.Code{
+		"InsufficientInstanceCapacity": providers.NoCapacity,
+		"SpotMaxPriceTooLow":           providers.NoCapacity,
+		"InstanceLimitExceeded":        providers.Quota,
+		"VcpuLimitExceeded":            providers.Quota,
+		"RequestLimitExceeded":         providers.RateLimited,
+		"AuthFailure":                  providers.Auth,
+		"UnauthorizedOperation":        providers.Auth,
+		"Unsupported":                  providers.Unsupported,
+	} {
+		f.Inject("RunInstances", code, 1)
+		start := time.Now()
+		_, err := c.Launch(ctx(t), aws.LaunchRequest{Token: "t-" + code, Address: "fleet.f[0]", Region: "us-east-1",
+			InstanceType: "g5.xlarge", GPUVendor: "nvidia", AuthorizedKey: testKey})
+		if got := providers.CodeOf(err); got != want {
+			t.Errorf("%s: code %q (%v), want %q", code, got, err, want)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: answered after %s: the SDK retried a launch", code, d)
+		}
+		if strings.HasSuffix(code, "LimitExceeded") && code != "RequestLimitExceeded" && providers.ScopeOf(err) != providers.ScopeRegion {
+			t.Errorf("%s: scope %q, want region", code, providers.ScopeOf(err))
+		}
+		if want == providers.RateLimited && providers.RetryAfter(err) <= 0 {
+			t.Errorf("%s: no retry-after", code)
+		}
+	}
+	if n := len(f.Running()); n != 0 {
+		t.Errorf("%d instances run after failed launches", n)
+	}
+}
+
+// TestFakeEC2Volumes creates, attaches, detaches and deletes an EBS
+// volume, and finds it by token and by ID.
+func TestFakeEC2Volumes(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{})
+	inst, err := c.Launch(ctx(t), aws.LaunchRequest{Token: "ti", Address: "fleet.f[0]", Region: "us-east-1", Zone: "us-east-1c",
+		InstanceType: "m5.large", AuthorizedKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.CreateVolume(ctx(t), aws.VolumeRequest{Token: "tv", Address: "volume.data", Region: "us-east-1", Zone: "us-east-1c", SizeGB: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := c.CreateVolume(ctx(t), aws.VolumeRequest{Token: "tv", Address: "volume.data", Region: "us-east-1", Zone: "us-east-1c", SizeGB: 100})
+	if err != nil || v2.ID != v.ID {
+		t.Fatalf("second create: %v, %v; want %s", v2, err, v.ID)
+	}
+	if err := c.AttachVolume(ctx(t), "us-east-1", v.ID, inst.ID, "/dev/sdf"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Volumes(ctx(t), []string{"tv"}, []aws.VolumeRef{{Region: "us-east-1", ID: v.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Instance != inst.ID || got[0].Device != "/dev/sdf" || got[0].State != "in-use" || got[1].ID != v.ID {
+		t.Errorf("volumes %+v", got)
+	}
+	if err := c.DeleteVolume(ctx(t), "us-east-1", v.ID); providers.CodeOf(err) == "" && err == nil {
+		t.Errorf("deleting an attached volume succeeded")
+	}
+	if err := c.DetachVolume(ctx(t), "us-east-1", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVolume(ctx(t), "us-east-1", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVolume(ctx(t), "us-east-1", v.ID); err != nil {
+		t.Errorf("deleting a deleted volume: %v", err)
+	}
+	if n := len(f.Volumes()); n != 0 {
+		t.Errorf("%d volumes left", n)
+	}
+}
