@@ -359,7 +359,18 @@ func (p *Provider) createInstance(ctx context.Context, req providers.CreateReque
 	if err != nil {
 		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
 	}
-	h := p.host(hostname, &t)
+	return p.Install(ctx, req, hostname, t)
+}
+
+// Install makes the host at t the instance id of req: it installs and
+// starts the agent there as for an SSH fleet's host, and returns the
+// instance with the attributes Recall needs to reach it again (the
+// target, the host key it trusted on first use). A cloud provider calls
+// it once its machine has booted; the provider's job calls then reach
+// the instance by id.
+func (p *Provider) Install(ctx context.Context, req providers.CreateRequest, id string, t Target) (providers.Object, error) {
+	hostname := t.Host
+	h := p.host(id, &t)
 	c, key, err := h.ssh(ctx)
 	if err != nil {
 		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
@@ -412,6 +423,7 @@ func (p *Provider) createInstance(ctx context.Context, req providers.CreateReque
 		return providers.Object{}, fmt.Errorf("%s: %s: reading the inventory: %w", req.Address, hostname, err)
 	}
 	o := instanceObject(req, t, inv, key)
+	o.ID = id
 	if t.Jump != nil {
 		if _, jkey, err := p.pool.Client(ctx, *t.Jump); err == nil {
 			o.Attributes[attrJumpHostKey] = authorizedKey(jkey)

@@ -1,0 +1,546 @@
+// Package aws is dstack's aws backend: fleets' instances on Amazon EC2,
+// with dstack's agent installed on them over SSH, and EBS volumes.
+//
+// The provider is split where the AWS SDK begins. What talks to EC2 is a
+// [Cloud]: package ec2api implements it with the SDK, and dstack runs
+// that implementation in a program of its own, dstack-provider-aws,
+// spoken to over its standard input and output ([StartProcess]), as it
+// does the state backends' SDKs (state/backendproc). This package, which
+// dstack links, needs nothing but the standard library and dstack's own
+// SSH provider: an EC2 instance, once booted, is an SSH host like an SSH
+// fleet's, so the agent is installed, reached (one pooled SSH connection,
+// its host key trusted on first use and pinned in state) and its jobs run,
+// log, attach and forward ports exactly as there.
+//
+// Every instance is launched with the idempotency token as its
+// ClientToken and tagged dstack:token and dstack:address; Describe finds
+// instances by that tag, so an instance whose launch was recorded as an
+// intent but never seen to finish is adopted.
+package aws
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	sshprov "github.com/dstackai/dstack-go/providers/ssh"
+)
+
+// Instance attributes the provider records (besides the SSH provider's).
+const (
+	AttrRegion     = "aws_region"
+	AttrZone       = "aws_zone"
+	AttrPublicIP   = "public_ip"
+	AttrInstanceID = "aws_instance_id"
+)
+
+// Options configure the provider.
+type Options struct {
+	// Cloud is EC2.
+	Cloud Cloud
+	// KeyPath is the private key instances accept for root (the public
+	// half goes into their user-data); it is made on first use.
+	KeyPath string
+	// AgentBinary is the agent binary to install; empty: the SSH
+	// provider's choice (this program, or DSTACK_AGENT_BINARY).
+	AgentBinary string
+	// SSHUser is the user to log in as (default root).
+	SSHUser string
+	// BootTimeout bounds how long a new instance may take to run and
+	// accept SSH (default 10 minutes).
+	BootTimeout time.Duration
+	// PollInterval is how often a booting instance is looked at (default
+	// 2 s).
+	PollInterval time.Duration
+}
+
+// Provider is the aws backend.
+type Provider struct {
+	cloud Cloud
+	ssh   *sshprov.Provider
+	opts  Options
+
+	keyOnce sync.Once
+	pubKey  string
+	keyErr  error
+
+	mu      sync.Mutex
+	objects map[string]providers.Object // token → object, recalled or made
+}
+
+var (
+	_ providers.Provider   = (*Provider)(nil)
+	_ providers.JobControl = (*Provider)(nil)
+	_ providers.Execer     = (*Provider)(nil)
+	_ providers.Recaller   = (*Provider)(nil)
+	_ providers.PortDialer = (*Provider)(nil)
+)
+
+// New returns the provider.
+func New(opts Options) (*Provider, error) {
+	if opts.Cloud == nil {
+		return nil, errors.New("aws: no Cloud")
+	}
+	if opts.KeyPath == "" {
+		return nil, errors.New("aws: no KeyPath")
+	}
+	opts.SSHUser = cmp.Or(opts.SSHUser, "root")
+	opts.BootTimeout = cmp.Or(opts.BootTimeout, 10*time.Minute)
+	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
+	// Hosts' keys are trusted on first use and pinned in state, never
+	// written to the user's known_hosts: an EC2 address is reused.
+	sp, err := sshprov.New(sshprov.Options{AgentBinary: opts.AgentBinary, StartTimeout: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{cloud: opts.Cloud, ssh: sp, opts: opts, objects: map[string]providers.Object{}}, nil
+}
+
+// Close closes the SSH connections and the cloud when it is a process.
+func (p *Provider) Close() error {
+	err := p.ssh.Close()
+	if c, ok := p.cloud.(io.Closer); ok {
+		err = errors.Join(err, c.Close())
+	}
+	return err
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return Backend }
+
+// Offers implements providers.Provider.
+func (p *Provider) Offers(ctx context.Context) ([]offers.Offer, error) { return p.cloud.Offers(ctx) }
+
+// publicKey returns the authorized_keys line of the provider's key,
+// making the key on first use.
+func (p *Provider) publicKey() (string, error) {
+	p.keyOnce.Do(func() { p.pubKey, p.keyErr = ensureKey(p.opts.KeyPath) })
+	return p.pubKey, p.keyErr
+}
+
+// ensureKey reads the ed25519 key at path, or makes it.
+func ensureKey(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		if gerr != nil {
+			return "", gerr
+		}
+		block, merr := ssh.MarshalPrivateKey(priv, "dstack aws")
+		if merr != nil {
+			return "", merr
+		}
+		b = pem.EncodeToMemory(block)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", fmt.Errorf("making the aws backend's SSH key: %w", err)
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return "", fmt.Errorf("making the aws backend's SSH key: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return "", fmt.Errorf("making the aws backend's SSH key: %w", err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("reading the aws backend's SSH key: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return "", fmt.Errorf("the aws backend's SSH key %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))), nil
+}
+
+func (p *Provider) remember(o providers.Object) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.objects[o.Token] = o
+}
+
+func (p *Provider) recalled(tok string) (providers.Object, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o, ok := p.objects[tok]
+	return o, ok
+}
+
+// byID returns the instance or volume with provider ID id.
+func (p *Provider) byID(kind providers.ObjectKind, id string) (providers.Object, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.objects {
+		if o.Kind == kind && o.ID == id {
+			return o, true
+		}
+	}
+	return providers.Object{}, false
+}
+
+// Create implements providers.Provider.
+func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
+	switch req.Kind {
+	case providers.KindInstance:
+		return p.createInstance(ctx, req)
+	case providers.KindVolume:
+		return p.createVolume(ctx, req)
+	case providers.KindJob:
+		if req.Host == "" {
+			return providers.Object{}, providers.Errorf(providers.Unsupported,
+				"%s: a run on aws needs a fleet: declare a fleet with backends: [aws] and the run is placed on its instances", req.Address)
+		}
+		if _, ok := p.byID(providers.KindInstance, req.Host); !ok {
+			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: instance %q is not known (it is not in state)", req.Address, req.Host)
+		}
+		o, err := p.ssh.Create(ctx, req)
+		if err != nil {
+			return o, err
+		}
+		p.remember(o)
+		return o, nil
+	}
+	return providers.Object{}, providers.Errorf(providers.Unsupported, "the aws backend does not make %s objects", req.Kind)
+}
+
+// launchRequest builds the EC2 launch of an instance request.
+func (p *Provider) launchRequest(req providers.CreateRequest) (LaunchRequest, error) {
+	o := req.Offer
+	if o == nil || o.InstanceType == "" || o.Region == "" {
+		return LaunchRequest{}, fmt.Errorf("%s: no offer to launch", req.Address)
+	}
+	key, err := p.publicKey()
+	if err != nil {
+		return LaunchRequest{}, err
+	}
+	lr := LaunchRequest{Token: req.Token, Address: req.Address, Region: o.Region, Zone: o.Zone, InstanceType: o.InstanceType,
+		Arch: o.Arch, Spot: o.Spot, AuthorizedKey: key}
+	if o.GPU != nil {
+		lr.GPUVendor = o.GPU.Vendor
+	}
+	spec, err := lang.DecodeSpec(req.Spec)
+	if err != nil {
+		return LaunchRequest{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	f, ok := spec.(*lang.Fleet)
+	if !ok {
+		return LaunchRequest{}, fmt.Errorf("%s: an instance of a %s, want a fleet", req.Address, spec.Kind())
+	}
+	if f.MaxPrice != nil && o.Spot {
+		lr.MaxPrice = *f.MaxPrice
+	}
+	if f.Resources != nil && f.Resources.Disk != nil && f.Resources.Disk.Size.Min != nil && *f.Resources.Disk.Size.Min > 0 {
+		lr.DiskGB = int((*f.Resources.Disk.Size.Min + 1023) / 1024)
+	}
+	lr.Tags = f.Tags
+	if f.Placement == "cluster" {
+		lr.PlacementGroup = "dstack-" + fleetName(req.Address)
+	}
+	lr.Reservation = f.Reservation
+	return lr, nil
+}
+
+// fleetName is the fleet of an instance address ("fleet.gpus[1]" → "gpus").
+func fleetName(addr string) string {
+	addr = strings.TrimPrefix(addr, "fleet.")
+	if i := strings.IndexByte(addr, '['); i >= 0 {
+		addr = addr[:i]
+	}
+	return addr
+}
+
+func (p *Provider) createInstance(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
+	lr, err := p.launchRequest(req)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	progress := func(msg string) {
+		if req.Progress != nil {
+			req.Progress(msg)
+		}
+	}
+	progress(fmt.Sprintf("launching a %s in %s", lr.InstanceType, cmp.Or(lr.Zone, lr.Region)))
+	inst, err := p.cloud.Launch(ctx, lr)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	inst, err = p.waitRunning(ctx, inst, progress)
+	if err != nil {
+		p.terminateAfter(inst, err)
+		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	o, err := p.install(ctx, req, inst, progress)
+	if err != nil {
+		p.terminateAfter(inst, err)
+		return providers.Object{}, fmt.Errorf("%s: %s: %w", req.Address, inst.ID, err)
+	}
+	return o, nil
+}
+
+// terminateAfter terminates an instance whose creation failed, so that
+// nothing of the request is left.
+func (p *Provider) terminateAfter(inst Instance, cause error) {
+	if inst.ID == "" || providers.CodeOf(cause) == "" && errors.Is(cause, context.Canceled) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = p.cloud.Terminate(ctx, inst.Region, inst.ID)
+}
+
+// waitRunning waits until EC2 says the instance runs and has the address
+// dstack reaches it at.
+func (p *Provider) waitRunning(ctx context.Context, inst Instance, progress func(string)) (Instance, error) {
+	deadline := time.Now().Add(p.opts.BootTimeout)
+	said := ""
+	for {
+		switch inst.State {
+		case "running":
+			if p.reachAddr(inst) != "" {
+				return inst, nil
+			}
+		case "shutting-down", "terminated", "stopping", "stopped":
+			if inst.Interrupted() || inst.Spot {
+				// Spot capacity taken back before it ran.
+				return inst, providers.Errorf(providers.NoCapacity, "%s ended while booting (%s)", inst.ID, cmp.Or(inst.StateReason, inst.State))
+			}
+			return inst, fmt.Errorf("%s ended while booting (%s)", inst.ID, cmp.Or(inst.StateReason, inst.State))
+		}
+		if msg := fmt.Sprintf("%s is %s", inst.ID, inst.State); msg != said {
+			progress(msg)
+			said = msg
+		}
+		if time.Now().After(deadline) {
+			return inst, fmt.Errorf("%s did not run within %s (it is %s)", inst.ID, p.opts.BootTimeout, inst.State)
+		}
+		select {
+		case <-ctx.Done():
+			return inst, ctx.Err()
+		case <-time.After(p.opts.PollInterval):
+		}
+		found, err := p.cloud.Instances(ctx, []string{inst.Token})
+		if err != nil && providers.CodeOf(err) != providers.RateLimited {
+			return inst, err
+		}
+		for _, f := range found {
+			if f.ID == inst.ID {
+				inst = f
+			}
+		}
+	}
+}
+
+// reachAddr is where dstack reaches the instance: its public address, or
+// its private one when it has none (public_ips: false).
+func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP, inst.PrivateIP) }
+
+// install installs the agent on a running instance over SSH, retrying
+// while its sshd does not answer yet (cloud-init still boots).
+func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
+	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath}
+	progress(fmt.Sprintf("installing the agent on %s (%s)", inst.ID, t.Host))
+	deadline := time.Now().Add(p.opts.BootTimeout)
+	for {
+		o, err := p.ssh.Install(ctx, req, inst.ID, t)
+		if err == nil {
+			o = p.instanceObject(o, req, inst)
+			p.remember(o)
+			return o, nil
+		}
+		var hke *sshprov.HostKeyError
+		if errors.As(err, &hke) || time.Now().After(deadline) || ctx.Err() != nil {
+			return providers.Object{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return providers.Object{}, ctx.Err()
+		case <-time.After(p.opts.PollInterval):
+		}
+	}
+}
+
+// instanceObject turns the SSH provider's instance into the aws one: the
+// offer launched (with its price), the instance's addresses and place.
+func (p *Provider) instanceObject(o providers.Object, req providers.CreateRequest, inst Instance) providers.Object {
+	off := *req.Offer
+	off.Zone = cmp.Or(inst.Zone, off.Zone)
+	o.Offer = &off
+	o.Status = providers.StatusRunning
+	o.Attributes[AttrRegion], o.Attributes[AttrZone] = inst.Region, inst.Zone
+	o.Attributes[AttrPublicIP] = inst.PublicIP
+	o.Attributes[providers.AttrIP] = cmp.Or(inst.PrivateIP, inst.PublicIP)
+	o.Attributes[providers.AttrHostname] = inst.ID
+	return o
+}
+
+// Recall implements providers.Recaller.
+func (p *Provider) Recall(objs []providers.Object) {
+	p.ssh.Recall(objs)
+	for _, o := range objs {
+		if o.Token != "" {
+			if o.Kind == providers.KindJob && o.Attributes[providers.AttrHostID] != "" {
+				o.Host = o.Attributes[providers.AttrHostID]
+			}
+			p.remember(o)
+		}
+	}
+}
+
+// Describe implements providers.Provider.
+func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]providers.Object, error) {
+	out := map[string]providers.Object{}
+	var jobs, rest, vols []string
+	for _, tok := range tokens {
+		o, ok := p.recalled(tok)
+		switch {
+		case ok && o.Kind == providers.KindJob:
+			jobs = append(jobs, tok)
+		case ok && o.Kind == providers.KindVolume:
+			vols = append(vols, tok)
+		default:
+			rest = append(rest, tok)
+		}
+	}
+	if len(rest) > 0 {
+		found, err := p.cloud.Instances(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		for _, inst := range found {
+			if prev, ok := out[inst.Token]; ok && prev.Live() {
+				continue // a live one over a terminated one of the same token
+			}
+			out[inst.Token] = p.describeInstance(inst)
+		}
+		if err := p.describeVolumes(ctx, rest, vols, out); err != nil {
+			return nil, err
+		}
+	} else if len(vols) > 0 {
+		if err := p.describeVolumes(ctx, nil, vols, out); err != nil {
+			return nil, err
+		}
+	}
+	if len(jobs) > 0 {
+		got, err := p.ssh.Describe(ctx, jobs)
+		if err != nil {
+			return nil, err
+		}
+		hosts := map[string]providers.Object{} // instance token → as described
+		for tok, o := range got {
+			// A job whose instance EC2 ended has ended with it.
+			if host, ok := p.byID(providers.KindInstance, o.Host); ok && o.Status == providers.StatusUnknown {
+				h, ok := out[host.Token]
+				if !ok {
+					if h, ok = hosts[host.Token]; !ok {
+						h = host
+						if found, err := p.cloud.Instances(ctx, []string{host.Token}); err == nil && len(found) > 0 {
+							h = p.describeInstance(found[0])
+						} else if err == nil {
+							h.Status, h.Reason = providers.StatusTerminated, "gone"
+						}
+						hosts[host.Token] = h
+					}
+				}
+				if !h.Live() {
+					o.Status, o.Reason = providers.StatusTerminated, "its instance ended: "+h.Reason
+				}
+			}
+			out[tok] = o
+		}
+	}
+	return out, nil
+}
+
+// describeInstance is an instance as EC2 describes it, with what dstack
+// recorded of it.
+func (p *Provider) describeInstance(inst Instance) providers.Object {
+	o, ok := p.recalled(inst.Token)
+	if !ok || o.ID != inst.ID {
+		o = providers.Object{Kind: providers.KindInstance, ID: inst.ID, Token: inst.Token, Address: inst.Address,
+			Attributes: map[string]string{AttrRegion: inst.Region, AttrZone: inst.Zone, AttrPublicIP: inst.PublicIP,
+				providers.AttrIP: cmp.Or(inst.PrivateIP, inst.PublicIP), providers.AttrHostname: inst.ID}}
+	}
+	o.Reason = ""
+	switch inst.State {
+	case "pending":
+		o.Status = providers.StatusProvisioning
+	case "running":
+		o.Status = providers.StatusRunning
+	case "shutting-down", "terminated":
+		o.Status = providers.StatusTerminated
+		o.Reason = "terminated"
+		if inst.Interrupted() {
+			o.Reason = "spot interruption"
+		} else if inst.StateReason != "" {
+			o.Reason = "terminated (" + inst.StateReason + ")"
+		}
+	default: // stopping, stopped
+		o.Status, o.Reason = providers.StatusFailed, "the instance is "+inst.State+" (stopped outside dstack)"
+	}
+	return o
+}
+
+// Delete implements providers.Provider.
+func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id string) error {
+	switch kind {
+	case providers.KindInstance:
+		o, ok := p.byID(providers.KindInstance, id)
+		region := o.Attributes[AttrRegion]
+		if !ok || region == "" {
+			return fmt.Errorf("instance %s is not known (it is not in state)", id)
+		}
+		return p.cloud.Terminate(ctx, region, id)
+	case providers.KindVolume:
+		return p.deleteVolume(ctx, id)
+	case providers.KindJob:
+		err := p.ssh.Delete(ctx, kind, id)
+		if err == nil {
+			return nil
+		}
+		// A job whose instance EC2 ended is gone with it.
+		if o, ok := p.recalled(id); ok {
+			if host, ok := p.byID(providers.KindInstance, o.Host); ok {
+				found, derr := p.cloud.Instances(ctx, []string{host.Token})
+				if derr == nil && (len(found) == 0 || !p.describeInstance(found[0]).Live()) {
+					return nil
+				}
+			}
+		}
+		return err
+	}
+	return fmt.Errorf("the aws backend has no %s objects", kind)
+}
+
+// Logs implements providers.JobControl.
+func (p *Provider) Logs(ctx context.Context, id string, since int64, follow bool) (io.ReadCloser, error) {
+	return p.ssh.Logs(ctx, id, since, follow)
+}
+
+// StopJob implements providers.JobControl.
+func (p *Provider) StopJob(ctx context.Context, id string, abort bool) error {
+	return p.ssh.StopJob(ctx, id, abort)
+}
+
+// Exec implements providers.Execer.
+func (p *Provider) Exec(ctx context.Context, id string, command []string, tty bool, stdin io.Reader, stdout io.Writer) (int, error) {
+	return p.ssh.Exec(ctx, id, command, tty, stdin, stdout)
+}
+
+// DialPort implements providers.PortDialer.
+func (p *Provider) DialPort(ctx context.Context, jobID string, hostPort int) (net.Conn, error) {
+	return p.ssh.DialPort(ctx, jobID, hostPort)
+}
