@@ -75,9 +75,9 @@ type Cluster struct {
 	closeOnce sync.Once
 	closeErr  error
 	tools     tools
-	dir   string
-	lock  *os.File // flock held on the cluster's state file while it lives
-	route string   // the unreachable route installed for PrivateSubnet
+	dir       string
+	lock      *os.File // flock held on the cluster's state file while it lives
+	route     string   // the unreachable route installed for PrivateSubnet
 }
 
 // Start starts opts.Hosts SSH hosts and returns them once every sshd
