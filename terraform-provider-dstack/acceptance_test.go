@@ -667,15 +667,15 @@ func TestTerraformSimulatedCloud(t *testing.T) {
 	x := setup(t)
 	x.write("main.tf", providerHeader+`provider "dstack" {
   backend {
-    type = "aws"
-    credentials = { access_key = "AKIA", secret_key = "secret" }
+    type = "gcp"
+    credentials = { credentials_file = "/nonexistent.json" }
   }
 }
 
 resource "dstack_fleet" "cloud" {
   name     = "tfacc-sim"
   nodes    = "1"
-  backends = ["aws"]
+  backends = ["gcp"]
   resources {
     cpu = "2.."
   }
@@ -683,18 +683,18 @@ resource "dstack_fleet" "cloud" {
 
 resource "dstack_volume" "data" {
   name    = "tfacc-sim-data"
-  backend = "aws"
-  region  = "us-east-1"
+  backend = "gcp"
+  region  = "us-central1"
   size    = "100GB"
 }
 `)
 	x.must("init", "-input=false")
 	out := x.exitCode(1, "plan")
 	flat := strings.Join(strings.Fields(out), " ") // terraform wraps long lines
-	for _, want := range []string{`Error: Cannot plan fleet.tfacc-sim`, `fleet.tfacc-sim[0]: backend "aws" has no provider in this build`,
+	for _, want := range []string{`Error: Cannot plan fleet.tfacc-sim`, `fleet.tfacc-sim[0]: backend "gcp" has no provider in this build`,
 		`Error: Cannot plan volume.tfacc-sim-data`, `set DSTACK_SIM_DIR=DIR to use the simulated cloud`} {
 		if !strings.Contains(flat, want) {
-			t.Errorf("plan without a provider for aws lacks %q:\n%s", want, out)
+			t.Errorf("plan without a provider for gcp lacks %q:\n%s", want, out)
 		}
 	}
 	x.env = append(x.env, "DSTACK_SIM_DIR="+t.TempDir())
@@ -707,7 +707,7 @@ resource "dstack_volume" "data" {
 		t.Fatalf("apply on the simulated cloud:\n%s", out)
 	}
 	show := x.must("state", "show", "dstack_fleet.cloud")
-	for _, want := range []string{`backend     = "aws"`, `status      = "running"`} {
+	for _, want := range []string{`backend     = "gcp"`, `status      = "running"`} {
 		if !strings.Contains(show, want) {
 			t.Errorf("the fleet's state lacks %q:\n%s", want, show)
 		}

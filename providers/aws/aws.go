@@ -97,9 +97,6 @@ func New(opts Options) (*Provider, error) {
 	if opts.Cloud == nil {
 		return nil, errors.New("aws: no Cloud")
 	}
-	if opts.KeyPath == "" {
-		return nil, errors.New("aws: no KeyPath")
-	}
 	opts.SSHUser = cmp.Or(opts.SSHUser, "root")
 	opts.BootTimeout = cmp.Or(opts.BootTimeout, 10*time.Minute)
 	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
@@ -136,6 +133,9 @@ func (p *Provider) publicKey() (string, error) {
 
 // ensureKey reads the ed25519 key at path, or makes it.
 func ensureKey(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("the aws backend has no SSH key file: set DSTACK_AWS_SSH_KEY")
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		_, priv, gerr := ed25519.GenerateKey(rand.Reader)

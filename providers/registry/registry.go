@@ -11,12 +11,14 @@ package registry
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/dstackai/dstack-go/providers"
+	awsprov "github.com/dstackai/dstack-go/providers/aws"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -46,6 +48,10 @@ type Env struct {
 	// Hint ends the error for a backend without a provider: what the
 	// caller can do instead.
 	Hint string
+	// BackendConfig are the backends' settings blocks, by backend name,
+	// in dstack's shape (`regions`, `creds`, ...); a backend without one
+	// uses its defaults and its cloud's standard credentials.
+	BackendConfig map[string]map[string]any
 }
 
 func (e Env) lookup(name string) (string, bool) {
@@ -72,6 +78,23 @@ var known = map[string]entry{
 	sshprov.Backend: {hosts: true, new: func(e Env) (providers.Provider, error) {
 		return sshprov.ForUser(e.Home, e.lookup)
 	}},
+	awsprov.Backend: {new: newAWS},
+}
+
+// newAWS is the aws backend: EC2 through dstack-provider-aws, started
+// when a call first needs EC2; instances accept the key at
+// $DSTACK_AWS_SSH_KEY, else ~/.dstack/aws/id_ed25519 (made on first use).
+func newAWS(e Env) (providers.Provider, error) {
+	s, err := awsprov.FromConfig(e.BackendConfig[awsprov.Backend])
+	if err != nil {
+		return nil, err
+	}
+	key, _ := e.lookup("DSTACK_AWS_SSH_KEY")
+	if key == "" && e.Home != "" {
+		key = filepath.Join(e.Home, ".dstack", "aws", "id_ed25519")
+	}
+	bin, _ := e.lookup("DSTACK_AGENT_BINARY")
+	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup), KeyPath: key, AgentBinary: bin})
 }
 
 // Names returns the backends that have a provider in this build, sorted.

@@ -109,39 +109,18 @@ func (c *Cloud) client(region string) *ec2.Client {
 // (the next offer), at once, not after the SDK's back-off.
 func noRetry(o *ec2.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) }
 
-// regions are the regions to look in.
+// regions are the regions to look in: the settings', else the catalog's.
 func (c *Cloud) regions() []string {
 	if len(c.settings.Regions) > 0 {
 		return c.settings.Regions
 	}
-	seen := map[string]bool{}
-	all, _ := offers.Catalog()
-	var out []string
-	for _, o := range all {
-		if o.Backend == aws.Backend && !seen[o.Region] {
-			seen[o.Region] = true
-			out = append(out, o.Region)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return aws.CatalogRegions()
 }
 
 // Offers implements aws.Cloud: the embedded catalog's aws offers in the
 // configured regions.
 func (c *Cloud) Offers(ctx context.Context) ([]offers.Offer, error) {
-	all, err := offers.Catalog()
-	if err != nil {
-		return nil, err
-	}
-	regions := c.regions()
-	var out []offers.Offer
-	for _, o := range all {
-		if o.Backend == aws.Backend && slices.Contains(regions, o.Region) {
-			out = append(out, o)
-		}
-	}
-	return out, nil
+	return aws.CatalogOffers(c.settings.Regions)
 }
 
 // Launch implements aws.Cloud.

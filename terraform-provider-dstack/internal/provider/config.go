@@ -78,6 +78,9 @@ type settings struct {
 	agentDir     string
 	backends     []string          // enabled backends, in the order given
 	credentials  map[string]string // backend -> where its credentials came from
+	// backendConfig are the backend blocks' settings, for the providers
+	// that read them (aws: its credentials).
+	backendConfig map[string]map[string]any
 	stateBackend string
 	stateConfig  map[string]string
 	workspace    string
@@ -167,6 +170,16 @@ func resolve(cfg map[string]any, env environ) (*settings, tfplugin.Diagnostics) 
 			s.credentials[typ] = "none needed: the simulated cloud (DSTACK_SIM_DIR) serves it"
 			continue
 		}
+		if creds := strMap(m["credentials"]); len(creds) > 0 {
+			block := map[string]any{"type": "access_key"}
+			for k, v := range creds {
+				block[k] = v
+			}
+			if s.backendConfig == nil {
+				s.backendConfig = map[string]map[string]any{}
+			}
+			s.backendConfig[typ] = map[string]any{"creds": block}
+		}
 		from, err := findCredentials(typ, strMap(m["credentials"]), env)
 		if err != nil {
 			diags.Errorf(tfplugin.Path{"backend", i, "credentials"}, fmt.Sprintf("No credentials for backend %q", typ), "%v", err)
@@ -232,6 +245,6 @@ func newProviderSet(s *settings, env environ, agentCommand []string) (*registry.
 	return registry.Open(registry.Env{Lookup: env.lookup, Home: env.home, AgentDir: s.agentDir,
 		// This binary runs as the agent (`agent`) where the host's
 		// platform is this one's.
-		AgentCommand: agentCommand, Backends: s.backends, SimDir: s.simDir,
+		AgentCommand: agentCommand, Backends: s.backends, SimDir: s.simDir, BackendConfig: s.backendConfig,
 		Hint: "use the local backend, or set DSTACK_SIM_DIR=DIR to use the simulated cloud"})
 }

@@ -27,9 +27,13 @@ func providerSet(env Env) (*registry.Set, error) {
 		exe = "dstack"
 	}
 	sim, _ := env.Get("DSTACK_SIM_DIR")
+	cfg, err := readBackendConfig(env)
+	if err != nil {
+		return nil, err
+	}
 	return registry.Open(registry.Env{Lookup: env.Get, Home: home, AgentDir: agentDir(env),
 		// The agent is this same binary (`dstack agent`), detached.
-		AgentCommand: []string{exe, "agent"}, SimDir: sim,
+		AgentCommand: []string{exe, "agent"}, SimDir: sim, BackendConfig: cfg,
 		Hint: "use backends: [local] for this machine, set DSTACK_SIM_DIR=DIR to use the simulated cloud, or plan with -refresh=false"})
 }
 
