@@ -75,15 +75,15 @@ var credentialSources = map[string]credentialSource{
 
 // settings is the provider block, resolved.
 type settings struct {
-	agentDir     string
-	backends     []string          // enabled backends, in the order given
-	credentials  map[string]string // backend -> where its credentials came from
+	agentDir    string
+	backends    []string          // enabled backends, in the order given
+	credentials map[string]string // backend -> where its credentials came from
 	// backendConfig are the backend blocks' settings, for the providers
 	// that read them (aws: its credentials).
 	backendConfig map[string]map[string]any
-	stateBackend string
-	stateConfig  map[string]string
-	workspace    string
+	stateBackend  string
+	stateConfig   map[string]string
+	workspace     string
 	// simDir is the simulated cloud (DSTACK_SIM_DIR) that serves every
 	// backend instead, as it does for the dstack CLI.
 	simDir string
