@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dstackai/dstack-go/providers/aws/awstest"
+	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
+)
+
+// Credentials the AWS tests give dstack: distinctive, so that a leak is
+// found by searching for them.
+const (
+	leakAccessKey    = "AKIALEAKCHECK7Q2W9E1"
+	leakSecretKey    = "sEcReT/leak-check+Zq8vN3xR0tY5uP7wK2mB4"
+	leakSessionToken = "FwoGZXIvYXdzE-leak-check-session-token-9f8e7d"
+)
+
+// awsProject is a dstack project on the aws backend, its EC2 the fake
+// (package awstest) whose machines are real SSH hosts, reached by the real
+// CLI binary and the real dstack-provider-aws (built here, found on PATH).
+type awsProject struct {
+	*sshProject
+	fake *awstest.Fake
+}
+
+func newAWSProject(t *testing.T, machines int) *awsProject {
+	t.Helper()
+	c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allTrue(machines)})
+	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c)})
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "dstack-provider-aws"), "github.com/dstackai/dstack-go/cmd/dstack-provider-aws")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building dstack-provider-aws: %v\n%s", err, out)
+	}
+	p := newSSHProject(t, c)
+	home := filepath.Join(p.dir, "home")
+	// The backend block gives the credentials; the SDK's endpoint
+	// variable points it at the fake, and nothing else of this machine's
+	// AWS configuration is read.
+	backends := "backends:\n  - type: aws\n    regions: [us-east-1]\n    creds:\n      type: access_key\n" +
+		"      access_key: " + leakAccessKey + "\n      secret_key: " + leakSecretKey + "\n      session_token: " + leakSessionToken + "\n"
+	if err := os.MkdirAll(filepath.Join(home, ".dstack"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".dstack", "backends.yml"), []byte(backends), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(withoutAWS(p.env), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"AWS_ENDPOINT_URL_EC2="+srv.URL, "AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE="+filepath.Join(home, "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "no-aws-credentials"))
+	return &awsProject{sshProject: p, fake: f}
+}
+
+func withoutAWS(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "PATH=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func allTrue(n int) []bool {
+	out := make([]bool, n)
+	for i := range out {
+		out[i] = true
+	}
+	return out
+}
+
+// TestAWSFleetAndTask drives the real CLI against the fake EC2 API: apply
+// of a fleet on backend aws launches an instance (a real SSH host that
+// accepts the key of its user-data), installs the agent over SSH; a task
+// on the fleet runs there and its output streams back; destroy
+// terminates everything. No credential appears in any output or in the
+// state.
+func TestAWSFleetAndTask(t *testing.T) {
+	p := newAWSProject(t, 1)
+	var outputs []string
+	must := func(want int, args ...string) string {
+		t.Helper()
+		out := p.must(want, args...)
+		outputs = append(outputs, out)
+		return out
+	}
+	p.write("fleet.dstack.yml", "type: fleet\nname: gpus\nnodes: 1\nbackends: [aws]\nresources:\n  gpu: L4\ntags:\n  team: research\n")
+	plan := must(0, "plan", "-f", "fleet.dstack.yml")
+	if !strings.Contains(plan, "g6.xlarge") || !strings.Contains(plan, "us-east-1") {
+		t.Fatalf("plan does not offer the catalog's aws g6.xlarge:\n%s", plan)
+	}
+	if n := len(p.fake.Instances()); n != 0 {
+		t.Fatalf("plan launched %d instances", n)
+	}
+	out := must(0, "apply", "-f", "fleet.dstack.yml", "-y")
+	running := p.fake.Running()
+	if len(running) != 1 {
+		t.Fatalf("%d instances run after apply, want 1:\n%s", len(running), out)
+	}
+	inst := running[0]
+	if inst.Type != "g6.xlarge" || inst.Tags["dstack:address"] != "fleet.gpus[0]" || inst.Tags["team"] != "research" ||
+		inst.Tags["dstack:token"] == "" || inst.ClientToken != inst.Tags["dstack:token"] {
+		t.Errorf("launched %+v", inst)
+	}
+	if !strings.Contains(string(inst.UserData), "ssh_authorized_keys:") {
+		t.Errorf("user-data %q delivers no key", inst.UserData)
+	}
+
+	p.write("hello.dstack.yml", "type: task\nname: hello\nfleets: [gpus]\ncommands:\n  - echo \"hello from $(hostname) rank=$DSTACK_NODE_RANK\"\n")
+	out = must(0, "apply", "-f", "hello.dstack.yml", "-y")
+	logs := must(0, "logs", "hello")
+	if !strings.Contains(out, "hello from ") || !strings.Contains(logs, "hello from ") || !strings.Contains(logs, "rank=0") {
+		t.Fatalf("the task's output did not come back:\napply:\n%s\nlogs:\n%s", out, logs)
+	}
+	ps := must(0, "ps", "-a")
+	if !strings.Contains(ps, inst.ID) && !strings.Contains(ps, "fleet.gpus[0]") {
+		t.Errorf("ps does not show the task on the instance:\n%s", ps)
+	}
+	must(0, "plan", "-detailed-exitcode")
+
+	must(0, "destroy", "-y")
+	if r := p.fake.Running(); len(r) != 0 {
+		t.Errorf("instances still run after destroy: %+v", r)
+	}
+	for _, i := range p.fake.Instances() {
+		if i.State != "terminated" {
+			t.Errorf("%s is %s after destroy", i.ID, i.State)
+		}
+	}
+	assertNoCredentials(t, p.sshProject, outputs)
+}
+
+// assertNoCredentials fails if a credential value is in any of the
+// outputs or in any file of the project (its state, its journal, its
+// plans) or of dstack's home directory, but the backends file that
+// holds them.
+func assertNoCredentials(t *testing.T, p *sshProject, outputs []string) {
+	t.Helper()
+	secrets := []string{leakAccessKey, leakSecretKey, leakSessionToken}
+	for i, out := range outputs {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("output %d holds a credential (%.8s...):\n%s", i, s, out)
+			}
+		}
+	}
+	backends := filepath.Join(p.dir, "home", ".dstack", "backends.yml")
+	files := 0
+	err := filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path == backends || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		files++
+		for _, s := range secrets {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s holds a credential (%.8s...)", path, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, ".dstack")); err != nil || files < 3 {
+		t.Fatalf("found %d files to search, and the state directory: %v", files, err)
+	}
+}
