@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -145,14 +143,27 @@ func streamLogs(ctx context.Context, set providers.Set, in *state.Instance, foll
 }
 
 func runStop(argv []string, s Streams, env Env) int {
-	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs, all at once: SIGTERM, then SIGKILL after the grace period.\nThe next apply starts the run again if its configuration still declares it.", s)
+	fs := newFlagSet("stop", "stop [options] RUN\n\nStops a run's jobs, all at once: SIGTERM, then SIGKILL after the grace period.\nThe next apply starts the run again if its configuration still declares it.\nAsks for confirmation on a terminal; -y stops without asking.", s)
 	abort := fs.Bool("abort", false, "kill at once, without the grace period")
+	fs.BoolVar(abort, "x", false, "the same as -abort")
+	yes := fs.Bool("y", false, "stop without asking for confirmation")
+	fs.BoolVar(yes, "yes", false, "the same as -y")
 	t, code := openRun(fs, argv, s, env)
 	if t == nil {
 		return code
 	}
 	defer t.cancel()
 	ctx, set, r := t.ctx, t.set, t.run
+	if !*yes {
+		ok, err := askYesNo(s, "stop", fmt.Sprintf("Stop the run %s (%d %s)?", r.Address, len(r.Instances), plural(len(r.Instances), "job")))
+		if err != nil {
+			return fail(s, err)
+		}
+		if !ok {
+			fmt.Fprintln(s.Stdout, "Nothing stopped.")
+			return ExitOK
+		}
+	}
 	var mu sync.Mutex // guards s.Stdout
 	err := stopJobs(ctx, set, r.Instances, *abort, func(in *state.Instance, err error) error {
 		if err != nil {
@@ -194,68 +205,6 @@ func stopJobs(ctx context.Context, set providers.Set, jobs []*state.Instance, ab
 	}
 	_ = g.Wait()
 	return errors.Join(errs...)
-}
-
-func runPS(argv []string, s Streams, env Env) int {
-	fs := newFlagSet("ps", "ps [options]\n\nLists the runs and their jobs with the status their providers report.", s)
-	all := fs.Bool("a", false, "also list finished jobs")
-	watch := fs.Bool("w", false, "refresh every 2 seconds until interrupted")
-	if _, err := parseFlags(fs, argv); err != nil {
-		return flagExit(err)
-	}
-	ctx, cancel := commandContext()
-	defer cancel()
-	for {
-		st, set, err := readRuns(ctx, env)
-		if err != nil {
-			return fail(s, err)
-		}
-		rows, err := psRows(ctx, st, set, *all)
-		if err != nil {
-			return fail(s, err)
-		}
-		if *watch {
-			fmt.Fprint(s.Stdout, "\x1b[H\x1b[2J")
-		}
-		tw := tabwriter.NewWriter(s.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "RUN\tJOB\tSTATUS\tBACKEND\tHOST\tPORTS\tID")
-		for _, r := range rows {
-			fmt.Fprintln(tw, strings.Join(r, "\t"))
-		}
-		tw.Flush()
-		if !*watch {
-			return ExitOK
-		}
-		select {
-		case <-ctx.Done():
-			return ExitOK
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// psRows are ps's table rows: every job of every run, as its provider
-// reports it now (finished ones only with all).
-func psRows(ctx context.Context, st *state.State, set providers.Set, all bool) ([][]string, error) {
-	jobs, err := planner.Observe(ctx, st, set)
-	if err != nil {
-		return nil, err
-	}
-	var rows [][]string
-	for _, j := range jobs {
-		if j.Finished() && !all {
-			continue
-		}
-		status := j.Status
-		if j.Reason != "" && j.Finished() {
-			status += " (" + j.Reason + ")"
-		}
-		if j.Abandoned {
-			status = "abandoned, " + status // left on a host that did not answer
-		}
-		rows = append(rows, []string{j.Address, fmt.Sprint(j.Index), status, j.Backend, j.Host, j.Ports, j.Provider})
-	}
-	return rows, nil
 }
 
 // followRuns streams the output of the runs an apply started, until
