@@ -38,7 +38,8 @@ type Input struct {
 	// is refused.
 	HostsBackend string
 	Mode         Mode
-	// Targets limits the plan to these addresses and what they need.
+	// Targets limits the plan to these addresses and what they need; in
+	// Destroy mode, to these addresses and what depends on them.
 	Targets []string
 	// Replace forces these addresses to be replaced.
 	Replace []string
@@ -209,6 +210,20 @@ func (m *maker) addresses() []string {
 			}
 		}
 	}
+	if m.in.Mode == Destroy {
+		// Tearing a target down takes what depends on it down first (a
+		// run cannot outlive its fleet), and leaves what it depends on.
+		dependents := m.dependents()
+		visit = func(a string) {
+			if want[a] {
+				return
+			}
+			want[a] = true
+			for _, d := range dependents[a] {
+				visit(d)
+			}
+		}
+	}
 	for _, t := range m.in.Targets {
 		visit(t)
 	}
@@ -219,6 +234,28 @@ func (m *maker) addresses() []string {
 		}
 	}
 	return kept
+}
+
+// dependents maps each address to the addresses that depend on it, in
+// the configuration or as the state records.
+func (m *maker) dependents() map[string][]string {
+	out := map[string][]string{}
+	add := func(to, from string) {
+		if !slices.Contains(out[to], from) {
+			out[to] = append(out[to], from)
+		}
+	}
+	for _, r := range m.in.Config.Sorted() {
+		for _, d := range r.DependsOn {
+			add(d.To.String(), r.Address.String())
+		}
+	}
+	for _, r := range m.in.Prior.Resources {
+		for _, d := range r.DependsOn {
+			add(d, r.Address)
+		}
+	}
+	return out
 }
 
 // desired is one configured resource, ready to diff.
