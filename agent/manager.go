@@ -98,6 +98,10 @@ type job struct {
 	done chan struct{}
 	// warnedPunch is set once trimming failed to free space, to warn once.
 	warnedPunch bool
+	// indexed is the log's size at the time index's last entry (see
+	// logtimes.go); warnedTimes is set once writing the index failed.
+	indexed     int64
+	warnedTimes bool
 	// dropped mirrors rec.Job.LogDropped for log readers, which check it
 	// after every read and should not wait for m.mu.
 	dropped atomic.Int64
@@ -212,8 +216,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		m.lock.Close()
 		return nil, err
 	}
-	m.watchers.Add(1)
+	m.watchers.Add(2)
 	go m.housekeeping()
+	go m.indexLogs()
 	return m, nil
 }
 
@@ -516,6 +521,7 @@ func (m *Manager) watch(j *job, h Handle) {
 		m.fail(j, "lost track of the job: "+err.Error())
 		return
 	}
+	m.indexLog(j)
 	m.trimLog(j)
 	r := &j.rec.Job
 	r.ExitCode = &code

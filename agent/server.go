@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxBodyBytes bounds request bodies: a job spec is a few kilobytes.
@@ -185,7 +186,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// logs streams a job's log from ?since=<offset> (0 by default); with
+// logs streams a job's log from ?since=<offset> (0 by default), or from
+// the first line written at or after ?since_time=<RFC 3339 time>; with
 // ?follow=1 it streams on until the job ends and its log is drained, or
 // the client goes away. The body is the raw bytes, written and flushed a
 // chunk of up to 1 MiB at a time; HeaderLogOffset says where it starts.
@@ -204,6 +206,21 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, &requestError{status: http.StatusBadRequest, msg: "follow: " + err.Error()})
 		return
+	}
+	if v := q.Get("since_time"); v != "" {
+		// From a point in time: the first line written then or later
+		// (see logtimes.go), or later still if since says so.
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			s.fail(w, r, &requestError{status: http.StatusBadRequest, msg: fmt.Sprintf("since_time=%q: want an RFC 3339 time", v)})
+			return
+		}
+		off, err := s.m.LogOffsetAt(r.PathValue("id"), t)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		since = max(since, off)
 	}
 	lr, err := s.m.OpenLog(r.PathValue("id"), since)
 	if err != nil {

@@ -247,7 +247,16 @@ type LogStream struct {
 // slow reader) reads as io.EOF too: check the job's state, and resume from
 // Offset if it has not ended.
 func (c *Client) Logs(ctx context.Context, id string, since int64, follow bool) (*LogStream, error) {
-	q := url.Values{"since": {strconv.FormatInt(since, 10)}}
+	return c.logs(ctx, id, url.Values{"since": {strconv.FormatInt(since, 10)}}, follow)
+}
+
+// LogsSince streams a job's output from the first line written at or
+// after t (to within the agent's 200 ms), otherwise as Logs.
+func (c *Client) LogsSince(ctx context.Context, id string, t time.Time, follow bool) (*LogStream, error) {
+	return c.logs(ctx, id, url.Values{"since_time": {t.UTC().Format(time.RFC3339Nano)}}, follow)
+}
+
+func (c *Client) logs(ctx context.Context, id string, q url.Values, follow bool) (*LogStream, error) {
 	if follow {
 		q.Set("follow", "1")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/inventory"
 )
 
 // pollInterval is how often a re-attached job's process is looked up in
@@ -282,11 +283,7 @@ func (p *proc) Metrics(ctx context.Context) (agent.Metrics, error) {
 		if err != nil {
 			p.r.log.Warn("GPU metrics", "err", err)
 		}
-		for _, u := range usage {
-			if slices.Contains(p.gpus, u.UUID) || slices.Contains(p.gpus, strconv.Itoa(u.Index)) {
-				m.GPUs = append(m.GPUs, agent.GPUMetrics{UUID: u.UUID, UtilizationPercent: u.UtilizationPercent, MemoryUsedMB: u.MemoryUsedMB})
-			}
-		}
+		m.GPUs = inventory.JobGPUs(p.gpus, usage)
 	}
 	return m, nil
 }

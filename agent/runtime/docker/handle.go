@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/inventory"
 )
 
 // logDrainTimeout bounds how long Wait waits, once the container has
@@ -212,7 +213,8 @@ type cpuSample struct {
 	online        uint32
 }
 
-// Metrics samples the container's CPU and memory use. CPU is the share of
+// Metrics samples the container's CPU and memory use, and its GPUs' from
+// nvidia-smi. CPU is the share of
 // one core used since the previous call (100 = one full core); the first
 // call takes two samples 200 ms apart.
 func (h *Handle) Metrics(ctx context.Context) (agent.Metrics, error) {
@@ -237,7 +239,17 @@ func (h *Handle) Metrics(ctx context.Context) (agent.Metrics, error) {
 	}
 	cur := sampleOf(s)
 	h.lastCPU = &cur
-	return metricsOf(s, *prev, cur), nil
+	m := metricsOf(s, *prev, cur)
+	if len(h.spec.GPUs) > 0 {
+		// The Engine's stats have no GPUs: nvidia-smi reports the
+		// host's, of which the job's are picked.
+		usage, err := inventory.NvidiaUsage(ctx)
+		if err != nil {
+			return agent.Metrics{}, fmt.Errorf("docker: GPU metrics of container %s: %w", shortID(h.id), err)
+		}
+		m.GPUs = inventory.JobGPUs(h.spec.GPUs, usage)
+	}
+	return m, nil
 }
 
 func (h *Handle) stats(ctx context.Context) (container.StatsResponse, error) {

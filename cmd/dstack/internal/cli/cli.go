@@ -77,6 +77,7 @@ func commands() []command {
 		{"volume", "List volumes, or delete one: volume [list], volume delete NAME", runVolume},
 		{"gateway", "List gateways, or delete one: gateway [list], gateway delete NAME", runGateway},
 		{"delete", "Delete what a configuration file declares, or resources by name", runDelete},
+		{"metrics", "Show a run's CPU, memory and GPU use, per job", runMetrics},
 		{"graph", "Print the action graph in Graphviz DOT", runGraph},
 		{"output", "Print what the state records about each resource", runOutput},
 		{"offer", "List the machines that match a resources spec, cheapest first", runOffer},

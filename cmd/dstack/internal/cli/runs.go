@@ -80,6 +80,7 @@ func runLogs(argv []string, s Streams, env Env) int {
 	fs := newFlagSet("logs", "logs [options] RUN\n\nPrints a run's output (a task, service or dev environment, by name or address).", s)
 	follow := fs.Bool("f", false, "follow the output until the job ends")
 	replica := fs.Int("replica", 0, "the job (replica or node) to show")
+	since := fs.String("since", "", "only the lines written since `WHEN`: a duration ago (30s, 10m, 2h, 1d) or an RFC 3339 time (2026-09-24T15:30:00Z)")
 	t, code := openRun(fs, argv, s, env)
 	if t == nil {
 		return code
@@ -89,6 +90,16 @@ func runLogs(argv []string, s Streams, env Env) int {
 	i := slices.IndexFunc(r.Instances, func(in *state.Instance) bool { return in.Index == *replica })
 	if i < 0 {
 		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
+	}
+	if *since != "" {
+		from, err := parseSince(*since, time.Now())
+		if err != nil {
+			return fail(s, err)
+		}
+		if err := streamLogsSince(ctx, set, r.Instances[i], from, *follow, s.Stdout); err != nil && ctx.Err() == nil {
+			return fail(s, err)
+		}
+		return ExitOK
 	}
 	if err := streamLogs(ctx, set, r.Instances[i], *follow, s.Stdout); err != nil && ctx.Err() == nil {
 		return fail(s, err)

@@ -74,6 +74,7 @@ func TestScripts(t *testing.T) {
 			"httpget":    cmdHTTPGet,
 			"waitfor":    cmdWaitFor,
 			"within":     cmdWithin,
+			"jsonget":    cmdJSONGet,
 		},
 	})
 }
@@ -88,7 +89,7 @@ func TestDockerScripts(t *testing.T) {
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
@@ -103,6 +104,8 @@ func TestDockerScripts(t *testing.T) {
 			"httpget":   cmdHTTPGet,
 			"exitcode":  cmdExitcode,
 			"within":    cmdWithin,
+			"jsonget":   cmdJSONGet,
+			"waitfor":   cmdWaitFor,
 		},
 	})
 }
