@@ -84,6 +84,11 @@ func (m *Manager) indexLog(j *job) {
 func (m *Manager) LogOffsetAt(id string, t time.Time) (int64, error) {
 	m.mu.Lock()
 	j, ok := m.jobs[id]
+	if ok && !j.rec.Job.State.Finished() {
+		// Bring the index up to now: what the log holds was written
+		// before this moment.
+		m.indexLog(j)
+	}
 	m.mu.Unlock()
 	if !ok {
 		return 0, fmt.Errorf("job %s: %w", id, ErrNotFound)
