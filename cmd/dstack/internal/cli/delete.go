@@ -119,12 +119,19 @@ func deleteTargets(d deleteArgs, targets []string, s Streams, env Env, o deleteO
 		}
 		targets[i] = addr
 	}
-	a.targets = targets
+	// The runs that use a target: the planner tears down those that
+	// depend on one with it; a service published on a gateway is named
+	// here, and goes too only with -force.
+	using := users(r.prior, targets)
+	a.targets = slices.Clone(targets)
+	if d.force {
+		a.targets = append(a.targets, using...)
+	}
 	p, err := r.plan(ss, cfg, &a)
 	if err != nil {
 		return fail(s, err)
 	}
-	if busy, err := busyDependents(ctx, ss, p, targets); err != nil {
+	if busy, err := busyRuns(ctx, ss, p, targets, using); err != nil {
 		return fail(s, err)
 	} else if len(busy) > 0 && !d.force {
 		return fail(s, fmt.Errorf("%s is in use by %s, which %s not ended: stop %s first (dstack stop -y NAME), or give -force to tear %s down too",
@@ -178,15 +185,39 @@ func resolveAddress(lookup func(string) *state.Resource, t string) (string, erro
 	return "", fmt.Errorf("%q names %s: give the address of the one to delete", t, strings.Join(found, " and "))
 }
 
-// busyDependents are the runs the plan tears down beyond the targets
-// (they depend on one) whose jobs have not all ended.
-func busyDependents(ctx context.Context, ss *session, p *planner.Plan, targets []string) ([]string, error) {
-	var busy []string
-	for _, c := range p.Changes {
-		if slices.Contains(targets, c.Address) || !isRunAddress(c.Address) {
+// users are the runs in st, other than targets, that use one of them:
+// that depend on it (the fleet they run on, a volume they mount) or, for
+// a gateway, the services published on it.
+func users(st *state.State, targets []string) []string {
+	var out []string
+	for _, r := range st.Resources {
+		if !isRunAddress(r.Address) || slices.Contains(targets, r.Address) {
 			continue
 		}
-		r := p.Prior.Resource(c.Address)
+		uses := slices.ContainsFunc(r.DependsOn, func(d string) bool { return slices.Contains(targets, d) })
+		if gw := specString(r, "gateway"); gw != "" && slices.Contains(targets, lang.Address{Kind: lang.KindGateway, Name: gw}.String()) {
+			uses = true
+		}
+		if uses {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}
+
+// busyRuns are the runs that use the targets (using, and those the plan
+// tears down because they depend on one) whose jobs have not all ended.
+func busyRuns(ctx context.Context, ss *session, p *planner.Plan, targets, using []string) ([]string, error) {
+	candidates := slices.Clone(using)
+	for _, c := range p.Changes {
+		if !slices.Contains(targets, c.Address) && !slices.Contains(candidates, c.Address) && isRunAddress(c.Address) {
+			candidates = append(candidates, c.Address)
+		}
+	}
+	slices.Sort(candidates)
+	var busy []string
+	for _, addr := range candidates {
+		r := p.Prior.Resource(addr)
 		if r == nil {
 			continue
 		}
@@ -195,7 +226,7 @@ func busyDependents(ctx context.Context, ss *session, p *planner.Plan, targets [
 			return nil, err
 		}
 		if slices.ContainsFunc(jobs, func(j planner.Job) bool { return !j.Finished() }) {
-			busy = append(busy, c.Address)
+			busy = append(busy, addr)
 		}
 	}
 	return busy, nil

@@ -296,11 +296,11 @@ func activeRuns(ctx context.Context, st *state.State, set providers.Set) (map[st
 	return out, nil
 }
 
-// usedBy lists the active runs that depend on addr.
+// usedBy lists the active runs that use addr (see users).
 func usedBy(st *state.State, addr string, active map[string][]activeJob) []string {
 	out := []string{}
-	for _, run := range slices.Sorted(maps.Keys(active)) {
-		if r := st.Resource(run); r != nil && slices.Contains(r.DependsOn, addr) {
+	for _, run := range users(st, []string{addr}) {
+		if _, ok := active[run]; ok {
 			out = append(out, run)
 		}
 	}
