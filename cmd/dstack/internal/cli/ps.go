@@ -22,7 +22,7 @@ import (
 const PSFormatVersion = "1.0"
 
 // psDoc is `dstack ps -json`: the runs, each with its jobs. Documented in
-// website/docs/guides/commands.md; keep the two in step.
+// website/cli/ps.md; keep the two in step.
 type psDoc struct {
 	FormatVersion string  `json:"format_version"`
 	Workspace     string  `json:"workspace"`
@@ -72,7 +72,7 @@ type psPort struct {
 }
 
 func runPS(argv []string, s Streams, env Env) int {
-	fs := newFlagSet("ps", "ps [options]\n\nLists the runs and their jobs with the status their providers report.\n-json prints a document whose schema is versioned (format_version) and\ndocumented in website/docs/guides/commands.md.", s)
+	fs := newFlagSet("ps", "ps [options]\n\nLists the runs and their jobs with the status their providers report.\n-json prints a document whose schema is versioned (format_version) and\ndocumented in website/cli/ps.md.", s)
 	all := fs.Bool("a", false, "also list finished jobs")
 	watch := fs.Bool("w", false, "refresh every 2 seconds until interrupted")
 	verbose := fs.Bool("v", false, "more columns: resources, instance type, region, price, submitted")
