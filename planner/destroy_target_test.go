@@ -37,6 +37,17 @@ func TestDestroyTargetTakesDependents(t *testing.T) {
 	if got := deleted(p); !slices.Equal(got, []string{"fleet.gpus", "service.llm"}) {
 		t.Fatalf("destroy -target fleet.gpus tears down %v:\n%s", got, describe(p))
 	}
+	// TargetsAlone (Terraform's provider, which orders destruction
+	// itself) plans the fleet alone.
+	in := planner.Input{Config: cfg, Prior: p.Prior, StateExisted: true, ToolVersion: "test", Mode: planner.Destroy,
+		Targets: []string{"fleet.gpus"}, TargetsAlone: true}
+	alone, err := planner.Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deleted(alone); !slices.Equal(got, []string{"fleet.gpus"}) {
+		t.Fatalf("TargetsAlone: destroy -target fleet.gpus tears down %v:\n%s", got, describe(alone))
+	}
 	if res := w.apply(p, planner.ApplyOptions{Parallelism: 4}); res.Err() != nil {
 		t.Fatalf("apply: %v", res.Err())
 	}

@@ -41,6 +41,11 @@ type Input struct {
 	// Targets limits the plan to these addresses and what they need; in
 	// Destroy mode, to these addresses and what depends on them.
 	Targets []string
+	// TargetsAlone, in Destroy mode, plans the targets without what
+	// depends on them: for a caller that orders the destruction itself
+	// (Terraform's provider, which destroys one resource at a time, after
+	// those that reference it).
+	TargetsAlone bool
 	// Replace forces these addresses to be replaced.
 	Replace []string
 	// RerunFinished runs again the tasks among Targets whose jobs have all
@@ -210,7 +215,7 @@ func (m *maker) addresses() []string {
 			}
 		}
 	}
-	if m.in.Mode == Destroy {
+	if m.in.Mode == Destroy && !m.in.TargetsAlone {
 		// Tearing a target down takes what depends on it down first (a
 		// run cannot outlive its fleet), and leaves what it depends on.
 		dependents := m.dependents()

@@ -162,7 +162,9 @@ func (d *dstack) makePlan(ctx context.Context, st *state.State, rp runPlan, mode
 		cfg, targets = lang.NewConfig(), []string{rp.addr}
 	}
 	in := planner.Input{Config: cfg, Prior: st, StateExisted: true, Workspace: sto.workspace, ToolVersion: d.version,
-		HostsBackend: set.HostsBackend(), Mode: mode, Targets: targets}
+		HostsBackend: set.HostsBackend(), Mode: mode, Targets: targets,
+		// Terraform destroys what references a resource first, itself.
+		TargetsAlone: mode == planner.Destroy}
 	if mode != planner.Destroy {
 		if in.Offers, err = set.Offers(ctx); err != nil {
 			return nil, fmt.Errorf("listing offers: %w", err)
