@@ -224,6 +224,20 @@ probes:
 	if !strings.Contains(body, "hello-from-ssh-fleet") {
 		t.Fatalf("through attach: %q", body)
 	}
+	// metrics, logs -since and fleet list reach the jobs through their
+	// hosts' agents, over SSH.
+	if out := p.must(0, "metrics", "web"); !regexp.MustCompile(`(?m)^service\.web +0 +running +\d+\.\d% +\d+MB +- `).MatchString(out) {
+		t.Errorf("metrics web:\n%s", out)
+	}
+	if out := p.must(0, "logs", "ring", "-since", "1h"); !strings.Contains(out, "rank=0") {
+		t.Errorf("logs ring -since 1h:\n%s", out)
+	}
+	if out := p.must(0, "logs", "ring", "-since", "2999-01-01T00:00:00Z"); out != "" {
+		t.Errorf("logs ring -since a time to come:\n%s", out)
+	}
+	if out := p.must(0, "fleet"); !regexp.MustCompile(`(?m)^onprem +0 +ssh `).MatchString(out) || !strings.Contains(out, "service.web[0]") {
+		t.Errorf("fleet list:\n%s", out)
+	}
 	webHost := p.hostsOf("service.web")[0]
 
 	// Kill one host's agent (and its supervisor): plan reports it and
