@@ -413,6 +413,7 @@ func TestMetrics(t *testing.T) {
 	a := startAgent(t, t.TempDir(), withGPUUsage(usage))
 	a.submit(agent.JobSpec{ID: "busy", GPUs: []string{"1"}, Commands: []string{"echo up", "while :; do :; done"}})
 	a.waitLog("busy", "up")
+	a.waitRunning("busy") // its output can come before the agent records it running
 	m, err := a.c.Metrics(t.Context(), "busy")
 	if err != nil {
 		t.Fatal(err)
