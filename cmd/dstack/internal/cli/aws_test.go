@@ -120,6 +120,13 @@ func TestAWSFleetAndTask(t *testing.T) {
 	if !strings.Contains(out, "hello from ") || !strings.Contains(logs, "hello from ") || !strings.Contains(logs, "rank=0") {
 		t.Fatalf("the task's output did not come back:\napply:\n%s\nlogs:\n%s", out, logs)
 	}
+	// logs -since reaches the instance's agent too.
+	if since := must(0, "logs", "hello", "-since", "1h"); !strings.Contains(since, "rank=0") {
+		t.Errorf("logs -since 1h:\n%s", since)
+	}
+	if since := must(0, "logs", "hello", "-since", "2999-01-01T00:00:00Z"); since != "" {
+		t.Errorf("logs -since a time to come:\n%s", since)
+	}
 	ps := must(0, "ps", "-a")
 	if !strings.Contains(ps, inst.ID) && !strings.Contains(ps, "fleet.gpus[0]") {
 		t.Errorf("ps does not show the task on the instance:\n%s", ps)
