@@ -122,7 +122,7 @@ func deleteTargets(d deleteArgs, targets []string, s Streams, env Env, o deleteO
 	// The runs that use a target: the planner tears down those that
 	// depend on one with it; a service published on a gateway is named
 	// here, and goes too only with -force.
-	using := users(r.prior, targets)
+	using := runsUsing(r.prior, targets)
 	a.targets = slices.Clone(targets)
 	if d.force {
 		a.targets = append(a.targets, using...)
@@ -135,7 +135,7 @@ func deleteTargets(d deleteArgs, targets []string, s Streams, env Env, o deleteO
 		return fail(s, err)
 	} else if len(busy) > 0 && !d.force {
 		return fail(s, fmt.Errorf("%s is in use by %s, which %s not ended: stop %s first (dstack stop -y NAME), or give -force to tear %s down too",
-			strings.Join(targets, ", "), strings.Join(busy, ", "), plural2(len(busy), "has", "have"), plural2(len(busy), "it", "them"), plural2(len(busy), "it", "them")))
+			strings.Join(targets, ", "), strings.Join(busy, ", "), pluralWord(len(busy), "has", "have"), pluralWord(len(busy), "it", "them"), pluralWord(len(busy), "it", "them")))
 	}
 	if err := render.Text(s.Stdout, p, render.Options{Color: useColor(s.Stdout, env, d.noColor)}); err != nil {
 		return fail(s, err)
@@ -185,17 +185,17 @@ func resolveAddress(lookup func(string) *state.Resource, t string) (string, erro
 	return "", fmt.Errorf("%q names %s: give the address of the one to delete", t, strings.Join(found, " and "))
 }
 
-// users are the runs in st, other than targets, that use one of them:
+// runsUsing are the runs in st, other than targets, that use one of them:
 // that depend on it (the fleet they run on, a volume they mount) or, for
 // a gateway, the services published on it.
-func users(st *state.State, targets []string) []string {
+func runsUsing(st *state.State, targets []string) []string {
 	var out []string
 	for _, r := range st.Resources {
 		if !isRunAddress(r.Address) || slices.Contains(targets, r.Address) {
 			continue
 		}
 		uses := slices.ContainsFunc(r.DependsOn, func(d string) bool { return slices.Contains(targets, d) })
-		if gw := specString(r, "gateway"); gw != "" && slices.Contains(targets, lang.Address{Kind: lang.KindGateway, Name: gw}.String()) {
+		if gw := recordedSpecString(r, "gateway"); gw != "" && slices.Contains(targets, lang.Address{Kind: lang.KindGateway, Name: gw}.String()) {
 			uses = true
 		}
 		if uses {
@@ -254,7 +254,7 @@ func carryOut(ctx context.Context, ss *session, p *planner.Plan, s Streams) int 
 	return ExitOK
 }
 
-func plural2(n int, one, many string) string {
+func pluralWord(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}

@@ -102,7 +102,7 @@ func sampleRun(ctx context.Context, set providers.Set, r *state.Resource, replic
 			continue
 		}
 		out = append(out, jobMetrics{Index: j.Index, Status: j.Status})
-		ins = append(ins, instance(&state.State{Resources: []*state.Resource{r}}, r.Address, j.Index))
+		ins = append(ins, stateInstance(&state.State{Resources: []*state.Resource{r}}, r.Address, j.Index))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s has no job %d", r.Address, replica)

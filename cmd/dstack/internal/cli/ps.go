@@ -147,11 +147,11 @@ func writePSTable(w io.Writer, runs []psRun, verbose bool, now time.Time) {
 			}
 			row := []string{r.Address, strconv.Itoa(j.Index), status, j.Backend}
 			if verbose {
-				row = append(row, dash(j.Region), dash(j.InstanceType), dash(j.Resources.String()), yesNo(j.Spot), price(j.PricePerHour))
+				row = append(row, orDash(j.Region), orDash(j.InstanceType), orDash(j.Resources.String()), yesNoCell(j.Spot), priceCell(j.PricePerHour))
 			}
-			row = append(row, j.Host, portsString(j.Ports))
+			row = append(row, j.Host, psPortsString(j.Ports))
 			if verbose {
-				row = append(row, ago(j.SubmittedAt, now))
+				row = append(row, agoCell(j.SubmittedAt, now))
 			}
 			row = append(row, j.ID)
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
@@ -188,23 +188,23 @@ func psRuns(ctx context.Context, st *state.State, set providers.Set, all bool) (
 // when it was made.
 func describeJob(st *state.State, j planner.Job) psJob {
 	pj := psJob{Index: j.Index, Status: j.Status, Reason: j.Reason, Finished: j.Finished(), Abandoned: j.Abandoned,
-		Backend: j.Backend, Host: j.Host, Ports: parsePorts(j.Ports), ID: j.Provider}
-	in := instance(st, j.Address, j.Index)
+		Backend: j.Backend, Host: j.Host, Ports: parsePSPorts(j.Ports), ID: j.Provider}
+	in := stateInstance(st, j.Address, j.Index)
 	if in == nil {
 		return pj
 	}
 	var d planner.Demand
-	if decodeAttr(in, planner.AttrDemand, &d) {
+	if decodeStateAttr(in, planner.AttrDemand, &d) {
 		pj.Resources = &psResources{CPUs: d.CPUs, MemoryMB: d.MemoryMB, GPUs: d.GPUs}
 	}
-	if at, err := time.Parse(time.RFC3339, attrString(in, planner.AttrCreatedAt)); err == nil {
+	if at, err := time.Parse(time.RFC3339, stateAttrString(in, planner.AttrCreatedAt)); err == nil {
 		pj.SubmittedAt = &at
 	}
 	var o offers.Offer
-	found := decodeAttr(in, planner.AttrOffer, &o)
+	found := decodeStateAttr(in, planner.AttrOffer, &o)
 	if !found {
-		if host := hostInstance(st, attrString(in, planner.AttrHostAddress)); host != nil {
-			found = decodeAttr(host, planner.AttrOffer, &o)
+		if host := jobHostInstance(st, stateAttrString(in, planner.AttrHostAddress)); host != nil {
+			found = decodeStateAttr(host, planner.AttrOffer, &o)
 		}
 	}
 	if found {
@@ -220,7 +220,7 @@ func describeJob(st *state.State, j planner.Job) psJob {
 	return pj
 }
 
-func instance(st *state.State, addr string, index int) *state.Instance {
+func stateInstance(st *state.State, addr string, index int) *state.Instance {
 	r := st.Resource(addr)
 	if r == nil {
 		return nil
@@ -233,9 +233,9 @@ func instance(st *state.State, addr string, index int) *state.Instance {
 	return nil
 }
 
-// hostInstance finds a job's host from its recorded address,
+// jobHostInstance finds a job's host from its recorded address,
 // "fleet.gpus[0]".
-func hostInstance(st *state.State, hostAddr string) *state.Instance {
+func jobHostInstance(st *state.State, hostAddr string) *state.Instance {
 	addr, idx, ok := strings.Cut(strings.TrimSuffix(hostAddr, "]"), "[")
 	if !ok {
 		return nil
@@ -244,12 +244,12 @@ func hostInstance(st *state.State, hostAddr string) *state.Instance {
 	if err != nil {
 		return nil
 	}
-	return instance(st, addr, i)
+	return stateInstance(st, addr, i)
 }
 
-// decodeAttr decodes an instance attribute (a JSON object in the state)
+// decodeStateAttr decodes an instance attribute (a JSON object in the state)
 // into v, reporting whether there was one.
-func decodeAttr(in *state.Instance, key string, v any) bool {
+func decodeStateAttr(in *state.Instance, key string, v any) bool {
 	raw, ok := in.Attributes[key]
 	if !ok {
 		return false
@@ -258,13 +258,13 @@ func decodeAttr(in *state.Instance, key string, v any) bool {
 	return err == nil && json.Unmarshal(b, v) == nil
 }
 
-func attrString(in *state.Instance, key string) string {
+func stateAttrString(in *state.Instance, key string) string {
 	s, _ := in.Attributes[key].(string)
 	return s
 }
 
-// parsePorts parses "HOST:CONTAINER,..." as providers record them.
-func parsePorts(s string) []psPort {
+// parsePSPorts parses "HOST:CONTAINER,..." as providers record them.
+func parsePSPorts(s string) []psPort {
 	var out []psPort
 	for _, p := range strings.Split(s, ",") {
 		h, c, ok := strings.Cut(strings.TrimSpace(p), ":")
@@ -280,7 +280,7 @@ func parsePorts(s string) []psPort {
 	return out
 }
 
-func portsString(ps []psPort) string {
+func psPortsString(ps []psPort) string {
 	var parts []string
 	for _, p := range ps {
 		parts = append(parts, fmt.Sprintf("%d:%d", p.Host, p.Container))
@@ -292,43 +292,43 @@ func (r *psResources) String() string {
 	if r == nil {
 		return ""
 	}
-	s := fmt.Sprintf("%dxCPU, %s", r.CPUs, memString(r.MemoryMB))
+	s := fmt.Sprintf("%dxCPU, %s", r.CPUs, memoryCell(r.MemoryMB))
 	if r.GPUs > 0 {
 		s += fmt.Sprintf(", %dxGPU", r.GPUs)
 	}
 	return s
 }
 
-func memString(mb int) string {
+func memoryCell(mb int) string {
 	if mb >= 1024 && mb%1024 == 0 {
 		return fmt.Sprintf("%dGB", mb/1024)
 	}
 	return fmt.Sprintf("%dMB", mb)
 }
 
-func price(p *float64) string {
+func priceCell(p *float64) string {
 	if p == nil {
 		return "-"
 	}
 	return fmt.Sprintf("$%.4g", *p)
 }
 
-func yesNo(b bool) string {
+func yesNoCell(b bool) string {
 	if b {
 		return "yes"
 	}
 	return "no"
 }
 
-func dash(s string) string {
+func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
 }
 
-// ago says how long ago t was, as dstack's tables do ("3 mins ago").
-func ago(t *time.Time, now time.Time) string {
+// agoCell says how long ago t was, as dstack's tables do ("3 mins ago").
+func agoCell(t *time.Time, now time.Time) string {
 	if t == nil {
 		return "-"
 	}

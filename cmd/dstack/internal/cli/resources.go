@@ -172,7 +172,7 @@ func writeResources(w io.Writer, kind lang.Kind, items []resourceItem, verbose b
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, it := range items {
-		usedBy := dash(strings.Join(it.UsedBy, ","))
+		usedBy := orDash(strings.Join(it.UsedBy, ","))
 		if len(it.Instances) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t(no instances)\n", it.Name)
 			continue
@@ -186,22 +186,22 @@ func writeResources(w io.Writer, kind lang.Kind, items []resourceItem, verbose b
 			if o.Reason != "" {
 				status += " (" + o.Reason + ")"
 			}
-			row := []string{name, strconv.Itoa(o.Index), dash(o.Backend), dash(o.Region)}
+			row := []string{name, strconv.Itoa(o.Index), orDash(o.Backend), orDash(o.Region)}
 			switch kind {
 			case lang.KindFleet:
-				row = append(row, dash(o.Resources), yesNo(o.Spot), price(o.PricePerHour), status, dash(strings.Join(o.Jobs, ",")))
+				row = append(row, orDash(o.Resources), yesNoCell(o.Spot), priceCell(o.PricePerHour), status, orDash(strings.Join(o.Jobs, ",")))
 				if verbose {
-					row = append(row, dash(o.InstanceType), dash(o.IP), dash(o.ID))
+					row = append(row, orDash(o.InstanceType), orDash(o.IP), orDash(o.ID))
 				}
 			case lang.KindGateway:
-				row = append(row, dash(o.Hostname), status, usedBy)
+				row = append(row, orDash(o.Hostname), status, usedBy)
 				if verbose {
-					row = append(row, dash(o.IP), dash(o.ID))
+					row = append(row, orDash(o.IP), orDash(o.ID))
 				}
 			default:
 				row = append(row, status, usedBy)
 				if verbose {
-					row = append(row, dash(o.ID))
+					row = append(row, orDash(o.ID))
 				}
 			}
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
@@ -229,14 +229,14 @@ func observeResources(ctx context.Context, st *state.State, set providers.Set, k
 		it := resourceItem{Address: r.Address, Name: a.Name, Type: string(kind), UsedBy: usedBy(st, r.Address, active), Instances: []resourceObject{}}
 		for _, in := range r.Instances {
 			o := resourceObject{Index: in.Index, Status: in.Status, Backend: in.Provider, ID: in.ProviderID,
-				IP: attrString(in, providers.AttrIP), Hostname: attrString(in, providers.AttrHostname)}
+				IP: stateAttrString(in, providers.AttrIP), Hostname: stateAttrString(in, providers.AttrHostname)}
 			if obj, ok := live[in.Token]; ok {
 				o.Status, o.Reason = obj.Status, obj.Reason
 			} else if in.ProviderID != "" && in.Token != "" {
 				o.Status = planner.StatusGone
 			}
 			var off offers.Offer
-			if decodeAttr(in, planner.AttrOffer, &off) {
+			if decodeStateAttr(in, planner.AttrOffer, &off) {
 				o.Region, o.InstanceType, o.Spot, o.Resources = off.Region, off.InstanceType, off.Spot, offerResources(off)
 				if !off.Given {
 					p := off.PricePerHour
@@ -247,7 +247,7 @@ func observeResources(ctx context.Context, st *state.State, set providers.Set, k
 				o.PricePerHour = &p
 			}
 			if o.Region == "" {
-				o.Region = specString(r, "region")
+				o.Region = recordedSpecString(r, "region")
 			}
 			host := fmt.Sprintf("%s[%d]", r.Address, in.Index)
 			for _, run := range slices.Sorted(maps.Keys(active)) {
@@ -287,8 +287,8 @@ func activeRuns(ctx context.Context, st *state.State, set providers.Set) (map[st
 				continue
 			}
 			host := ""
-			if in := instance(st, r.Address, j.Index); in != nil {
-				host = attrString(in, planner.AttrHostAddress)
+			if in := stateInstance(st, r.Address, j.Index); in != nil {
+				host = stateAttrString(in, planner.AttrHostAddress)
 			}
 			out[r.Address] = append(out[r.Address], activeJob{index: j.Index, host: host})
 		}
@@ -296,10 +296,10 @@ func activeRuns(ctx context.Context, st *state.State, set providers.Set) (map[st
 	return out, nil
 }
 
-// usedBy lists the active runs that use addr (see users).
+// usedBy lists the active runs that use addr (see runsUsing).
 func usedBy(st *state.State, addr string, active map[string][]activeJob) []string {
 	out := []string{}
-	for _, run := range users(st, []string{addr}) {
+	for _, run := range runsUsing(st, []string{addr}) {
 		if _, ok := active[run]; ok {
 			out = append(out, run)
 		}
@@ -339,9 +339,9 @@ func offerResources(o offers.Offer) string {
 	return s
 }
 
-// specString is a top-level string field of the configuration the state
+// recordedSpecString is a top-level string field of the configuration the state
 // recorded for r.
-func specString(r *state.Resource, field string) string {
+func recordedSpecString(r *state.Resource, field string) string {
 	spec, _ := r.Attributes[planner.AttrSpec].(map[string]any)
 	v, _ := spec[field].(string)
 	return v
