@@ -69,6 +69,24 @@ type JobSpec struct {
 	// inactivity_duration; 0: never.
 	InactivitySeconds int               `json:"inactivity_seconds,omitempty"`
 	Labels            map[string]string `json:"labels,omitempty"`
+	// SSH starts an SSH server in the job's container (a dev
+	// environment's): see package agent/sshd. Its open connections count
+	// as someone attached for InactivitySeconds. Docker runtime only.
+	SSH *SSHServer `json:"ssh,omitempty"`
+	// DockerSocket gives the container the host's Docker Engine (its
+	// socket at /var/run/docker.sock, and the host's docker CLI where it
+	// is a static binary): a run's `docker: true`. Docker runtime only.
+	DockerSocket bool `json:"docker_socket,omitempty"`
+}
+
+// SSHServer is the SSH server of a job's container.
+type SSHServer struct {
+	// Port is the port it listens on in the container; list it in Ports
+	// too to publish it.
+	Port int `json:"port"`
+	// AuthorizedKeys are the public keys (authorized_keys lines) that may
+	// log in.
+	AuthorizedKeys []string `json:"authorized_keys"`
 }
 
 // PortBinding publishes a job's port on the host.
@@ -112,6 +130,11 @@ func (s JobSpec) Redacted() JobSpec {
 	c.Volumes = slices.Clone(s.Volumes)
 	c.GPUs = slices.Clone(s.GPUs)
 	c.Labels = maps.Clone(s.Labels)
+	if s.SSH != nil {
+		ssh := *s.SSH
+		ssh.AuthorizedKeys = slices.Clone(s.SSH.AuthorizedKeys)
+		c.SSH = &ssh
+	}
 	if s.RegistryAuth != nil {
 		c.RegistryAuth = &RegistryAuth{Username: s.RegistryAuth.Username}
 	}

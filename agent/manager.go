@@ -161,7 +161,16 @@ func (m *Manager) watchInactivity(j *job, h Handle, limit time.Duration) {
 		if last := j.lastActive.Load(); last > since.UnixNano() {
 			since = time.Unix(0, last)
 		}
-		if j.sessions.Load() > 0 || time.Since(since) < limit {
+		open := j.sessions.Load() > 0
+		if ar, ok := h.(ActivityReporter); ok {
+			if n, last, ok := ar.Activity(); ok {
+				open = open || n > 0
+				if last.After(since) {
+					since = last
+				}
+			}
+		}
+		if open || time.Since(since) < limit {
 			continue
 		}
 		m.stopFor(j, h, func(r *record) { r.Inactive = true }, "job inactive")

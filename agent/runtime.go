@@ -65,3 +65,12 @@ type Cleaner interface {
 type Detacher interface {
 	Detach()
 }
+
+// ActivityReporter is an optional capability of a Handle: reporting use
+// of the job that does not go through the agent (SSH connections to the
+// job's own SSH server). ok is false when the handle cannot tell (its
+// server has not started). The manager's inactivity check treats open
+// connections as someone attached, and last as the end of the latest.
+type ActivityReporter interface {
+	Activity() (open int, last time.Time, ok bool)
+}

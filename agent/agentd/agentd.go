@@ -40,7 +40,26 @@ import (
 	"github.com/dstackai/dstack-go/agent/host"
 	"github.com/dstackai/dstack-go/agent/inventory"
 	"github.com/dstackai/dstack-go/agent/runtime/docker"
+	"github.com/dstackai/dstack-go/agent/sshd"
 )
+
+// helperBinary is the static binary with the sshd command that the docker
+// runtime mounts into the containers of jobs with an SSH server:
+// $DSTACK_CONTAINER_HELPER, else this agent's own executable (a static
+// one, as make build and make agents build it).
+func helperBinary() string {
+	if p := os.Getenv("DSTACK_CONTAINER_HELPER"); p != "" {
+		return p
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		return p
+	}
+	return exe
+}
 
 // Version is reported by /health; the commands set it.
 var Version = "dev"
@@ -53,7 +72,9 @@ type runtimeFactory func(ctx context.Context, dataDir string, log *slog.Logger) 
 // The docker runtime is added when the Docker Engine is reachable: its
 // factory goes in this list.
 var optionalRuntimes = []runtimeFactory{
-	func(ctx context.Context, _ string, _ *slog.Logger) (agent.Runtime, error) { return docker.New(ctx) },
+	func(ctx context.Context, _ string, _ *slog.Logger) (agent.Runtime, error) {
+		return docker.New(ctx, docker.WithHelper(helperBinary()))
+	},
 }
 
 // args are the command line.
@@ -88,6 +109,11 @@ func parseArgs(argv []string, stderr io.Writer) (args, error) {
 // Run runs the agent with a command line (without the program name) until
 // ctx ends, logging to stderr; `dstack-agent` and `dstack agent` call it.
 func Run(ctx context.Context, argv []string, stderr io.Writer) error {
+	if len(argv) > 0 && argv[0] == "sshd" {
+		// The SSH server the docker runtime starts in a job's container,
+		// with this same binary mounted there (see package sshd).
+		return sshd.Main(ctx, argv[1:], stderr)
+	}
 	a, err := parseArgs(argv, stderr)
 	if err != nil {
 		return err

@@ -33,7 +33,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -427,26 +426,44 @@ func exitCode(err error) int {
 }
 
 // Main is the server's command line, `dstack-agent sshd [-listen ADDR]
-// [-dir DIR]`, which the agent starts in a job's container.
+// [-dir DIR] [-log FILE]`, which the agent starts in a job's container.
+// The activity file appears once the server listens.
 func Main(ctx context.Context, argv []string, stderr io.Writer) error {
 	flags := flag.NewFlagSet("sshd", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	listen := flags.String("listen", ":"+strconv.Itoa(DefaultPort), "`address` to listen on")
 	dir := flags.String("dir", "/.dstack/ssh", "`dir` with authorized_keys, the host key and the activity file")
+	logFile := flags.String("log", "", "`file` to append the server's messages to (default: stderr)")
 	if err := flags.Parse(argv); err != nil {
 		return err
 	}
-	if _, err := os.Stat(*dir); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s does not exist", *dir)
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("opening the log: %w", err)
+		}
+		defer f.Close()
+		stderr = f
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	s, err := New(*dir, log)
+	err := serveMain(ctx, *listen, *dir, stderr)
 	if err != nil {
+		fmt.Fprintln(stderr, "sshd:", err)
+	}
+	return err
+}
+
+func serveMain(ctx context.Context, listen, dir string, stderr io.Writer) error {
+	if _, err := os.Stat(dir); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", *listen, err)
+		return fmt.Errorf("listening on %s: %w", listen, err)
+	}
+	s, err := New(dir, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	return s.Serve(ctx, ln)
 }

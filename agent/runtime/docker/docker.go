@@ -55,6 +55,7 @@ type Runtime struct {
 	cli        *client.Client
 	noLogFile  bool // follow output through the logs endpoint only
 	engineLogs bool // never let jobs write their log file directly
+	helper     string // static agent binary for jobs' SSH servers (ssh.go)
 }
 
 var _ agent.Runtime = (*Runtime)(nil)
@@ -171,6 +172,12 @@ func (r *Runtime) start(ctx context.Context, spec agent.JobSpec, logPath string,
 			// Engine's log.
 			directDenied.Store(r.cli.DaemonHost(), true)
 		default:
+			if err == nil && spec.SSH != nil {
+				if err := r.startSSH(ctx, h.(*handle)); err != nil {
+					r.removeQuietly(h.(*handle).id)
+					return nil, err
+				}
+			}
 			return h, err
 		}
 	}
@@ -182,6 +189,12 @@ func (r *Runtime) start(ctx context.Context, spec agent.JobSpec, logPath string,
 func (r *Runtime) config(spec agent.JobSpec, logPath string) (*container.Config, *container.HostConfig, bool, error) {
 	cfg, hcfg, err := containerConfig(spec, DefaultBindAddress, probeDevices("/"))
 	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := r.addSSH(spec, logPath, hcfg); err != nil {
+		return nil, nil, false, err
+	}
+	if err := r.addDocker(spec, hcfg); err != nil {
 		return nil, nil, false, err
 	}
 	if _, denied := memlockDenied.Load(r.cli.DaemonHost()); denied {
