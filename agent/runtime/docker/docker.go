@@ -53,8 +53,8 @@ const DefaultBindAddress = "127.0.0.1"
 // Runtime runs jobs as Docker containers. It is safe for concurrent use.
 type Runtime struct {
 	cli        *client.Client
-	noLogFile  bool // follow output through the logs endpoint only
-	engineLogs bool // never let jobs write their log file directly
+	noLogFile  bool   // follow output through the logs endpoint only
+	engineLogs bool   // never let jobs write their log file directly
 	helper     string // static agent binary for jobs' SSH servers (ssh.go)
 }
 
