@@ -55,6 +55,9 @@ type ApplyOptions struct {
 	// fence.go). Holder names this process in the intents recorded.
 	Fence  Fence
 	Holder Holder
+	// SSHKeys are the applying user's public keys (authorized_keys
+	// lines), which dev environments' SSH servers let in.
+	SSHKeys []string
 }
 
 // Result says what apply did.
@@ -473,6 +476,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec}
 	if s.Kind == providers.KindJob {
 		req.Env = x.jobEnv(c, s)
+		req.SSHKeys = x.opts.SSHKeys
 	}
 	req.Progress = func(msg string) {
 		x.emit(Event{Type: EventProgress, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})

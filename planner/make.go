@@ -544,7 +544,7 @@ func (m *maker) instanceStep(c *Change, d *desired, idx int) *Step {
 	case *lang.Gateway:
 		s.Backend = spec.Backend
 	default:
-		if !m.place(c, d, s) {
+		if !m.place(c, d, s) || !m.checkRunFlags(c, d, s) {
 			return nil
 		}
 	}

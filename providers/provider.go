@@ -119,6 +119,9 @@ type CreateRequest struct {
 	// for the request and returns a NotReady error. The calls themselves
 	// run to their end; cancelling ctx is what stops those.
 	Stop <-chan struct{}
+	// SSHKeys are authorized_keys lines of the user applying: the keys
+	// a dev environment's SSH server lets in.
+	SSHKeys []string
 }
 
 // Provider makes and finds objects. Implementations must be safe for

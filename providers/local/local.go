@@ -578,6 +578,7 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 			spec.Volumes = append(spec.Volumes, agent.Mount{Name: "dstack-" + v.Name[0], Path: v.Path})
 		}
 	}
+	runExtras(&spec, req, r)
 	return spec, nil
 }
 

@@ -1,0 +1,36 @@
+package local
+
+import (
+	"slices"
+
+	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/providers"
+)
+
+// SSHPort is the port of a dev environment's SSH server in its container
+// (published on the host's loopback like the run's other ports).
+const SSHPort = 10022
+
+// DindImage is the image a run with `docker: true` runs in when it names
+// none (it may not: `docker` and `image` exclude each other), dstack's
+// docker-in-docker image. Here the job gets the host's Engine (see
+// agent.JobSpec.DockerSocket); the image brings a shell and a docker CLI
+// for hosts without a static one to lend.
+const DindImage = "dstackai/dind"
+
+// runExtras adds what a run's kind and flags ask of its container: a dev
+// environment's SSH server (in a container: a host process is reached by
+// SSH to the host itself), and Docker for `docker: true`.
+func runExtras(spec *agent.JobSpec, req providers.CreateRequest, r run) {
+	if r.cfg.Docker {
+		spec.DockerSocket = true
+		if spec.Image == "" {
+			spec.Image = DindImage
+		}
+	}
+	if _, ok := r.spec.(*lang.DevEnvironment); ok && spec.Image != "" {
+		spec.SSH = &agent.SSHServer{Port: SSHPort, AuthorizedKeys: slices.Clone(req.SSHKeys)}
+		spec.Ports = append(spec.Ports, agent.PortBinding{Container: SSHPort})
+	}
+}
