@@ -268,3 +268,23 @@ type Recaller interface {
 type PortDialer interface {
 	DialPort(ctx context.Context, jobID string, hostPort int) (net.Conn, error)
 }
+
+// SSHHop is one SSH server on the way to a job's host, as an OpenSSH
+// client is told of it.
+type SSHHop struct {
+	Host         string
+	Port         int
+	User         string
+	IdentityFile string // "": the client's own keys
+	// HostKey is the server's key in authorized_keys format, which the
+	// client checks.
+	HostKey string
+}
+
+// SSHJumper is an optional capability of a provider whose jobs' ports are
+// reached through SSH (a PortDialer): the hops, outermost first and the
+// job's host last, through which an OpenSSH client reaches the loopback
+// of the host of the job with ID jobID (`ssh RUN` to a dev environment).
+type SSHJumper interface {
+	SSHJumps(jobID string) ([]SSHHop, error)
+}

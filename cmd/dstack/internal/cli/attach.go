@@ -67,6 +67,17 @@ func runAttach(argv []string, s Streams, env Env) int {
 	if err != nil {
 		return fail(s, err)
 	}
+	if strings.HasPrefix(r.Address, string(lang.KindDevEnvironment)+".") {
+		// A dev environment is opened over SSH, not followed: say how,
+		// and stay only to forward the ports it declares.
+		if err := announceDevEnv(ctx, set, r, env, s.Stdout); err != nil {
+			return fail(s, err)
+		}
+		if len(fwds) == 0 {
+			return ExitOK
+		}
+		fmt.Fprintf(s.Stdout, "\nForwarding the ports of %s until Ctrl-C (the environment goes on after).\n", r.Address)
+	}
 	var wg sync.WaitGroup
 	for _, f := range fwds {
 		if f.direct {

@@ -410,6 +410,14 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		li := lockInfo("apply", ss.ws)
 		opts.Holder = planner.Holder{Lock: ss.lease.Info.ID, Host: li.Host, PID: li.PID}
 	}
+	devEnvs := devEnvChanges(p)
+	if len(devEnvs) > 0 {
+		_, key, err := userSSHKey(env)
+		if err != nil {
+			return fail(s, fmt.Errorf("the dev environments' SSH key: %w", err))
+		}
+		opts.SSHKeys = []string{key}
+	}
 	res, err := planner.Apply(ctx, p, store, ss.set, opts)
 	if err != nil {
 		return fail(s, scrub.err(err))
@@ -420,6 +428,15 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	}
 	if err := res.Err(); err != nil {
 		return fail(s, scrub.err(err))
+	}
+	if !a.json {
+		for _, addr := range devEnvs {
+			if r := res.State.Resource(addr); r != nil {
+				if err := announceDevEnv(ctx, ss.set, r, env, s.Stdout); err != nil {
+					fmt.Fprintf(s.Stderr, "dstack: %s: %v\n", addr, err)
+				}
+			}
+		}
 	}
 	if a.following() {
 		var runs []string

@@ -88,8 +88,9 @@ func TestDockerScripts(t *testing.T) {
 		t.Fatalf("the scripts name dstack-test/busybox:latest, the test image is %s", image)
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
+	helper := dockertest.StaticAgent(t)
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
@@ -97,6 +98,9 @@ func TestDockerScripts(t *testing.T) {
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
 		Setup: func(env *testscript.Env) error {
 			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
+			// The test binary is linked dynamically: dev environments'
+			// containers get a static agent for their SSH server.
+			env.Setenv("DSTACK_CONTAINER_HELPER", helper)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
