@@ -537,8 +537,11 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 	}
 	if d, ok := r.spec.(*lang.DevEnvironment); ok {
 		// A dev environment runs its init commands, then waits for its
-		// users until it is stopped or idle too long.
-		spec.Commands = append(slices.Clone(d.Init), "while true; do sleep 3600; done")
+		// users until it is stopped or idle too long. The wait ends on
+		// SIGTERM at once: a shell that is PID 1 of a container ignores
+		// the signal without a trap, which made every stop last the
+		// whole grace period.
+		spec.Commands = append(slices.Clone(d.Init), "trap 'exit 0' TERM INT; while true; do sleep 3600 & wait $!; done")
 		if d.InactivityDuration != nil && *d.InactivityDuration > 0 {
 			spec.InactivitySeconds = int(*d.InactivityDuration)
 		}
