@@ -77,6 +77,10 @@ type JobSpec struct {
 	// socket at /var/run/docker.sock, and the host's docker CLI where it
 	// is a static binary): a run's `docker: true`. Docker runtime only.
 	DockerSocket bool `json:"docker_socket,omitempty"`
+	// DstackCLI mounts the agent's static binary, which is the dstack CLI
+	// too, at /usr/local/bin/dstack: a run's `dstack: true`. Docker
+	// runtime only.
+	DstackCLI bool `json:"dstack_cli,omitempty"`
 }
 
 // SSHServer is the SSH server of a job's container.

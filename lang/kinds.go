@@ -22,6 +22,7 @@ type RunConfig struct {
 	Priority     *int            `json:"priority,omitempty" jsonschema_description:"Run priority from 0 to 100; higher runs are provisioned first"`
 	Volumes      []VolumeMount   `json:"volumes,omitempty" jsonschema_description:"Volumes mounted into the container: dstack volumes or directories of the host"`
 	Docker       bool            `json:"docker,omitempty" jsonschema_description:"Run Docker inside the container (docker-in-docker)"`
+	Dstack       bool            `json:"dstack,omitempty" jsonschema_description:"Give the run the dstack CLI, with this configuration's directory (and its state) at $DSTACK_CONFIG_DIR; no credentials are provided"`
 	Repos        []Repo          `json:"repos,omitempty" jsonschema_description:"Git repositories or local directories put into the container"`
 	Files        []FileMapping   `json:"files,omitempty" jsonschema_description:"Local files and directories copied into the container"`
 	Setup        []string        `json:"setup,omitempty" jsonschema_description:"Deprecated: put these commands first in commands"`

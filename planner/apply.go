@@ -58,6 +58,9 @@ type ApplyOptions struct {
 	// SSHKeys are the applying user's public keys (authorized_keys
 	// lines), which dev environments' SSH servers let in.
 	SSHKeys []string
+	// ConfigDir is the configuration's directory, which runs with
+	// `dstack: true` get.
+	ConfigDir string
 }
 
 // Result says what apply did.
@@ -477,6 +480,7 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 	if s.Kind == providers.KindJob {
 		req.Env = x.jobEnv(c, s)
 		req.SSHKeys = x.opts.SSHKeys
+		req.ConfigDir = x.opts.ConfigDir
 	}
 	req.Progress = func(msg string) {
 		x.emit(Event{Type: EventProgress, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})

@@ -13,10 +13,18 @@ import (
 var noDocker = map[string]bool{"runpod": true, "vastai": true, "kubernetes": true}
 
 // checkRunFlags refuses a job placed on a backend that cannot honour the
-// run's `docker` or `privileged`, naming the field where it is written.
+// run's `docker`, `privileged` or `dstack`, naming the field where it is
+// written.
 func (m *maker) checkRunFlags(c *Change, d *desired, s *Step) bool {
 	cfg, _ := runParts(d.res.Spec)
-	if cfg == nil || !noDocker[s.Backend] {
+	if cfg == nil {
+		return true
+	}
+	if cfg.Dstack && s.Backend != "local" {
+		m.problemAt(c.Address, "dstack", "%s: dstack: true is supported on the local backend only (the run gets the directory of this configuration, on this machine), and the run is placed on %s; use backends: [local], or drop dstack", c.Address, s.Backend)
+		return false
+	}
+	if !noDocker[s.Backend] {
 		return true
 	}
 	var names []string

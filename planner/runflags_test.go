@@ -18,6 +18,7 @@ func TestDockerPrivilegedRefusedWhereUnsupported(t *testing.T) {
 		{name: "privileged on runpod", field: "privileged: true", backend: "runpod", want: ":4:13: task.dind: privileged: true cannot be honoured on the runpod backend"},
 		{name: "docker on aws", field: "docker: true", backend: "aws"},
 		{name: "privileged on aws", field: "privileged: true", backend: "aws"},
+		{name: "dstack on aws", field: "dstack: true", backend: "aws", want: ":4:9: task.dind: dstack: true is supported on the local backend only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

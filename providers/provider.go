@@ -122,6 +122,9 @@ type CreateRequest struct {
 	// SSHKeys are authorized_keys lines of the user applying: the keys
 	// a dev environment's SSH server lets in.
 	SSHKeys []string
+	// ConfigDir is the directory of the configuration being applied,
+	// which a run with `dstack: true` gets (local backend).
+	ConfigDir string
 }
 
 // Provider makes and finds objects. Implementations must be safe for

@@ -581,7 +581,9 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 			spec.Volumes = append(spec.Volumes, agent.Mount{Name: "dstack-" + v.Name[0], Path: v.Path})
 		}
 	}
-	runExtras(&spec, req, r)
+	if err := runExtras(&spec, req, r); err != nil {
+		return agent.JobSpec{}, err
+	}
 	return spec, nil
 }
 

@@ -197,6 +197,9 @@ func (r *Runtime) config(spec agent.JobSpec, logPath string) (*container.Config,
 	if err := r.addDocker(spec, hcfg); err != nil {
 		return nil, nil, false, err
 	}
+	if err := r.addDstack(spec, hcfg); err != nil {
+		return nil, nil, false, err
+	}
 	if _, denied := memlockDenied.Load(r.cli.DaemonHost()); denied {
 		hcfg.Ulimits = nil
 	}

@@ -105,6 +105,21 @@ func (r *Runtime) addSSH(spec agent.JobSpec, logPath string, hcfg *container.Hos
 	return nil
 }
 
+// DstackMountPath is where a job with DstackCLI finds the dstack CLI.
+const DstackMountPath = "/usr/local/bin/dstack"
+
+// addDstack mounts the agent's binary, the dstack CLI, for `dstack: true`.
+func (r *Runtime) addDstack(spec agent.JobSpec, hcfg *container.HostConfig) error {
+	if !spec.DstackCLI {
+		return nil
+	}
+	if r.helper == "" || !IsStatic(r.helper) {
+		return fmt.Errorf("docker: dstack: true needs a static dstack binary to mount into the container, and %q is not one: build dstack with CGO_ENABLED=0 (make build does)", r.helper)
+	}
+	hcfg.Mounts = append(hcfg.Mounts, mount.Mount{Type: mount.TypeBind, Source: r.helper, Target: DstackMountPath, ReadOnly: true})
+	return nil
+}
+
 // addDocker gives the container the host's Engine.
 func (r *Runtime) addDocker(spec agent.JobSpec, hcfg *container.HostConfig) error {
 	if !spec.DockerSocket {

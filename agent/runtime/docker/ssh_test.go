@@ -51,7 +51,7 @@ func TestSSHServer(t *testing.T) {
 	if err != nil {
 		t.Skip("the OpenSSH client is not installed")
 	}
-	r, img := newRuntime(t, docker.WithHelper(dockertest.StaticAgent(t)))
+	r, img := newRuntime(t, docker.WithHelper(dockertest.StaticDstack(t)))
 	key, authorized := clientKey(t)
 	for _, user := range []string{"", "nobody"} {
 		t.Run("user="+user, func(t *testing.T) {

@@ -213,6 +213,11 @@ func (d *dstack) apply(ctx context.Context, p *planner.Plan, ss *session, addr s
 	host, _ := os.Hostname()
 	opts := planner.ApplyOptions{Events: events, ToolVersion: d.version, Fence: ss.lease,
 		Holder: planner.Holder{Lock: ss.lease.Info.ID, Host: host, PID: os.Getpid()}}
+	// Terraform runs its providers in the root module's directory: what a
+	// run with `dstack: true` gets.
+	if wd, err := os.Getwd(); err == nil {
+		opts.ConfigDir = wd
+	}
 	res, err := planner.Apply(ctx, p, ss.ps, set, opts)
 	if err != nil {
 		return ss.st.Resource(addr), err

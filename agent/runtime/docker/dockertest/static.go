@@ -16,11 +16,12 @@ var (
 	staticOut  []byte
 )
 
-// StaticAgent builds ./cmd/dstack-agent without cgo, once per test
-// process, and returns the binary's path: the helper the docker runtime
-// mounts into containers that run an SSH server (a test binary is linked
+// StaticDstack builds ./cmd/dstack without cgo, once per test process,
+// and returns the binary's path: the helper the docker runtime mounts
+// into containers, where it runs as their SSH server (`dstack agent
+// sshd`) and as the CLI of `dstack: true` (a test binary is linked
 // dynamically and would not start in the busybox image).
-func StaticAgent(t testing.TB) string {
+func StaticDstack(t testing.TB) string {
 	t.Helper()
 	staticOnce.Do(func() {
 		root, err := moduleRoot()
@@ -28,19 +29,19 @@ func StaticAgent(t testing.TB) string {
 			staticErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "dstack-static-agent-")
+		dir, err := os.MkdirTemp("", "dstack-static-")
 		if err != nil {
 			staticErr = err
 			return
 		}
-		staticPath = filepath.Join(dir, "dstack-agent")
-		cmd := exec.Command("go", "build", "-o", staticPath, "./cmd/dstack-agent")
+		staticPath = filepath.Join(dir, "dstack")
+		cmd := exec.Command("go", "build", "-o", staticPath, "./cmd/dstack")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		staticOut, staticErr = cmd.CombinedOutput()
 	})
 	if staticErr != nil {
-		t.Fatalf("building a static dstack-agent: %v\n%s", staticErr, staticOut)
+		t.Fatalf("building a static dstack: %v\n%s", staticErr, staticOut)
 	}
 	return staticPath
 }

@@ -410,6 +410,9 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		li := lockInfo("apply", ss.ws)
 		opts.Holder = planner.Holder{Lock: ss.lease.Info.ID, Host: li.Host, PID: li.PID}
 	}
+	if wd, err := os.Getwd(); err == nil {
+		opts.ConfigDir = wd
+	}
 	devEnvs := devEnvChanges(p)
 	if len(devEnvs) > 0 {
 		_, key, err := userSSHKey(env)

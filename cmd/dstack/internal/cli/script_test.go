@@ -88,9 +88,9 @@ func TestDockerScripts(t *testing.T) {
 		t.Fatalf("the scripts name dstack-test/busybox:latest, the test image is %s", image)
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
-	helper := dockertest.StaticAgent(t)
+	helper := dockertest.StaticDstack(t)
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
@@ -98,8 +98,8 @@ func TestDockerScripts(t *testing.T) {
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
 		Setup: func(env *testscript.Env) error {
 			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
-			// The test binary is linked dynamically: dev environments'
-			// containers get a static agent for their SSH server.
+			// The test binary is linked dynamically: containers get a
+			// static dstack for their SSH server and for dstack: true.
 			env.Setenv("DSTACK_CONTAINER_HELPER", helper)
 			return nil
 		},
