@@ -374,3 +374,17 @@ func devEnvChanges(p *planner.Plan) []string {
 	}
 	return out
 }
+
+// forgetDevEnvs removes the SSH entries of the dev environments a plan
+// tore down.
+func forgetDevEnvs(p *planner.Plan, st *state.State, env Env, stderr io.Writer) {
+	for _, c := range p.Changes {
+		if c.Kind != lang.KindDevEnvironment || c.Action != planner.Delete || st.Resource(c.Address) != nil {
+			continue
+		}
+		name := strings.TrimPrefix(c.Address, string(lang.KindDevEnvironment)+".")
+		if _, err := writeDevSSH(env, name, nil); err != nil {
+			fmt.Fprintf(stderr, "dstack: removing the SSH entry of %s: %v\n", c.Address, err)
+		}
+	}
+}

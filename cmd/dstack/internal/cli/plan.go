@@ -432,6 +432,7 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	if err := res.Err(); err != nil {
 		return fail(s, scrub.err(err))
 	}
+	forgetDevEnvs(p, res.State, env, s.Stderr)
 	if !a.json {
 		for _, addr := range devEnvs {
 			if r := res.State.Resource(addr); r != nil {
