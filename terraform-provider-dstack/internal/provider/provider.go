@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/dstackai/dstack-go/agent/sshd"
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers/registry"
@@ -217,6 +220,13 @@ func (d *dstack) apply(ctx context.Context, p *planner.Plan, ss *session, addr s
 	// run with `dstack: true` gets.
 	if wd, err := os.Getwd(); err == nil {
 		opts.ConfigDir = wd
+	}
+	// Dev environments let in the user's dstack key, which `dstack
+	// attach` then writes the SSH entry with.
+	if home, err := os.UserHomeDir(); err == nil && slices.ContainsFunc(p.Changes, func(c *planner.Change) bool { return c.Kind == lang.KindDevEnvironment }) {
+		if _, key, err := sshd.UserKey(filepath.Join(home, ".dstack", "ssh")); err == nil {
+			opts.SSHKeys = []string{key}
+		}
 	}
 	res, err := planner.Apply(ctx, p, ss.ps, set, opts)
 	if err != nil {

@@ -194,7 +194,7 @@ var kindDescriptions = map[lang.Kind]string{
 	lang.KindFleet:          "A dstack fleet: a pool of machines in a cloud, on this machine (the `local` backend), or on-prem hosts reached over SSH (`ssh_config`).",
 	lang.KindTask:           "A dstack task: a batch job, possibly distributed across nodes, run on a fleet or on machines made for it.",
 	lang.KindService:        "A dstack service: a long-running, auto-scaled endpoint behind the gateway.",
-	lang.KindDevEnvironment: "A dstack dev environment: a container with an IDE attached.",
+	lang.KindDevEnvironment: "A dstack dev environment: a container with an IDE attached. Its container runs an SSH server that lets in your dstack key (`~/.dstack/ssh/id_ed25519`, made on first use); `dstack attach NAME` writes a `Host NAME` entry to `~/.dstack/ssh/config` (add `Include ~/.dstack/ssh/config` to `~/.ssh/config` once) and prints the IDE link, such as `vscode://vscode-remote/ssh-remote+NAME/WORKDIR`, so that `ssh NAME` and the IDE open it. `inactivity_duration` counts open SSH connections as use.",
 	lang.KindVolume:         "A dstack volume: a network disk that runs mount.",
 	lang.KindGateway:        "A dstack gateway: the ingress that serves services over a domain.",
 }

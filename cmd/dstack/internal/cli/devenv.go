@@ -22,10 +22,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -38,8 +35,8 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
-	"golang.org/x/crypto/ssh"
 
+	"github.com/dstackai/dstack-go/agent/sshd"
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
@@ -47,43 +44,13 @@ import (
 	"github.com/dstackai/dstack-go/state"
 )
 
-// userSSHKey returns the user's dstack key (the private key's path and
-// the public key as an authorized_keys line), making it on first use.
+// userSSHKey returns the user's dstack key (see sshd.UserKey).
 func userSSHKey(env Env) (keyPath, authorized string, err error) {
 	home, _ := env.Get("HOME")
 	if home == "" {
 		return "", "", errors.New("HOME is not set: dstack keeps its SSH key in ~/.dstack/ssh")
 	}
-	dir := filepath.Join(home, ".dstack", "ssh")
-	keyPath = filepath.Join(dir, "id_ed25519")
-	if b, err := os.ReadFile(keyPath + ".pub"); err == nil {
-		if _, err := os.Stat(keyPath); err == nil {
-			return keyPath, strings.TrimSpace(string(b)), nil
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", fmt.Errorf("creating %s: %w", dir, err)
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "dstack")
-	if err != nil {
-		return "", "", err
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return "", "", err
-	}
-	authorized = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " dstack"
-	if err := renameio.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		return "", "", fmt.Errorf("writing %s: %w", keyPath, err)
-	}
-	if err := renameio.WriteFile(keyPath+".pub", []byte(authorized+"\n"), 0o644); err != nil {
-		return "", "", fmt.Errorf("writing %s.pub: %w", keyPath, err)
-	}
-	return keyPath, authorized, nil
+	return sshd.UserKey(filepath.Join(home, ".dstack", "ssh"))
 }
 
 // sshConfigPath is the SSH config file dstack writes: $DSTACK_SSH_CONFIG,
