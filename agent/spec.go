@@ -47,6 +47,12 @@ func (s JobSpec) Validate() error {
 			errs = append(errs, errors.New("volume without a path"))
 		}
 	}
+	if s.Image == "" && (s.SSH != nil || s.DockerSocket || s.DstackCLI) {
+		errs = append(errs, errors.New("ssh, docker_socket and dstack_cli need a container: give the job an image"))
+	}
+	if s.SSH != nil && (s.SSH.Port < 1 || s.SSH.Port > 65535) {
+		errs = append(errs, fmt.Errorf("ssh port %d: out of range 1-65535", s.SSH.Port))
+	}
 	if s.StopGraceSeconds < 0 || s.ShmSizeMB < 0 {
 		errs = append(errs, errors.New("stop_grace_seconds and shm_size_mb must not be negative"))
 	}
