@@ -451,6 +451,11 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 		}
 		ss.release(ctx, s)
 		ss.lease = nil
+		if len(devEnvs) > 0 {
+			// Following a dev environment's output counts as being
+			// attached to it (inactivity_duration), as in dstack.
+			fmt.Fprintln(s.Stdout, "\nFollowing the output; Ctrl-C detaches, and the dev environment goes on (apply -d does not follow).")
+		}
 		if failed := followRuns(res.State, ss.set, runs, s); len(failed) > 0 {
 			fmt.Fprintf(s.Stderr, "Error: the run failed: %s\n", strings.Join(failed, "; "))
 			return ExitRunFailed
