@@ -134,6 +134,36 @@ type executor struct {
 	tokens  map[string]string       // instance token -> provider ID, for hosts
 	started map[int]bool            // steps that began
 	hostIPs map[string]string       // instance token -> IP, of instances in the prior state
+	// blocked are the regions ("backend/region") where a quota that
+	// holds for the whole region was met: their offers are skipped for
+	// the rest of the apply.
+	blocked map[string]error
+}
+
+func regionKey(o *offers.Offer) string { return strings.ToLower(o.Backend + "/" + o.Region) }
+
+// blockedBy returns the error that blocked the offer's region, or nil.
+func (x *executor) blockedBy(o *offers.Offer) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.blocked[regionKey(o)]
+}
+
+// block remembers that err, a quota of the whole region, was met on o.
+func (x *executor) block(o *offers.Offer, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.blocked == nil {
+		x.blocked = map[string]error{}
+	}
+	x.blocked[regionKey(o)] = err
+}
+
+// failsOver reports whether a create that failed with code moves on to
+// the next offer: no capacity, a quota, or an offer the provider cannot
+// make as asked.
+func failsOver(code providers.Code) bool {
+	return code == providers.NoCapacity || code == providers.Quota || code == providers.Unsupported
 }
 
 func (x *executor) ran(id int) bool {
@@ -599,6 +629,16 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 	var err error
 	for i, o := range candidates {
 		if s.HostStep < 0 && s.HostToken == "" && o != nil {
+			if berr := x.blockedBy(o); berr != nil {
+				// A region-wide quota met earlier in this apply: no need
+				// to ask again.
+				if lastErr == nil {
+					lastErr = berr
+				}
+				x.emit(Event{Type: EventFailover, Step: s.ID, Address: s.Address, Index: s.Index,
+					Message: fmt.Sprintf("skipping %s %s %s: its region's quota was reached earlier in this apply", o.Backend, o.Region, o.InstanceType)})
+				continue
+			}
 			req.Offer = o
 			in.Attributes[AttrOffer] = toAttr(o)
 			in.Attributes[AttrPrice] = o.PricePerHour
@@ -619,7 +659,10 @@ func (x *executor) tryOffers(ctx context.Context, s *Step, req providers.CreateR
 			return err
 		})
 		code := providers.CodeOf(err)
-		if err != nil && (code == providers.NoCapacity || code == providers.Quota) && i+1 < len(candidates) {
+		if err != nil && code == providers.Quota && providers.ScopeOf(err) == providers.ScopeRegion && o != nil && s.HostStep < 0 && s.HostToken == "" {
+			x.block(o, err)
+		}
+		if err != nil && failsOver(code) && i+1 < len(candidates) {
 			lastErr = err
 			nextO := candidates[i+1]
 			x.emit(Event{Type: EventFailover, Step: s.ID, Address: s.Address, Index: s.Index,

@@ -29,7 +29,7 @@ type awsProject struct {
 	fake *awstest.Fake
 }
 
-func newAWSProject(t *testing.T, machines int) *awsProject {
+func newAWSProject(t testing.TB, machines int) *awsProject {
 	t.Helper()
 	c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allTrue(machines)})
 	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c)})
