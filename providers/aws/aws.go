@@ -403,7 +403,9 @@ func (p *Provider) Recall(objs []providers.Object) {
 // Describe implements providers.Provider.
 func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]providers.Object, error) {
 	out := map[string]providers.Object{}
-	var jobs, rest, vols []string
+	// Tokens of unknown kind (an intent never seen made) are looked for
+	// among both instances and volumes.
+	var jobs, insts, vols, unknown []string
 	for _, tok := range tokens {
 		o, ok := p.recalled(tok)
 		switch {
@@ -411,12 +413,14 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			jobs = append(jobs, tok)
 		case ok && o.Kind == providers.KindVolume:
 			vols = append(vols, tok)
+		case ok && o.Kind == providers.KindInstance:
+			insts = append(insts, tok)
 		default:
-			rest = append(rest, tok)
+			unknown = append(unknown, tok)
 		}
 	}
-	if len(rest) > 0 {
-		found, err := p.cloud.Instances(ctx, rest)
+	if len(insts)+len(unknown) > 0 {
+		found, err := p.cloud.Instances(ctx, append(insts, unknown...))
 		if err != nil {
 			return nil, err
 		}
@@ -426,11 +430,9 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			}
 			out[inst.Token] = p.describeInstance(inst)
 		}
-		if err := p.describeVolumes(ctx, rest, vols, out); err != nil {
-			return nil, err
-		}
-	} else if len(vols) > 0 {
-		if err := p.describeVolumes(ctx, nil, vols, out); err != nil {
+	}
+	if len(vols)+len(unknown) > 0 {
+		if err := p.describeVolumes(ctx, unknown, vols, out); err != nil {
 			return nil, err
 		}
 	}

@@ -40,6 +40,12 @@ func main() {
 func run(addr string, machines int, bootDelay time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Listen first: a taken address fails before any machine starts.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	opts := awstest.Options{BootDelay: bootDelay}
 	if machines > 0 {
 		c, err := sshtest.Open(sshtest.Options{Hosts: machines, Public: public(machines)}, log.Printf)
@@ -56,10 +62,6 @@ func run(addr string, machines int, bootDelay time.Duration) error {
 		opts.Machines = awstest.SSHMachines(c)
 	}
 	f := awstest.New(opts)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: logged(f), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
