@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -24,6 +25,17 @@ import (
 // TestMain lets this test binary be the agent the provider installs: on
 // an instance it runs as ~/.dstack/bin/dstack-agent.
 func TestMain(m *testing.M) {
+	// As dstack-provider-aws, it serves EC2 as cmd/dstack-provider-aws does.
+	if filepath.Base(os.Args[0]) == aws.Program {
+		err := aws.Serve(os.Stdin, os.Stdout, func(ctx context.Context, s aws.Settings) (aws.Cloud, error) {
+			return ec2api.New(ctx, s)
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if filepath.Base(os.Args[0]) == "dstack-agent" {
 		args := os.Args[1:]
 		if len(args) > 0 && args[0] == "agent" {
@@ -49,16 +61,28 @@ type env struct {
 }
 
 func newEnv(t *testing.T, machines int) *env {
+	return newEnvWith(t, machines, func(s aws.Settings) aws.Cloud {
+		cloud, err := ec2api.New(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cloud
+	})
+}
+
+// newEnvWith is newEnv with the Cloud open makes.
+func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *env {
 	t.Helper()
-	c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allPublic(machines)})
-	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c)})
+	var opts awstest.Options
+	if machines > 0 {
+		c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allPublic(machines)})
+		opts.Machines = awstest.SSHMachines(c)
+	}
+	f := awstest.New(opts)
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	fakeCredentials(t, srv.URL)
-	cloud, err := ec2api.New(context.Background(), aws.Settings{Regions: []string{"us-east-1", "us-west-2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cloud := open(aws.Settings{Regions: []string{"us-east-1", "us-west-2"}})
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +129,32 @@ func instanceReq(addr string) providers.CreateRequest {
 // instance is launched, boots as a real SSH host, gets the agent over
 // SSH, and runs a job.
 func TestConformance(t *testing.T) {
-	e := newEnv(t, 2)
+	conformance(t, newEnv(t, 2))
+}
+
+// TestConformanceThroughProcess runs the suite with EC2 served by
+// dstack-provider-aws (this test binary under that name) over its
+// standard input and output, as dstack runs it.
+func TestConformanceThroughProcess(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(t.TempDir(), aws.Program)
+	if err := os.Symlink(exe, prog); err != nil {
+		t.Fatal(err)
+	}
+	conformance(t, newEnvWith(t, 2, func(s aws.Settings) aws.Cloud {
+		c, err := aws.StartProcess(context.Background(), exec.Command(prog), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}))
+}
+
+func conformance(t *testing.T, e *env) {
 	p := e.p
 	failLaunch := func(code string) func(context.Context) error {
 		return func(ctx context.Context) error {

@@ -91,21 +91,28 @@ func (p *Provider) describeVolumes(ctx context.Context, tokens, recalled []strin
 	if err != nil && providers.CodeOf(err) != providers.NotFound {
 		return err
 	}
+	wanted := map[string]bool{}
+	for _, tok := range tokens {
+		wanted[tok] = true
+	}
+	// A volume may come twice: by its tag, and by its ID as a registered
+	// one (a volume_id naming a volume dstack made).
 	for _, v := range found {
+		if v.Token != "" && wanted[v.Token] {
+			wanted[v.Token] = false
+			address := v.Token
+			if rec, ok := p.recalled(v.Token); ok {
+				address = rec.Address
+			}
+			out[v.Token] = volumeObject(v.Token, address, v)
+			continue
+		}
 		if rec, ok := byID[v.ID]; ok {
+			delete(byID, v.ID)
 			o := volumeObject(rec.Token, rec.Address, v)
 			o.Attributes[attrRegistered] = "true"
 			out[rec.Token] = o
-			continue
 		}
-		if v.Token == "" {
-			continue
-		}
-		address := v.Token
-		if rec, ok := p.recalled(v.Token); ok {
-			address = rec.Address
-		}
-		out[v.Token] = volumeObject(v.Token, address, v)
 	}
 	return nil
 }

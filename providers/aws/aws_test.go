@@ -1,0 +1,119 @@
+package aws_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/aws"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestSpotInterruption: a spot instance EC2 takes back is described as
+// terminated by a spot interruption, and a job on it as ended with it.
+func TestSpotInterruption(t *testing.T) {
+	e := newEnv(t, 1)
+	req := instanceReq("fleet.f[0]")
+	req.Offer.Spot = true
+	req.Token = "tok-spot"
+	inst, err := e.p.Create(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.fake.Running(); len(got) != 1 || got[0].Lifecycle != "spot" {
+		t.Fatalf("launched %+v, want one spot instance", got)
+	}
+	job, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-job", Address: "task.t[0]",
+		Host: inst.ID, Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6547"]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fake.Interrupt(inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.p.Describe(ctxT(t), []string{inst.Token, job.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := got[inst.Token]; o.Status != providers.StatusTerminated || o.Reason != "spot interruption" {
+		t.Errorf("the instance is %s (%s), want terminated by a spot interruption", o.Status, o.Reason)
+	}
+	if o := got[job.Token]; o.Status != providers.StatusTerminated || !strings.Contains(o.Reason, "spot interruption") {
+		t.Errorf("the job is %s (%s), want terminated with its instance", o.Status, o.Reason)
+	}
+}
+
+// TestVolumes makes, describes and deletes an EBS volume through the
+// provider, and registers an existing one by volume_id, which Delete
+// forgets but keeps.
+func TestVolumes(t *testing.T) {
+	e := newEnv(t, 0)
+	spec := []byte(`{"type":"volume","name":"data","backend":"aws","region":"us-west-2","availability_zone":"us-west-2b","size":"100GB"}`)
+	v, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-vol", Address: "volume.data", Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-vol", Address: "volume.data", Spec: spec})
+	if err != nil || again.ID != v.ID {
+		t.Fatalf("a second create: %v, %v; want %s", again.ID, err, v.ID)
+	}
+	vols := e.fake.Volumes()
+	if len(vols) != 1 || vols[0].Zone != "us-west-2b" || vols[0].Size != 100 || vols[0].Tags[aws.TagToken] != "tok-vol" {
+		t.Fatalf("volumes %+v", vols)
+	}
+	existing := spec
+	existing = []byte(strings.Replace(string(existing), `"size":"100GB"`, fmt.Sprintf(`"volume_id":%q`, v.ID), 1))
+	reg, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-reg", Address: "volume.old", Spec: existing})
+	if err != nil || reg.ID != v.ID {
+		t.Fatalf("registering %s: %v, %v", v.ID, reg.ID, err)
+	}
+	got, err := e.p.Describe(ctxT(t), []string{"tok-vol", "tok-reg", "tok-none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["tok-vol"].ID != v.ID || got["tok-reg"].ID != v.ID || len(got) != 2 {
+		t.Errorf("Describe: %+v", got)
+	}
+	if err := e.p.Delete(ctxT(t), providers.KindVolume, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.fake.Volumes()); n != 0 {
+		t.Errorf("%d volumes after Delete", n)
+	}
+	_, err = e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-gone", Address: "volume.gone", Spec: existing})
+	if providers.CodeOf(err) != providers.NotFound {
+		t.Errorf("registering a volume that is gone: %v, want not-found", err)
+	}
+}
+
+// TestSettingsHideCredentials: the settings print without their
+// credentials, and unknown settings are refused.
+func TestSettingsHideCredentials(t *testing.T) {
+	s, err := aws.FromConfig(map[string]any{"type": "aws", "regions": []any{"us-east-1"},
+		"creds": map[string]any{"type": "access_key", "access_key": "AKIAHIDDEN0000000001", "secret_key": "hidden-secret", "session_token": "hidden-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AccessKey != "AKIAHIDDEN0000000001" || s.SecretKey != "hidden-secret" || len(s.Regions) != 1 {
+		t.Fatalf("settings %+v", s.Regions)
+	}
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", s, s, s, s)} {
+		if strings.Contains(out, "AKIAHIDDEN") || strings.Contains(out, "hidden-secret") || strings.Contains(out, "hidden-token") {
+			t.Errorf("printed settings hold a credential: %s", out)
+		}
+	}
+	if _, err := aws.FromConfig(map[string]any{"type": "aws", "vpc": "x"}); err == nil || !strings.Contains(err.Error(), `unknown setting "vpc"`) {
+		t.Errorf("an unknown setting: %v", err)
+	}
+	if _, err := aws.FromConfig(map[string]any{"creds": map[string]any{"type": "magic"}}); err == nil {
+		t.Error("an unknown creds type was accepted")
+	}
+}
