@@ -167,8 +167,6 @@ type Settings struct {
 type OSImage struct {
 	Name  string `json:"name"`
 	Owner string `json:"owner,omitempty"`
-	// User is the SSH user of the image (default root).
-	User string `json:"user,omitempty"`
 }
 
 // String describes the settings without their credentials.

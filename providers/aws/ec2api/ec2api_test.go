@@ -186,3 +186,47 @@ func TestFakeEC2Volumes(t *testing.T) {
 		t.Errorf("%d volumes left", n)
 	}
 }
+
+// TestFakeEC2Network: vpc_name picks the VPC by its Name tag, public_ips
+// false launches into a subnet that maps no public IP and asks for none,
+// os_images overrides the AMI, and default_vpcs false without a named
+// VPC is refused.
+func TestFakeEC2Network(t *testing.T) {
+	off := false
+	c, f := fakeCloud(t, aws.Settings{VPCName: "ml", PublicIPs: &off,
+		OSImages: map[string]aws.OSImage{"cpu": {Name: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-*", Owner: "099720109477"}}})
+	vpc := f.AddVPC("us-east-1", "ml", false)
+	f.AddVPC("us-east-1", "other", true)
+	inst, err := c.Launch(ctx(t), aws.LaunchRequest{Token: "t-net", Address: "fleet.f[0]", Region: "us-east-1", Zone: "us-east-1b",
+		InstanceType: "m7i.xlarge", AuthorizedKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got awstest.Instance
+	for deadline := time.Now().Add(5 * time.Second); got.State != "running" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, i := range f.Instances() {
+			if i.ID == inst.ID {
+				got = i
+			}
+		}
+	}
+	if got.State != "running" || got.Zone != "us-east-1b" || got.PublicIP != "" {
+		t.Errorf("launched %s in %s with public IP %q, want running in us-east-1b without one", got.State, got.Zone, got.PublicIP)
+	}
+	var sgVPC string
+	for _, g := range f.SecurityGroups("us-east-1") {
+		if len(got.SecurityGroups) == 1 && g.ID == got.SecurityGroups[0] {
+			sgVPC = g.VpcID
+		}
+	}
+	if sgVPC != vpc {
+		t.Errorf("the instance's security group is in VPC %q, want the one named ml (%s)", sgVPC, vpc)
+	}
+	no := false
+	c2, _ := fakeCloud(t, aws.Settings{DefaultVPCs: &no})
+	_, err = c2.Launch(ctx(t), aws.LaunchRequest{Token: "t-novpc", Address: "fleet.f[0]", Region: "us-east-1",
+		InstanceType: "m7i.xlarge", AuthorizedKey: testKey})
+	if providers.CodeOf(err) != providers.Unsupported || !strings.Contains(err.Error(), "default_vpcs is false") {
+		t.Errorf("default_vpcs false without a VPC: %v", err)
+	}
+}
