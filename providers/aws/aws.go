@@ -23,6 +23,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -36,7 +37,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/resources"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
 	sshprov "github.com/dstackai/dstack-go/providers/ssh"
@@ -201,8 +202,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		return p.createVolume(ctx, req)
 	case providers.KindJob:
 		if req.Host == "" {
-			return providers.Object{}, providers.Errorf(providers.Unsupported,
-				"%s: a run on aws needs a fleet: declare a fleet with backends: [aws] and the run is placed on its instances", req.Address)
+			return p.createOwnMachineJob(ctx, req)
 		}
 		if _, ok := p.byID(providers.KindInstance, req.Host); !ok {
 			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: instance %q is not known (it is not in state)", req.Address, req.Host)
@@ -232,13 +232,17 @@ func (p *Provider) launchRequest(req providers.CreateRequest) (LaunchRequest, er
 	if o.GPU != nil {
 		lr.GPUVendor = o.GPU.Vendor
 	}
-	spec, err := lang.DecodeSpec(req.Spec)
-	if err != nil {
-		return LaunchRequest{}, fmt.Errorf("%s: %w", req.Address, err)
+	// What a fleet and a run (a job on a machine of its own) both say of
+	// their machines.
+	var f struct {
+		Resources   *resources.Spec   `json:"resources"`
+		MaxPrice    *float64          `json:"max_price"`
+		Tags        map[string]string `json:"tags"`
+		Reservation string            `json:"reservation"`
+		Placement   string            `json:"placement"`
 	}
-	f, ok := spec.(*lang.Fleet)
-	if !ok {
-		return LaunchRequest{}, fmt.Errorf("%s: an instance of a %s, want a fleet", req.Address, spec.Kind())
+	if err := json.Unmarshal(req.Spec, &f); err != nil {
+		return LaunchRequest{}, fmt.Errorf("%s: reading its configuration: %w", req.Address, err)
 	}
 	if f.MaxPrice != nil && o.Spot {
 		lr.MaxPrice = *f.MaxPrice
@@ -389,7 +393,13 @@ func (p *Provider) instanceObject(o providers.Object, req providers.CreateReques
 
 // Recall implements providers.Recaller.
 func (p *Provider) Recall(objs []providers.Object) {
-	p.ssh.Recall(objs)
+	all := objs
+	for _, o := range objs {
+		if m, ok := ownMachine(o); ok {
+			all = append(all[:len(all):len(all)], m) // how its machine is reached
+		}
+	}
+	p.ssh.Recall(all)
 	for _, o := range objs {
 		if o.Token != "" {
 			if o.Kind == providers.KindJob && o.Attributes[providers.AttrHostID] != "" {
@@ -443,6 +453,24 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		}
 		hosts := map[string]providers.Object{} // instance token → as described
 		for tok, o := range got {
+			if rec, ok := p.recalled(tok); ok {
+				if _, own := ownMachine(rec); own {
+					o = onMachine(o, rec.Attributes)
+					if o.Status == providers.StatusUnknown {
+						// Its machine may be gone, and the job with it.
+						found, err := p.cloud.Instances(ctx, []string{tok})
+						if err == nil && (len(found) == 0 || !p.describeInstance(found[0]).Live()) {
+							reason := "gone"
+							if len(found) > 0 {
+								reason = p.describeInstance(found[0]).Reason
+							}
+							o.Status, o.Reason = providers.StatusTerminated, "its machine ended: "+reason
+						}
+					}
+					out[tok] = o
+					continue
+				}
+			}
 			// A job whose instance EC2 ended has ended with it.
 			if host, ok := p.byID(providers.KindInstance, o.Host); ok && o.Status == providers.StatusUnknown {
 				h, ok := out[host.Token]
@@ -510,6 +538,13 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		return p.deleteVolume(ctx, id)
 	case providers.KindJob:
 		err := p.ssh.Delete(ctx, kind, id)
+		if o, ok := p.recalled(id); ok {
+			if m, own := ownMachine(o); own {
+				// Its machine goes with it, and takes the job with it
+				// where the agent could not be asked.
+				return p.cloud.Terminate(ctx, m.Attributes[AttrRegion], m.ID)
+			}
+		}
 		if err == nil {
 			return nil
 		}

@@ -3,12 +3,14 @@ package aws_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/aws"
+	"github.com/dstackai/dstack-go/providers/providertest"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -115,5 +117,62 @@ func TestSettingsHideCredentials(t *testing.T) {
 	}
 	if _, err := aws.FromConfig(map[string]any{"creds": map[string]any{"type": "magic"}}); err == nil {
 		t.Error("an unknown creds type was accepted")
+	}
+}
+
+// TestOwnMachineJob: a job of a run without a fleet gets an instance of
+// its own (the lifecycle checks of the conformance suite: idempotent by
+// token, described, deleted twice); a provider of a later process reaches
+// it from what state recorded, and deleting the job terminates its
+// instance.
+func TestOwnMachineJob(t *testing.T) {
+	e := newEnv(t, 2)
+	jobReq := func(kind providers.ObjectKind, _ map[providers.ObjectKind]providers.Object) providers.CreateRequest {
+		o := gpuOffer
+		return providers.CreateRequest{Address: "task.t[0]", Offer: &o,
+			Spec: []byte(`{"type":"task","name":"t","commands":["echo own-machine; exec sleep 6548"],"tags":{"run":"t"}}`)}
+	}
+	providertest.CheckLifecycle(t, providertest.Harness{Provider: e.p, Kinds: []providers.ObjectKind{providers.KindJob}, Request: jobReq,
+		Timeout: 2 * time.Minute})
+	if r := e.fake.Running(); len(r) != 0 {
+		t.Fatalf("instances run after the job's deletion: %+v", r)
+	}
+
+	req := jobReq(providers.KindJob, nil)
+	req.Kind, req.Token = providers.KindJob, "tok-own"
+	job, err := e.p.Create(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.fake.Running()
+	if len(r) != 1 || r[0].Tags[aws.TagToken] != "tok-own" || r[0].Tags["run"] != "t" || job.Attributes[aws.AttrMachine] != r[0].ID || job.Host != "" {
+		t.Fatalf("the job %+v on %+v", job, r)
+	}
+	// Another process: only what state recorded.
+	q, err := aws.New(aws.Options{Cloud: e.cloud, KeyPath: e.keyPath, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Recall([]providers.Object{job})
+	got, err := q.Describe(ctxT(t), []string{"tok-own"})
+	if err != nil || got["tok-own"].Status != providers.StatusRunning {
+		t.Fatalf("Describe in a later process: %+v, %v", got, err)
+	}
+	rc, err := q.Logs(ctxT(t), job.ID, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := new(strings.Builder)
+	_, _ = io.Copy(b, rc)
+	rc.Close()
+	if !strings.Contains(b.String(), "own-machine") {
+		t.Errorf("the job's output: %q", b.String())
+	}
+	if err := q.Delete(ctxT(t), providers.KindJob, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.fake.Running(); len(r) != 0 {
+		t.Errorf("the job's instance runs after its deletion: %+v", r)
 	}
 }

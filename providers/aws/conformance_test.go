@@ -55,9 +55,11 @@ func TestMain(m *testing.M) {
 // env is the fake EC2 API with real SSH hosts as its machines, and the
 // provider on the SDK pointed at it.
 type env struct {
-	fake *awstest.Fake
-	p    *aws.Provider
-	url  string
+	fake    *awstest.Fake
+	p       *aws.Provider
+	cloud   aws.Cloud
+	keyPath string
+	url     string
 }
 
 func newEnv(t *testing.T, machines int) *env {
@@ -88,13 +90,14 @@ func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *
 		t.Fatal(err)
 	}
 	t.Setenv("SSH_AUTH_SOCK", "") // the provider's key alone logs in
-	p, err := aws.New(aws.Options{Cloud: cloud, KeyPath: filepath.Join(t.TempDir(), "id_ed25519"), AgentBinary: exe,
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	p, err := aws.New(aws.Options{Cloud: cloud, KeyPath: key, AgentBinary: exe,
 		PollInterval: 50 * time.Millisecond, BootTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &env{fake: f, p: p, url: srv.URL}
+	return &env{fake: f, p: p, cloud: cloud, keyPath: key, url: srv.URL}
 }
 
 // fakeCredentials points the SDK at the fake with static credentials

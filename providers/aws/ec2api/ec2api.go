@@ -14,7 +14,9 @@ package ec2api
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -143,7 +145,7 @@ func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance
 		Groups: []string{sg}, AssociatePublicIpAddress: awssdk.Bool(c.settings.PublicIPs == nil || *c.settings.PublicIPs),
 		DeleteOnTermination: awssdk.Bool(true)}
 	in := &ec2.RunInstancesInput{
-		ClientToken:  awssdk.String(clientToken(req.Token)),
+		ClientToken:  awssdk.String(clientToken(req.Token, req.Region, req.Zone, req.InstanceType, strconv.FormatBool(req.Spot))),
 		ImageId:      awssdk.String(im.id),
 		InstanceType: types.InstanceType(req.InstanceType),
 		MinCount:     awssdk.Int32(1), MaxCount: awssdk.Int32(1),
@@ -199,12 +201,16 @@ func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance
 	return instanceOf(req.Region, out.Instances[0]), nil
 }
 
-// clientToken is EC2's idempotency token: at most 64 ASCII characters.
-func clientToken(tok string) string {
-	if len(tok) > 64 {
-		return tok[:64]
+// clientToken is EC2's idempotency token (at most 64 ASCII characters)
+// of a launch: dstack's token and the offer. A launch of one token on
+// another offer (a failover after an instance that ended while booting)
+// is another launch, which EC2 would otherwise answer with the first.
+func clientToken(tok string, offer ...string) string {
+	if len(offer) == 0 {
+		return tok[:min(len(tok), 64)]
 	}
-	return tok
+	sum := sha256.Sum256([]byte(strings.Join(offer, "/")))
+	return tok[:min(len(tok), 55)] + "-" + hex.EncodeToString(sum[:4])
 }
 
 // UserData is the cloud-init document that gives the instance its SSH

@@ -69,7 +69,7 @@ func TestFakeEC2Launch(t *testing.T) {
 	got := all[0]
 	if got.Region != "us-west-2" || got.Zone != "us-west-2b" || got.Type != "p4d.24xlarge" || got.Lifecycle != "spot" ||
 		got.SpotMaxPrice != "12.5000" || got.RootSize != 200 || got.PlacementGroup != "dstack-gpus" || !got.EFA ||
-		got.ClientToken != "tok-1" {
+		!strings.HasPrefix(got.ClientToken, "tok-1-") {
 		t.Errorf("launched %+v", got)
 	}
 	for k, v := range map[string]string{aws.TagToken: "tok-1", aws.TagAddress: "fleet.gpus[0]", "team": "ml", "owner": "alice"} {
@@ -228,5 +228,33 @@ func TestFakeEC2Network(t *testing.T) {
 		InstanceType: "m7i.xlarge", AuthorizedKey: testKey})
 	if providers.CodeOf(err) != providers.Unsupported || !strings.Contains(err.Error(), "default_vpcs is false") {
 		t.Errorf("default_vpcs false without a VPC: %v", err)
+	}
+}
+
+// TestFakeEC2LaunchOtherOffer: a token launched on one offer and
+// launched again on another (the failover after an instance that ended
+// while booting) makes a second instance; on the same offer it is the
+// same launch.
+func TestFakeEC2LaunchOtherOffer(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{})
+	req := aws.LaunchRequest{Token: "tok-fo", Address: "fleet.f[0]", Region: "us-east-1", InstanceType: "g6.xlarge",
+		GPUVendor: "nvidia", Spot: true, AuthorizedKey: testKey}
+	first, err := c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Interrupt(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	req.InstanceType = "g5.xlarge"
+	second, err := c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID == first.ID || second.InstanceType != "g5.xlarge" {
+		t.Fatalf("the launch on the next offer returned %s (%s), the first was %s", second.ID, second.InstanceType, first.ID)
+	}
+	if again, err := c.Launch(ctx(t), req); err != nil || again.ID != second.ID {
+		t.Fatalf("the same launch again: %v, %v; want %s", again.ID, err, second.ID)
 	}
 }

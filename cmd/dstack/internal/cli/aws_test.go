@@ -107,7 +107,7 @@ func TestAWSFleetAndTask(t *testing.T) {
 	}
 	inst := running[0]
 	if inst.Type != "g6.xlarge" || inst.Tags["dstack:address"] != "fleet.gpus[0]" || inst.Tags["team"] != "research" ||
-		inst.Tags["dstack:token"] == "" || inst.ClientToken != inst.Tags["dstack:token"] {
+		inst.Tags["dstack:token"] == "" || !strings.HasPrefix(inst.ClientToken, inst.Tags["dstack:token"]) {
 		t.Errorf("launched %+v", inst)
 	}
 	if !strings.Contains(string(inst.UserData), "ssh_authorized_keys:") {
@@ -182,5 +182,26 @@ func assertNoCredentials(t *testing.T, p *sshProject, outputs []string) {
 	}
 	if _, err := os.Stat(filepath.Join(p.dir, ".dstack")); err != nil || files < 3 {
 		t.Fatalf("found %d files to search, and the state directory: %v", files, err)
+	}
+}
+
+// TestAWSRunWithoutFleet: a task on backend aws that names no fleet gets
+// an instance of its own, runs there with its output streamed back, and
+// destroy terminates the instance.
+func TestAWSRunWithoutFleet(t *testing.T) {
+	p := newAWSProject(t, 1)
+	// The fake's machines have no GPUs: a CPU task.
+	p.write("solo.dstack.yml", "type: task\nname: solo\nbackends: [aws]\nspot_policy: on-demand\nresources:\n  cpu: 4..\ncommands:\n  - echo \"solo on $(hostname)\"\n")
+	out := p.must(0, "apply", "-f", "solo.dstack.yml", "-y")
+	if !strings.Contains(out, "solo on ") {
+		t.Fatalf("the task's output did not come back:\n%s", out)
+	}
+	all := p.fake.Instances()
+	if len(all) != 1 || all[0].Tags["dstack:address"] != "task.solo[0]" {
+		t.Fatalf("instances %+v, want one for task.solo[0]", all)
+	}
+	p.must(0, "destroy", "-y")
+	if r := p.fake.Running(); len(r) != 0 {
+		t.Errorf("instances still run after destroy: %+v", r)
 	}
 }
