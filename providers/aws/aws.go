@@ -204,12 +204,24 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if req.Host == "" {
 			return p.createOwnMachineJob(ctx, req)
 		}
-		if _, ok := p.byID(providers.KindInstance, req.Host); !ok {
+		host, ok := p.byID(providers.KindInstance, req.Host)
+		if !ok {
 			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: instance %q is not known (it is not in state)", req.Address, req.Host)
+		}
+		vols, err := p.mountedVolumes(req.Spec)
+		if err != nil {
+			return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+		}
+		attached, err := p.attach(ctx, vols, host.Attributes[AttrRegion], host.Attributes[AttrZone], host.ID)
+		if err != nil {
+			return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
 		}
 		o, err := p.ssh.Create(ctx, req)
 		if err != nil {
 			return o, err
+		}
+		if attached != "" {
+			o.Attributes[AttrAttached], o.Attributes[AttrRegion] = attached, host.Attributes[AttrRegion]
 		}
 		p.remember(o)
 		return o, nil
@@ -454,6 +466,14 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		hosts := map[string]providers.Object{} // instance token → as described
 		for tok, o := range got {
 			if rec, ok := p.recalled(tok); ok {
+				for _, k := range []string{AttrAttached, AttrRegion} {
+					if v := rec.Attributes[k]; v != "" && o.Attributes[k] == "" {
+						if o.Attributes == nil {
+							o.Attributes = map[string]string{}
+						}
+						o.Attributes[k] = v
+					}
+				}
 				if _, own := ownMachine(rec); own {
 					o = onMachine(o, rec.Attributes)
 					if o.Status == providers.StatusUnknown {
@@ -538,6 +558,11 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 		return p.deleteVolume(ctx, id)
 	case providers.KindJob:
 		err := p.ssh.Delete(ctx, kind, id)
+		if o, ok := p.recalled(id); ok && err == nil {
+			if derr := p.detach(ctx, o); derr != nil {
+				return derr
+			}
+		}
 		if o, ok := p.recalled(id); ok {
 			if m, own := ownMachine(o); own {
 				// Its machine goes with it, and takes the job with it

@@ -176,3 +176,48 @@ func TestOwnMachineJob(t *testing.T) {
 		t.Errorf("the job's instance runs after its deletion: %+v", r)
 	}
 }
+
+// TestVolumeAttach: a run that mounts an EBS volume gets its own machine
+// in the volume's zone with the volume attached, detached when the job
+// goes; a job on a fleet instance of another zone is refused as
+// unsupported (the planner tries its next offer).
+func TestVolumeAttach(t *testing.T) {
+	e := newEnv(t, 2)
+	vol, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-data", Address: "volume.data",
+		Spec: []byte(`{"type":"volume","name":"data","backend":"aws","region":"us-east-1","availability_zone":"us-east-1c","size":"50GB"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := []byte(`{"type":"task","name":"t","commands":["exec sleep 6549"],"volumes":[{"name":["data"],"path":"/data"}]}`)
+	o := gpuOffer
+	job, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-vjob", Address: "task.t[0]", Offer: &o, Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.fake.Running()
+	if len(r) != 1 || r[0].Zone != "us-east-1c" {
+		t.Fatalf("running %+v, want one instance in the volume's zone us-east-1c", r)
+	}
+	vols := e.fake.Volumes()
+	if len(vols) != 1 || vols[0].Instance != r[0].ID || vols[0].Device != "/dev/sdf" || job.Attributes[aws.AttrAttached] != vol.ID+":/dev/sdf" {
+		t.Fatalf("volumes %+v, job %v", vols, job.Attributes)
+	}
+	if err := e.p.Delete(ctxT(t), providers.KindJob, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	if vols := e.fake.Volumes(); len(vols) != 1 || vols[0].Instance != "" || vols[0].State != "available" {
+		t.Errorf("after the job: %+v, want the volume detached", vols)
+	}
+
+	// A fleet instance in us-east-1a cannot take it.
+	inst := instanceReq("fleet.f[0]")
+	inst.Token, inst.Offer.Zone = "tok-host", "us-east-1a"
+	host, err := e.p.Create(ctxT(t), inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-vjob2", Address: "task.t[0]", Host: host.ID, Spec: spec})
+	if providers.CodeOf(err) != providers.Unsupported || !strings.Contains(err.Error(), "us-east-1c") {
+		t.Errorf("a job on an instance of another zone: %v, want unsupported", err)
+	}
+}

@@ -18,20 +18,47 @@ func (p *Provider) createOwnMachineJob(ctx context.Context, req providers.Create
 	if req.Offer == nil {
 		return providers.Object{}, fmt.Errorf("%s: neither an instance to run on nor an offer to launch", req.Address)
 	}
+	// The run's volumes pin its machine to their zone.
+	vols, err := p.mountedVolumes(req.Spec)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
+	zone, err := volumesZone(vols)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
+	}
 	mreq := req
 	mreq.Kind = providers.KindInstance
+	if zone != "" {
+		off := *req.Offer
+		if off.Zone != "" && off.Zone != zone {
+			return providers.Object{}, providers.Errorf(providers.Unsupported, "%s: the offer is in %s, its volumes in %s", req.Address, off.Zone, zone)
+		}
+		off.Zone = zone
+		mreq.Offer = &off
+	}
 	m, err := p.createInstance(ctx, mreq)
 	if err != nil {
 		return providers.Object{}, err
+	}
+	fail := func(err error) (providers.Object, error) {
+		p.terminateAfter(Instance{ID: m.ID, Region: m.Attributes[AttrRegion]}, err)
+		return providers.Object{}, err
+	}
+	attached, err := p.attach(ctx, vols, m.Attributes[AttrRegion], m.Attributes[AttrZone], m.ID)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", req.Address, err))
 	}
 	jreq := req
 	jreq.Host = m.ID
 	o, err := p.ssh.Create(ctx, jreq)
 	if err != nil {
-		p.terminateAfter(Instance{ID: m.ID, Region: m.Attributes[AttrRegion]}, err)
-		return providers.Object{}, err
+		return fail(err)
 	}
 	o = onMachine(o, m.Attributes)
+	if attached != "" {
+		o.Attributes[AttrAttached] = attached
+	}
 	o.Offer = m.Offer
 	p.remember(o)
 	return o, nil
