@@ -20,8 +20,10 @@ type region struct {
 	groups     map[string]*securityGroup
 	placements map[string]*placementGroup
 	vpcs       []vpc
-	subnets    []subnet
-	images     []image
+	// reservations are capacity reservations and blocks, by ID.
+	reservations map[string]*reservation
+	subnets      []subnet
+	images       []image
 }
 
 // Zones are the availability zones of every region: REGION + a, b, c.
@@ -290,6 +292,7 @@ func (f *Fake) registerCompute() {
 	f.handlers["CreatePlacementGroup"] = f.createPlacementGroup
 	f.handlers["DescribePlacementGroups"] = f.describePlacementGroups
 	f.handlers["DeletePlacementGroup"] = f.deletePlacementGroup
+	f.handlers["DescribeCapacityReservations"] = f.describeCapacityReservations
 }
 
 func (f *Fake) runInstances(r *Request) (any, error) {
@@ -374,6 +377,12 @@ func (f *Fake) runInstances(r *Request) (any, error) {
 			return nil, Errorf("InvalidPlacementGroup.Unknown", "The Placement Group '%s' is unknown.", pg)
 		}
 		inst.PlacementGroup = pg
+	}
+	if res := inst.CapacityReservation; res != "" {
+		if err := reg.takeReservation(res, typ, zone, r.Get("InstanceMarketOptions.MarketType")); err != nil {
+			f.mu.Unlock()
+			return nil, err
+		}
 	}
 	if r.Get("InstanceMarketOptions.MarketType") == "spot" {
 		inst.Lifecycle = "spot"

@@ -128,6 +128,14 @@ func (c *Cloud) Offers(ctx context.Context) ([]offers.Offer, error) {
 // Launch implements aws.Cloud.
 func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance, error) {
 	cl := c.client(req.Region)
+	block := false
+	if req.Reservation != "" {
+		zone, isBlock, err := c.reservation(ctx, req)
+		if err != nil {
+			return aws.Instance{}, err
+		}
+		req.Zone, block = zone, isBlock
+	}
 	im, err := c.image(ctx, req.Region, req.GPUVendor, req.Arch)
 	if err != nil {
 		return aws.Instance{}, err
@@ -187,8 +195,8 @@ func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance
 	if req.Reservation != "" {
 		in.CapacityReservationSpecification = &types.CapacityReservationSpecification{
 			CapacityReservationTarget: &types.CapacityReservationTarget{CapacityReservationId: awssdk.String(req.Reservation)}}
-		if strings.HasPrefix(req.Reservation, "cr-") && req.Spot {
-			return aws.Instance{}, providers.Errorf(providers.Unsupported, "a capacity reservation is for on-demand instances, not spot")
+		if block {
+			in.InstanceMarketOptions = &types.InstanceMarketOptionsRequest{MarketType: types.MarketTypeCapacityBlock}
 		}
 	}
 	out, err := cl.RunInstances(ctx, in, noRetry)
@@ -199,6 +207,32 @@ func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance
 		return aws.Instance{}, fmt.Errorf("launching a %s in %s: EC2 returned %d instances", req.InstanceType, req.Region, len(out.Instances))
 	}
 	return instanceOf(req.Region, out.Instances[0]), nil
+}
+
+// reservation checks that the capacity reservation or capacity block req
+// names is for its offer, and returns its zone and whether it is a
+// block (launched with the capacity-block market). An offer it is not
+// for is unsupported (the planner tries the next).
+func (c *Cloud) reservation(ctx context.Context, req aws.LaunchRequest) (zone string, block bool, err error) {
+	out, err := c.client(req.Region).DescribeCapacityReservations(ctx, &ec2.DescribeCapacityReservationsInput{
+		CapacityReservationIds: []string{req.Reservation}})
+	if apiCode(err) == "InvalidCapacityReservationId.NotFound" || err == nil && len(out.CapacityReservations) != 1 {
+		return "", false, providers.Errorf(providers.Unsupported, "reservation %s is not in %s", req.Reservation, req.Region)
+	}
+	if err != nil {
+		return "", false, classify("finding reservation "+req.Reservation, err)
+	}
+	cr := out.CapacityReservations[0]
+	zone = awssdk.ToString(cr.AvailabilityZone)
+	switch {
+	case req.Spot:
+		return "", false, providers.Errorf(providers.Unsupported, "reservation %s is for on-demand instances, not spot", req.Reservation)
+	case awssdk.ToString(cr.InstanceType) != req.InstanceType:
+		return "", false, providers.Errorf(providers.Unsupported, "reservation %s is for %s, not %s", req.Reservation, awssdk.ToString(cr.InstanceType), req.InstanceType)
+	case req.Zone != "" && zone != req.Zone:
+		return "", false, providers.Errorf(providers.Unsupported, "reservation %s is in %s, not %s", req.Reservation, zone, req.Zone)
+	}
+	return zone, cr.ReservationType == types.CapacityReservationTypeCapacityBlock, nil
 }
 
 // clientToken is EC2's idempotency token (at most 64 ASCII characters)

@@ -258,3 +258,43 @@ func TestFakeEC2LaunchOtherOffer(t *testing.T) {
 		t.Fatalf("the same launch again: %v, %v; want %s", again.ID, err, second.ID)
 	}
 }
+
+// TestFakeEC2Reservation: a launch into a capacity reservation goes to
+// its zone; into a capacity block, with the capacity-block market; an
+// offer of another type is unsupported, and a full reservation a quota.
+func TestFakeEC2Reservation(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{})
+	cr := f.AddCapacityReservation("us-east-1", "us-east-1c", "p5.48xlarge", 1, false)
+	cb := f.AddCapacityReservation("us-east-1", "us-east-1b", "p5.48xlarge", 1, true)
+	req := aws.LaunchRequest{Token: "t-cr", Address: "fleet.f[0]", Region: "us-east-1", InstanceType: "p5.48xlarge",
+		GPUVendor: "nvidia", AuthorizedKey: testKey, Reservation: cr}
+	inst, err := c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Zone != "us-east-1c" {
+		t.Errorf("launched in %s, want the reservation's us-east-1c", inst.Zone)
+	}
+	req.Token, req.Reservation = "t-cb", cb
+	inst, err = c.Launch(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var market string
+	for _, call := range f.Calls() {
+		if call.Action == "RunInstances" && call.Error == "" && call.Params.Get("CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId") == cb {
+			market = call.Params.Get("InstanceMarketOptions.MarketType")
+		}
+	}
+	if inst.Zone != "us-east-1b" || market != "capacity-block" {
+		t.Errorf("the capacity block's launch: zone %s, market %q", inst.Zone, market)
+	}
+	req.Token, req.InstanceType = "t-other", "p4d.24xlarge"
+	if _, err := c.Launch(ctx(t), req); providers.CodeOf(err) != providers.Unsupported {
+		t.Errorf("another type into the block: %v, want unsupported", err)
+	}
+	req.Token, req.InstanceType, req.Reservation = "t-full", "p5.48xlarge", cr
+	if _, err := c.Launch(ctx(t), req); providers.CodeOf(err) != providers.Quota {
+		t.Errorf("a full reservation: %v, want quota", err)
+	}
+}
