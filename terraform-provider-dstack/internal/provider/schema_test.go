@@ -339,3 +339,19 @@ func TestTimeouts(t *testing.T) {
 		t.Error("a delete got the create timeout")
 	}
 }
+
+// TestBackendCredentialsReachTheBackend: a backend block's credentials
+// are the backend's settings (aws reads them as its access_key creds),
+// not only a note of where they came from.
+func TestBackendCredentialsReachTheBackend(t *testing.T) {
+	cfg := map[string]any{"backend": []any{map[string]any{"type": "aws",
+		"credentials": map[string]any{"access_key": "AKIABLOCK", "secret_key": "block-secret"}}}}
+	s, diags := resolve(cfg, environ{home: t.TempDir(), lookup: func(string) (string, bool) { return "", false }})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	creds, _ := s.backendConfig["aws"]["creds"].(map[string]any)
+	if creds["type"] != "access_key" || creds["access_key"] != "AKIABLOCK" || creds["secret_key"] != "block-secret" {
+		t.Fatalf("the aws backend's settings: %v", s.backendConfig["aws"])
+	}
+}
