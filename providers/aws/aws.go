@@ -181,16 +181,23 @@ func (p *Provider) recalled(tok string) (providers.Object, bool) {
 	return o, ok
 }
 
-// byID returns the instance or volume with provider ID id.
+// byID returns the instance or volume with provider ID id. Of a volume
+// both made and registered (a volume_id naming it), the registration
+// wins: deleting by ID then keeps the volume rather than destroying
+// what another address still names.
 func (p *Provider) byID(kind providers.ObjectKind, id string) (providers.Object, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var found providers.Object
+	ok := false
 	for _, o := range p.objects {
 		if o.Kind == kind && o.ID == id {
-			return o, true
+			if !ok || o.Attributes[attrRegistered] == "true" {
+				found, ok = o, true
+			}
 		}
 	}
-	return providers.Object{}, false
+	return found, ok
 }
 
 // Create implements providers.Provider.

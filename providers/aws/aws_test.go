@@ -71,24 +71,34 @@ func TestVolumes(t *testing.T) {
 	if len(vols) != 1 || vols[0].Zone != "us-west-2b" || vols[0].Size != 100 || vols[0].Tags[aws.TagToken] != "tok-vol" {
 		t.Fatalf("volumes %+v", vols)
 	}
-	existing := spec
-	existing = []byte(strings.Replace(string(existing), `"size":"100GB"`, fmt.Sprintf(`"volume_id":%q`, v.ID), 1))
+	// A volume made outside this configuration, registered by its ID.
+	ext, err := e.cloud.CreateVolume(ctxT(t), aws.VolumeRequest{Token: "made-elsewhere", Address: "elsewhere", Region: "us-west-2",
+		Zone: "us-west-2a", SizeGB: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	existing := []byte(strings.Replace(string(spec), `"size":"100GB"`, fmt.Sprintf(`"volume_id":%q`, ext.ID), 1))
 	reg, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-reg", Address: "volume.old", Spec: existing})
-	if err != nil || reg.ID != v.ID {
-		t.Fatalf("registering %s: %v, %v", v.ID, reg.ID, err)
+	if err != nil || reg.ID != ext.ID {
+		t.Fatalf("registering %s: %v, %v", ext.ID, reg.ID, err)
 	}
 	got, err := e.p.Describe(ctxT(t), []string{"tok-vol", "tok-reg", "tok-none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["tok-vol"].ID != v.ID || got["tok-reg"].ID != v.ID || len(got) != 2 {
+	if got["tok-vol"].ID != v.ID || got["tok-reg"].ID != ext.ID || got["tok-reg"].Attributes[aws.AttrZone] != "us-west-2a" || len(got) != 2 {
 		t.Errorf("Describe: %+v", got)
 	}
-	if err := e.p.Delete(ctxT(t), providers.KindVolume, v.ID); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{v.ID, ext.ID} {
+		if err := e.p.Delete(ctxT(t), providers.KindVolume, id); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if n := len(e.fake.Volumes()); n != 0 {
-		t.Errorf("%d volumes after Delete", n)
+	if vols := e.fake.Volumes(); len(vols) != 1 || vols[0].ID != ext.ID {
+		t.Errorf("volumes after Delete: %+v, want only the registered %s, kept", vols, ext.ID)
+	}
+	if err := e.cloud.DeleteVolume(ctxT(t), "us-west-2", ext.ID); err != nil {
+		t.Fatal(err)
 	}
 	_, err = e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-gone", Address: "volume.gone", Spec: existing})
 	if providers.CodeOf(err) != providers.NotFound {
