@@ -2,6 +2,7 @@ package ec2api
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -296,5 +297,44 @@ func TestFakeEC2Reservation(t *testing.T) {
 	req.Token, req.InstanceType, req.Reservation = "t-full", "p5.48xlarge", cr
 	if _, err := c.Launch(ctx(t), req); providers.CodeOf(err) != providers.Quota {
 		t.Errorf("a full reservation: %v, want quota", err)
+	}
+}
+
+// TestFakeEC2DescribeBatches: Instances asks for tokens in batches of
+// 200 filter values per region, and finds instances in every batch.
+func TestFakeEC2DescribeBatches(t *testing.T) {
+	c, f := fakeCloud(t, aws.Settings{Regions: []string{"us-east-1"}})
+	var tokens []string
+	for i := range 450 {
+		tokens = append(tokens, fmt.Sprintf("tok-%03d", i))
+	}
+	for _, tok := range []string{"tok-000", "tok-250", "tok-449"} {
+		if _, err := c.Launch(ctx(t), aws.LaunchRequest{Token: tok, Address: "fleet.f[0]", Region: "us-east-1",
+			InstanceType: "m7i.large", AuthorizedKey: testKey}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := len(f.Calls())
+	found, err := c.Instances(ctx(t), tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 3 {
+		t.Errorf("found %d instances, want 3", len(found))
+	}
+	var calls []int
+	for _, call := range f.Calls()[before:] {
+		if call.Action == "DescribeInstances" {
+			n := 0
+			for k := range call.Params {
+				if strings.HasPrefix(k, "Filter.1.Value.") {
+					n++
+				}
+			}
+			calls = append(calls, n)
+		}
+	}
+	if len(calls) != 3 || calls[0] != 200 || calls[1] != 200 || calls[2] != 50 {
+		t.Errorf("DescribeInstances calls with %v filter values, want 200, 200, 50", calls)
 	}
 }
