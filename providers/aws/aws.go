@@ -453,11 +453,32 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		if err != nil {
 			return nil, err
 		}
+		var running []string
 		for _, inst := range found {
 			if prev, ok := out[inst.Token]; ok && prev.Live() {
 				continue // a live one over a terminated one of the same token
 			}
-			out[inst.Token] = p.describeInstance(inst)
+			o := p.describeInstance(inst)
+			out[inst.Token] = o
+			if rec, ok := p.recalled(inst.Token); ok && rec.ID == inst.ID && o.Status == providers.StatusRunning {
+				running = append(running, inst.Token)
+			}
+		}
+		// A running instance whose agent is down is failed, as an SSH
+		// fleet's host is: the next apply makes it again, which starts
+		// the agent again on the same instance.
+		if len(running) > 0 {
+			agents, err := p.ssh.Describe(ctx, running)
+			if err != nil {
+				return nil, err
+			}
+			for _, tok := range running {
+				if a, ok := agents[tok]; ok && a.Status == providers.StatusFailed {
+					o := out[tok]
+					o.Status, o.Reason = providers.StatusFailed, a.Reason
+					out[tok] = o
+				}
+			}
 		}
 	}
 	if len(vols)+len(unknown) > 0 {

@@ -231,3 +231,37 @@ func TestVolumeAttach(t *testing.T) {
 		t.Errorf("a job on an instance of another zone: %v, want unsupported", err)
 	}
 }
+
+// TestAgentRepair: an instance whose agent died is described as failed,
+// and making it again (the next apply) starts the agent again on the
+// same instance.
+func TestAgentRepair(t *testing.T) {
+	e := newEnv(t, 1)
+	req := instanceReq("fleet.f[0]")
+	req.Token = "tok-repair"
+	inst, err := e.p.Create(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := e.hosts.Hosts[0]
+	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.p.Describe(ctxT(t), []string{req.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := got[req.Token]; o.Status != providers.StatusFailed || !strings.Contains(o.Reason, "agent") {
+		t.Fatalf("with its agent killed the instance is %s (%s), want failed", o.Status, o.Reason)
+	}
+	again, err := e.p.Create(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != inst.ID || len(e.fake.Instances()) != 1 {
+		t.Errorf("the repair launched %s (%d instances), want the same %s", again.ID, len(e.fake.Instances()), inst.ID)
+	}
+	if got, err := e.p.Describe(ctxT(t), []string{req.Token}); err != nil || got[req.Token].Status != providers.StatusRunning {
+		t.Errorf("after the repair: %+v, %v", got[req.Token], err)
+	}
+}

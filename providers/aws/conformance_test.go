@@ -55,6 +55,7 @@ func TestMain(m *testing.M) {
 // env is the fake EC2 API with real SSH hosts as its machines, and the
 // provider on the SDK pointed at it.
 type env struct {
+	hosts   *sshtest.Cluster
 	fake    *awstest.Fake
 	p       *aws.Provider
 	cloud   aws.Cloud
@@ -76,8 +77,9 @@ func newEnv(t *testing.T, machines int) *env {
 func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *env {
 	t.Helper()
 	var opts awstest.Options
+	var c *sshtest.Cluster
 	if machines > 0 {
-		c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allPublic(machines)})
+		c = sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allPublic(machines)})
 		opts.Machines = awstest.SSHMachines(c)
 	}
 	f := awstest.New(opts)
@@ -97,7 +99,7 @@ func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &env{fake: f, p: p, cloud: cloud, keyPath: key, url: srv.URL}
+	return &env{hosts: c, fake: f, p: p, cloud: cloud, keyPath: key, url: srv.URL}
 }
 
 // fakeCredentials points the SDK at the fake with static credentials
