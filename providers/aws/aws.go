@@ -464,18 +464,19 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 				running = append(running, inst.Token)
 			}
 		}
-		// A running instance whose agent is down is failed, as an SSH
-		// fleet's host is: the next apply makes it again, which starts
-		// the agent again on the same instance.
+		// A running instance whose agent is down (or that does not
+		// answer) is unknown: no run is placed there. It is not failed:
+		// the planner forgets a failed instance, and this one would run
+		// on, and be billed, outside dstack's state.
 		if len(running) > 0 {
 			agents, err := p.ssh.Describe(ctx, running)
 			if err != nil {
 				return nil, err
 			}
 			for _, tok := range running {
-				if a, ok := agents[tok]; ok && a.Status == providers.StatusFailed {
+				if a, ok := agents[tok]; ok && (a.Status == providers.StatusFailed || a.Status == providers.StatusUnknown) {
 					o := out[tok]
-					o.Status, o.Reason = providers.StatusFailed, a.Reason
+					o.Status, o.Reason = providers.StatusUnknown, a.Reason
 					out[tok] = o
 				}
 			}
@@ -567,7 +568,9 @@ func (p *Provider) describeInstance(inst Instance) providers.Object {
 			o.Reason = "terminated (" + inst.StateReason + ")"
 		}
 	default: // stopping, stopped
-		o.Status, o.Reason = providers.StatusFailed, "the instance is "+inst.State+" (stopped outside dstack)"
+		// Not failed, which the planner forgets: a stopped instance
+		// keeps its volumes (and their cost) until it is terminated.
+		o.Status, o.Reason = providers.StatusUnknown, "the instance is "+inst.State+" (stopped outside dstack: start it, or destroy to terminate it)"
 	}
 	return o
 }

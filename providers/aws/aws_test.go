@@ -232,10 +232,11 @@ func TestVolumeAttach(t *testing.T) {
 	}
 }
 
-// TestAgentRepair: an instance whose agent died is described as failed,
-// and making it again (the next apply) starts the agent again on the
-// same instance.
-func TestAgentRepair(t *testing.T) {
+// TestAgentDown: an instance whose agent died is described as unknown
+// (no run is placed there, and it is not forgotten as a failed one would
+// be, which would leave it running outside the state); making it again
+// starts the agent again on the same instance.
+func TestAgentDown(t *testing.T) {
 	e := newEnv(t, 1)
 	req := instanceReq("fleet.f[0]")
 	req.Token = "tok-repair"
@@ -251,8 +252,8 @@ func TestAgentRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := got[req.Token]; o.Status != providers.StatusFailed || !strings.Contains(o.Reason, "agent") {
-		t.Fatalf("with its agent killed the instance is %s (%s), want failed", o.Status, o.Reason)
+	if o := got[req.Token]; o.Status != providers.StatusUnknown || !strings.Contains(o.Reason, "agent") {
+		t.Fatalf("with its agent killed the instance is %s (%s), want unknown", o.Status, o.Reason)
 	}
 	again, err := e.p.Create(ctxT(t), req)
 	if err != nil {

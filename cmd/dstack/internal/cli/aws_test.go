@@ -26,7 +26,8 @@ const (
 // CLI binary and the real dstack-provider-aws (built here, found on PATH).
 type awsProject struct {
 	*sshProject
-	fake *awstest.Fake
+	fake  *awstest.Fake
+	hosts *sshtest.Cluster
 }
 
 func newAWSProject(t testing.TB, machines int) *awsProject {
@@ -56,7 +57,7 @@ func newAWSProject(t testing.TB, machines int) *awsProject {
 	p.env = append(withoutAWS(p.env), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"AWS_ENDPOINT_URL_EC2="+srv.URL, "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+filepath.Join(home, "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "no-aws-credentials"))
-	return &awsProject{sshProject: p, fake: f}
+	return &awsProject{sshProject: p, fake: f, hosts: c}
 }
 
 func withoutAWS(env []string) []string {
@@ -203,5 +204,27 @@ func TestAWSRunWithoutFleet(t *testing.T) {
 	p.must(0, "destroy", "-y")
 	if r := p.fake.Running(); len(r) != 0 {
 		t.Errorf("instances still run after destroy: %+v", r)
+	}
+}
+
+// TestAWSAgentDownKeepsInstance: an instance whose agent died is not
+// forgotten and launched again (which would leave the first running,
+// and billed, outside the state): plan reports it and apply launches
+// nothing; destroy still terminates it.
+func TestAWSAgentDownKeepsInstance(t *testing.T) {
+	p := newAWSProject(t, 2)
+	p.write("fleet.dstack.yml", "type: fleet\nname: gpus\nnodes: 1\nbackends: [aws]\nresources:\n  gpu: L4\n")
+	p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
+	h := p.hosts.Hosts[0]
+	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
+		t.Fatal(err)
+	}
+	out := p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
+	if n := len(p.fake.Instances()); n != 1 {
+		t.Fatalf("%d instances after an apply with the agent down, want the one:\n%s", n, out)
+	}
+	p.must(0, "destroy", "-y")
+	if r := p.fake.Running(); len(r) != 0 {
+		t.Errorf("running after destroy: %+v", r)
 	}
 }
