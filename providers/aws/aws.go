@@ -12,8 +12,8 @@
 // its host key trusted on first use and pinned in state) and its jobs run,
 // log, attach and forward ports exactly as there.
 //
-// Every instance is launched with the idempotency token as its
-// ClientToken and tagged dstack:token and dstack:address; Describe finds
+// Every instance is launched with a ClientToken made of the idempotency
+// token and the offer, and tagged dstack:token and dstack:address; Describe finds
 // instances by that tag, so an instance whose launch was recorded as an
 // intent but never seen to finish is adopted.
 package aws
