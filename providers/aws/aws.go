@@ -272,6 +272,7 @@ func (p *Provider) launchRequest(req providers.CreateRequest) (LaunchRequest, er
 	lr.Tags = f.Tags
 	if f.Placement == "cluster" {
 		lr.PlacementGroup = "dstack-" + fleetName(req.Address)
+		lr.EFA = EFACapable(o.InstanceType)
 	}
 	lr.Reservation = f.Reservation
 	return lr, nil

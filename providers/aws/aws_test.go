@@ -10,6 +10,7 @@ import (
 
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/aws"
+	"github.com/dstackai/dstack-go/providers/aws/awstest"
 	"github.com/dstackai/dstack-go/providers/providertest"
 )
 
@@ -264,5 +265,32 @@ func TestAgentDown(t *testing.T) {
 	}
 	if got, err := e.p.Describe(ctxT(t), []string{req.Token}); err != nil || got[req.Token].Status != providers.StatusRunning {
 		t.Errorf("after the repair: %+v, %v", got[req.Token], err)
+	}
+}
+
+// TestClusterPlacement: a fleet with placement: cluster launches into
+// its placement group, with EFA on a type that has it and without on one
+// that has not.
+func TestClusterPlacement(t *testing.T) {
+	e := newEnv(t, 2)
+	spec := []byte(`{"type":"fleet","name":"train","placement":"cluster","backends":["aws"]}`)
+	for i, typ := range []string{"p4d.24xlarge", "m7i.4xlarge"} {
+		o := gpuOffer
+		o.InstanceType = typ
+		_, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindInstance, Token: fmt.Sprintf("tok-pg%d", i),
+			Address: fmt.Sprintf("fleet.train[%d]", i), Offer: &o, Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]awstest.Instance{}
+	for _, i := range e.fake.Instances() {
+		got[i.Type] = i
+	}
+	if p4 := got["p4d.24xlarge"]; p4.PlacementGroup != "dstack-train" || !p4.EFA {
+		t.Errorf("p4d.24xlarge: placement group %q, EFA %v; want dstack-train with EFA", p4.PlacementGroup, p4.EFA)
+	}
+	if m7 := got["m7i.4xlarge"]; m7.PlacementGroup != "dstack-train" || m7.EFA {
+		t.Errorf("m7i.4xlarge: placement group %q, EFA %v; want dstack-train without EFA", m7.PlacementGroup, m7.EFA)
 	}
 }

@@ -72,8 +72,11 @@ type LaunchRequest struct {
 	// Tags are the configuration's tags, added to dstack's own.
 	Tags map[string]string `json:"tags,omitempty"`
 	// PlacementGroup, when set, is the cluster placement group to launch
-	// into (made on first use), with an EFA interface.
+	// into (made on first use).
 	PlacementGroup string `json:"placement_group,omitempty"`
+	// EFA asks for an Elastic Fabric Adapter as the instance's network
+	// interface.
+	EFA bool `json:"efa,omitempty"`
 	// Reservation is a capacity reservation (or capacity block) ID.
 	Reservation string `json:"reservation,omitempty"`
 }
@@ -212,3 +215,18 @@ func ParseSettings(b []byte) (Settings, error) {
 
 // Backend is the backend's name.
 const Backend = "aws"
+
+// efaFamilies are the instance families that have EFA, for cluster
+// placement (AWS's list is longer; these are its GPU and Trainium
+// training machines).
+var efaFamilies = []string{"p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6e-gb200", "trn1", "trn1n", "trn2"}
+
+// EFACapable reports whether the instance type has EFA.
+func EFACapable(instanceType string) bool {
+	family, size, _ := strings.Cut(instanceType, ".")
+	if slices.Contains(efaFamilies, family) {
+		return true
+	}
+	// The largest sizes of the G families have it too.
+	return (strings.HasPrefix(family, "g5") || strings.HasPrefix(family, "g6")) && (size == "48xlarge" || size == "24xlarge" || size == "16xlarge" || size == "12xlarge")
+}

@@ -190,6 +190,8 @@ func (c *Cloud) Launch(ctx context.Context, req aws.LaunchRequest) (aws.Instance
 			in.Placement = &types.Placement{}
 		}
 		in.Placement.GroupName = awssdk.String(req.PlacementGroup)
+	}
+	if req.EFA {
 		in.NetworkInterfaces[0].InterfaceType = awssdk.String("efa")
 	}
 	if req.Reservation != "" {

@@ -51,7 +51,7 @@ func TestFakeEC2Launch(t *testing.T) {
 	c, f := fakeCloud(t, aws.Settings{Tags: map[string]string{"team": "ml"}})
 	req := aws.LaunchRequest{Token: "tok-1", Address: "fleet.gpus[0]", Region: "us-west-2", Zone: "us-west-2b",
 		InstanceType: "p4d.24xlarge", GPUVendor: "nvidia", Arch: "x86", Spot: true, MaxPrice: 12.5, DiskGB: 200,
-		AuthorizedKey: testKey, Tags: map[string]string{"owner": "alice"}, PlacementGroup: "dstack-gpus"}
+		AuthorizedKey: testKey, Tags: map[string]string{"owner": "alice"}, PlacementGroup: "dstack-gpus", EFA: true}
 	inst, err := c.Launch(ctx(t), req)
 	if err != nil {
 		t.Fatal(err)
