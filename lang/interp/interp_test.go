@@ -175,7 +175,7 @@ func TestExpandSpec(t *testing.T) {
 	}
 	want := map[string]any{
 		"type": "task", "image": "$${{ kept }}", "commands": []any{"echo  $HOME"},
-		"env": map[string]any{"TOKEN": "hf_SeCrEt", "X": "foo-from-shell", "FOO": nil, "AUTH": "Bearer hf_SeCrEt", "RANK": "1", "P": "$5"},
+		"env":           map[string]any{"TOKEN": "hf_SeCrEt", "X": "foo-from-shell", "FOO": nil, "AUTH": "Bearer hf_SeCrEt", "RANK": "1", "P": "$5"},
 		"registry_auth": map[string]any{"username": "foo-from-shell", "password": "rEg"},
 		"volumes":       []any{map[string]any{"name": []any{"data-1"}, "path": "/d"}},
 	}
