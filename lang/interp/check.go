@@ -1,6 +1,7 @@
 package interp
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -31,6 +32,9 @@ type Use struct {
 // configuration; nothing else takes references. Secrets' names are
 // checked against the stored secrets by the planner, which has them.
 func CheckSpec(raw []byte, run bool) ([]Problem, []Use, error) {
+	if !bytes.Contains(raw, []byte(opening)) {
+		return nil, nil, nil // no reference, nor a broken one
+	}
 	doc, err := decodeDoc(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the configuration: %w", err)

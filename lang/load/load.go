@@ -18,6 +18,7 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/hclconf"
+	"github.com/dstackai/dstack-go/lang/interp"
 	"github.com/dstackai/dstack-go/lang/internal/parallel"
 	"github.com/dstackai/dstack-go/lang/yamlconf"
 )
@@ -188,6 +189,9 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		if d := cfg.Add(r); d != nil {
 			diags = append(diags, d)
 		}
+		// ${{ ... }} references: syntax, and the namespaces each field
+		// takes (the secrets' names are the planner's to check).
+		diags = append(diags, interp.Check(r)...)
 	}
 	diags = append(diags, cfg.Link()...)
 	diags.Sort()
