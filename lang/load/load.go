@@ -18,8 +18,8 @@ import (
 
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/hclconf"
-	"github.com/dstackai/dstack-go/lang/interp"
 	"github.com/dstackai/dstack-go/lang/internal/parallel"
+	"github.com/dstackai/dstack-go/lang/interp"
 	"github.com/dstackai/dstack-go/lang/yamlconf"
 )
 
@@ -194,8 +194,31 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		diags = append(diags, interp.Check(r)...)
 	}
 	diags = append(diags, cfg.Link()...)
+	hintReferences(diags, cfg.Sources)
 	diags.Sort()
 	return cfg, diags
+}
+
+// hintReferences explains an HCL syntax error on a line that holds a
+// dstack reference: HCL reads "${" as its own template, so dstack's
+// ${{ secrets.NAME }} is written $${{ secrets.NAME }} there.
+func hintReferences(diags lang.Diagnostics, sources map[string][]byte) {
+	for _, d := range diags {
+		if d.Severity != lang.Error || d.Subject == nil || !IsHCL(d.Subject.Filename) {
+			continue
+		}
+		src := sources[d.Subject.Filename]
+		start := min(max(d.Subject.Start.Byte, 0), len(src))
+		lineStart := bytes.LastIndexByte(src[:start], '\n') + 1
+		lineEnd := bytes.IndexByte(src[start:], '\n')
+		if lineEnd < 0 {
+			lineEnd = len(src) - start
+		}
+		line := src[lineStart : start+lineEnd]
+		if i := bytes.Index(line, []byte("${{")); i >= 0 && (i == 0 || line[i-1] != '$') {
+			d.Detail = strings.TrimSpace(d.Detail + " In HCL, write dstack's references with $$ (which HCL turns into $): \"$${{ secrets.NAME }}\".")
+		}
+	}
 }
 
 // MaxFileSize is the largest configuration file dstack reads: 10 MiB,
