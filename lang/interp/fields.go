@@ -51,8 +51,9 @@ func ruleFor(path string, envNames []string) rule {
 			return rule{NSEnv: envNames}
 		}
 	case "volumes":
-		// volumes[i].name[j]: dstack's per-job volume names.
-		if strings.Contains(rest, "].name[") {
+		// volumes[i].name (one name) or volumes[i].name[j]: dstack's
+		// per-job volume names.
+		if strings.HasSuffix(rest, "].name") || strings.Contains(rest, "].name[") {
 			return rule{NSDstack: volumeNames}
 		}
 	case "commands", "init":

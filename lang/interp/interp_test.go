@@ -109,7 +109,7 @@ func TestCheckSpec(t *testing.T) {
 			spec: `{"env":{"K":"k"},"probes":[{"url":"/h?k=${{ env.K }}","headers":[{"name":"A","value":"${{ secrets.k }}"}]}]}`,
 			want: []string{"probes[0].headers[0].value: ${{ secrets.k }} is not interpolated in probes[0].headers[0].value"}},
 		{name: "volume names", run: true,
-			spec: `{"volumes":[{"name":["data-${{ dstack.node_rank }}","d-${{ dstack.job_num }}"],"path":"/d"},{"name":["x-${{ dstack.nodes_num }}"],"path":"/x"}]}`,
+			spec: `{"volumes":[{"name":["data-${{ dstack.node_rank }}","d-${{ dstack.job_num }}"],"path":"/d"},{"name":["x-${{ dstack.nodes_num }}"],"path":"/x"},{"name":"one-${{ dstack.node_rank }}","path":"/o"}]}`,
 			want: []string{"volumes[1].name[0]: Unknown reference dstack.nodes_num in volumes[1].name[0]"}},
 		{name: "secret in commands", run: true,
 			spec: `{"commands":["echo ${{ run.args }}","echo ${{ secrets.t }}"]}`,
