@@ -373,8 +373,8 @@ func secretKeygen(argv []string, s Streams) int {
 func runSecrets(p *planner.Plan, st *state.State, env Env) (map[string]string, error) {
 	var names []string
 	for _, c := range p.Changes {
-		if len(c.Spec) == 0 {
-			continue
+		if len(c.Spec) == 0 || c.Action == planner.Delete || c.Action == planner.NoOp {
+			continue // makes no job: tearing down needs no key
 		}
 		_, uses, err := interp.CheckSpec(c.Spec, true)
 		if err != nil {
