@@ -194,6 +194,7 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		diags = append(diags, interp.Check(r)...)
 	}
 	diags = append(diags, cfg.Link()...)
+	interp.LinkVolumes(cfg)
 	hintReferences(diags, cfg.Sources)
 	diags.Sort()
 	return cfg, diags
