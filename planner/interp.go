@@ -21,11 +21,17 @@ func (m *maker) checkSecrets() {
 			continue
 		}
 		res := m.configured(c.Address)
-		if res == nil || !res.Address.Kind.IsRun() {
+		if res == nil || !res.Address.Kind.IsRun() || len(c.Spec) == 0 {
 			continue
 		}
-		for _, u := range interp.Uses(res, interp.NSSecrets) {
-			if m.in.Prior.HasSecret(u.Ref.Name) {
+		// The change's encoding of the configuration: no second one.
+		_, uses, err := interp.CheckSpec(c.Spec, true)
+		if err != nil {
+			m.problem("%s: %v", c.Address, err)
+			continue
+		}
+		for _, u := range uses {
+			if u.Ref.Namespace != interp.NSSecrets || m.in.Prior.HasSecret(u.Ref.Name) {
 				continue
 			}
 			m.problem("%s: %s: %s: secret %q is not set; set it with: dstack secret set %s", interp.FieldRange(res, u.Path), c.Address, u.Path, u.Ref.Name, u.Ref.Name)

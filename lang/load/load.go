@@ -176,6 +176,15 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		diags = append(diags, lang.Warnf(lang.Range{}, "", "Variables given without HCL files", "-var and -var-file apply to HCL configurations; no HCL file was loaded."))
 	}
 
+	// HCL values may come from variables (-var, files, DSTACK_VAR_*), so
+	// an HCL resource may hold a reference its own file does not show.
+	hclRefs := len(opts.Vars) > 0 || len(opts.VarFiles) > 0
+	for _, kv := range opts.Environ {
+		hclRefs = hclRefs || (strings.HasPrefix(kv, "DSTACK_VAR_") && strings.Contains(kv, "${{"))
+	}
+	for _, f := range hclFiles {
+		hclRefs = hclRefs || bytes.Contains(f.Src, []byte("${{"))
+	}
 	decoded := make([]*lang.Resource, len(raws))
 	decodeDiags := make([]lang.Diagnostics, len(raws))
 	parallel.ForEach(len(raws), func(i int) {
@@ -190,14 +199,27 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 			diags = append(diags, d)
 		}
 		// ${{ ... }} references: syntax, and the namespaces each field
-		// takes (the secrets' names are the planner's to check).
-		diags = append(diags, interp.Check(r)...)
+		// takes (the secrets' names are the planner's to check). Only
+		// where one may be: checking encodes the resource.
+		if mayRefer(r, cfg.Sources, hclRefs) {
+			diags = append(diags, interp.Check(r)...)
+		}
 	}
 	diags = append(diags, cfg.Link()...)
 	interp.LinkVolumes(cfg)
 	hintReferences(diags, cfg.Sources)
 	diags.Sort()
 	return cfg, diags
+}
+
+// mayRefer reports whether r may hold a ${{ ... }} reference: a YAML
+// resource when its file has one, an HCL one when any HCL input may.
+func mayRefer(r *lang.Resource, sources map[string][]byte, hclRefs bool) bool {
+	if r.Syntax == "hcl" {
+		return hclRefs
+	}
+	src, ok := sources[r.Range.Filename]
+	return !ok || bytes.Contains(src, []byte("${{"))
 }
 
 // hintReferences explains an HCL syntax error on a line that holds a
