@@ -124,20 +124,6 @@ func Check(r *lang.Resource) lang.Diagnostics {
 	return diags
 }
 
-// Uses lists the references a loaded resource makes to namespace ns
-// ("" for all), where each is written.
-func Uses(r *lang.Resource, ns string) []Use {
-	raw, err := json.Marshal(r.Spec)
-	if err != nil {
-		return nil
-	}
-	_, uses, _ := CheckSpec(raw, r.Address.Kind.IsRun())
-	if ns == "" {
-		return uses
-	}
-	return slices.DeleteFunc(uses, func(u Use) bool { return u.Ref.Namespace != ns })
-}
-
 // FieldRange is where the field at path of r was written: an env
 // variable's item or entry, else the field, else the nearest enclosing
 // field, else the resource's name.
