@@ -112,8 +112,10 @@ func keyFor(st *state.State, env Env, s Streams) (secrets.Key, error) {
 	switch {
 	case len(st.SecretNames()) > 0:
 		return secrets.Key{}, fmt.Errorf("%w: the state's secrets are sealed with key %s; set %s or %s to it", secrets.ErrNoKey, st.Secrets.KeyID, secrets.EnvKey, secrets.EnvKeyFile)
-	case backend != "local" || !l.Default:
+	case backend != "local":
 		return secrets.Key{}, fmt.Errorf("%w: with the %s backend the team shares one key: make it with dstack secret keygen -out FILE, then set %s=FILE (or %s to its content)", secrets.ErrNoKey, backend, secrets.EnvKeyFile, secrets.EnvKey)
+	case !l.Default:
+		return secrets.Key{}, err // no home directory to keep one in
 	}
 	k, err := secrets.NewKey()
 	if err != nil {
