@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/dstackai/dstack-go/lang/interp"
 )
@@ -67,4 +69,23 @@ func orZero(s string) string {
 		return "0"
 	}
 	return s
+}
+
+// jobVolumeName is a volume's name as the job of that node rank mounts
+// it; a name without references is itself.
+func jobVolumeName(name string, rank int) string {
+	if !strings.Contains(name, "${{") {
+		return name
+	}
+	r := strconv.Itoa(rank)
+	out, missing, err := interp.Expand(name, func(ref interp.Ref) (string, bool) {
+		if ref.Namespace == interp.NSDstack && (ref.Name == "node_rank" || ref.Name == "job_num") {
+			return r, true
+		}
+		return "", false
+	})
+	if err != nil || len(missing) > 0 {
+		return name // reported where the configuration is checked
+	}
+	return out
 }

@@ -104,3 +104,45 @@ env:
 		t.Fatal("the state holds the secret's value, or lost the sealed secrets")
 	}
 }
+
+// TestPerJobVolumesPlaceEachJob: a distributed task mounting
+// data-${{ dstack.node_rank }} places each job where its own volume is:
+// job 0 beside data-0 in us-east-1, job 1 beside data-1 in eu-west-1.
+func TestPerJobVolumesPlaceEachJob(t *testing.T) {
+	w := newWorld(t, nil)
+	vol := func(name, region string) string {
+		return "type: volume\nname: " + name + "\nbackend: aws\nregion: " + region + "\nsize: 100GB\n"
+	}
+	p := w.mustPlan(w.config(map[string]string{
+		"v0.dstack.yml": vol("data-0", "us-east-1"),
+		"v1.dstack.yml": vol("data-1", "eu-west-1"),
+		"task.dstack.yml": `type: task
+name: train
+nodes: 2
+commands: [python train.py]
+volumes:
+  - name: data-${{ dstack.node_rank }}
+    path: /data
+resources:
+  gpu: 24GB:1
+`}), planOpts{})
+	jobs := jobSteps(p, "task.train")
+	if len(jobs) != 2 {
+		t.Fatalf("task.train's steps: %+v", jobs)
+	}
+	want := map[int]string{0: "aws us-east-1", 1: "aws eu-west-1"}
+	for _, j := range jobs {
+		if j.Offer == nil || j.Offer.Backend+" "+j.Offer.Region != want[j.Index] {
+			t.Errorf("job %d placed on %+v, want %s beside its volume", j.Index, j.Offer, want[j.Index])
+		}
+	}
+	var c *planner.Change
+	for _, ch := range p.Changes {
+		if ch.Address == "task.train" {
+			c = ch
+		}
+	}
+	if c == nil || !slices.Contains(c.DependsOn, "volume.data-0") || !slices.Contains(c.DependsOn, "volume.data-1") {
+		t.Fatalf("task.train depends on %v, want both volumes", c.DependsOn)
+	}
+}
