@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/interp"
 )
 
@@ -36,7 +37,11 @@ func (m *maker) checkSecrets() {
 			if u.Ref.Namespace != interp.NSSecrets || m.in.Prior.HasSecret(u.Ref.Name) {
 				continue
 			}
-			m.problem("%s: %s: %s: secret %q is not set; set it with: dstack secret set %s", interp.FieldRange(res, u.Path), c.Address, u.Path, u.Ref.Name, u.Ref.Name)
+			hint := "set it with: dstack secret set " + u.Ref.Name
+			if sug := lang.Suggest(u.Ref.Name, m.in.Prior.SecretNames()); sug != "" {
+				hint = fmt.Sprintf("did you mean %q? (or set it with: dstack secret set %s)", sug, u.Ref.Name)
+			}
+			m.problem("%s: %s: %s: secret %q is not set; %s", interp.FieldRange(res, u.Path), c.Address, u.Path, u.Ref.Name, hint)
 		}
 	}
 }

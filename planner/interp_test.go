@@ -74,6 +74,11 @@ env:
 	if _, err := w.backend.Write(context.Background(), state.DefaultWorkspace, st, "", ""); err != nil {
 		t.Fatal(err)
 	}
+	// A name one typo away from a stored one gets a suggestion.
+	typo := w.config(map[string]string{"main.dstack.yml": "type: task\nname: t\ncommands: [x]\nenv:\n  - T=${{ secrets.hf_tokne }}\n"})
+	if _, err := w.plan(typo, planOpts{}); err == nil || !strings.Contains(err.Error(), `secret "hf_tokne" is not set; did you mean "hf_token"?`) {
+		t.Fatalf("plan error %v, want a suggestion of hf_token", err)
+	}
 	p := w.mustPlan(cfg, planOpts{})
 	planJSON, _ := json.Marshal(p)
 	if strings.Contains(string(planJSON), "hf_SeCrEt") || !strings.Contains(string(planJSON), "${{ secrets.hf_token }}") {
