@@ -79,8 +79,11 @@ func CheckSpec(raw []byte, run bool) ([]Problem, []Use, error) {
 
 func checkRef(path string, ref Ref, r rule) (Problem, bool) {
 	if !slices.Contains(namespaces, ref.Namespace) {
-		return Problem{Path: path, Summary: fmt.Sprintf("Unknown namespace %q in %s", ref.Namespace, path),
-			Detail: fmt.Sprintf("${{ %s }} names no namespace dstack knows: a reference is ${{ secrets.NAME }}, ${{ env.NAME }}, ${{ dstack.NAME }} or ${{ run.NAME }}. Write $${{ for a literal ${{.", ref)}, false
+		detail := fmt.Sprintf("${{ %s }} names no namespace dstack knows: a reference is ${{ secrets.NAME }}, ${{ env.NAME }}, ${{ dstack.NAME }} or ${{ run.NAME }}. Write $${{ for a literal ${{.", ref)
+		if sug := suggest(ref.Namespace, namespaces); sug != "" {
+			detail = fmt.Sprintf("Did you mean %s.%s? ", sug, ref.Name) + detail
+		}
+		return Problem{Path: path, Summary: fmt.Sprintf("Unknown namespace %q in %s", ref.Namespace, path), Detail: detail}, false
 	}
 	names, ok := r[ref.Namespace]
 	if !ok {
@@ -99,6 +102,9 @@ func checkRef(path string, ref Ref, r rule) (Problem, bool) {
 			if slices.Contains(jobNames, ref.Name) {
 				detail = fmt.Sprintf("dstack.%s is interpolated in env values; volume names take %s.", ref.Name, strings.Join(names, " and "))
 			}
+		}
+		if sug := suggest(ref.Name, names); sug != "" {
+			detail = fmt.Sprintf("Did you mean %s.%s? ", ref.Namespace, sug) + detail
 		}
 		return Problem{Path: path, Summary: fmt.Sprintf("Unknown reference %s in %s", ref, path), Detail: detail}, false
 	}
@@ -163,4 +169,17 @@ func runConfig(s lang.Spec) *lang.RunConfig {
 		return &x.RunConfig
 	}
 	return nil
+}
+
+// suggest is lang.Suggest for names of any case (env variables are
+// upper case).
+func suggest(name string, candidates []string) string {
+	lower := make([]string, len(candidates))
+	for i, c := range candidates {
+		lower[i] = strings.ToLower(c)
+	}
+	if sug := lang.Suggest(name, lower); sug != "" {
+		return candidates[slices.Index(lower, sug)]
+	}
+	return ""
 }

@@ -155,6 +155,23 @@ func TestCheckSpec(t *testing.T) {
 	}
 }
 
+// TestSuggestions: an unknown namespace or name one typo away from a known
+// one is named in the detail.
+func TestSuggestions(t *testing.T) {
+	probs, _, err := CheckSpec([]byte(`{"env":{"FOO":"x","A":"${{ secret.t }}","B":"${{ env.FOOO }}","C":"${{ dstack.node_rnak }}"}}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range probs {
+		got = append(got, p.Path+": "+p.Detail[:strings.Index(p.Detail, "?")+1])
+	}
+	want := []string{"env.A: Did you mean secrets.t?", "env.B: Did you mean env.FOO?", "env.C: Did you mean dstack.node_rank?"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("suggestions (-want +got):\n%s", diff)
+	}
+}
+
 func TestExpandSpec(t *testing.T) {
 	spec := `{"type":"task","image":"$${{ kept }}","commands":["echo ${{ run.args }} $$HOME"],
 "env":{"TOKEN":"${{ secrets.hf_token }}","X":"${{ env.FOO }}","FOO":null,"AUTH":"Bearer ${{ env.TOKEN }}","RANK":"${{ dstack.node_rank }}","P":"$$5"},
