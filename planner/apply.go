@@ -61,6 +61,13 @@ type ApplyOptions struct {
 	// ConfigDir is the configuration's directory, which runs with
 	// `dstack: true` get.
 	ConfigDir string
+	// Secrets are the team's secrets by name, opened: a job's
+	// ${{ secrets.NAME }} takes its value from here when the job is made
+	// (see interp.go). Masking them in what apply shows is the caller's.
+	Secrets map[string]string
+	// Environ looks up a bare env variable for ${{ env.NAME }}
+	// (os.LookupEnv, as the providers do, when nil).
+	Environ func(string) (string, bool)
 }
 
 // Result says what apply did.
@@ -511,6 +518,12 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		req.Env = x.jobEnv(c, s)
 		req.SSHKeys = x.opts.SSHKeys
 		req.ConfigDir = x.opts.ConfigDir
+		spec, err := x.expandJob(c.Spec, req.Env)
+		if err != nil {
+			x.forget(s, in.Token)
+			return "", fmt.Errorf("%s: %w", s.Address, err)
+		}
+		req.Spec = spec
 	}
 	req.Progress = func(msg string) {
 		x.emit(Event{Type: EventProgress, Step: s.ID, Op: s.Op, Address: s.Address, Index: s.Index, Message: msg})

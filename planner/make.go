@@ -115,6 +115,7 @@ func Make(in Input) (*Plan, error) {
 			m.syncFleetHosts(p.Changes[n])
 		}
 	}
+	m.checkSecrets()
 	if len(m.problems) > 0 {
 		return nil, &Error{Problems: m.problems}
 	}

@@ -308,7 +308,7 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 	spec := resourcesOf(run.Resources)
 	demand := demandOf(spec)
 	s.Demand = &demand
-	vols := m.volumeSitesOf(run)
+	vols := m.volumeSitesOf(run, s.Index)
 	var best *host
 	var reasons []string
 	multi := multiNode(d.res.Spec)

@@ -38,11 +38,15 @@ type volumeSites [][]site
 // the state (a volume applied earlier from other files). A volume found
 // in neither (another project's) says nothing about where it is, so a
 // mount naming one adds no constraint: the job may be meant to go there.
-func (m *maker) volumeSitesOf(run *lang.RunConfig) volumeSites {
+//
+// rank is the job's node rank: a name written with ${{ dstack.node_rank }}
+// names each job's own volume.
+func (m *maker) volumeSitesOf(run *lang.RunConfig, rank int) volumeSites {
 	var out volumeSites
 	for _, mount := range run.Volumes {
 		var sites []site
 		for _, name := range mount.Name {
+			name = jobVolumeName(name, rank)
 			s, ok := m.volumeSite(name)
 			if !ok {
 				sites = nil

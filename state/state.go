@@ -34,6 +34,8 @@ type State struct {
 	Resources []*Resource `json:"resources"`
 	// Outputs are values a configuration publishes.
 	Outputs map[string]Output `json:"outputs,omitempty"`
+	// Secrets are the team's secrets, encrypted (see Secrets).
+	Secrets *Secrets `json:"secrets,omitempty"`
 	// Checksum is the SHA-256 of the document written with an empty
 	// checksum; Decode refuses a document whose checksum does not match.
 	// Encode writes it last.
@@ -147,6 +149,11 @@ func (s *State) Masked() *State {
 			c.Outputs[k] = o
 		}
 	}
+	if c.Secrets != nil {
+		for k := range c.Secrets.Values {
+			c.Secrets.Values[k] = Redacted
+		}
+	}
 	return c
 }
 
@@ -191,6 +198,12 @@ func Encode(s *State) ([]byte, error) {
 	if len(s.Outputs) > 0 {
 		buf.WriteString(`,"outputs":`)
 		if err := writeJSON(&buf, s.Outputs); err != nil {
+			return nil, err
+		}
+	}
+	if s.Secrets != nil && len(s.Secrets.Values) > 0 {
+		buf.WriteString(`,"secrets":`)
+		if err := writeJSON(&buf, s.Secrets); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/hclconf"
 	"github.com/dstackai/dstack-go/lang/internal/parallel"
+	"github.com/dstackai/dstack-go/lang/interp"
 	"github.com/dstackai/dstack-go/lang/yamlconf"
 )
 
@@ -175,6 +176,15 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		diags = append(diags, lang.Warnf(lang.Range{}, "", "Variables given without HCL files", "-var and -var-file apply to HCL configurations; no HCL file was loaded."))
 	}
 
+	// HCL values may come from variables (-var, files, DSTACK_VAR_*), so
+	// an HCL resource may hold a reference its own file does not show.
+	hclRefs := len(opts.Vars) > 0 || len(opts.VarFiles) > 0
+	for _, kv := range opts.Environ {
+		hclRefs = hclRefs || (strings.HasPrefix(kv, "DSTACK_VAR_") && strings.Contains(kv, "${{"))
+	}
+	for _, f := range hclFiles {
+		hclRefs = hclRefs || bytes.Contains(f.Src, []byte("${{"))
+	}
 	decoded := make([]*lang.Resource, len(raws))
 	decodeDiags := make([]lang.Diagnostics, len(raws))
 	parallel.ForEach(len(raws), func(i int) {
@@ -188,10 +198,50 @@ func Files(files []string, opts Options) (*lang.Config, lang.Diagnostics) {
 		if d := cfg.Add(r); d != nil {
 			diags = append(diags, d)
 		}
+		// ${{ ... }} references: syntax, and the namespaces each field
+		// takes (the secrets' names are the planner's to check). Only
+		// where one may be: checking encodes the resource.
+		if mayRefer(r, cfg.Sources, hclRefs) {
+			diags = append(diags, interp.Check(r)...)
+		}
 	}
 	diags = append(diags, cfg.Link()...)
+	interp.LinkVolumes(cfg)
+	hintReferences(diags, cfg.Sources)
 	diags.Sort()
 	return cfg, diags
+}
+
+// mayRefer reports whether r may hold a ${{ ... }} reference: a YAML
+// resource when its file has one, an HCL one when any HCL input may.
+func mayRefer(r *lang.Resource, sources map[string][]byte, hclRefs bool) bool {
+	if r.Syntax == "hcl" {
+		return hclRefs
+	}
+	src, ok := sources[r.Range.Filename]
+	return !ok || bytes.Contains(src, []byte("${{"))
+}
+
+// hintReferences explains an HCL syntax error on a line that holds a
+// dstack reference: HCL reads "${" as its own template, so dstack's
+// ${{ secrets.NAME }} is written $${{ secrets.NAME }} there.
+func hintReferences(diags lang.Diagnostics, sources map[string][]byte) {
+	for _, d := range diags {
+		if d.Severity != lang.Error || d.Subject == nil || !IsHCL(d.Subject.Filename) {
+			continue
+		}
+		src := sources[d.Subject.Filename]
+		start := min(max(d.Subject.Start.Byte, 0), len(src))
+		lineStart := bytes.LastIndexByte(src[:start], '\n') + 1
+		lineEnd := bytes.IndexByte(src[start:], '\n')
+		if lineEnd < 0 {
+			lineEnd = len(src) - start
+		}
+		line := src[lineStart : start+lineEnd]
+		if i := bytes.Index(line, []byte("${{")); i >= 0 && (i == 0 || line[i-1] != '$') {
+			d.Detail = strings.TrimSpace(d.Detail + " In HCL, write dstack's references with $$ (which HCL turns into $): \"$${{ secrets.NAME }}\".")
+		}
+	}
 }
 
 // MaxFileSize is the largest configuration file dstack reads: 10 MiB,

@@ -2,8 +2,8 @@
 // against a real server: compare-and-swap writes, lock contention and
 // force-unlock, lease expiry (a holder killed with SIGKILL loses its lock
 // after the TTL), zombies that lost their lease, twenty concurrent
-// writers, corrupt and truncated documents, newer format versions, and
-// workspaces.
+// writers, corrupt and truncated documents, newer format versions,
+// workspaces, and the sealed secrets section.
 //
 // A backend's test calls Main from its TestMain (the SIGKILL test re-runs
 // the test binary as the process to kill) and Run from a test.
@@ -113,6 +113,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, h) })
 	t.Run("NewerVersion", func(t *testing.T) { testNewerVersion(t, h) })
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, h) })
+	t.Run("Secrets", func(t *testing.T) { testSecrets(t, h) })
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -140,6 +141,43 @@ func counter(s *state.State) int {
 
 func withCounter(s *state.State, n int) {
 	s.Put(&state.Resource{Address: "task.counter", Attributes: map[string]any{"n": n}})
+}
+
+// testSecrets: the document's sealed secrets section is stored and read
+// back as written, beside resources (the pg backend stores resources in
+// rows of their own, the rest of the document in one piece), and a
+// compare-and-swap write that changes only the secrets replaces them.
+func testSecrets(t *testing.T, h Harness) {
+	ctx, b, ws := ctxFor(t), h.New(t), "secrets"
+	s := state.New("test")
+	s.Serial = 1
+	withCounter(s, 1)
+	s.Put(&state.Resource{Address: "task.b", ConfigHash: "h"})
+	s.Secrets = &state.Secrets{Cipher: "aes-256-gcm", KeyID: "0123456789abcdef",
+		Values: map[string]string{"hf_token": "c2VhbGVkLTE=", "db": "c2VhbGVkLTI="}}
+	v1, err := b.Write(ctx, ws, s, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := b.Read(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.State.Secrets; got == nil || got.KeyID != s.Secrets.KeyID || !maps.Equal(got.Values, s.Secrets.Values) {
+		t.Fatalf("secrets read back: %+v, want %+v", got, s.Secrets)
+	}
+	snap.State.Serial++
+	delete(snap.State.Secrets.Values, "db")
+	if _, err := b.Write(ctx, ws, snap.State, v1, ""); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = b.Read(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := snap.State.SecretNames(); !slices.Equal(names, []string{"hf_token"}) || snap.State.Resource("task.b") == nil {
+		t.Fatalf("after removing one secret: secrets %v, resource %v", names, snap.State.Resource("task.b"))
+	}
 }
 
 func testReadMissing(t *testing.T, h Harness) {

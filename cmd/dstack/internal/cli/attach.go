@@ -102,7 +102,9 @@ func runAttach(argv []string, s Streams, env Env) int {
 			proxy(ctx, ln, f.dial)
 		}()
 	}
-	if err := streamLogs(ctx, set, in, true, s.Stdout); err != nil && ctx.Err() == nil {
+	out := newLogScrubber(s.Stdout, allSecretValues(t.st, env, s))
+	defer out.Flush()
+	if err := streamLogs(ctx, set, in, true, out); err != nil && ctx.Err() == nil {
 		return fail(s, err)
 	}
 	return ExitOK

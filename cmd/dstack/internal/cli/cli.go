@@ -85,6 +85,7 @@ func commands() []command {
 		{"state", "Inspect and edit the state: list, show, pull, push, rm, mv", runState},
 		{"workspace", "Manage workspaces: list, show, new, select, delete", runWorkspace},
 		{"force-unlock", "Break a state lock whose run is gone", runForceUnlock},
+		{"secret", "Manage the team's secrets: set, get, list, delete, rotate-key", runSecret},
 		{"version", "Print the version", runVersion},
 	}
 }

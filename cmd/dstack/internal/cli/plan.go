@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -396,12 +398,21 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 	if a.json {
 		events = jsonEvents(s.Stdout)
 	}
+	// The secrets the runs reference, opened for their jobs: like the
+	// plan's sensitive values, apply's progress lines, errors and the
+	// runs' output never show them.
+	cur, _ := ss.prior()
+	secretValues, err := runSecrets(p, cur, env)
+	if err != nil {
+		return fail(s, err)
+	}
 	// A provider's message may quote what it was given: apply's progress
 	// lines and errors never show the plan's sensitive values.
-	scrub := newScrubber(p)
+	scrub := newScrubber(p, slices.Collect(maps.Values(secretValues))...)
 	events = scrub.events(events)
 	store := &planner.Store{Backend: ss.backend, Workspace: ss.ws, LockID: ss.lockID(), Version: ss.version()}
-	opts := planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version()}
+	opts := planner.ApplyOptions{Parallelism: a.parallelism, RateLimit: a.rateLimit, Stop: stop, Events: events, ToolVersion: version(),
+		Secrets: secretValues}
 	if ss.lease != nil {
 		// A lease that lapses or is lost fences the apply: it starts
 		// nothing more, and the calls in flight finish (see
@@ -456,7 +467,12 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 			// attached to it (inactivity_duration), as in dstack.
 			fmt.Fprintln(s.Stdout, "\nFollowing the output; Ctrl-C detaches, and the dev environment goes on (apply -d does not follow).")
 		}
-		if failed := followRuns(res.State, ss.set, runs, s); len(failed) > 0 {
+		out := newLogScrubber(s.Stdout, slices.Collect(maps.Values(secretValues)))
+		fs := s
+		fs.Stdout = out
+		failed := followRuns(res.State, ss.set, runs, fs)
+		_ = out.Flush()
+		if len(failed) > 0 {
 			fmt.Fprintf(s.Stderr, "Error: the run failed: %s\n", strings.Join(failed, "; "))
 			return ExitRunFailed
 		}
@@ -542,7 +558,9 @@ func jsonEvents(w io.Writer) func(planner.Event) {
 // prints.
 type scrubber struct{ r *strings.Replacer }
 
-func newScrubber(p *planner.Plan) scrubber { return scrubber{lang.Scrubber(p.SensitiveValues())} }
+func newScrubber(p *planner.Plan, more ...string) scrubber {
+	return scrubber{lang.Scrubber(append(p.SensitiveValues(), more...))}
+}
 
 func (sc scrubber) events(next func(planner.Event)) func(planner.Event) {
 	if sc.r == nil {

@@ -91,17 +91,19 @@ func runLogs(argv []string, s Streams, env Env) int {
 	if i < 0 {
 		return fail(s, fmt.Errorf("%s has no job %d", r.Address, *replica))
 	}
+	out := newLogScrubber(s.Stdout, allSecretValues(t.st, env, s))
+	defer out.Flush()
 	if *since != "" {
 		from, err := parseSince(*since, time.Now())
 		if err != nil {
 			return fail(s, err)
 		}
-		if err := streamLogsSince(ctx, set, r.Instances[i], from, *follow, s.Stdout); err != nil && ctx.Err() == nil {
+		if err := streamLogsSince(ctx, set, r.Instances[i], from, *follow, out); err != nil && ctx.Err() == nil {
 			return fail(s, err)
 		}
 		return ExitOK
 	}
-	if err := streamLogs(ctx, set, r.Instances[i], *follow, s.Stdout); err != nil && ctx.Err() == nil {
+	if err := streamLogs(ctx, set, r.Instances[i], *follow, out); err != nil && ctx.Err() == nil {
 		return fail(s, err)
 	}
 	return ExitOK
@@ -113,6 +115,8 @@ type runTarget struct {
 	cancel context.CancelFunc
 	set    providers.Set
 	run    *state.Resource
+	// st is the state the run was found in.
+	st *state.State
 }
 
 // openRun parses a command line that names one run and finds the run; it
@@ -132,7 +136,7 @@ func openRun(fs *flag.FlagSet, argv []string, s Streams, env Env) (*runTarget, i
 		if r, err = findRun(st, args[0]); err == nil {
 			// The jobs a run left on hosts that did not answer are not
 			// its own: logs, attach and stop act on the run's jobs.
-			return &runTarget{ctx: ctx, cancel: cancel, set: set, run: planner.WithoutAbandoned(r)}, ExitOK
+			return &runTarget{ctx: ctx, cancel: cancel, set: set, run: planner.WithoutAbandoned(r), st: st}, ExitOK
 		}
 	}
 	cancel()

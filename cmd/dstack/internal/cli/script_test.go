@@ -23,6 +23,7 @@ import (
 	"github.com/dstackai/dstack-go/state/backendproc"
 	"github.com/dstackai/dstack-go/state/httpstate/httpstatetest"
 	"github.com/dstackai/dstack-go/state/local"
+	"github.com/dstackai/dstack-go/state/pg"
 	"github.com/dstackai/dstack-go/state/s3"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -42,6 +43,9 @@ func TestMain(m *testing.M) {
 		// The s3 backend's own program, which dstack finds on PATH.
 		"dstack-backend-s3": func() {
 			backendproc.Main(func(cfg map[string]string) (state.Backend, error) { return s3.New(cfg) })
+		},
+		"dstack-backend-pg": func() {
+			backendproc.Main(func(cfg map[string]string) (state.Backend, error) { return pg.New(cfg) })
 		},
 	})
 }
@@ -89,8 +93,9 @@ func TestDockerScripts(t *testing.T) {
 	}
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
 	helper := dockertest.StaticDstack(t)
+	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-secret-data-0") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli", "secret"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
