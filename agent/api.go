@@ -164,13 +164,53 @@ const (
 	StateCreating JobState = "creating" // creating the container or process
 	StateRunning  JobState = "running"
 	StateDone     JobState = "done"    // exited with code 0
-	StateFailed   JobState = "failed"  // failed to start, exited non-zero, or was lost
+	StateFailed   JobState = "failed"  // failed to start, exited non-zero, was lost or interrupted
 	StateStopped  JobState = "stopped" // stopped on request, for inactivity or its max duration
 )
 
 // Finished reports whether the job has ended.
 func (s JobState) Finished() bool {
 	return s == StateDone || s == StateFailed || s == StateStopped
+}
+
+// Termination is why a job ended.
+type Termination string
+
+// The ways a job ends.
+const (
+	// TerminationExited: its process exited by itself (state done, or
+	// failed with a non-zero exit code).
+	TerminationExited Termination = "exited"
+	// TerminationStopRequest: stopped on request (state stopped).
+	TerminationStopRequest Termination = "stop_request"
+	// TerminationMaxDuration: stopped for running past its max duration.
+	TerminationMaxDuration Termination = "max_duration"
+	// TerminationInactivity: stopped for nobody being attached to it.
+	TerminationInactivity Termination = "inactivity"
+	// TerminationInterruption: stopped because the machine is being
+	// taken away (a spot interruption notice; see Manager.Interrupt).
+	// The job ends failed: it did not finish, and a retry policy that
+	// lists "interruption" runs it again elsewhere.
+	TerminationInterruption Termination = "interruption"
+	// TerminationStartFailed: it could not start (image pull, container
+	// creation, a missing program).
+	TerminationStartFailed Termination = "start_failed"
+	// TerminationLost: the agent lost track of it (it was gone after a
+	// restart of the agent, or its runtime stopped answering).
+	TerminationLost Termination = "lost"
+)
+
+// Interruption is a notice that the machine is being taken away, such
+// as EC2's two-minute spot interruption notice.
+type Interruption struct {
+	// Notice says what and when, for people: "spot interruption notice:
+	// terminate at 2026-01-02T15:04:05Z".
+	Notice string `json:"notice"`
+	// Deadline is when the machine goes; zero when the notice gives no
+	// time. Jobs are killed by then, whatever their grace period.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// At is when the agent learnt of it.
+	At time.Time `json:"at"`
 }
 
 // Job is a job's spec and status, as GET /jobs/{id} returns it.
@@ -184,6 +224,9 @@ type Job struct {
 	// "killed by signal 9", "OOM killed", "image pull failed: ...",
 	// "lost while the agent was down", or progress while it starts.
 	Reason string `json:"reason,omitempty"`
+	// Termination says why the job ended, in a word a program can branch
+	// on (Reason says it for people); empty until it ends.
+	Termination Termination `json:"termination,omitempty"`
 	// Runtime is the name of the runtime that runs the job.
 	Runtime    string    `json:"runtime"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -264,6 +307,9 @@ type Health struct {
 	Status   string   `json:"status"` // "ok"
 	Version  string   `json:"version,omitempty"`
 	Runtimes []string `json:"runtimes"`
+	// Interruption is set once the machine got an interruption notice:
+	// the agent has stopped its jobs and takes no new ones.
+	Interruption *Interruption `json:"interruption,omitempty"`
 }
 
 // StopRequest is the optional body of POST /jobs/{id}/stop.

@@ -14,6 +14,9 @@ var (
 	ErrNoRuntime = errors.New("no runtime on this host can run the job")
 	// ErrClosed: the manager is shutting down (503).
 	ErrClosed = errors.New("the agent is shutting down")
+	// ErrInterrupted: the machine got an interruption notice, and the
+	// agent takes no new jobs (503).
+	ErrInterrupted = errors.New("the machine is being interrupted")
 	// ErrNoGPUs: the job asks for more GPUs than are free on the host
 	// (409).
 	ErrNoGPUs = errors.New("not enough free GPUs")

@@ -82,6 +82,9 @@ type Manager struct {
 	mu     sync.Mutex
 	jobs   map[string]*job
 	closed bool
+	// interruption is the machine's interruption notice, once one came
+	// (see Interrupt): no job is accepted after it.
+	interruption *Interruption
 }
 
 // job is the manager's view of one job; its fields are guarded by
@@ -188,6 +191,9 @@ type record struct {
 	// StopRequested survives restarts so that a job stopped just before
 	// the agent went down still ends as stopped.
 	StopRequested bool `json:"stop_requested,omitempty"`
+	// Interrupted is the interruption notice the job was stopped for
+	// (see Manager.Interrupt); empty if none.
+	Interrupted string `json:"interrupted,omitempty"`
 }
 
 func (j *job) logPath() string { return filepath.Join(j.dir, "output.log") }
@@ -291,17 +297,17 @@ func (m *Manager) reattach(ctx context.Context, j *job) {
 	spec := j.rec.Job.Spec
 	rt, ok := m.runtimes[j.rec.Job.Runtime]
 	if !ok {
-		m.fail(j, fmt.Sprintf("lost while the agent was down: the %s runtime is not available", j.rec.Job.Runtime))
+		m.fail(j, TerminationLost, fmt.Sprintf("lost while the agent was down: the %s runtime is not available", j.rec.Job.Runtime))
 		return
 	}
 	h, found, err := rt.Reattach(ctx, spec, j.logPath())
 	if err != nil {
 		m.log.Warn("reattach failed", "job", spec.ID, "err", err)
-		m.fail(j, "lost while the agent was down: "+err.Error())
+		m.fail(j, TerminationLost, "lost while the agent was down: "+err.Error())
 		return
 	}
 	if !found {
-		m.fail(j, "lost while the agent was down")
+		m.fail(j, TerminationLost, "lost while the agent was down")
 		return
 	}
 	j.handle = h
@@ -316,7 +322,7 @@ func (m *Manager) reattach(ctx context.Context, j *job) {
 	m.trimLog(j)
 	m.persist(j)
 	m.log.Info("reattached job", "job", spec.ID, "runtime", rt.Name())
-	stopping, grace := j.rec.StopRequested, j.stopGrace
+	stopping, grace := j.rec.StopRequested || j.rec.Interrupted != "", j.stopGrace
 	m.watchers.Add(1)
 	go func() {
 		defer m.watchers.Done()
@@ -332,12 +338,13 @@ func (m *Manager) reattach(ctx context.Context, j *job) {
 
 // fail records a job that ended without an exit code. The caller holds
 // m.mu or owns j exclusively (during load).
-func (m *Manager) fail(j *job, reason string) {
+func (m *Manager) fail(j *job, term Termination, reason string) {
 	r := &j.rec.Job
 	r.State = StateFailed
 	if j.rec.StopRequested {
 		r.State = StateStopped
 	}
+	r.Termination = term
 	r.Reason = reason
 	r.FinishedAt = time.Now().UTC()
 	m.persist(j)
@@ -384,6 +391,9 @@ func (m *Manager) Submit(ctx context.Context, spec JobSpec) (Job, bool, error) {
 	}
 	if j, ok := m.jobs[spec.ID]; ok {
 		return j.snapshot(), false, nil
+	}
+	if m.interruption != nil {
+		return Job{}, false, fmt.Errorf("job %s: %w (%s)", spec.ID, ErrInterrupted, m.interruption.Notice)
 	}
 	rt, err := m.runtimeFor(spec)
 	if err != nil {
@@ -458,10 +468,13 @@ func (m *Manager) run(ctx context.Context, j *job, rt Runtime, spec JobSpec) {
 			// is, for the next agent's Reattach to settle.
 			return
 		}
-		if j.rec.StopRequested {
-			m.fail(j, "stopped before it started")
-		} else {
-			m.fail(j, err.Error())
+		switch {
+		case j.rec.StopRequested:
+			m.fail(j, TerminationStopRequest, "stopped before it started")
+		case j.rec.Interrupted != "":
+			m.fail(j, TerminationInterruption, "interrupted before it started ("+j.rec.Interrupted+")")
+		default:
+			m.fail(j, TerminationStartFailed, err.Error())
 		}
 		m.log.Info("job failed to start", "job", spec.ID, "err", err)
 		return
@@ -472,7 +485,7 @@ func (m *Manager) run(ctx context.Context, j *job, rt Runtime, spec JobSpec) {
 	r.Reason = ""
 	r.StartedAt = time.Now().UTC()
 	r.Ports = h.Ports()
-	stop, grace := j.rec.StopRequested, j.stopGrace
+	stop, grace := j.rec.StopRequested || j.rec.Interrupted != "", j.stopGrace
 	m.persist(j)
 	m.mu.Unlock()
 	m.log.Info("job running", "job", spec.ID)
@@ -513,7 +526,7 @@ func (m *Manager) watch(j *job, h Handle) {
 		return // closing: the job runs on, for the next agent to re-attach
 	}
 	m.mu.Lock()
-	stopped := j.rec.StopRequested || j.rec.Inactive || j.rec.Expired
+	stopped := j.rec.StopRequested || j.rec.Inactive || j.rec.Expired || j.rec.Interrupted != ""
 	m.mu.Unlock()
 	if err == nil && stopped {
 		// A stopped job is not coming back: free its container (or
@@ -527,7 +540,7 @@ func (m *Manager) watch(j *job, h Handle) {
 	defer m.mu.Unlock()
 	if err != nil {
 		m.log.Warn("lost track of job", "job", j.rec.Job.Spec.ID, "err", err)
-		m.fail(j, "lost track of the job: "+err.Error())
+		m.fail(j, TerminationLost, "lost track of the job: "+err.Error())
 		return
 	}
 	m.indexLog(j)
@@ -536,15 +549,21 @@ func (m *Manager) watch(j *job, h Handle) {
 	r.ExitCode = &code
 	r.Reason = reason
 	r.FinishedAt = time.Now().UTC()
+	r.Termination = TerminationExited
 	switch {
 	case j.rec.StopRequested:
-		r.State = StateStopped
+		r.State, r.Termination = StateStopped, TerminationStopRequest
 		r.Reason = "stopped on request: " + reason
+	case j.rec.Interrupted != "":
+		// Failed, not stopped: the job did not get to finish, and its
+		// retry policy decides whether it runs again elsewhere.
+		r.State, r.Termination = StateFailed, TerminationInterruption
+		r.Reason = "interrupted (" + j.rec.Interrupted + "): " + reason
 	case j.rec.Inactive:
-		r.State = StateStopped
+		r.State, r.Termination = StateStopped, TerminationInactivity
 		r.Reason = fmt.Sprintf("stopped after %s without anyone attached: %s", time.Duration(r.Spec.InactivitySeconds)*time.Second, reason)
 	case j.rec.Expired:
-		r.State = StateStopped
+		r.State, r.Termination = StateStopped, TerminationMaxDuration
 		r.Reason = fmt.Sprintf("stopped after its max duration of %s: %s", time.Duration(r.Spec.MaxDurationSeconds)*time.Second, reason)
 	case code == 0:
 		r.State = StateDone

@@ -113,7 +113,7 @@ func (s *Server) authorized(r *http.Request) bool {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, Health{Status: "ok", Version: s.version, Runtimes: s.m.Runtimes()})
+	writeJSON(w, http.StatusOK, Health{Status: "ok", Version: s.version, Runtimes: s.m.Runtimes(), Interruption: s.m.Interruption()})
 }
 
 func (s *Server) getInventory(w http.ResponseWriter, r *http.Request) {
@@ -327,7 +327,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, ErrNoRuntime):
 		status = http.StatusUnprocessableEntity
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrInterrupted):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the client went away; nobody reads an answer

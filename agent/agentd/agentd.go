@@ -6,6 +6,7 @@
 // Usage:
 //
 //	dstack-agent [-listen 127.0.0.1:9480] [-data-dir ~/.dstack/agent] [-token-file FILE]
+//	             [-watch-interruptions [-imds-endpoint URL] [-imds-interval 5s]]
 //
 // The token comes from -token-file, else from DSTACK_AGENT_TOKEN, else from
 // <data-dir>/token, which the agent creates (mode 0600) with a random
@@ -14,9 +15,18 @@
 // -listen 127.0.0.1:0 the port is chosen by the system). SIGTERM and
 // SIGINT shut the agent down and leave its jobs running: the next agent on
 // the same data dir re-attaches to them.
+//
+// On a spot instance the provider that made it starts the agent with
+// -watch-interruptions (or DSTACK_AGENT_WATCH_INTERRUPTIONS=1): the agent
+// then polls the EC2 instance metadata service (IMDSv2, at -imds-endpoint
+// or DSTACK_AGENT_IMDS_ENDPOINT) for the spot interruption notice, and on
+// one stops every job within its stop_duration (and before the
+// instance goes), recording it as failed by "interruption" (see
+// agent.Manager.Interrupt).
 package agentd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,6 +48,7 @@ import (
 
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/host"
+	"github.com/dstackai/dstack-go/agent/imds"
 	"github.com/dstackai/dstack-go/agent/inventory"
 	"github.com/dstackai/dstack-go/agent/runtime/docker"
 	"github.com/dstackai/dstack-go/agent/sshd"
@@ -83,6 +94,11 @@ type args struct {
 	dataDir    string
 	tokenFile  string
 	logLimitMB int64
+	// watchInterruptions polls imdsEndpoint every imdsInterval for a
+	// spot interruption notice.
+	watchInterruptions bool
+	imdsEndpoint       string
+	imdsInterval       time.Duration
 }
 
 func parseArgs(argv []string, stderr io.Writer) (args, error) {
@@ -94,8 +110,25 @@ func parseArgs(argv []string, stderr io.Writer) (args, error) {
 	fs.StringVar(&a.dataDir, "data-dir", filepath.Join(home, ".dstack", "agent"), "`dir` for jobs, logs and the agent's files")
 	fs.StringVar(&a.tokenFile, "token-file", "", "`file` holding the bearer token (default: $DSTACK_AGENT_TOKEN, else <data-dir>/token)")
 	fs.Int64Var(&a.logLimitMB, "log-limit-mb", agent.DefaultLogLimit>>20, "MiB of each job's log to keep on disk")
+	watch, _ := strconv.ParseBool(os.Getenv("DSTACK_AGENT_WATCH_INTERRUPTIONS"))
+	fs.BoolVar(&a.watchInterruptions, "watch-interruptions", watch,
+		"poll the instance metadata service for a spot interruption notice and stop the jobs on one (default: $DSTACK_AGENT_WATCH_INTERRUPTIONS)")
+	fs.StringVar(&a.imdsEndpoint, "imds-endpoint", cmp.Or(os.Getenv("DSTACK_AGENT_IMDS_ENDPOINT"), imds.DefaultEndpoint),
+		"`URL` of the instance metadata service (default: $DSTACK_AGENT_IMDS_ENDPOINT, else "+imds.DefaultEndpoint+")")
+	interval := imds.DefaultInterval
+	if v := os.Getenv("DSTACK_AGENT_IMDS_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return a, fmt.Errorf("DSTACK_AGENT_IMDS_INTERVAL: %w", err)
+		}
+		interval = d
+	}
+	fs.DurationVar(&a.imdsInterval, "imds-interval", interval, "how often to ask for a spot interruption notice (default: $DSTACK_AGENT_IMDS_INTERVAL, else 5s)")
 	if err := fs.Parse(argv); err != nil {
 		return a, err
+	}
+	if a.imdsInterval <= 0 {
+		return a, errors.New("-imds-interval must be positive")
 	}
 	if fs.NArg() > 0 {
 		return a, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -164,6 +197,10 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 			log.Warn("close", "err", err)
 		}
 	}()
+	if a.watchInterruptions {
+		stop := watchInterruptions(ctx, m, imds.New(a.imdsEndpoint, nil), a.imdsInterval, log)
+		defer stop() // before Close, which the defer above runs
+	}
 	srv, err := agent.NewServer(m, agent.ServerOptions{
 		Token:   token,
 		Version: Version,
@@ -224,6 +261,27 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 		hs.Close()
 	}
 	return nil
+}
+
+// watchInterruptions polls the metadata service until a spot
+// interruption notice comes, then interrupts m's jobs. The returned
+// function ends the watch and waits for it.
+func watchInterruptions(ctx context.Context, m *agent.Manager, c *imds.Client, interval time.Duration, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	log.Info("watching for spot interruption notices", "every", interval)
+	go func() {
+		defer close(done)
+		n, err := imds.Watch(ctx, c, interval, log)
+		if err != nil {
+			return // ctx ended: the agent is shutting down
+		}
+		m.Interrupt(agent.Interruption{Notice: n.String(), Deadline: n.Time})
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // loadToken reads the token from file, or DSTACK_AGENT_TOKEN, or
