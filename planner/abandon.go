@@ -74,23 +74,34 @@ func (m *maker) movesOffSilentHost(spec lang.Spec, prior *state.Resource) string
 	return h
 }
 
-// retryAllows reports whether a run's retry policy resubmits it on event,
-// and the run was first submitted less than the policy's duration ago.
+// DefaultRetryDuration is how long a retry policy without a duration
+// resubmits a run: one hour, as in dstack.
+const DefaultRetryDuration = time.Hour
+
+// retryAllows reports whether a run's retry policy resubmits it on event:
+// the policy lists the event, and, as dstack measures it for
+// "interruption" and "error", the event happened less than the policy's
+// duration (DefaultRetryDuration when unset) ago. The event's time is
+// when the run's last job to end ended (AttrFinishedAt, which refresh
+// records); a run with no ended job is having its event now (a host that
+// stopped answering). ("no-capacity" is retried within apply: see
+// retryPolicy.)
 func (m *maker) retryAllows(spec lang.Spec, event string, prior *state.Resource) bool {
 	_, p := runParts(spec)
 	if p == nil || !p.Retry.Enabled() || !slices.Contains(p.Retry.OnEvents, event) {
 		return false
 	}
-	if p.Retry.Duration == nil || *p.Retry.Duration <= 0 {
-		return true
+	window := DefaultRetryDuration
+	if p.Retry.Duration != nil && *p.Retry.Duration > 0 {
+		window = time.Duration(*p.Retry.Duration) * time.Second
 	}
-	var first time.Time
+	var last time.Time
 	for _, in := range prior.Instances {
-		if at, err := time.Parse(time.RFC3339, attrString(in, AttrCreatedAt)); err == nil && (first.IsZero() || at.Before(first)) {
-			first = at
+		if at, err := time.Parse(time.RFC3339, attrString(in, providers.AttrFinishedAt)); err == nil && at.After(last) {
+			last = at
 		}
 	}
-	return first.IsZero() || m.now().Sub(first) < time.Duration(*p.Retry.Duration)*time.Second
+	return last.IsZero() || m.now().Sub(last) < window
 }
 
 // abandonStep records a job on a silent host as abandoned.

@@ -727,6 +727,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				"the job there is abandoned, and removed once the host answers again"
 		case m.rerun(prior):
 			c.Reason = "the task finished; apply -f runs it again"
+		case m.taskRetryEvent(d, prior) == "interruption":
+			c.Reason = "the task's job was interrupted and retry on interruption allows another attempt"
 		default:
 			c.Reason = "the task's jobs failed and retry allows another attempt"
 		}
@@ -822,25 +824,35 @@ func (m *maker) rerun(prior *state.Resource) bool {
 }
 
 // taskNeedsRerun: a task whose jobs failed is run again when its retry
-// policy lists the event ("error" for a job that exited non-zero,
-// "interruption" for one terminated outside dstack) and the task was
-// first submitted less than the policy's duration ago.
+// policy allows the event (see taskRetryEvent).
 func (m *maker) taskNeedsRerun(d *desired, prior *state.Resource) bool {
+	return m.taskRetryEvent(d, prior) != ""
+}
+
+// taskRetryEvent is the event a task whose jobs failed is run again for,
+// or "" when it is not: "interruption" for a job stopped by its
+// machine's interruption notice (the agent's termination) or terminated
+// outside dstack, "error" for one that failed otherwise (exited
+// non-zero), if its retry policy allows that event (see retryAllows).
+func (m *maker) taskRetryEvent(d *desired, prior *state.Resource) string {
 	if _, ok := d.res.Spec.(*lang.Task); !ok {
-		return false
+		return ""
 	}
 	event := ""
 	for _, in := range prior.Instances {
 		if in.Status != providers.StatusFailed && in.Status != providers.StatusTerminated {
 			continue
 		}
-		if attrString(in, AttrEndedOutside) != "" {
+		if attrString(in, AttrEndedOutside) != "" || attrString(in, providers.AttrTermination) == providers.TerminationInterruption {
 			event = "interruption"
 		} else if event == "" {
 			event = "error"
 		}
 	}
-	return event != "" && m.retryAllows(d.res.Spec, event, prior)
+	if event == "" || !m.retryAllows(d.res.Spec, event, prior) {
+		return ""
+	}
+	return event
 }
 
 func (m *maker) now() time.Time {

@@ -178,6 +178,10 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 						in.Attributes = map[string]any{}
 					}
 					in.Attributes[AttrEndedOutside] = what
+					if _, ok := in.Attributes[providers.AttrFinishedAt]; !ok {
+						// When the retry policy's duration starts.
+						in.Attributes[providers.AttrFinishedAt] = now.UTC().Format(time.RFC3339)
+					}
 					kept = append(kept, in)
 				}
 				continue
@@ -206,6 +210,15 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 				for k, v := range o.Attributes {
 					in.Attributes[k] = v
 				}
+			}
+			if kind == lang.KindTask && providers.Ended(in.Status) && attrString(in, providers.AttrFinishedAt) == "" {
+				// A provider that does not say when a job ended: it ended
+				// by the first refresh that saw it ended, which is when a
+				// retry policy's duration starts.
+				if in.Attributes == nil {
+					in.Attributes = map[string]any{}
+				}
+				in.Attributes[providers.AttrFinishedAt] = now.UTC().Format(time.RFC3339)
 			}
 			kept = append(kept, in)
 		}

@@ -82,7 +82,18 @@ const (
 	AttrExitCode = "exit_code" // a job's exit code, once it ended
 	AttrRuntime  = "runtime"   // what runs a job: "docker" or "host"
 	AttrHostID   = "host_id"   // a job's host instance's ID, for jobs recalled from state
+	// AttrTermination is why a job ended, in one word: the agent's
+	// termination ("exited", "interruption", ...). A failed job whose
+	// termination is TerminationInterruption was stopped because its
+	// machine was being taken away (a spot interruption notice): a retry
+	// policy counts it as an "interruption", not an "error".
+	AttrTermination = "termination"
+	AttrFinishedAt  = "finished_at" // when a job ended, RFC 3339
 )
+
+// TerminationInterruption is the AttrTermination of a job stopped for
+// its machine's interruption notice.
+const TerminationInterruption = "interruption"
 
 // Live reports whether the object still exists and works.
 func (o Object) Live() bool {

@@ -373,6 +373,12 @@ func JobObject(address, host string, j agent.Job) providers.Object {
 	if j.ExitCode != nil {
 		o.Attributes[providers.AttrExitCode] = strconv.Itoa(*j.ExitCode)
 	}
+	if j.Termination != "" {
+		o.Attributes[providers.AttrTermination] = string(j.Termination)
+	}
+	if !j.FinishedAt.IsZero() {
+		o.Attributes[providers.AttrFinishedAt] = j.FinishedAt.UTC().Format(time.RFC3339)
+	}
 	return o
 }
 

@@ -241,3 +241,25 @@ func TestDeleteSharedLegacyID(t *testing.T) {
 		t.Error("old-c, alone with its ID, was not removed")
 	}
 }
+
+// TestJobObjectTermination: a job its agent stopped for a spot
+// interruption notice is a failed object whose termination says so (the
+// planner's retry policy reads it), with the time it ended.
+func TestJobObjectTermination(t *testing.T) {
+	if string(agent.TerminationInterruption) != providers.TerminationInterruption {
+		t.Fatalf("agent %q and providers %q name the interruption differently", agent.TerminationInterruption, providers.TerminationInterruption)
+	}
+	code := 137
+	ended := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	o := JobObject("task.train[0]", "", agent.Job{Spec: agent.JobSpec{ID: "j1"}, State: agent.StateFailed, ExitCode: &code,
+		Termination: agent.TerminationInterruption, Reason: "interrupted (spot interruption notice: terminate at 2031-01-02T03:05:00Z): killed by signal 9",
+		FinishedAt: ended})
+	if o.Status != providers.StatusFailed || o.Attributes[providers.AttrTermination] != "interruption" ||
+		o.Attributes[providers.AttrFinishedAt] != "2031-01-02T03:04:05Z" || !strings.HasPrefix(o.Reason, "interrupted (spot") {
+		t.Fatalf("object %+v", o)
+	}
+	running := JobObject("task.train[0]", "", agent.Job{Spec: agent.JobSpec{ID: "j2"}, State: agent.StateRunning})
+	if _, ok := running.Attributes[providers.AttrTermination]; ok {
+		t.Fatalf("a running job has a termination: %+v", running)
+	}
+}
