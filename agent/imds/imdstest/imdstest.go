@@ -63,7 +63,7 @@ func Start(tb testing.TB, args ...string) string {
 		}
 		tb.Skip("ec2-metadata-mock is not installed; run .ci/install-ec2-metadata-mock.sh")
 	}
-	m, err := Launch(tb.TempDir(), args...)
+	m, err := Launch(tb.TempDir(), 0, args...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -81,17 +81,20 @@ type Mock struct {
 // Stop kills the mock and waits for it to exit.
 func (m *Mock) Stop() { m.stop() }
 
-// Launch runs ec2-metadata-mock with args, as Start does, with dir as
-// its home (where it looks for a config file, and where its output goes,
-// to aemm.log). The caller stops it.
-func Launch(dir string, args ...string) (*Mock, error) {
+// Launch runs ec2-metadata-mock with args, as Start does, on port (0:
+// a free one), with dir as its home (where it looks for a config file,
+// and where its output goes, to aemm.log). The caller stops it.
+func Launch(dir string, port int, args ...string) (*Mock, error) {
 	bin := Binary()
 	if bin == "" {
 		return nil, fmt.Errorf("ec2-metadata-mock is not installed; run .ci/install-ec2-metadata-mock.sh")
 	}
+	if port != 0 {
+		return launch(dir, bin, port, args)
+	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +149,8 @@ func launch(dir, bin string, port int, args []string) (*Mock, error) {
 	return nil, fmt.Errorf("did not answer within 10s:\n%s", out)
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port nothing listens on now.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

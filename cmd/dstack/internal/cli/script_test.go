@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dstackai/dstack-go/agent/imds/imdstest"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/backendproc"
@@ -58,11 +59,15 @@ func TestScripts(t *testing.T) {
 			// A script that fails half-way must not leave its agent and
 			// jobs running.
 			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
+			env.Values[imdsKey{}] = new([]*imdstest.Mock)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" { // switching a job's user needs root
 				return os.Geteuid() == 0, nil
+			}
+			if cond == "ec2-metadata-mock" {
+				return hasIMDSMock()
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -79,6 +84,7 @@ func TestScripts(t *testing.T) {
 			"waitfor":    cmdWaitFor,
 			"within":     cmdWithin,
 			"jsonget":    cmdJSONGet,
+			"imds":       cmdIMDS,
 		},
 	})
 }
