@@ -185,32 +185,55 @@ func upload(ctx context.Context, c *ssh.Client, path string) error {
 	return nil
 }
 
-const superviseScript = `#!/bin/sh
+// superviseScript keeps the agent running with flags on hosts without
+// systemd.
+func superviseScript(flags []string) string {
+	return strings.Replace(superviseTemplate, "FLAGS", strings.Join(flags, " "), 1)
+}
+
+const superviseTemplate = `#!/bin/sh
 # dstack: keeps the host agent running (hosts without systemd).
 D="$HOME/.dstack"
 echo $$ > "$D/agent/supervisor.pid"
 while [ ! -e "$D/agent/stop" ]; do
-	"$D/bin/dstack-agent" agent -listen 127.0.0.1:0 -data-dir "$D/agent" >>"$D/agent/agent.log" 2>&1
+	"$D/bin/dstack-agent" agent -listen 127.0.0.1:0 -data-dir "$D/agent" FLAGS >>"$D/agent/agent.log" 2>&1
 	[ -e "$D/agent/stop" ] && break
 	sleep 1
 done
 rm -f "$D/agent/supervisor.pid"
 `
 
-func unitFile(home string) string {
+// checkAgentFlags refuses flags that are not one plain word each: they
+// go unquoted into a shell script and a systemd unit.
+func checkAgentFlags(flags []string) error {
+	for _, f := range flags {
+		if f == "" || strings.ContainsFunc(f, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:/=@+,-", r))
+		}) {
+			return fmt.Errorf("agent flag %q: want one word of [A-Za-z0-9_.:/=@+,-]", f)
+		}
+	}
+	return nil
+}
+
+func unitFile(home string, flags []string) string {
+	extra := ""
+	if len(flags) > 0 {
+		extra = " " + strings.Join(flags, " ")
+	}
 	return fmt.Sprintf(`[Unit]
 Description=dstack host agent
 After=network-online.target docker.service
 
 [Service]
-ExecStart=%[1]s/.dstack/bin/dstack-agent agent -listen 127.0.0.1:0 -data-dir %[1]s/.dstack/agent
+ExecStart=%[1]s/.dstack/bin/dstack-agent agent -listen 127.0.0.1:0 -data-dir %[1]s/.dstack/agent%[2]s
 Restart=always
 RestartSec=1
 KillMode=process
 
 [Install]
 WantedBy=multi-user.target
-`, home)
+`, home, extra)
 }
 
 // stopScript stops the agent, whichever way it was started, and waits
@@ -229,17 +252,20 @@ if [ -f "$D/agent.pid" ]; then kill -9 "$(cat "$D/agent.pid")" 2>/dev/null || tr
 rm -f "$D/agent.addr" "$D/agent.pid" "$D/supervisor.pid"
 `
 
-// startAgent (re)starts the agent: under systemd when the host has it
-// and dstack is root, else under the supervise script, detached from the
-// SSH session.
-func startAgent(ctx context.Context, c *ssh.Client, h hostInfo) error {
+// startAgent (re)starts the agent with flags: under systemd when the
+// host has it and dstack is root, else under the supervise script,
+// detached from the SSH session.
+func startAgent(ctx context.Context, c *ssh.Client, h hostInfo, flags []string) error {
+	if err := checkAgentFlags(flags); err != nil {
+		return err
+	}
 	if _, err := run(ctx, c, stopScript, nil); err != nil {
 		return fmt.Errorf("stopping the old agent: %w", err)
 	}
 	if h.Systemd && h.Root {
 		script := `set -e; rm -f "$HOME/.dstack/agent/stop"; cat > /etc/systemd/system/dstack-agent.service; ` +
 			`systemctl daemon-reload; systemctl enable dstack-agent >/dev/null 2>&1; systemctl restart dstack-agent`
-		if _, err := run(ctx, c, script, strings.NewReader(unitFile(h.Home))); err != nil {
+		if _, err := run(ctx, c, script, strings.NewReader(unitFile(h.Home, flags))); err != nil {
 			return fmt.Errorf("starting the agent with systemd: %w", err)
 		}
 		return nil
@@ -247,7 +273,7 @@ func startAgent(ctx context.Context, c *ssh.Client, h hostInfo) error {
 	script := `set -e; D="$HOME/.dstack"; mkdir -p "$D/agent" "$D/bin"; rm -f "$D/agent/stop"
 cat > "$D/bin/dstack-agent-supervise"; chmod 755 "$D/bin/dstack-agent-supervise"
 setsid nohup "$D/bin/dstack-agent-supervise" </dev/null >/dev/null 2>&1 &`
-	if _, err := run(ctx, c, script, strings.NewReader(superviseScript)); err != nil {
+	if _, err := run(ctx, c, script, strings.NewReader(superviseScript(flags))); err != nil {
 		return fmt.Errorf("starting the agent: %w", err)
 	}
 	return nil

@@ -402,7 +402,7 @@ func (p *Provider) Install(ctx context.Context, req providers.CreateRequest, id 
 	}
 	if restart || info.Addr == "" || !h.healthy(ctx) {
 		progress(fmt.Sprintf("starting the agent on %s", hostname))
-		if err := startAgent(ctx, c, info); err != nil {
+		if err := startAgent(ctx, c, info, h.targetNow().AgentFlags); err != nil {
 			return providers.Object{}, fmt.Errorf("%s: %s: %w", req.Address, hostname, err)
 		}
 		if err := h.waitHealthy(ctx, p.timeout); err != nil {
@@ -626,7 +626,7 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 			// A dead agent's jobs live on (host processes, containers):
 			// start it again, so that it re-attaches them and removes them.
 			if info, err := h.probe(ctx); err == nil && info.AgentSHA != "" {
-				if err := startAgent(ctx, c, info); err == nil {
+				if err := startAgent(ctx, c, info, h.targetNow().AgentFlags); err == nil {
 					_ = h.waitHealthy(ctx, p.timeout)
 				}
 			}

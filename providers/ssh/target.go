@@ -28,6 +28,10 @@ type Target struct {
 	InternalIP string `json:"internal_ip,omitempty"`
 	// Network is the fleet's CIDR for traffic between hosts.
 	Network string `json:"network,omitempty"`
+	// AgentFlags are extra flags the host's agent is started with: a
+	// cloud provider's, such as -watch-interruptions on a spot instance
+	// (see package agentd). Each is one word of [A-Za-z0-9_.:/=@+,-].
+	AgentFlags []string `json:"agent_flags,omitempty"`
 }
 
 // Addr is host:port.
