@@ -19,6 +19,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/imds"
+	"github.com/dstackai/dstack-go/agent/imds/imdstest"
 	"github.com/dstackai/dstack-go/agent/runtime/docker"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 )
@@ -277,5 +279,42 @@ func TestDockerStopRemovesContainer(t *testing.T) {
 	}
 	if err := a.c.Delete(t.Context(), spec.ID); err != nil {
 		t.Errorf("delete after the stop: %v", err)
+	}
+}
+
+// TestDockerSpotInterruption: a container job that ignores SIGTERM is
+// killed once its stop grace period has passed after the spot
+// interruption notice of amazon-ec2-metadata-mock, ends failed by
+// "interruption", and its container is removed.
+func TestDockerSpotInterruption(t *testing.T) {
+	rt, img := dockerRuntime(t)
+	endpoint := imdstest.Spot(t, 0)
+	a := startAgent(t, t.TempDir(), withRuntime(rt))
+	spec := dockerJob(t, img, "spot", "trap '' TERM", "echo ready", "sleep 600")
+	spec.StopGraceSeconds = 2
+	a.submit(spec)
+	a.waitLog(spec.ID, "ready\n")
+
+	n, err := imds.Watch(t.Context(), imds.New(endpoint, nil), 100*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noticed := time.Now()
+	a.m.Interrupt(agent.Interruption{Notice: n.String(), Deadline: n.Time})
+	job := a.waitFinished(spec.ID)
+	if job.State != agent.StateFailed || job.Termination != agent.TerminationInterruption || exitCode(job) != 137 ||
+		!strings.HasPrefix(job.Reason, "interrupted (spot interruption notice: terminate at ") {
+		t.Errorf("job: state %s, termination %q, exit %d, reason %q", job.State, job.Termination, exitCode(job), job.Reason)
+	}
+	if took := job.FinishedAt.Sub(noticed); took < 2*time.Second || took > 5*time.Second {
+		t.Errorf("the job ended %s after the notice, want its 2s stop grace period", took)
+	}
+	list, err := dockertest.Client(t).ContainerList(t.Context(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", docker.LabelJobID+"="+spec.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list {
+		t.Errorf("container %s of the interrupted job is still there (%s)", c.Names, c.Status)
 	}
 }
