@@ -443,8 +443,8 @@ type RegistryAuth struct {
 // Retry says when a failed run is resubmitted. Written as a bool (true:
 // on every event) or {on_events, duration}.
 type Retry struct {
-	OnEvents []string  `json:"on_events,omitempty" jsonschema:"enum=no-capacity,enum=interruption,enum=error" jsonschema_description:"Events that resubmit the run"`
-	Duration *Duration `json:"duration,omitempty" jsonschema_description:"How long to keep resubmitting"`
+	OnEvents []string  `json:"on_events,omitempty" jsonschema:"enum=no-capacity,enum=interruption,enum=error" jsonschema_description:"Events that resubmit the run (all three when omitted): no-capacity (no offer had capacity), interruption (its machine was taken back, such as a spot instance's interruption notice, or stopped answering), error (a job failed)"`
+	Duration *Duration `json:"duration,omitempty" jsonschema_description:"How long to keep resubmitting (default 1h): for no-capacity from the run's submission, for interruption and error from when the job ended"`
 }
 
 type retryMapping Retry
