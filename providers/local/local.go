@@ -415,7 +415,7 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 
 // classify gives an agent's errors the codes of the provider contract: a
 // token the agent rejects is Auth, a job asking for more GPUs than are
-// free is NoCapacity.
+// free, or sent to a machine being interrupted, is NoCapacity.
 func classify(err error) error {
 	var ce *client.Error
 	switch {
@@ -425,6 +425,11 @@ func classify(err error) error {
 		return &providers.Error{Code: providers.Auth, Err: err}
 	case errors.Is(err, agent.ErrNoGPUs),
 		errors.As(err, &ce) && ce.StatusCode == http.StatusConflict && strings.Contains(ce.Message, agent.ErrNoGPUs.Error()):
+		return &providers.Error{Code: providers.NoCapacity, Err: err}
+	case errors.Is(err, agent.ErrInterrupted),
+		errors.As(err, &ce) && ce.StatusCode == http.StatusServiceUnavailable && strings.Contains(ce.Message, agent.ErrInterrupted.Error()):
+		// The machine got an interruption notice: it takes no more
+		// jobs, and the planner places the job on another offer.
 		return &providers.Error{Code: providers.NoCapacity, Err: err}
 	}
 	return err

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/client"
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/yamlconf"
 	"github.com/dstackai/dstack-go/providers"
@@ -261,5 +264,20 @@ func TestJobObjectTermination(t *testing.T) {
 	running := JobObject("task.train[0]", "", agent.Job{Spec: agent.JobSpec{ID: "j2"}, State: agent.StateRunning})
 	if _, ok := running.Attributes[providers.AttrTermination]; ok {
 		t.Fatalf("a running job has a termination: %+v", running)
+	}
+}
+
+// TestClassifyInterrupted: an agent whose machine got an interruption
+// notice refuses jobs with 503; for the planner that machine has no
+// capacity, so it places the job on another offer.
+func TestClassifyInterrupted(t *testing.T) {
+	refused := &client.Error{Method: "POST", Path: "/jobs", StatusCode: http.StatusServiceUnavailable,
+		Message: "job j1: the machine is being interrupted (spot interruption notice: terminate at 2031-01-02T03:05:00Z)"}
+	if code := providers.CodeOf(classify(fmt.Errorf("submitting task.t[0] to the agent: %w", refused))); code != providers.NoCapacity {
+		t.Fatalf("code %q, want %q", code, providers.NoCapacity)
+	}
+	closing := &client.Error{Method: "POST", Path: "/jobs", StatusCode: http.StatusServiceUnavailable, Message: "the agent is shutting down"}
+	if code := providers.CodeOf(classify(closing)); code != "" {
+		t.Fatalf("an agent shutting down: code %q, want none", code)
 	}
 }
