@@ -62,3 +62,52 @@ func TestRetryOnAgentInterruption(t *testing.T) {
 		})
 	}
 }
+
+// TestSpotFleetInterruption: EC2 takes a spot fleet's instance back (the
+// simulated cloud's Interrupt), ending the task's job on it. One apply
+// makes the fleet whole again and, since the task's retry lists
+// "interruption", places the task on the new instance; a task without
+// retry stays failed.
+func TestSpotFleetInterruption(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": "type: fleet\nname: spot\nnodes: 1\nspot_policy: spot\nresources:\n  gpu: H100:8\n" +
+		"---\ntype: task\nname: train\nfleets: [spot]\nresources:\n  gpu: H100:4\ncommands: [train]\nretry:\n  on_events: [interruption]\n" +
+		"---\ntype: task\nname: eval\nfleets: [spot]\nresources:\n  gpu: H100:4\ncommands: [eval]\n"})
+	w.converge(cfg)
+	st := w.state()
+	fleet, train := st.Resource("fleet.spot"), st.Resource("task.train")
+	if fleet == nil || train == nil || len(fleet.Instances) != 1 || len(train.Instances) != 1 {
+		t.Fatalf("state after the first apply: %+v", st.Resources)
+	}
+	oldInstance, oldJob := fleet.Instances[0].ProviderID, train.Instances[0].ProviderID
+	if err := w.cloud.Interrupt(oldInstance, "spot interruption"); err != nil {
+		t.Fatal(err)
+	}
+
+	p := w.mustPlan(cfg, planOpts{})
+	actions := map[string]planner.Action{}
+	for _, c := range p.Changes {
+		actions[c.Address] = c.Action
+	}
+	if actions["task.train"] != planner.Replace || actions["fleet.spot"] == "" {
+		t.Fatalf("plan after the interruption:\n%s", describe(p))
+	}
+	if _, ok := actions["task.eval"]; ok {
+		t.Fatalf("the task without retry is run again:\n%s", describe(p))
+	}
+	if res := w.apply(p, planner.ApplyOptions{Parallelism: 4}); res.Err() != nil {
+		t.Fatalf("apply: %v", res.Err())
+	}
+	st = w.state()
+	fleet, train = st.Resource("fleet.spot"), st.Resource("task.train")
+	if len(fleet.Instances) != 1 || fleet.Instances[0].ProviderID == oldInstance {
+		t.Fatalf("the fleet's instance after apply: %+v", fleet.Instances)
+	}
+	if len(train.Instances) != 1 || train.Instances[0].ProviderID == oldJob || train.Instances[0].Status == providers.StatusFailed {
+		t.Fatalf("the task's job after apply: %+v", train.Instances)
+	}
+	if eval := st.Resource("task.eval"); len(eval.Instances) != 1 || eval.Instances[0].Status != providers.StatusFailed {
+		t.Fatalf("the task without retry after apply: %+v", eval.Instances)
+	}
+	w.checkInventory()
+}
