@@ -106,6 +106,7 @@ func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *
 // and nothing else of this machine's AWS configuration.
 func fakeCredentials(t *testing.T, url string) {
 	t.Setenv("AWS_ENDPOINT_URL_EC2", url)
+	t.Setenv("AWS_ENDPOINT_URL_PRICING", url)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKE0001")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dstackai/dstack-go/lang/resources"
 )
@@ -41,6 +42,10 @@ type Offer struct {
 	// fleet's host), not one a provider makes: what it has is read from
 	// it when it joins, and it costs nothing.
 	Given bool `json:"given,omitempty"`
+	// PricedAt is when the offer and its price were read from the
+	// backend's account (a live offer, perhaps from a cache); zero for
+	// the catalog's list prices.
+	PricedAt time.Time `json:"priced_at,omitzero"`
 }
 
 // Availabilities of an offer.

@@ -162,6 +162,9 @@ type Fake struct {
 	// BootDelay is how long an instance stays pending before its machine
 	// boots (zero: at once).
 	bootDelay time.Duration
+	// offers is what the account can launch, and at what prices (see
+	// offers.go).
+	offers offerData
 }
 
 // Call records one request the fake answered.
@@ -196,6 +199,7 @@ func New(opts Options) *Fake {
 	f.registerCompute()
 	f.registerNetwork()
 	f.registerVolumes()
+	f.registerOffers()
 	return f
 }
 
@@ -237,6 +241,10 @@ func (f *Fake) Calls() []Call {
 
 // ServeHTTP implements http.Handler.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+	if strings.HasPrefix(hr.Header.Get("X-Amz-Target"), pricingTarget) {
+		f.servePricing(w, hr) // the Price List API, at the same address
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(hr.Body, 16<<20))
 	if err != nil {
 		writeError(w, &APIError{Status: http.StatusBadRequest, Code: "MalformedQueryString", Message: err.Error()})

@@ -32,11 +32,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/smithy-go"
 
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/aws"
-	"github.com/dstackai/dstack-go/providers/offers"
 )
 
 // SecurityGroupName is the security group dstack makes in each VPC: SSH
@@ -50,6 +50,7 @@ type Cloud struct {
 
 	mu      sync.Mutex
 	clients map[string]*ec2.Client
+	pricing *pricing.Client        // the Price List API's (see offers.go)
 	images  map[string]image       // region/vendor/arch → AMI
 	subnets map[string][]subnetRef // region/zone → subnets to launch into
 	groups  map[string]string      // region/vpc → security group ID
@@ -117,12 +118,6 @@ func (c *Cloud) regions() []string {
 		return c.settings.Regions
 	}
 	return aws.CatalogRegions()
-}
-
-// Offers implements aws.Cloud: the embedded catalog's aws offers in the
-// configured regions.
-func (c *Cloud) Offers(ctx context.Context) ([]offers.Offer, error) {
-	return aws.CatalogOffers(c.settings.Regions)
 }
 
 // Launch implements aws.Cloud.

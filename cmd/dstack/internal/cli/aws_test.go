@@ -55,7 +55,7 @@ func newAWSProject(t testing.TB, machines int) *awsProject {
 		t.Fatal(err)
 	}
 	p.env = append(withoutAWS(p.env), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"AWS_ENDPOINT_URL_EC2="+srv.URL, "AWS_EC2_METADATA_DISABLED=true",
+		"AWS_ENDPOINT_URL_EC2="+srv.URL, "AWS_ENDPOINT_URL_PRICING="+srv.URL, "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+filepath.Join(home, "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "no-aws-credentials"))
 	return &awsProject{sshProject: p, fake: f, hosts: c}
 }

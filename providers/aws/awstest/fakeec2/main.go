@@ -2,7 +2,8 @@
 // for trying dstack's aws backend without an AWS account:
 //
 //	go run ./providers/aws/awstest/fakeec2 -addr 127.0.0.1:4566 -machines 2
-//	AWS_ENDPOINT_URL_EC2=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=fake AWS_SECRET_ACCESS_KEY=fake dstack apply
+//	export AWS_ENDPOINT_URL_EC2=http://127.0.0.1:4566 AWS_ENDPOINT_URL_PRICING=http://127.0.0.1:4566
+//	AWS_ACCESS_KEY_ID=fake AWS_SECRET_ACCESS_KEY=fake dstack apply
 //
 // With -machines N (root, sshd and network namespaces needed, see
 // .ci/install-sshd.sh) each instance is a real SSH host on this machine
@@ -67,7 +68,7 @@ func run(addr string, machines int, bootDelay time.Duration) error {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	fmt.Printf("fake EC2 listening on http://%s (set AWS_ENDPOINT_URL_EC2=http://%s)\n", ln.Addr(), ln.Addr())
+	fmt.Printf("fake EC2 listening on http://%s (set AWS_ENDPOINT_URL_EC2=http://%[1]s AWS_ENDPOINT_URL_PRICING=http://%[1]s)\n", ln.Addr())
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		return err
 	}
