@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -16,6 +19,9 @@ import (
 // Options tune the text rendering.
 type Options struct {
 	Color bool
+	// Now is when the plan is shown, for the age of account offers
+	// (time.Now when zero).
+	Now time.Time
 }
 
 const (
@@ -143,8 +149,53 @@ func Text(w io.Writer, p *planner.Plan, opt Options) error {
 	}
 	b.WriteString("\n")
 	b.WriteString(pt.paint(bold, p.Summarize().Line()) + "\n")
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	for _, line := range OfferAges(p, now) {
+		b.WriteString(line + "\n")
+	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// OfferAges says, per backend, how old the offers the plan chose from
+// are when they were read from the backend's account (a live, perhaps
+// cached, offer: see offers.Offer.PricedAt): "Offers of aws were read
+// from the account 12m ago." Catalog offers have no age and no line.
+func OfferAges(p *planner.Plan, now time.Time) []string {
+	oldest := map[string]time.Time{}
+	note := func(o *offers.Offer) {
+		if o == nil || o.PricedAt.IsZero() {
+			return
+		}
+		if t, ok := oldest[o.Backend]; !ok || o.PricedAt.Before(t) {
+			oldest[o.Backend] = o.PricedAt
+		}
+	}
+	for _, s := range p.Steps {
+		note(s.Offer)
+		for i := range s.Candidates {
+			note(&s.Candidates[i])
+		}
+	}
+	var out []string
+	for _, b := range slices.Sorted(maps.Keys(oldest)) {
+		out = append(out, fmt.Sprintf("Offers of %s were read from the account %s.", b, Age(now.Sub(oldest[b]))))
+	}
+	return out
+}
+
+// Age says how long ago something was: "just now", "5m ago", "2h5m ago".
+func Age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	}
+	return fmt.Sprintf("%dh%dm ago", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 func writeChange(b *bytes.Buffer, p *planner.Plan, c *planner.Change, pt painter) {
@@ -237,7 +288,7 @@ func describeCreate(s *planner.Step) string {
 		if len(s.Candidates) > 0 {
 			var fb []string
 			for _, o := range s.Candidates {
-				fb = append(fb, fmt.Sprintf("%s %s %s $%.2f/h", o.Backend, o.Region, o.InstanceType, o.PricePerHour))
+				fb = append(fb, fmt.Sprintf("%s %s %s $%.2f/h", o.Backend, place(o), o.InstanceType, o.PricePerHour))
 			}
 			parts = append(parts, "failover: "+strings.Join(fb, ", "))
 		}
@@ -258,7 +309,16 @@ func OfferLine(o *offers.Offer) string {
 	if o.Spot {
 		spot = " spot"
 	}
-	return fmt.Sprintf("%s %s %s (%s)%s $%.2f/h", o.Backend, o.Region, o.InstanceType, res, spot, o.PricePerHour)
+	return fmt.Sprintf("%s %s %s (%s)%s $%.2f/h", o.Backend, place(*o), o.InstanceType, res, spot, o.PricePerHour)
+}
+
+// place is where an offer runs: its zone (which names its region, as
+// EC2's do) when it is for one, else its region.
+func place(o offers.Offer) string {
+	if o.Zone != "" {
+		return o.Zone
+	}
+	return o.Region
 }
 
 func plural(n int, w string) string {

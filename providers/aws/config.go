@@ -62,10 +62,11 @@ var envNames = []string{"AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_PRICING", "AWS
 
 // ProcessCloud is the Cloud of settings in dstack-provider-aws, started
 // on the first call that needs EC2; the environment it runs in is this
-// process's with the AWS variables lookup finds. Until then offers come
-// from the embedded catalog.
-func ProcessCloud(s Settings, lookup func(string) (string, bool)) Cloud {
-	return &lazyCloud{settings: s, start: func(ctx context.Context) (Cloud, error) {
+// process's with the AWS variables lookup finds. Its offers are the
+// account's, kept in cache (see OfferCache and accountOffers); with no
+// cache, they come from the embedded catalog until the program runs.
+func ProcessCloud(s Settings, lookup func(string) (string, bool), cache *OfferCache) Cloud {
+	return &lazyCloud{settings: s, cache: cache, start: func(ctx context.Context) (Cloud, error) {
 		prog, err := FindProgram()
 		if err != nil {
 			return nil, err
@@ -90,6 +91,7 @@ func ProcessCloud(s Settings, lookup func(string) (string, bool)) Cloud {
 type lazyCloud struct {
 	settings Settings
 	start    func(context.Context) (Cloud, error)
+	cache    *OfferCache // nil: no account offers until the program runs
 
 	mu    sync.Mutex
 	cloud Cloud
@@ -119,9 +121,13 @@ func (l *lazyCloud) Close() error {
 	return nil
 }
 
-// Offers implements Cloud: the catalog's, without starting the program,
+// Offers implements Cloud: with a cache, the account's (see
+// accountOffers); without, the catalog's, without starting the program,
 // unless it runs already.
 func (l *lazyCloud) Offers(ctx context.Context) ([]offers.Offer, error) {
+	if l.cache != nil {
+		return accountOffers(ctx, l.cache, l.settings, l.get)
+	}
 	l.mu.Lock()
 	c := l.cloud
 	l.mu.Unlock()

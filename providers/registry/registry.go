@@ -94,7 +94,14 @@ func newAWS(e Env) (providers.Provider, error) {
 		key = filepath.Join(e.Home, ".dstack", "aws", "id_ed25519")
 	}
 	bin, _ := e.lookup("DSTACK_AGENT_BINARY")
-	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup), KeyPath: key, AgentBinary: bin})
+	// The account's offers are read (and cached under ~/.dstack/cache/aws)
+	// only for a configured backend: without a block there may be no
+	// account, and every plan would pay for finding that out.
+	var cache *awsprov.OfferCache
+	if _, ok := e.BackendConfig[awsprov.Backend]; ok && e.Home != "" {
+		cache = &awsprov.OfferCache{Dir: filepath.Join(e.Home, ".dstack", "cache", "aws")}
+	}
+	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup, cache), KeyPath: key, AgentBinary: bin})
 }
 
 // Names returns the backends that have a provider in this build, sorted.

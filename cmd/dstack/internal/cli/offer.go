@@ -1,12 +1,21 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dstackai/dstack-go/lang/resources"
+	"github.com/dstackai/dstack-go/planner/render"
 	"github.com/dstackai/dstack-go/providers/offers"
 )
 
@@ -37,15 +46,26 @@ gpu (null, or vendor, name, memory_mb per GPU and count), spot,
 price_per_hour (USD) and availability (available, unknown or
 no-capacity). Sizes are in binary megabytes (1GB is 1024MB).
 
+With --backend naming a configured backend that reads its account (aws),
+that backend's offers are its account's, as plan sees them: the instance
+types the account can launch in each zone of the configured regions, with
+the current spot and on-demand prices (cached for an hour; the list says
+how old they are, and -json gives each offer's priced_at). When the account
+cannot be read, the catalog's offers stand in.
+
 Exit status: 0 (also when nothing matches), 1 invalid flags or specs.`
 
-func runOffer(argv []string, s Streams, _ Env) int {
+func runOffer(argv []string, s Streams, env Env) int {
 	a, code, ok := parseOfferArgs(argv, s)
 	if !ok {
 		return code
 	}
 	all, err := offers.Catalog()
 	if err != nil {
+		fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
+		return ExitInvalid
+	}
+	if all, err = withLiveOffers(all, a.backends, env); err != nil {
 		fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
 		return ExitInvalid
 	}
@@ -69,7 +89,72 @@ func runOffer(argv []string, s Streams, _ Env) int {
 	if len(shown) < len(matched) {
 		fmt.Fprintf(s.Stdout, "\nShowing %d of %d offers; -n 0 shows all.\n", len(shown), len(matched))
 	}
+	for _, line := range offerAges(shown, time.Now()) {
+		fmt.Fprintln(s.Stdout, line)
+	}
 	return ExitOK
+}
+
+// accountBackends are the backends whose provider reads the offers of the
+// account it is configured with.
+var accountBackends = []string{"aws"}
+
+// withLiveOffers replaces the catalog's offers of the account backends
+// named in backends, when they are configured, with their providers'.
+func withLiveOffers(all []offers.Offer, backends []string, env Env) ([]offers.Offer, error) {
+	var live []string
+	for _, b := range backends {
+		if slices.Contains(accountBackends, strings.ToLower(b)) {
+			live = append(live, strings.ToLower(b))
+		}
+	}
+	if len(live) == 0 {
+		return all, nil
+	}
+	cfg, err := readBackendConfig(env)
+	if err != nil {
+		return nil, err
+	}
+	set, err := providerSet(env)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	for _, b := range live {
+		if _, ok := cfg[b]; !ok {
+			continue // not configured: the catalog's
+		}
+		p, err := set.For(b)
+		if err != nil {
+			return nil, err
+		}
+		mine, err := p.Offers(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing the offers of the %s backend: %w", b, err)
+		}
+		all = slices.DeleteFunc(all, func(o offers.Offer) bool { return strings.EqualFold(o.Backend, b) })
+		all = append(all, mine...)
+	}
+	return all, nil
+}
+
+// offerAges says, per backend, how old the account offers among list are.
+func offerAges(list []offers.Offer, now time.Time) []string {
+	oldest := map[string]time.Time{}
+	for _, o := range list {
+		if o.PricedAt.IsZero() {
+			continue
+		}
+		if t, ok := oldest[o.Backend]; !ok || o.PricedAt.Before(t) {
+			oldest[o.Backend] = o.PricedAt
+		}
+	}
+	var out []string
+	for _, b := range slices.Sorted(maps.Keys(oldest)) {
+		out = append(out, fmt.Sprintf("\nOffers of %s were read from the account %s.", b, render.Age(now.Sub(oldest[b]))))
+	}
+	return out
 }
 
 // parseOfferArgs parses the flags. When it returns !ok it has told the
@@ -157,7 +242,8 @@ func writeOffersTable(w io.Writer, list []offers.Offer) {
 			spot = "yes"
 		}
 		// Memory in whole GB and prices in cents, so the columns compare at a glance.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dGB\t%s\t%.2f\n", o.Backend, o.Region, o.InstanceType, gpu,
+		// An account's offer is for one zone, which names its region.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dGB\t%s\t%.2f\n", o.Backend, cmp.Or(o.Zone, o.Region), o.InstanceType, gpu,
 			o.CPUs, int64(o.Memory/resources.GB), spot, o.PricePerHour)
 	}
 	tw.Flush()
@@ -178,6 +264,9 @@ type offerJSON struct {
 	Spot         bool          `json:"spot"`
 	PricePerHour float64       `json:"price_per_hour"`
 	Availability string        `json:"availability"`
+	// PricedAt is when an account's offer was read (absent for the
+	// catalog's).
+	PricedAt time.Time `json:"priced_at,omitzero"`
 }
 
 type offerGPUJSON struct {
@@ -193,7 +282,7 @@ func writeOffersJSON(w io.Writer, list []offers.Offer) error {
 		j := offerJSON{
 			Backend: o.Backend, Region: o.Region, Zone: o.Zone, InstanceType: o.InstanceType,
 			CPUs: o.CPUs, Arch: o.Arch, MemoryMB: int64(o.Memory), DiskMB: int64(o.Disk),
-			Spot: o.Spot, PricePerHour: o.PricePerHour, Availability: o.Availability,
+			Spot: o.Spot, PricePerHour: o.PricePerHour, Availability: o.Availability, PricedAt: o.PricedAt,
 		}
 		if g := o.GPU; g != nil {
 			j.GPU = &offerGPUJSON{Vendor: g.Vendor, Name: g.Name, MemoryMB: int64(g.MemoryMB), Count: g.Count}
