@@ -368,6 +368,17 @@ func (p *Provider) waitRunning(ctx context.Context, inst Instance, progress func
 	}
 }
 
+// agentFlags are the flags of the agent on inst: on a spot instance it
+// watches the instance metadata service for the interruption notice and
+// stops the jobs within their stop_duration (see package agentd), so
+// that their runs' retry policies can place them again.
+func agentFlags(inst Instance) []string {
+	if inst.Spot {
+		return []string{"-watch-interruptions"}
+	}
+	return nil
+}
+
 // reachAddr is where dstack reaches the instance: its public address, or
 // its private one when it has none (public_ips: false).
 func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP, inst.PrivateIP) }
@@ -375,7 +386,8 @@ func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP
 // install installs the agent on a running instance over SSH, retrying
 // while its sshd does not answer yet (cloud-init still boots).
 func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
-	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath}
+	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath,
+		AgentFlags: agentFlags(inst)}
 	progress(fmt.Sprintf("installing the agent on %s (%s)", inst.ID, t.Host))
 	deadline := time.Now().Add(p.opts.BootTimeout)
 	for {

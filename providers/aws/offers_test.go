@@ -106,3 +106,15 @@ func TestOfferFallback(t *testing.T) {
 		t.Fatalf("a failed read was cached: %q", files)
 	}
 }
+
+// TestSpotAgentWatchesInterruptions: the agent of a spot instance is
+// started watching for the spot interruption notice; an on-demand
+// instance's is not.
+func TestSpotAgentWatchesInterruptions(t *testing.T) {
+	if got := agentFlags(Instance{ID: "i-1", Spot: true}); len(got) != 1 || got[0] != "-watch-interruptions" {
+		t.Errorf("spot instance: agent flags %q", got)
+	}
+	if got := agentFlags(Instance{ID: "i-2"}); len(got) != 0 {
+		t.Errorf("on-demand instance: agent flags %q", got)
+	}
+}
