@@ -69,6 +69,10 @@ type Options struct {
 	// PollInterval is how often a booting instance is looked at (default
 	// 2 s).
 	PollInterval time.Duration
+	// IMDSEndpoint is the instance metadata service the agent of a spot
+	// instance watches for the interruption notice; empty: EC2's own.
+	// For the fake EC2, whose instances are not on EC2.
+	IMDSEndpoint string
 }
 
 // Provider is the aws backend.
@@ -372,11 +376,14 @@ func (p *Provider) waitRunning(ctx context.Context, inst Instance, progress func
 // watches the instance metadata service for the interruption notice and
 // stops the jobs within their stop_duration (see package agentd), so
 // that their runs' retry policies can place them again.
-func agentFlags(inst Instance) []string {
-	if inst.Spot {
-		return []string{"-watch-interruptions"}
+func agentFlags(inst Instance, imdsEndpoint string) []string {
+	if !inst.Spot {
+		return nil
 	}
-	return nil
+	if imdsEndpoint != "" {
+		return []string{"-watch-interruptions", "-imds-endpoint", imdsEndpoint}
+	}
+	return []string{"-watch-interruptions"}
 }
 
 // reachAddr is where dstack reaches the instance: its public address, or
@@ -387,7 +394,7 @@ func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP
 // while its sshd does not answer yet (cloud-init still boots).
 func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
 	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath,
-		AgentFlags: agentFlags(inst)}
+		AgentFlags: agentFlags(inst, p.opts.IMDSEndpoint)}
 	progress(fmt.Sprintf("installing the agent on %s (%s)", inst.ID, t.Host))
 	deadline := time.Now().Add(p.opts.BootTimeout)
 	for {

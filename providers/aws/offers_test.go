@@ -111,10 +111,13 @@ func TestOfferFallback(t *testing.T) {
 // started watching for the spot interruption notice; an on-demand
 // instance's is not.
 func TestSpotAgentWatchesInterruptions(t *testing.T) {
-	if got := agentFlags(Instance{ID: "i-1", Spot: true}); len(got) != 1 || got[0] != "-watch-interruptions" {
+	if got := agentFlags(Instance{ID: "i-1", Spot: true}, ""); len(got) != 1 || got[0] != "-watch-interruptions" {
 		t.Errorf("spot instance: agent flags %q", got)
 	}
-	if got := agentFlags(Instance{ID: "i-2"}); len(got) != 0 {
+	if got := agentFlags(Instance{ID: "i-1", Spot: true}, "http://10.0.0.1:1338"); strings.Join(got, " ") != "-watch-interruptions -imds-endpoint http://10.0.0.1:1338" {
+		t.Errorf("spot instance, another metadata service: agent flags %q", got)
+	}
+	if got := agentFlags(Instance{ID: "i-2"}, "http://10.0.0.1:1338"); len(got) != 0 {
 		t.Errorf("on-demand instance: agent flags %q", got)
 	}
 }

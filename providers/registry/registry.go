@@ -101,7 +101,10 @@ func newAWS(e Env) (providers.Provider, error) {
 	if _, ok := e.BackendConfig[awsprov.Backend]; ok && e.Home != "" {
 		cache = &awsprov.OfferCache{Dir: filepath.Join(e.Home, ".dstack", "cache", "aws")}
 	}
-	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup, cache), KeyPath: key, AgentBinary: bin})
+	// DSTACK_AWS_IMDS_ENDPOINT: the metadata service the agents of spot
+	// instances watch, for instances of the fake EC2 (not on EC2).
+	imds, _ := e.lookup("DSTACK_AWS_IMDS_ENDPOINT")
+	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup, cache), KeyPath: key, AgentBinary: bin, IMDSEndpoint: imds})
 }
 
 // Names returns the backends that have a provider in this build, sorted.

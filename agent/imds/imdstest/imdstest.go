@@ -85,12 +85,18 @@ func (m *Mock) Stop() { m.stop() }
 // a free one), with dir as its home (where it looks for a config file,
 // and where its output goes, to aemm.log). The caller stops it.
 func Launch(dir string, port int, args ...string) (*Mock, error) {
+	return LaunchOn(dir, "127.0.0.1", port, args...)
+}
+
+// LaunchOn is Launch on address host (one that machines other than this
+// one reach, for their agents).
+func LaunchOn(dir, host string, port int, args ...string) (*Mock, error) {
 	bin := Binary()
 	if bin == "" {
 		return nil, fmt.Errorf("ec2-metadata-mock is not installed; run .ci/install-ec2-metadata-mock.sh")
 	}
 	if port != 0 {
-		return launch(dir, bin, port, args)
+		return launch(dir, bin, host, port, args)
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
@@ -98,7 +104,7 @@ func Launch(dir string, port int, args ...string) (*Mock, error) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := launch(dir, bin, port, args)
+		m, err := launch(dir, bin, host, port, args)
 		if err == nil {
 			return m, nil
 		}
@@ -107,13 +113,13 @@ func Launch(dir string, port int, args ...string) (*Mock, error) {
 	return nil, fmt.Errorf("ec2-metadata-mock: %w", lastErr)
 }
 
-func launch(dir, bin string, port int, args []string) (*Mock, error) {
+func launch(dir, bin, host string, port int, args []string) (*Mock, error) {
 	log, err := os.Create(filepath.Join(dir, "aemm.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer log.Close()
-	cmd := exec.Command(bin, append(append([]string(nil), args...), "--hostname", "127.0.0.1", "--port", strconv.Itoa(port))...)
+	cmd := exec.Command(bin, append(append([]string(nil), args...), "--hostname", host, "--port", strconv.Itoa(port))...)
 	cmd.Env = append(os.Environ(), "HOME="+dir) // no $HOME/aemm-config.json
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -125,7 +131,7 @@ func launch(dir, bin string, port int, args []string) (*Mock, error) {
 		cmd.Process.Kill()
 		<-exited
 	}
-	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	endpoint := "http://" + net.JoinHostPort(host, strconv.Itoa(port))
 	hc := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		select {
