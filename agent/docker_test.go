@@ -293,6 +293,7 @@ func TestDockerSpotInterruption(t *testing.T) {
 	spec := dockerJob(t, img, "spot", "trap '' TERM", "echo ready", "sleep 600")
 	spec.StopGraceSeconds = 2
 	a.submit(spec)
+	a.waitRunning(spec.ID) // a job still starting is cancelled, not stopped
 	a.waitLog(spec.ID, "ready\n")
 
 	n, err := imds.Watch(t.Context(), imds.New(endpoint, nil), 100*time.Millisecond, nil)

@@ -21,6 +21,8 @@ func TestInterrupt(t *testing.T) {
 		Commands: []string{"trap 'echo got TERM; exit 0' TERM", "echo ready", "while :; do sleep 0.05; done"}})
 	a.submit(agent.JobSpec{ID: "stubborn", StopGraceSeconds: 1,
 		Commands: []string{"trap '' TERM", "echo ready", "sleep 600"}})
+	a.waitRunning("graceful")
+	a.waitRunning("stubborn")
 	a.waitLog("graceful", "ready")
 	a.waitLog("stubborn", "ready")
 
@@ -65,6 +67,7 @@ func TestInterruptDeadline(t *testing.T) {
 	a := startAgent(t, t.TempDir())
 	a.submit(agent.JobSpec{ID: "long-grace", StopGraceSeconds: 300,
 		Commands: []string{"trap '' TERM", "echo ready", "sleep 600"}})
+	a.waitRunning("long-grace")
 	a.waitLog("long-grace", "ready")
 	start := time.Now()
 	a.m.Interrupt(agent.Interruption{Notice: "spot interruption notice: terminate soon", Deadline: time.Now().Add(time.Second)})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +47,16 @@ func TestParseArgs(t *testing.T) {
 // stop_duration) has passed after the notice, and ends failed by
 // "interruption"; the agent then takes no more jobs.
 func TestSpotInterruption(t *testing.T) {
-	endpoint := imdstest.Spot(t, 2*time.Second)
+	if imdstest.Binary() == "" {
+		imdstest.Spot(t, 0) // skips, or fails with DSTACK_REQUIRE_EC2_METADATA_MOCK set
+	}
+	// The metadata service comes up once the job runs: until then the
+	// agent's polls fail, and it keeps polling.
+	port, err := imdstest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	var logs syncBuffer
@@ -69,6 +79,14 @@ func TestSpotInterruption(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer wcancel()
+	if _, err := c.WaitFor(wctx, "train", func(j agent.Job) bool { return j.State == agent.StateRunning }); err != nil {
+		t.Fatalf("the job never ran: %v\nagent log:\n%s", err, logs.String())
+	}
+	mock, err := imdstest.Launch(t.TempDir(), port, "spot", "--imdsv2", "--mock-delay-sec", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mock.Stop()
 	job, err := c.WaitFor(wctx, "train", func(j agent.Job) bool { return j.State.Finished() })
 	if err != nil {
 		t.Fatalf("the job never ended: %v (%+v)\nagent log:\n%s", err, job, logs.String())
