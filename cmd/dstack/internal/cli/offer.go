@@ -65,7 +65,8 @@ func runOffer(argv []string, s Streams, env Env) int {
 		fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
 		return ExitInvalid
 	}
-	if all, err = withLiveOffers(all, a.backends, env); err != nil {
+	var notes []string
+	if all, notes, err = withLiveOffers(all, a.backends, env); err != nil {
 		fmt.Fprintf(s.Stderr, "dstack: %v\n", err)
 		return ExitInvalid
 	}
@@ -92,6 +93,9 @@ func runOffer(argv []string, s Streams, env Env) int {
 	for _, line := range offerAges(shown, time.Now()) {
 		fmt.Fprintln(s.Stdout, line)
 	}
+	for _, line := range notes {
+		fmt.Fprintln(s.Stdout, "\n"+line)
+	}
 	return ExitOK
 }
 
@@ -100,8 +104,10 @@ func runOffer(argv []string, s Streams, env Env) int {
 var accountBackends = []string{"aws"}
 
 // withLiveOffers replaces the catalog's offers of the account backends
-// named in backends, when they are configured, with their providers'.
-func withLiveOffers(all []offers.Offer, backends []string, env Env) ([]offers.Offer, error) {
+// named in backends, when they are configured, with their providers'; a
+// note says so of a backend whose account could not be read (its provider
+// gave the catalog's).
+func withLiveOffers(all []offers.Offer, backends []string, env Env) ([]offers.Offer, []string, error) {
 	var live []string
 	for _, b := range backends {
 		if slices.Contains(accountBackends, strings.ToLower(b)) {
@@ -109,16 +115,17 @@ func withLiveOffers(all []offers.Offer, backends []string, env Env) ([]offers.Of
 		}
 	}
 	if len(live) == 0 {
-		return all, nil
+		return all, nil, nil
 	}
 	cfg, err := readBackendConfig(env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	set, err := providerSet(env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var notes []string
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	for _, b := range live {
@@ -127,16 +134,20 @@ func withLiveOffers(all []offers.Offer, backends []string, env Env) ([]offers.Of
 		}
 		p, err := set.For(b)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		mine, err := p.Offers(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("listing the offers of the %s backend: %w", b, err)
+			return nil, nil, fmt.Errorf("listing the offers of the %s backend: %w", b, err)
+		}
+		if !slices.ContainsFunc(mine, func(o offers.Offer) bool { return !o.PricedAt.IsZero() }) {
+			notes = append(notes, fmt.Sprintf("Offers of %s are the catalog's: the account's could not be read "+
+				"(check the backend's credentials, and that dstack-provider-%s is on PATH).", b, b))
 		}
 		all = slices.DeleteFunc(all, func(o offers.Offer) bool { return strings.EqualFold(o.Backend, b) })
 		all = append(all, mine...)
 	}
-	return all, nil
+	return all, notes, nil
 }
 
 // offerAges says, per backend, how old the account offers among list are.
