@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,34 @@ func TestWatchUnreachable(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "cannot read the spot interruption notice"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestTokenRenewedAfterRestart: a session token the service no longer
+// knows (it restarted) is answered 401, and the client gets a new one.
+func TestTokenRenewedAfterRestart(t *testing.T) {
+	if imdstest.Binary() == "" {
+		imdstest.Spot(t, 0) // skips, or fails with DSTACK_REQUIRE_EC2_METADATA_MOCK set
+	}
+	port, err := imdstest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := imdstest.Launch(t.TempDir(), port, "spot", "--imdsv2", "--mock-delay-sec", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imds.New("http://127.0.0.1:"+strconv.Itoa(port), nil)
+	if _, ok, err := c.InstanceAction(t.Context()); err != nil || !ok {
+		t.Fatalf("first service: %v, %v", ok, err)
+	}
+	first.Stop()
+	second, err := imdstest.Launch(t.TempDir(), port, "spot", "--imdsv2", "--mock-delay-sec", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	if n, ok, err := c.InstanceAction(t.Context()); err != nil || !ok || n.Action != "terminate" {
+		t.Fatalf("after the restart: %+v, %v, %v", n, ok, err)
 	}
 }
