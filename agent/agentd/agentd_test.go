@@ -82,6 +82,17 @@ func TestSpotInterruption(t *testing.T) {
 	if _, err := c.WaitFor(wctx, "train", func(j agent.Job) bool { return j.State == agent.StateRunning }); err != nil {
 		t.Fatalf("the job never ran: %v\nagent log:\n%s", err, logs.String())
 	}
+	// Its trap is set once it has said so.
+	for out := ""; !strings.Contains(out, "training"); time.Sleep(20 * time.Millisecond) {
+		if wctx.Err() != nil {
+			t.Fatalf("the job never printed its first line; log: %q", out)
+		}
+		if s, err := c.Logs(wctx, "train", 0, false); err == nil {
+			b, _ := io.ReadAll(s)
+			s.Close()
+			out = string(b)
+		}
+	}
 	mock, err := imdstest.Launch(t.TempDir(), port, "spot", "--imdsv2", "--mock-delay-sec", "0")
 	if err != nil {
 		t.Fatal(err)
