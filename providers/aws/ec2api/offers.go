@@ -34,9 +34,14 @@ const pricingRegion = "us-east-1"
 // zones each type runs in (DescribeInstanceTypeOfferings by
 // availability-zone), the current spot price in each zone
 // (DescribeSpotPriceHistory, Linux/UNIX) and the on-demand price
-// (Pricing GetProducts: Linux, shared tenancy, no software). An offer is
-// one type in one zone, on demand or spot; a type without a price for
-// the kind is left out. Regions are read in parallel, four at a time.
+// (Pricing GetProducts: Linux, shared tenancy, no software). A type has
+// one offer per region and kind, pinned to a zone that runs it: on demand
+// the first (the price is the region's), spot the one where it is
+// cheapest now. One offer per type and region, as in the catalog, keeps
+// the planner's failover list spread over types and regions (a capacity
+// or quota error moves to the next of those) instead of filling it with
+// one type's zones. A type without a price for the kind is left out.
+// Regions are read in parallel, four at a time.
 func (c *Cloud) Offers(ctx context.Context) ([]offers.Offer, error) {
 	regions := c.regions()
 	now := time.Now().UTC().Truncate(time.Second)
@@ -95,17 +100,27 @@ func (c *Cloud) regionOffers(ctx context.Context, region string, now time.Time) 
 		for _, u := range info.SupportedUsageClasses {
 			spotOK = spotOK || u == types.UsageClassTypeSpot
 		}
+		if len(zones[name]) == 0 {
+			continue
+		}
+		if price, ok := onDemand[name]; ok {
+			o := base
+			o.Zone, o.PricePerHour = zones[name][0], price
+			out = append(out, o)
+		}
+		if !spotOK {
+			continue
+		}
+		cheapest := ""
 		for _, zone := range zones[name] {
-			if price, ok := onDemand[name]; ok {
-				o := base
-				o.Zone, o.PricePerHour = zone, price
-				out = append(out, o)
+			if price, ok := spot[zone+"/"+name]; ok && (cheapest == "" || price < spot[cheapest+"/"+name]) {
+				cheapest = zone
 			}
-			if price, ok := spot[zone+"/"+name]; ok && spotOK {
-				o := base
-				o.Zone, o.Spot, o.PricePerHour = zone, true, price
-				out = append(out, o)
-			}
+		}
+		if cheapest != "" {
+			o := base
+			o.Zone, o.Spot, o.PricePerHour = cheapest, true, spot[cheapest+"/"+name]
+			out = append(out, o)
 		}
 	}
 	return out, nil

@@ -56,12 +56,22 @@ func TestAccountOffers(t *testing.T) {
 		}
 		return nil
 	}
-	od, sp := find("us-east-1", "us-east-1b", "p5.48xlarge", false), find("us-east-1", "us-east-1b", "p5.48xlarge", true)
+	// On demand in the first zone that has it, spot where it is cheapest.
+	od, sp := find("us-east-1", "us-east-1a", "p5.48xlarge", false), find("us-east-1", "us-east-1b", "p5.48xlarge", true)
 	if od == nil || sp == nil {
-		t.Fatalf("no p5.48xlarge offers in us-east-1b among %d", len(got))
+		t.Fatalf("no on-demand p5.48xlarge offer in us-east-1a or spot one in us-east-1b among %d", len(got))
 	}
 	if od.PricePerHour != 77.7 || sp.PricePerHour != 12.34 {
-		t.Errorf("p5.48xlarge in us-east-1b: on-demand $%v, spot $%v; want the fake's 77.7 and 12.34", od.PricePerHour, sp.PricePerHour)
+		t.Errorf("p5.48xlarge: on-demand $%v, spot $%v; want the fake's 77.7 and 12.34", od.PricePerHour, sp.PricePerHour)
+	}
+	n := 0
+	for _, o := range got {
+		if o.Region == "us-east-1" && o.InstanceType == "p5.48xlarge" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d p5.48xlarge offers in us-east-1, want one on demand and one spot", n)
 	}
 	if g := od.GPU; g == nil || g.Vendor != "nvidia" || g.Name != "H100" || g.Count != 8 || g.MemoryMB != 80*1024 ||
 		od.CPUs != 192 || od.Memory != 2048*1024 || od.Arch != "x86" || od.Backend != "aws" || od.PricedAt.IsZero() {
