@@ -149,4 +149,3 @@ func retriable(req *http.Request, err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
-

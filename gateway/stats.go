@@ -66,8 +66,8 @@ type Stats struct {
 
 // ServiceStats is one service's statistics.
 type ServiceStats struct {
-	Project  string `json:"project"`
-	Name     string `json:"name"`
+	Project  string  `json:"project"`
+	Name     string  `json:"name"`
 	RPS      float64 `json:"rps"`
 	InFlight int64   `json:"in_flight"`
 	Queued   int64   `json:"queued"`

@@ -111,7 +111,9 @@ func (m *CertManager) TLSConfig() *tls.Config {
 
 // HTTPHandler wraps the gateway's plain HTTP handler so that it answers
 // ACME HTTP-01 challenges.
-func (m *CertManager) HTTPHandler(h http.Handler) http.Handler { return m.issuer.HTTPChallengeHandler(h) }
+func (m *CertManager) HTTPHandler(h http.Handler) http.Handler {
+	return m.issuer.HTTPChallengeHandler(h)
+}
 
 // hostsOf lists the host names a table serves under its domain.
 func hostsOf(t Table) map[string]bool {
