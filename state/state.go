@@ -36,6 +36,9 @@ type State struct {
 	Outputs map[string]Output `json:"outputs,omitempty"`
 	// Secrets are the team's secrets, encrypted (see Secrets).
 	Secrets *Secrets `json:"secrets,omitempty"`
+	// Tokens are the tokens that services with auth accept on the
+	// gateway (dstack token create), kept as SHA-256 hashes only.
+	Tokens []Token `json:"tokens,omitempty"`
 	// Checksum is the SHA-256 of the document written with an empty
 	// checksum; Decode refuses a document whose checksum does not match.
 	// Encode writes it last.
@@ -75,6 +78,16 @@ type Instance struct {
 	// registry passwords). They are stored but never shown: Masked
 	// replaces them, and every command prints masked documents only.
 	Secrets map[string]string `json:"secrets,omitempty"`
+}
+
+// Token is a service token: its name and its hash; the token itself is
+// shown once, when it is made, and kept nowhere.
+type Token struct {
+	Name string `json:"name"`
+	// Hash is the SHA-256 of the token, hex.
+	Hash string `json:"sha256"`
+	// Created is when it was made (RFC 3339).
+	Created string `json:"created"`
 }
 
 // Output is a value a configuration publishes.
@@ -204,6 +217,12 @@ func Encode(s *State) ([]byte, error) {
 	if s.Secrets != nil && len(s.Secrets.Values) > 0 {
 		buf.WriteString(`,"secrets":`)
 		if err := writeJSON(&buf, s.Secrets); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.Tokens) > 0 {
+		buf.WriteString(`,"tokens":`)
+		if err := writeJSON(&buf, s.Tokens); err != nil {
 			return nil, err
 		}
 	}

@@ -252,7 +252,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		return providers.Object{}, fmt.Errorf("local: invalid token %q", req.Token)
 	}
 	switch req.Kind {
-	case providers.KindInstance, providers.KindVolume:
+	case providers.KindInstance, providers.KindVolume, providers.KindGateway:
 		if o, err := p.readRecord(req.Token); err != nil || o != nil {
 			if o != nil {
 				return *o, nil
@@ -271,6 +271,11 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 			// fleet's instance must leave the others' records alone.
 			o.ID, o.Offer = instanceID(inv.Hostname, req.Token), &off
 			o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1", providers.AttrHostname: inv.Hostname}
+		} else if req.Kind == providers.KindGateway {
+			// This machine's gateway is the dstack-gateway process the
+			// CLI starts after apply; the record carries the address.
+			o.ID = "local-" + req.Token
+			o.Attributes = map[string]string{providers.AttrIP: "127.0.0.1"}
 		} else {
 			o.ID = volumeName(req.Address)
 		}
@@ -451,7 +456,7 @@ func (p *Provider) Delete(ctx context.Context, kind providers.ObjectKind, id str
 			return classify(fmt.Errorf("removing job %s from the local agent: %w", id, err))
 		}
 		return nil
-	case providers.KindInstance, providers.KindVolume:
+	case providers.KindInstance, providers.KindVolume, providers.KindGateway:
 		return p.deleteRecord(kind, id)
 	}
 	return fmt.Errorf("the local backend has no %s objects", kind)

@@ -86,6 +86,7 @@ func commands() []command {
 		{"workspace", "Manage workspaces: list, show, new, select, delete", runWorkspace},
 		{"force-unlock", "Break a state lock whose run is gone", runForceUnlock},
 		{"secret", "Manage the team's secrets: set, get, list, delete, rotate-key", runSecret},
+		{"token", "Manage the tokens services accept: create, list, revoke", runToken},
 		{"version", "Print the version", runVersion},
 	}
 }

@@ -453,6 +453,9 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 			}
 		}
 	}
+	// The gateway on this machine learns the services' replicas, and
+	// apply says where each service is.
+	afterApply(ctx, res.State, s, env, a.json)
 	if a.following() {
 		var runs []string
 		for _, c := range p.Changes {

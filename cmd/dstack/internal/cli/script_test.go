@@ -48,6 +48,8 @@ func TestMain(m *testing.M) {
 		"dstack-backend-pg": func() {
 			backendproc.Main(func(cfg map[string]string) (state.Backend, error) { return pg.New(cfg) })
 		},
+		// The gateway's own program, which dstack finds on PATH.
+		"dstack-gateway": gatewayMain,
 	})
 }
 

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/net/websocket"
+
+	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
+	"github.com/dstackai/dstack-go/gateway/gatewayd"
+	"github.com/dstackai/dstack-go/gateway/gatewaytest"
+)
+
+// gatewayMain is dstack-gateway, for the scripts.
+func gatewayMain() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := gatewayd.Run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dstack-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// TestGatewayScripts runs testdata/gateway/*.txtar: services on the local
+// backend with Docker, reached through the gateway that apply starts,
+// with the replica image (a static Go HTTP server) imported for the test.
+func TestGatewayScripts(t *testing.T) {
+	dockertest.Image(t)
+	gatewaytest.ReplicaImage(t)
+	for _, run := range []string{"llm", "web"} {
+		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:           "testdata/gateway",
+		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
+		Setup: func(env *testscript.Env) error {
+			env.Defer(func() {
+				killAgentAndJobs(filepath.Join(env.WorkDir, "agent"))
+				killPIDFile(filepath.Join(env.WorkDir, "gateway", "gateway.pid"))
+			})
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"gwhttp":  cmdGWHTTP,
+			"gwsse":   cmdGWSSE,
+			"gwws":    cmdGWWS,
+			"gwlimit": cmdGWLimit,
+		},
+	})
+}
+
+func killPIDFile(path string) {
+	if data, err := os.ReadFile(path); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func tokenHeader(ts *testscript.TestScript, file string) string {
+	if file == "" || file == "-" {
+		return ""
+	}
+	return "Bearer " + strings.TrimSpace(ts.ReadFile(file))
+}
+
+// cmdGWHTTP sends a request and checks the answer, n times in a row:
+// gwhttp [-token FILE] [-body JSON] [-n N] METHOD URL CODE [SUBSTRING].
+func cmdGWHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("gwhttp", flag.ContinueOnError)
+	tokFile := fs.String("token", "", "file with the token")
+	body := fs.String("body", "", "request body")
+	n := fs.Int("n", 1, "times")
+	ts.Check(fs.Parse(args))
+	a := fs.Args()
+	if len(a) < 3 {
+		ts.Fatalf("usage: gwhttp [-token FILE] [-body JSON] [-n N] METHOD URL CODE [SUBSTRING]")
+	}
+	want, err := strconv.Atoi(a[2])
+	ts.Check(err)
+	for i := range *n {
+		var rd io.Reader
+		if *body != "" {
+			rd = strings.NewReader(*body)
+		}
+		req, err := http.NewRequest(a[0], a[1], rd)
+		ts.Check(err)
+		if h := tokenHeader(ts, *tokFile); h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (len(a) > 3 && !strings.Contains(string(b), a[3])) {
+			ts.Fatalf("%s %s (try %d): %d %q, want %d with %q", a[0], a[1], i+1, resp.StatusCode, b, want, strings.Join(a[3:], " "))
+		}
+		ts.Logf("%s %s: %d %s", a[0], a[1], resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+}
+
+// cmdGWSSE checks that a stream's first event arrives before the stream
+// ends (the replica sends the second 2 s later): gwsse TOKENFILE URL.
+func cmdGWSSE(ts *testscript.TestScript, neg bool, args []string) {
+	req, err := http.NewRequest("GET", args[1], nil)
+	ts.Check(err)
+	req.Header.Set("Authorization", tokenHeader(ts, args[0]))
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	first, err := rd.ReadString('\n')
+	ts.Check(err)
+	firstAt := time.Since(start)
+	rest, _ := io.ReadAll(rd)
+	end := time.Since(start)
+	if first != "data: first\n" || !strings.Contains(string(rest), "data: second") {
+		ts.Fatalf("events: %q then %q", first, rest)
+	}
+	if end-firstAt < time.Second {
+		ts.Fatalf("the first event came %s after the request and the end %s: it was held back until the stream ended", firstAt, end)
+	}
+	ts.Logf("first event after %s, end after %s", firstAt, end)
+}
+
+// cmdGWWS exchanges messages over a WebSocket: gwws TOKENFILE URL.
+func cmdGWWS(ts *testscript.TestScript, neg bool, args []string) {
+	cfg, err := websocket.NewConfig(args[1], "http://localhost/")
+	ts.Check(err)
+	cfg.Header = http.Header{"Authorization": {tokenHeader(ts, args[0])}}
+	c, err := websocket.DialConfig(cfg)
+	ts.Check(err)
+	defer c.Close()
+	for _, msg := range []string{"ping", "through the gateway"} {
+		ts.Check(websocket.Message.Send(c, msg))
+		var got string
+		ts.Check(websocket.Message.Receive(c, &got))
+		if got != msg {
+			ts.Fatalf("echo: %q, want %q", got, msg)
+		}
+	}
+}
+
+// cmdGWLimit sends 5 requests at once-ish to a limited prefix and wants
+// the first through and a later one refused with 429: gwlimit TOKENFILE URL.
+func cmdGWLimit(ts *testscript.TestScript, neg bool, args []string) {
+	var codes []int
+	for range 5 {
+		req, err := http.NewRequest("GET", args[1], nil)
+		ts.Check(err)
+		req.Header.Set("Authorization", tokenHeader(ts, args[0]))
+		resp, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[0] != 200 || codes[4] != 429 {
+		ts.Fatalf("codes %v: want 200 first and 429 once over the limit", codes)
+	}
+	ts.Logf("codes %v", codes)
+}
