@@ -62,6 +62,14 @@ func TestGatewayScripts(t *testing.T) {
 	})
 }
 
+// gatewayEnv gives a script's services a gateway of its own, in its
+// work directory on a free port, stopped when the script ends.
+func gatewayEnv(env *testscript.Env) {
+	env.Setenv("DSTACK_GATEWAY_DIR", filepath.Join(env.WorkDir, "gateway"))
+	env.Setenv("DSTACK_GATEWAY_LISTEN", "127.0.0.1:0")
+	env.Defer(func() { killPIDFile(filepath.Join(env.WorkDir, "gateway", "gateway.pid")) })
+}
+
 func killPIDFile(path string) {
 	if data, err := os.ReadFile(path); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {

@@ -62,6 +62,7 @@ func TestScripts(t *testing.T) {
 			// jobs running.
 			env.Defer(func() { killAgentAndJobs(filepath.Join(env.WorkDir, "agent")) })
 			env.Values[imdsKey{}] = new([]*imdstest.Mock)
+			gatewayEnv(env)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -114,6 +115,7 @@ func TestDockerScripts(t *testing.T) {
 			// The test binary is linked dynamically: containers get a
 			// static dstack for their SSH server and for dstack: true.
 			env.Setenv("DSTACK_CONTAINER_HELPER", helper)
+			gatewayEnv(env)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
