@@ -114,6 +114,10 @@ var rules = []rule{
 	{From: "cmd/dstack", Why: "every package dstack links runs its init on every command: the remote state backends' SDKs run in dstack-backend-NAME (docs/design.md)",
 		Forbidden: []string{"state/s3", "state/gcs", "state/azurerm", "state/pg", "state/backends",
 			"github.com/aws/", "github.com/Azure/", "github.com/jackc/", "cloud.google.com/", "golang.org/x/oauth2/google"}},
+	{From: "cmd/dstack", Why: "the gateway's ACME and TLS libraries (certmagic, zap) run in dstack-gateway only (docs/design.md)",
+		Forbidden: []string{"gateway/acme", "gateway/gatewayd", "github.com/caddyserver/", "go.uber.org/zap", "github.com/mholt/acmez"}},
+	{From: "gateway", Why: "the gateway's data plane and its client name no provider, planner or state (gatewayproc, which builds routes from the state, aside)",
+		Forbidden: []string{"planner", "providers", "agent", "cmd"}, Except: []string{"gateway/gatewayproc", "gateway/gatewaytest", "gateway/gatewaybench"}},
 	{From: "cmd", Why: "the dstack CLI does not link the Terraform plugin library (gRPC)",
 		Forbidden: []string{"github.com/hashicorp/terraform-plugin-go", "google.golang.org/grpc"}},
 }

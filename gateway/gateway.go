@@ -74,12 +74,23 @@ func New(opts Options) *Server {
 		// (as FlushInterval -1 would); others are buffered.
 		FlushInterval: 0,
 		ErrorHandler:  s.proxyError,
+		// Copy buffers are reused: without a pool ReverseProxy
+		// allocates 32 KB for every response.
+		BufferPool: bufferPool{},
 	}
 	s.mu.Lock()
 	s.cur.Store(compile(Table{}, nil, s))
 	s.mu.Unlock()
 	return s
 }
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // NewTransport returns the transport the gateway reaches replicas with:
 // kept-alive connections, many per replica.
@@ -92,6 +103,9 @@ func NewTransport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
+		// The client's Accept-Encoding goes through as it is: the transport
+		// must neither add gzip nor decompress what the replica sends.
+		DisableCompression: true,
 	}
 }
 

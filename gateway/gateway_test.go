@@ -415,3 +415,29 @@ func TestStatsAndAdminAPI(t *testing.T) {
 		t.Fatalf("request time: %+v", ss)
 	}
 }
+
+// BenchmarkProxy measures the gateway's own cost per proxied request
+// (in-process client, gateway and replica).
+func BenchmarkProxy(b *testing.B) {
+	rep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from replica\n") }))
+	defer rep.Close()
+	s := New(Options{})
+	if err := s.SetTable(Table{Services: []Service{{Name: "web", Replicas: []string{rep.URL}}}}); err != nil {
+		b.Fatal(err)
+	}
+	front := httptest.NewServer(s)
+	defer front.Close()
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	url := front.URL + "/proxy/services/main/web/"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}

@@ -12,6 +12,9 @@
 # ratio of the medians is printed under it.
 # BenchmarkStartup's median is printed as dstack's start-up time. Lines
 # "# load average ..." that make bench writes are printed as they come.
+# BenchmarkGatewayVsNginx (gateway/gatewaybench) reports requests per
+# second and p50/p99 latency directly to the replica, through nginx and
+# through the gateway; the rate ratio and added latency are printed.
 BEGIN {
 	printf "%-44s %14s %11s %12s %13s %10s\n", "benchmark", "time/op", "alloc/op", "allocs/op", "peak RSS", "MB/s"
 }
@@ -35,6 +38,8 @@ BEGIN {
 		if ($(i+1) == "client-cpu-s/GB") client[name] = $i
 		if ($(i+1) == "peak-RSS-MB") { rss = sprintf("%.1f MB", $i); mb[name] = $i }
 		if ($(i+1) == "capped" && $i > 0) capped = 1
+		if ($(i+1) ~ /^(direct|nginx|gateway)-(rps|p50-ms|p99-ms)$/) { gw[name, $(i+1)] = $i; gwbench[name] = 1 }
+		if ($(i+1) == "conc") conc[name] = $i
 		if ($(i+1) ~ /^done-of-[0-9]+$/) { done = sprintf("%d of %s", $i, substr($(i+1), 9)) }
 	}
 	if (ns == "") next
@@ -62,6 +67,14 @@ function mem(name) {
 END {
 	for (k = 1; k <= count; k++) {
 		n = order[k]
+		if (n in gwbench) {
+			printf "\n%s (%d clients, medians of %d runs, run in turn%s):\n", n, conc[n], runs[n], loadavg(n, "")
+			split("direct nginx gateway", who, " ")
+			for (w = 1; w <= 3; w++)
+				printf "  %-8s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", who[w], gw[n, who[w] "-rps"], gw[n, who[w] "-p50-ms"], gw[n, who[w] "-p99-ms"]
+			printf "  gateway/nginx: %.2fx the rate (goal >= 0.9), p99 %+.2f ms (goal <= +1 ms), p50 %+.2f ms\n", gw[n, "gateway-rps"] / gw[n, "nginx-rps"], gw[n, "gateway-p99-ms"] - gw[n, "nginx-p99-ms"], gw[n, "gateway-p50-ms"] - gw[n, "nginx-p50-ms"]
+			continue
+		}
 		if (n == "BenchmarkStartup")
 			printf "\ndstack version start-up: %s%s (budget 10 ms)%s\n", dur(t[n]), many(n), loadavg(n, "")
 		if (n in paired) {

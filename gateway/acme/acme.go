@@ -1,4 +1,8 @@
-package gateway
+// Package acme gets and renews the gateway's certificates over ACME, with
+// certmagic (the ACME library Caddy is built on). It is apart from package
+// gateway so that dstack, which uses gateway's types, does not link it:
+// only dstack-gateway does.
+package acme
 
 import (
 	"context"
@@ -11,10 +15,12 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/dstackai/dstack-go/gateway"
 )
 
-// ACMEOptions say where a gateway with a domain gets its certificates.
-type ACMEOptions struct {
+// Options say where a gateway with a domain gets its certificates.
+type Options struct {
 	// CA is the ACME directory URL (Let's Encrypt's when empty).
 	CA string
 	// Email is the account's contact address (none when empty).
@@ -41,12 +47,12 @@ type CertManager struct {
 	names  map[string]bool
 }
 
-// NewACME returns a certificate manager for s's table: a name is managed
+// New returns a certificate manager for s's table: a name is managed
 // as soon as a table lists it, and a TLS handshake for a name of the
 // current table that has no certificate yet gets one on demand.
-func NewACME(s *Server, o ACMEOptions) (*CertManager, error) {
+func New(s *gateway.Server, o Options) (*CertManager, error) {
 	if o.Dir == "" {
-		return nil, fmt.Errorf("gateway: ACME needs a directory for its certificates")
+		return nil, fmt.Errorf("acme: the gateway needs a directory for its certificates")
 	}
 	logger := o.Logger
 	if logger == nil {
@@ -82,12 +88,12 @@ func NewACME(s *Server, o ACMEOptions) (*CertManager, error) {
 	})
 	cfg.Issuers = []certmagic.Issuer{m.issuer}
 	m.cfg = cfg
-	s.OnTable(func(t Table) { m.manage(t) })
+	s.OnTable(func(t gateway.Table) { m.manage(t) })
 	m.manage(s.Table())
 	return m, nil
 }
 
-func (m *CertManager) manage(t Table) {
+func (m *CertManager) manage(t gateway.Table) {
 	var fresh []string
 	m.mu.Lock()
 	for h := range hostsOf(t) {
@@ -116,7 +122,7 @@ func (m *CertManager) HTTPHandler(h http.Handler) http.Handler {
 }
 
 // hostsOf lists the host names a table serves under its domain.
-func hostsOf(t Table) map[string]bool {
+func hostsOf(t gateway.Table) map[string]bool {
 	out := map[string]bool{}
 	d := strings.ToLower(strings.TrimSuffix(t.Domain, "."))
 	if d == "" {
