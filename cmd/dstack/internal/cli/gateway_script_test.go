@@ -3,9 +3,12 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -40,6 +43,8 @@ func gatewayMain() {
 func TestGatewayScripts(t *testing.T) {
 	dockertest.Image(t)
 	gatewaytest.ReplicaImage(t)
+	// A real ACME server for the scripts' gateways with a domain.
+	pebble := gatewaytest.StartPebble(t, t.TempDir())
 	for _, run := range []string{"llm", "web"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
@@ -51,13 +56,18 @@ func TestGatewayScripts(t *testing.T) {
 				killAgentAndJobs(filepath.Join(env.WorkDir, "agent"))
 				killPIDFile(filepath.Join(env.WorkDir, "gateway", "gateway.pid"))
 			})
-			return nil
+			env.Setenv("DSTACK_ACME_CA", pebble.DirectoryURL)
+			env.Setenv("DSTACK_ACME_CA_ROOT", pebble.TLSCertFile)
+			root := filepath.Join(env.WorkDir, "acme-root.pem")
+			env.Setenv("ACME_ROOT", root)
+			return os.WriteFile(root, pebble.RootPEM, 0o600)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"gwhttp":  cmdGWHTTP,
 			"gwsse":   cmdGWSSE,
 			"gwws":    cmdGWWS,
 			"gwlimit": cmdGWLimit,
+			"gwtls":   cmdGWTLS,
 		},
 	})
 }
@@ -180,4 +190,40 @@ func cmdGWLimit(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("codes %v: want 200 first and 429 once over the limit", codes)
 	}
 	ts.Logf("codes %v", codes)
+}
+
+// cmdGWTLS fetches https://HOST/ from ADDR, trusting only the roots in
+// ROOTFILE, retrying while the certificate is on its way, and checks the
+// answer: gwtls ADDR HOST ROOTFILE CODE SUBSTRING.
+func cmdGWTLS(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 5 {
+		ts.Fatalf("usage: gwtls ADDR HOST ROOTFILE CODE SUBSTRING")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(ts.ReadFile(args[2]))) {
+		ts.Fatalf("no certificate in %s", args[2])
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: args[1]},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, args[0])
+		}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var last error
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		resp, err := c.Get("https://" + args[1] + "/")
+		if err != nil {
+			last = err
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strconv.Itoa(resp.StatusCode) != args[3] || !strings.Contains(string(b), args[4]) {
+			ts.Fatalf("https://%s/: %d %q", args[1], resp.StatusCode, b)
+		}
+		ts.Logf("https://%s/: %d %s; certificate issued by %s for %v", args[1], resp.StatusCode, strings.TrimSpace(string(b)),
+			resp.TLS.PeerCertificates[0].Issuer.CommonName, resp.TLS.PeerCertificates[0].DNSNames)
+		return
+	}
+	ts.Fatalf("https://%s/ at %s: %v", args[1], args[0], last)
 }
