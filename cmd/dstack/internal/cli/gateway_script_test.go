@@ -97,6 +97,7 @@ func tokenHeader(ts *testscript.TestScript, file string) string {
 
 // cmdGWHTTP sends a request and checks the answer, n times in a row:
 // gwhttp [-token FILE] [-body JSON] [-n N] METHOD URL CODE [SUBSTRING].
+// Negated, the request must fail or get another answer.
 func cmdGWHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("gwhttp", flag.ContinueOnError)
 	tokFile := fs.String("token", "", "file with the token")
@@ -120,6 +121,17 @@ func cmdGWHTTP(ts *testscript.TestScript, neg bool, args []string) {
 			req.Header.Set("Authorization", h)
 		}
 		resp, err := http.DefaultClient.Do(req)
+		if neg {
+			// ! gwhttp: the request fails or gets another answer.
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == want && (len(a) <= 3 || strings.Contains(string(b), a[3])) {
+					ts.Fatalf("%s %s: %d %q, want anything else", a[0], a[1], resp.StatusCode, b)
+				}
+			}
+			return
+		}
 		ts.Check(err)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -375,6 +375,11 @@ func apply(argv []string, s Streams, env Env, destroy bool) int {
 			}
 		}
 		if p.Empty() {
+			// Nothing to change: the gateway still learns the services
+			// (one restarted, or made by the Terraform provider).
+			if st, ok := ss.prior(); ok && !a.destroy {
+				afterApply(ctx, st, s, env, a.json)
+			}
 			return ExitOK
 		}
 		if !a.yes {
