@@ -63,7 +63,7 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	if opts.Transport == nil {
-		opts.Transport = NewTransport()
+		opts.Transport = newDirectTransport(NewTransport())
 	}
 	s := &Server{opts: opts, changed: make(chan struct{}), stats: map[string]*serviceStats{}}
 	s.proxy = &httputil.ReverseProxy{

@@ -441,3 +441,19 @@ func BenchmarkProxy(b *testing.B) {
 		}
 	})
 }
+
+// A replica that closes its idle connections: the gateway's pooled
+// connection is found closed, and the request goes out on a new one.
+func TestReplicaClosingIdleConnections(t *testing.T) {
+	rep := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	rep.Config.IdleTimeout = 5 * time.Millisecond
+	rep.Start()
+	defer rep.Close()
+	_, gw := newGateway(t, Options{}, Table{Services: []Service{{Name: "web", Replicas: []string{rep.URL}}}})
+	for i := range 5 {
+		if code, body := get(t, gw.URL+"/proxy/services/main/web/", nil); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
