@@ -87,14 +87,25 @@ func StartPebble(t testing.TB, dir string) *Pebble {
 	}
 }
 
-func pebbleBinary(t testing.TB) string {
-	t.Helper()
+// HavePebble reports whether pebble is installed (on PATH or in
+// GOPATH/bin).
+func HavePebble() bool { return findPebble() != "" }
+
+func findPebble() string {
 	if p, err := exec.LookPath("pebble"); err == nil {
 		return p
 	}
 	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
 	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "pebble")
 	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+func pebbleBinary(t testing.TB) string {
+	t.Helper()
+	if p := findPebble(); p != "" {
 		return p
 	}
 	if os.Getenv(RequirePebble) != "" {
