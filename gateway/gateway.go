@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,6 +204,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeError(w, http.StatusNotFound, "No service here: services are at /proxy/services/"+c.project+"/RUN/"+hostHint(c))
+}
+
+// HTTPRedirecting is the handler of the plain HTTP listener of a
+// gateway that also serves HTTPS on httpsPort: a request for the host of
+// a service with HTTPS is redirected there (301), as dstack's gateway
+// does, except from this machine (127.0.0.1, ::1); everything else is
+// served as by ServeHTTP.
+func (s *Server) HTTPRedirecting(httpsPort int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := s.cur.Load()
+		if c.domain != "" && r.TLS == nil {
+			host := strings.ToLower(hostOnly(r.Host))
+			name, ok := strings.CutSuffix(host, "."+c.domain)
+			if rt := c.services[name]; ok && rt != nil && rt.svc.HTTPS && !isLoopback(hostOnly(r.RemoteAddr)) {
+				target := "https://" + host
+				if httpsPort != 443 {
+					target += ":" + strconv.Itoa(httpsPort)
+				}
+				http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusMovedPermanently)
+				return
+			}
+		}
+		s.ServeHTTP(w, r)
+	})
+}
+
+func isLoopback(ip string) bool {
+	a := net.ParseIP(ip)
+	return a != nil && a.IsLoopback()
 }
 
 func hostHint(c *compiled) string {

@@ -457,3 +457,34 @@ func TestReplicaClosingIdleConnections(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 }
+
+// On a gateway that serves TLS, plain HTTP for a service with https is
+// redirected, except from this machine; a service with https: false is
+// served as it is.
+func TestHTTPRedirectsToHTTPS(t *testing.T) {
+	a := replicaServer(t, "a")
+	s := New(Options{})
+	if err := s.SetTable(Table{Domain: "example.test", Services: []Service{
+		{Name: "secure", HTTPS: true, Replicas: []string{a.URL}},
+		{Name: "plain", Replicas: []string{a.URL}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	h := s.HTTPRedirecting(8443)
+	do := func(host, remote string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "http://"+host+"/p?q=1", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := do("secure.example.test", "203.0.113.7:5000"); rec.Code != 301 || rec.Header().Get("Location") != "https://secure.example.test:8443/p?q=1" {
+		t.Fatalf("https service from afar: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	if rec := do("secure.example.test", "127.0.0.1:5000"); rec.Code != 200 {
+		t.Fatalf("https service from this machine: %d", rec.Code)
+	}
+	if rec := do("plain.example.test", "203.0.113.7:5000"); rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), "a /p?q=1") {
+		t.Fatalf("https: false service: %d %q", rec.Code, rec.Body.String())
+	}
+}

@@ -36,6 +36,10 @@ type Service struct {
 	// KeepPrefix sends path-routed requests with their whole path
 	// (strip_prefix: false); by default the prefix is taken off.
 	KeepPrefix bool `json:"keep_prefix,omitempty"`
+	// HTTPS, on a gateway that serves TLS, redirects the service's plain
+	// HTTP requests at RUN.DOMAIN to HTTPS (dstack's https: true or
+	// auto); without it the service is served on both.
+	HTTPS bool `json:"https,omitempty"`
 	// Model publishes the service on the OpenAI-compatible endpoint.
 	Model *Model `json:"model,omitempty"`
 	// RateLimits limit requests per path prefix and client.

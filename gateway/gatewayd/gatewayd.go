@@ -101,6 +101,7 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 	}
 	var httpHandler http.Handler = s
 	var tlsConfig *tls.Config
+	var acmeHTTP func(http.Handler) http.Handler
 	switch {
 	case *useACME:
 		o := acme.Options{CA: *acmeCA, Email: *acmeEmail, Dir: filepath.Join(*dir, "acme"), HTTPPort: pub.Addr().(*net.TCPAddr).Port}
@@ -118,7 +119,7 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		httpHandler = m.HTTPHandler(s)
+		acmeHTTP = m.HTTPHandler
 		tlsConfig = m.TLSConfig()
 	case *certFile != "":
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
@@ -127,6 +128,22 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	}
+	var tl net.Listener
+	if tlsConfig != nil {
+		if *httpsListen == "" {
+			return errors.New("-acme and -tls-cert need -https-listen")
+		}
+		if tl, err = net.Listen("tcp", *httpsListen); err != nil {
+			return fmt.Errorf("listening on %s: %w", *httpsListen, err)
+		}
+		// Plain HTTP requests for services with https go to HTTPS.
+		redirect := s.HTTPRedirecting(tl.Addr().(*net.TCPAddr).Port)
+		if *useACME {
+			httpHandler = acmeHTTP(redirect)
+		} else {
+			httpHandler = redirect
+		}
+	}
 	servers := []*http.Server{
 		{Handler: httpHandler, ReadHeaderTimeout: 30 * time.Second},
 		{Handler: s.AdminHandler(token), ReadHeaderTimeout: 30 * time.Second},
@@ -134,14 +151,7 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 	errs := make(chan error, 3)
 	go func() { errs <- servers[0].Serve(pub) }()
 	go func() { errs <- servers[1].Serve(adm) }()
-	if tlsConfig != nil {
-		if *httpsListen == "" {
-			return errors.New("-acme and -tls-cert need -https-listen")
-		}
-		tl, err := net.Listen("tcp", *httpsListen)
-		if err != nil {
-			return fmt.Errorf("listening on %s: %w", *httpsListen, err)
-		}
+	if tl != nil {
 		hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig}
 		servers = append(servers, hs)
 		go func() { errs <- hs.Serve(tls.NewListener(tl, tlsConfig)) }()

@@ -78,7 +78,7 @@ func recordedSpec(r *state.Resource) (lang.Spec, error) {
 func service(name string, s *lang.Service, r *state.Resource) gateway.Service {
 	// dstack's defaults: auth and strip_prefix are on unless turned off.
 	svc := gateway.Service{Name: name, Auth: s.Auth == nil || *s.Auth, KeepPrefix: s.StripPrefix != nil && !*s.StripPrefix,
-		Replicas: []string{}}
+		HTTPS: s.HTTPS == nil || s.HTTPS.Auto || s.HTTPS.Enabled, Replicas: []string{}}
 	if m := s.Model; m != nil {
 		svc.Model = &gateway.Model{Name: m.Name, Format: m.Format, Prefix: m.Prefix}
 	}
@@ -132,8 +132,14 @@ func joinHost(ip, port string) string {
 
 // URL is where a service is reached through the gateway c.
 func URL(c *Client, t gateway.Table, name string) string {
+	https := true
+	for _, svc := range t.Services {
+		if svc.Name == name {
+			https = svc.HTTPS
+		}
+	}
 	if t.Domain != "" {
-		if c.HTTPSAddr != "" {
+		if c.HTTPSAddr != "" && https {
 			return "https://" + name + "." + t.Domain + portSuffix(c.HTTPSAddr, "443") + "/"
 		}
 		return "http://" + name + "." + t.Domain + portSuffix(strings.TrimPrefix(c.URL, "http://"), "80") + "/"

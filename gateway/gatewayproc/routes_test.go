@@ -29,7 +29,7 @@ func TestRoutesFromState(t *testing.T) {
 			{Index: 1, Status: "creating", Attributes: map[string]any{"ip": "127.0.0.1", "ports": "32769:8000"}},
 			{Index: 2, Status: "running", Attributes: map[string]any{"ip": "10.0.0.5", "ports": "9000:9000,32770:8000"}},
 		}})
-	st.Put(&state.Resource{Address: "service.open", Attributes: specAttr(t, `{"type":"service","port":{"container_port":80},"auth":false}`)})
+	st.Put(&state.Resource{Address: "service.open", Attributes: specAttr(t, `{"type":"service","port":{"container_port":80},"auth":false,"https":false}`)})
 	st.Put(&state.Resource{Address: "task.t", Attributes: specAttr(t, `{"type":"task","commands":["x"]}`)})
 	tab, set, err := Routes(st)
 	if err != nil {
@@ -45,7 +45,7 @@ func TestRoutesFromState(t *testing.T) {
 		t.Fatalf("services %+v", tab.Services)
 	}
 	llm, open := tab.Services[0], tab.Services[1]
-	if !llm.Auth || !llm.KeepPrefix || llm.Model == nil || llm.Model.Name != "m1" || llm.Model.Created != 1767323045 {
+	if !llm.Auth || !llm.HTTPS || !llm.KeepPrefix || llm.Model == nil || llm.Model.Name != "m1" || llm.Model.Created != 1767323045 {
 		t.Fatalf("llm %+v model %+v", llm, llm.Model)
 	}
 	if got := llm.Replicas; len(got) != 2 || got[0] != "http://127.0.0.1:32768" || got[1] != "http://10.0.0.5:32770" {
@@ -54,7 +54,7 @@ func TestRoutesFromState(t *testing.T) {
 	if rl := llm.RateLimits; len(rl) != 1 || rl[0] != (gateway.RateLimit{Prefix: "/v1", RPS: 2, Burst: 3, Header: "X-Key"}) {
 		t.Fatalf("rate limits %+v", rl)
 	}
-	if open.Auth || open.KeepPrefix || len(open.Replicas) != 0 {
+	if open.Auth || open.HTTPS || open.KeepPrefix || len(open.Replicas) != 0 {
 		t.Fatalf("open %+v", open)
 	}
 }
