@@ -66,6 +66,10 @@
 //	  ]
 //	}
 //
+// From Go, gatewayproc.Publish(ctx, state, environ) builds the table from
+// a state and pushes it (starting this machine's gateway when needed), and
+// gatewayproc.Client.Stats reads the statistics.
+//
 // request_time is the mean time in seconds from a request's arrival to
 // its response's end. A request counts when it ends; queued requests are
 // those held now, so a service scaled to zero with "queued" > 0 needs a

@@ -17,55 +17,13 @@ import (
 	"github.com/dstackai/dstack-go/state"
 )
 
-// gatewayArgs are the dstack-gateway flags for the local gateway: its
-// listener ($DSTACK_GATEWAY_LISTEN, 127.0.0.1:8090 by default) and, for
-// a gateway with a domain and a lets-encrypt certificate, ACME
-// ($DSTACK_ACME_CA, $DSTACK_ACME_CA_ROOT, $DSTACK_ACME_EMAIL) with HTTPS
-// on $DSTACK_GATEWAY_HTTPS_LISTEN (:443 by default).
-func gatewayArgs(env Env, set gatewayproc.Settings) []string {
-	get := func(k, def string) string {
-		if v, ok := env.Get(k); ok && v != "" {
-			return v
-		}
-		return def
-	}
-	args := []string{"-listen", get("DSTACK_GATEWAY_LISTEN", "127.0.0.1:8090")}
-	if set.Domain != "" && set.ACME {
-		args = append(args, "-acme", "-https-listen", get("DSTACK_GATEWAY_HTTPS_LISTEN", ":443"))
-		for _, f := range [][2]string{{"-acme-ca", "DSTACK_ACME_CA"}, {"-acme-ca-root", "DSTACK_ACME_CA_ROOT"}, {"-acme-email", "DSTACK_ACME_EMAIL"}} {
-			if v := get(f[1], ""); v != "" {
-				args = append(args, f[0], v)
-			}
-		}
-	}
-	return args
-}
-
 // publishServices tells this machine's gateway the routes of the
 // services st records, starting the gateway when there is a service
 // and none runs, and prints where each service is reached. With no
 // service and no gateway running it does nothing.
 func publishServices(ctx context.Context, st *state.State, w io.Writer, env Env) error {
-	t, set, err := gatewayproc.Routes(st)
-	if err != nil {
-		return fmt.Errorf("the gateway's routes: %w", err)
-	}
-	dir := gatewayproc.Dir(env.Get)
-	c, running := gatewayproc.Probe(ctx, dir)
-	if len(t.Services) == 0 && !running {
-		return nil
-	}
-	if !running {
-		path, _ := env.Get("PATH")
-		prog, err := gatewayproc.Program(path)
-		if err != nil {
-			return err
-		}
-		if c, err = gatewayproc.Start(ctx, dir, prog, gatewayArgs(env, set), env); err != nil {
-			return err
-		}
-	}
-	if err := c.Push(ctx, t); err != nil {
+	c, t, err := gatewayproc.Publish(ctx, st, env)
+	if err != nil || c == nil {
 		return err
 	}
 	if w == nil {
