@@ -12,7 +12,9 @@ import (
 // environment (lookup): its listener ($DSTACK_GATEWAY_LISTEN,
 // 127.0.0.1:8090 by default) and, for a local gateway with a domain and a
 // lets-encrypt certificate, ACME ($DSTACK_ACME_CA, $DSTACK_ACME_CA_ROOT,
-// $DSTACK_ACME_EMAIL) with HTTPS on $DSTACK_GATEWAY_HTTPS_LISTEN (:443).
+// $DSTACK_ACME_EMAIL) with HTTPS on $DSTACK_GATEWAY_HTTPS_LISTEN (:443);
+// with $DSTACK_GATEWAY_TLS_CERT and $DSTACK_GATEWAY_TLS_KEY set, a gateway
+// with a domain serves those certificate files instead of ACME's.
 func Args(lookup func(string) (string, bool), set Settings) []string {
 	get := func(k, def string) string {
 		if v, ok := lookup(k); ok && v != "" {
@@ -21,6 +23,10 @@ func Args(lookup func(string) (string, bool), set Settings) []string {
 		return def
 	}
 	args := []string{"-listen", get("DSTACK_GATEWAY_LISTEN", "127.0.0.1:8090")}
+	if cert, key := get("DSTACK_GATEWAY_TLS_CERT", ""), get("DSTACK_GATEWAY_TLS_KEY", ""); set.Domain != "" && cert != "" && key != "" {
+		// Certificate files (a wildcard for *.DOMAIN) instead of ACME.
+		return append(args, "-tls-cert", cert, "-tls-key", key, "-https-listen", get("DSTACK_GATEWAY_HTTPS_LISTEN", ":443"))
+	}
 	if set.Domain != "" && set.ACME {
 		args = append(args, "-acme", "-https-listen", get("DSTACK_GATEWAY_HTTPS_LISTEN", ":443"))
 		for _, f := range [][2]string{{"-acme-ca", "DSTACK_ACME_CA"}, {"-acme-ca-root", "DSTACK_ACME_CA_ROOT"}, {"-acme-email", "DSTACK_ACME_EMAIL"}} {

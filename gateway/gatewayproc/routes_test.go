@@ -2,6 +2,7 @@ package gatewayproc
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/dstackai/dstack-go/gateway"
@@ -56,5 +57,30 @@ func TestRoutesFromState(t *testing.T) {
 	}
 	if open.Auth || open.HTTPS || open.KeepPrefix || len(open.Replicas) != 0 {
 		t.Fatalf("open %+v", open)
+	}
+}
+
+func TestArgs(t *testing.T) {
+	env := func(kv ...string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1], true
+				}
+			}
+			return "", false
+		}
+	}
+	got := strings.Join(Args(env(), Settings{}), " ")
+	if got != "-listen 127.0.0.1:8090" {
+		t.Fatalf("no domain: %q", got)
+	}
+	got = strings.Join(Args(env("DSTACK_GATEWAY_LISTEN", ":80", "DSTACK_ACME_CA", "https://ca/dir"), Settings{Domain: "example.com", ACME: true}), " ")
+	if got != "-listen :80 -acme -https-listen :443 -acme-ca https://ca/dir" {
+		t.Fatalf("acme: %q", got)
+	}
+	got = strings.Join(Args(env("DSTACK_GATEWAY_TLS_CERT", "/c.pem", "DSTACK_GATEWAY_TLS_KEY", "/k.pem", "DSTACK_GATEWAY_HTTPS_LISTEN", ":8443"), Settings{Domain: "example.com", ACME: true}), " ")
+	if got != "-listen 127.0.0.1:8090 -tls-cert /c.pem -tls-key /k.pem -https-listen :8443" {
+		t.Fatalf("certificate files: %q", got)
 	}
 }
