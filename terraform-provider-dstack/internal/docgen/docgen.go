@@ -1,6 +1,5 @@
 // Package docgen writes the provider's documentation in the Terraform
-// registry layout (index.md, resources/NAME.md, data-sources/NAME.md,
-// guides/NAME.md)
+// registry layout (index.md, resources/NAME.md, data-sources/NAME.md)
 // from its schema, so the docs say exactly what the provider accepts.
 // Each page embeds its example from the examples directory
 // (resources/TYPE/resource.tf, data-sources/TYPE/data-source.tf,
@@ -45,7 +44,7 @@ func Write(dir, examples string, p *tfplugin.Provider, extra Extra) error {
 	if err != nil {
 		return err
 	}
-	for _, sub := range []string{"resources", "data-sources", "guides"} {
+	for _, sub := range []string{"resources", "data-sources"} {
 		entries, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -95,19 +94,6 @@ func Render(examples string, p *tfplugin.Provider, extra Extra) (map[string]stri
 			text += importSection(imp.ImportDoc(), sh)
 		}
 		pages[filepath.Join("resources", short(name)+".md")] = text
-	}
-	// Guides are hand-written pages, copied as they are from
-	// examples/guides/NAME.md (the registry's docs/guides layout).
-	guides, err := filepath.Glob(filepath.Join(examples, "guides", "*.md"))
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range guides {
-		b, err := os.ReadFile(g)
-		if err != nil {
-			return nil, err
-		}
-		pages[filepath.Join("guides", filepath.Base(g))] = string(b)
 	}
 	for name, d := range p.DataSources {
 		ex, err := example(filepath.Join(examples, "data-sources", name, "data-source.tf"))

@@ -87,14 +87,3 @@ func TestDynamicAttributes(t *testing.T) {
 		}
 	}
 }
-
-func TestGuidesAreCopied(t *testing.T) {
-	pages, err := docgen.Render("../../../examples/terraform", provider.New(provider.Options{}), docgen.Extra{Index: provider.StateDoc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, ok := pages["guides/services.md"]
-	if !ok || !strings.Contains(g, "dstack token create") || !strings.HasPrefix(g, "---\npage_title:") {
-		t.Fatalf("guides/services.md: %v %.80q", ok, g)
-	}
-}
