@@ -1,0 +1,327 @@
+package repo
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/dstackai/dstack-go/lang"
+)
+
+// gitRepo makes a repository in a new directory and returns a function
+// that runs git in it.
+func gitRepo(t *testing.T) (string, func(args ...string) string) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	return dir, git
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entries reads an archive into name → content ("-> target" for links,
+// "dir" for directories, "+x " before an executable's content).
+func entries(t *testing.T, a *Archive) map[string]string {
+	t.Helper()
+	if a == nil {
+		return nil
+	}
+	f, err := os.Open(a.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			out[h.Name] = "dir"
+		case tar.TypeSymlink:
+			out[h.Name] = "-> " + h.Linkname
+		default:
+			b, _ := io.ReadAll(tr)
+			if h.Mode&0o111 != 0 {
+				b = append([]byte("+x "), b...)
+			}
+			out[h.Name] = string(b)
+		}
+	}
+}
+
+// TestBuildLocal: the base is the commit's tree; the diff has the
+// modified (staged and not), added and untracked files, whole, binary
+// ones too, and not the ignored ones; deletions and renames are listed.
+func TestBuildLocal(t *testing.T) {
+	dir, git := gitRepo(t)
+	write(t, dir, "README", "committed\n")
+	write(t, dir, "keep.txt", "unchanged\n")
+	write(t, dir, "old-name.txt", "to rename\n")
+	write(t, dir, "gone.txt", "to delete\n")
+	write(t, dir, "staged.txt", "v1\n")
+	write(t, dir, "src/run.sh", "#!/bin/sh\necho hi\n")
+	os.Chmod(filepath.Join(dir, "src/run.sh"), 0o755)
+	write(t, dir, ".gitignore", "*.log\nbuild/\n")
+	os.Symlink("README", filepath.Join(dir, "link"))
+	git("add", "-A")
+	git("commit", "-q", "-m", "first")
+	head := git("rev-parse", "HEAD")
+
+	write(t, dir, "README", "committed\nedited\n")
+	write(t, dir, "staged.txt", "v2\n")
+	git("add", "staged.txt")
+	git("mv", "old-name.txt", "new-name.txt")
+	os.Remove(filepath.Join(dir, "gone.txt"))
+	write(t, dir, "untracked.txt", "new\n")
+	bin := string([]byte{0, 1, 2, 0xff, 0xfe, '\n', 0})
+	write(t, dir, "data.bin", bin)
+	write(t, dir, "debug.log", "ignored\n")
+	write(t, dir, "build/out", "ignored\n")
+
+	b, err := Build(context.Background(), lang.Repo{LocalPath: "."}, Options{Dir: dir, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if b.Commit != head {
+		t.Errorf("commit %s, want HEAD %s", b.Commit, head)
+	}
+	wantBase := map[string]string{
+		"README": "committed\n", "keep.txt": "unchanged\n", "old-name.txt": "to rename\n", "gone.txt": "to delete\n",
+		"staged.txt": "v1\n", "src/": "dir", "src/run.sh": "+x #!/bin/sh\necho hi\n", ".gitignore": "*.log\nbuild/\n", "link": "-> README",
+	}
+	if d := cmp.Diff(wantBase, entries(t, b.Base)); d != "" {
+		t.Errorf("base (-want +got):\n%s", d)
+	}
+	wantDiff := map[string]string{
+		"README": "committed\nedited\n", "staged.txt": "v2\n", "new-name.txt": "to rename\n",
+		"untracked.txt": "new\n", "data.bin": bin,
+	}
+	if d := cmp.Diff(wantDiff, entries(t, b.Diff)); d != "" {
+		t.Errorf("diff (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"gone.txt", "old-name.txt"}, b.Deleted); d != "" {
+		t.Errorf("deleted (-want +got):\n%s", d)
+	}
+
+	// The same content archives to the same bytes: a second run (even
+	// after the files are touched) needs no upload.
+	now := filepath.Join(dir, "README")
+	os.Chtimes(now, modTime.AddDate(20, 0, 0), modTime.AddDate(20, 0, 0))
+	b2, err := Build(context.Background(), lang.Repo{LocalPath: dir}, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Remove()
+	if b2.Base.Hash != b.Base.Hash || b2.Diff.Hash != b.Diff.Hash {
+		t.Errorf("hashes changed between builds of the same content: base %s/%s diff %s/%s", b.Base.Hash, b2.Base.Hash, b.Diff.Hash, b2.Diff.Hash)
+	}
+	// A new edit changes the diff, not the base.
+	write(t, dir, "README", "edited again\n")
+	b3, err := Build(context.Background(), lang.Repo{LocalPath: dir}, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b3.Remove()
+	if b3.Base.Hash != b.Base.Hash || b3.Diff.Hash == b.Diff.Hash {
+		t.Errorf("after an edit: base %s (want %s), diff %s (want a new one)", b3.Base.Hash, b.Base.Hash, b3.Diff.Hash)
+	}
+}
+
+// TestBuildClean: a repository without uncommitted changes has no diff.
+func TestBuildClean(t *testing.T) {
+	dir, git := gitRepo(t)
+	write(t, dir, "a", "1")
+	git("add", "-A")
+	git("commit", "-q", "-m", "c")
+	b, err := Build(context.Background(), lang.Repo{LocalPath: dir}, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if b.Diff != nil || len(b.Deleted) != 0 {
+		t.Errorf("diff %v, deleted %v; want none", b.Diff, b.Deleted)
+	}
+}
+
+// TestBuildSubdirectory: a directory inside a repository delivers that
+// part of it, with paths from that directory.
+func TestBuildSubdirectory(t *testing.T) {
+	dir, git := gitRepo(t)
+	write(t, dir, "top.txt", "top")
+	write(t, dir, "app/main.py", "print(1)")
+	write(t, dir, "app/gone.py", "x")
+	git("add", "-A")
+	git("commit", "-q", "-m", "c")
+	write(t, dir, "app/main.py", "print(2)")
+	write(t, dir, "app/new.py", "new")
+	write(t, dir, "other.txt", "outside")
+	os.Remove(filepath.Join(dir, "app/gone.py"))
+	b, err := Build(context.Background(), lang.Repo{LocalPath: "app"}, Options{Dir: dir, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if d := cmp.Diff(map[string]string{"main.py": "print(1)", "gone.py": "x"}, entries(t, b.Base)); d != "" {
+		t.Errorf("base (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string]string{"main.py": "print(2)", "new.py": "new"}, entries(t, b.Diff)); d != "" {
+		t.Errorf("diff (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"gone.py"}, b.Deleted); d != "" {
+		t.Errorf("deleted (-want +got):\n%s", d)
+	}
+}
+
+// TestBuildBranchHashAndURL: a branch or hash delivers that commit
+// without the working tree's changes; a URL is cloned and archived.
+func TestBuildBranchHashAndURL(t *testing.T) {
+	dir, git := gitRepo(t)
+	write(t, dir, "v", "1")
+	git("add", "-A")
+	git("commit", "-q", "-m", "one")
+	first := git("rev-parse", "HEAD")
+	git("checkout", "-q", "-b", "feature")
+	write(t, dir, "v", "2")
+	git("commit", "-q", "-am", "two")
+	git("checkout", "-q", "main")
+	write(t, dir, "v", "uncommitted")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		repo lang.Repo
+		want string
+	}{
+		{"branch", lang.Repo{LocalPath: dir, Branch: "feature"}, "2"},
+		{"hash", lang.Repo{LocalPath: dir, Hash: first}, "1"},
+		{"url default branch", lang.Repo{URL: "file://" + dir}, "1"},
+		{"url branch", lang.Repo{URL: "file://" + dir, Branch: "feature"}, "2"},
+		{"url hash", lang.Repo{URL: "file://" + dir, Hash: first}, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := Build(ctx, tc.repo, Options{TempDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Remove()
+			if got := entries(t, b.Base)["v"]; got != tc.want {
+				t.Errorf("v = %q, want %q", got, tc.want)
+			}
+			if b.Diff != nil || b.Deleted != nil {
+				t.Errorf("a commit other than the checked-out one got the working tree's changes")
+			}
+		})
+	}
+	if _, err := Build(ctx, lang.Repo{URL: "file://" + filepath.Join(dir, "nope")}, Options{TempDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cloning") {
+		t.Errorf("cloning a missing repository: %v, want a cloning error", err)
+	}
+}
+
+// TestBuildNoCommits: a repository without commits delivers its files
+// as the diff.
+func TestBuildNoCommits(t *testing.T) {
+	dir, _ := gitRepo(t)
+	write(t, dir, "a.txt", "a")
+	write(t, dir, ".gitignore", "x.log\n")
+	write(t, dir, "x.log", "ignored")
+	b, err := Build(context.Background(), lang.Repo{LocalPath: dir}, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if b.Base != nil || b.Commit != "" {
+		t.Errorf("base %v commit %q, want none", b.Base, b.Commit)
+	}
+	if d := cmp.Diff(map[string]string{"a.txt": "a", ".gitignore": "x.log\n"}, entries(t, b.Diff)); d != "" {
+		t.Errorf("diff (-want +got):\n%s", d)
+	}
+}
+
+// TestBuildNotARepo: a plain directory is refused with what to use.
+func TestBuildNotARepo(t *testing.T) {
+	_, err := Build(context.Background(), lang.Repo{LocalPath: t.TempDir()}, Options{TempDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "not in a git repository") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestBuildFiles: a file is one entry, a directory its tree; the same
+// content hashes the same.
+func TestBuildFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "conf/a.yaml", "a: 1")
+	write(t, dir, "conf/sub/b", "b")
+	write(t, dir, "token", "secret")
+	home := t.TempDir()
+	write(t, home, ".netrc", "machine x")
+	opts := Options{Dir: dir, Home: home, TempDir: t.TempDir()}
+	ctx := context.Background()
+	a, err := BuildFiles(ctx, lang.FileMapping{LocalPath: "conf"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"x/": "dir", "x/a.yaml": "a: 1", "x/sub/": "dir", "x/sub/b": "b"}, entries(t, a)); d != "" {
+		t.Errorf("dir (-want +got):\n%s", d)
+	}
+	f, err := BuildFiles(ctx, lang.FileMapping{LocalPath: "~/.netrc"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"x": "machine x"}, entries(t, f)); d != "" {
+		t.Errorf("file (-want +got):\n%s", d)
+	}
+	again, err := BuildFiles(ctx, lang.FileMapping{LocalPath: filepath.Join(dir, "conf")}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Hash != a.Hash {
+		t.Errorf("the same directory hashed %s then %s", a.Hash, again.Hash)
+	}
+	if _, err := BuildFiles(ctx, lang.FileMapping{LocalPath: "missing"}, opts); err == nil {
+		t.Error("a missing local path: no error")
+	}
+	data, _ := os.ReadFile(f.Path)
+	if !bytes.Contains(data, []byte("machine x")) || int64(len(data)) != f.Size {
+		t.Errorf("archive size %d, file %d bytes", f.Size, len(data))
+	}
+}
