@@ -81,6 +81,11 @@ type JobSpec struct {
 	// too, at /usr/local/bin/dstack: a run's `dstack: true`. Docker
 	// runtime only.
 	DstackCLI bool `json:"dstack_cli,omitempty"`
+	// Repo is the run's repository, unpacked from blobs (PUT
+	// /blobs/{sha256}) before the commands run; see RepoArchive.
+	Repo *RepoArchive `json:"repo,omitempty"`
+	// Files are the run's files entries, put in place after Repo.
+	Files []FileArchive `json:"files,omitempty"`
 }
 
 // SSHServer is the SSH server of a job's container.
@@ -139,6 +144,12 @@ func (s JobSpec) Redacted() JobSpec {
 		ssh.AuthorizedKeys = slices.Clone(s.SSH.AuthorizedKeys)
 		c.SSH = &ssh
 	}
+	if s.Repo != nil {
+		r := *s.Repo
+		r.Deleted = slices.Clone(s.Repo.Deleted)
+		c.Repo = &r
+	}
+	c.Files = slices.Clone(s.Files)
 	if s.RegistryAuth != nil {
 		c.RegistryAuth = &RegistryAuth{Username: s.RegistryAuth.Username}
 	}

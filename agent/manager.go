@@ -70,6 +70,7 @@ type Manager struct {
 	logLimit int64
 	gpus     []GPU    // the host's, for jobs that ask for a GPUCount
 	lock     *os.File // holds an exclusive flock on DataDir/agent.lock
+	blobs    *blobStore
 
 	// lifetime ends when Close is called. The goroutines that watch jobs
 	// outlive the requests that start them, so they take their context
@@ -225,6 +226,13 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	for _, rt := range opts.Runtimes {
 		m.runtimes[rt.Name()] = rt
 	}
+	// Absolute: the docker runtime bind-mounts blobs by their path.
+	abs, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		m.lock.Close()
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	m.blobs = &blobStore{dir: filepath.Join(abs, "blobs"), log: m.log}
 	m.lifetime, m.cancelLifetime = context.WithCancel(context.WithoutCancel(ctx))
 	if err := m.load(ctx); err != nil {
 		m.cancelLifetime()
@@ -399,6 +407,9 @@ func (m *Manager) Submit(ctx context.Context, spec JobSpec) (Job, bool, error) {
 	if err != nil {
 		return Job{}, false, err
 	}
+	if err := m.blobs.check(spec); err != nil {
+		return Job{}, false, err
+	}
 	if spec.GPUCount > 0 && len(spec.GPUs) == 0 {
 		if spec.GPUs, err = m.freeGPUs(spec.GPUCount); err != nil {
 			return Job{}, false, fmt.Errorf("job %s: %w", spec.ID, err)
@@ -436,7 +447,7 @@ func (m *Manager) Submit(ctx context.Context, spec JobSpec) (Job, bool, error) {
 	m.jobs[spec.ID] = j
 	m.starting.Add(1)
 	m.watchers.Add(1)
-	go m.run(startCtx, j, rt, spec)
+	go m.run(startCtx, j, rt, spec.withArchives(rt.Name(), m.blobs))
 	m.log.Info("job submitted", "job", spec.ID, "run", spec.RunName, "runtime", rt.Name())
 	return j.snapshot(), true, nil
 }

@@ -88,6 +88,8 @@ func (s *Server) Routes() []Route {
 		{"GET", "/jobs/{id}/logs", s.logs},
 		{"GET", "/jobs/{id}/metrics", s.metrics},
 		{"POST", "/jobs/{id}/exec", s.exec},
+		{"HEAD", "/blobs/{sha256}", s.headBlob},
+		{"PUT", "/blobs/{sha256}", s.putBlob},
 	}
 }
 

@@ -53,6 +53,7 @@ func (s JobSpec) Validate() error {
 	if s.SSH != nil && (s.SSH.Port < 1 || s.SSH.Port > 65535) {
 		errs = append(errs, fmt.Errorf("ssh port %d: out of range 1-65535", s.SSH.Port))
 	}
+	errs = append(errs, s.validateArchives()...)
 	if s.StopGraceSeconds < 0 || s.ShmSizeMB < 0 {
 		errs = append(errs, errors.New("stop_grace_seconds and shm_size_mb must not be negative"))
 	}
