@@ -8,6 +8,7 @@ import (
 // accepts.
 type RunConfig struct {
 	Image        string          `json:"image,omitempty" jsonschema_description:"Docker image to run; without it dstack's base image with python is used"`
+	Runtime      string          `json:"runtime,omitempty" jsonschema:"enum=docker,enum=host" jsonschema_description:"How the run's commands run: docker (the default: in a container of image, or of dstack's base image) or host (as processes on the host, for hosts without Docker; no image)"`
 	User         string          `json:"user,omitempty" jsonschema_description:"User (name or uid[:gid]) the commands run as"`
 	Privileged   bool            `json:"privileged,omitempty" jsonschema_description:"Run the container in privileged mode"`
 	Entrypoint   string          `json:"entrypoint,omitempty" jsonschema_description:"Override the image's entrypoint"`

@@ -384,12 +384,12 @@ type fileMapping FileMapping
 func (f *FileMapping) DecodeNode(dec *Decoder, n *Node, path string) {
 	switch n.Kind {
 	case ScalarNode:
-		local, remote, _ := strings.Cut(n.Text, ":")
-		if local == "" {
-			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid file for %q", path), "Write \"local/path\" or \"local/path:/container/path\".")
+		m, err := ParseFileMapping(n.Text)
+		if err != nil {
+			dec.Errorf(n.Range, path, fmt.Sprintf("Invalid file for %q", path), "%v: write \"local/path\" or \"local/path:/container/path\".", err)
 			return
 		}
-		*f = FileMapping{LocalPath: local, Path: remote}
+		*f = m
 	case MapNode:
 		dec.DecodeFields(n, f, path)
 	default:
@@ -416,13 +416,12 @@ type repoMapping Repo
 func (r *Repo) DecodeNode(dec *Decoder, n *Node, path string) {
 	switch n.Kind {
 	case ScalarNode:
-		s := n.Text
-		if strings.Contains(s, "://") || strings.HasPrefix(s, "git@") {
-			r.URL = s
+		rp, err := ParseRepo(n.Text)
+		if err != nil {
+			dec.Errorf(n.Range, path, "Invalid repo", "%v.", err)
 			return
 		}
-		local, dst, _ := strings.Cut(s, ":")
-		*r = Repo{LocalPath: local, Path: dst}
+		*r = rp
 	case MapNode:
 		dec.DecodeFields(n, r, path)
 		if (r.LocalPath == "") == (r.URL == "") {

@@ -225,6 +225,7 @@ func (t *Task) validate(v *validator) {
 	if len(t.Commands) == 0 && t.Image == "" && !v.has("groups") {
 		v.errorf("commands", "Missing commands", "A task without an image needs commands to run.")
 	}
+	v.reposFiles(&t.RunConfig, len(t.Commands) > 0 || len(t.Groups) > 0)
 	seen := map[string]bool{}
 	for i, g := range t.Groups {
 		p := fmt.Sprintf("groups[%d]", i)
@@ -255,6 +256,7 @@ func (s *Service) validate(v *validator) {
 	if len(s.Commands) == 0 && s.Image == "" && !groups {
 		v.errorf("commands", "Missing commands", "A service without an image needs commands that start its server.")
 	}
+	v.reposFiles(&s.RunConfig, len(s.Commands) > 0 || groups)
 	if groups {
 		v.exclusive("replicas", "scaling", "replica groups each set their own scaling.")
 		seen := map[string]int{}
@@ -329,6 +331,7 @@ func (v *validator) replicaRange(p string, r *resources.IntRange, sc *Scaling, s
 func (d *DevEnvironment) validate(v *validator) {
 	v.run(&d.RunConfig)
 	v.profile(&d.Profile)
+	v.reposFiles(&d.RunConfig, true)
 	if d.Version != "" && d.IDE == "windsurf" {
 		v.warnf("version", "version ignored", "A version pins the VS Code or Cursor server.")
 	}
