@@ -397,7 +397,7 @@ func deps(r *lang.Resource) []string {
 func (m *maker) createChange(d *desired) {
 	d.load()
 	c := &Change{Address: d.res.Address.String(), Kind: d.res.Address.Kind, Action: Create, Reason: "new in configuration",
-		After: d.masked, Spec: d.spec, Sensitive: d.sensitive, ConfigHash: d.hash, DependsOn: deps(d.res)}
+		After: d.masked, Spec: d.spec, Sensitive: d.sensitive, ConfigHash: d.hash, DependsOn: deps(d.res), Dir: configDir(d.res)}
 	for _, f := range slices.Sorted(maps.Keys(d.fields)) {
 		if f == "type" || f == "name" {
 			continue
@@ -641,7 +641,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		return
 	}
 	c := &Change{Address: addr, Kind: d.res.Address.Kind, Before: before, After: d.masked, Spec: d.spec, Sensitive: d.sensitive,
-		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances)}
+		ConfigHash: d.hash, DependsOn: deps(d.res), InstancesBefore: len(prior.Instances), InstancesAfter: len(prior.Instances),
+		Dir: configDir(d.res)}
 	for _, in := range prior.Instances {
 		c.CostBefore += price(in)
 	}

@@ -161,6 +161,9 @@ type Change struct {
 	CostBefore          float64 `json:"cost_before"`
 	CostAfter           float64 `json:"cost_after"`
 	CreateBeforeDestroy bool    `json:"create_before_destroy,omitempty"`
+	// Dir is the directory of the file the resource is written in: a
+	// run's repos and files resolve relative local paths from it.
+	Dir string `json:"dir,omitempty"`
 }
 
 // Drift is something refresh found changed outside dstack.

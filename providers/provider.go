@@ -118,6 +118,10 @@ type CreateRequest struct {
 	Host string
 	// Spec is the resource's configuration as JSON.
 	Spec json.RawMessage
+	// Dir is the directory relative local paths in Spec (a run's repos
+	// and files) are resolved against: the configuration file's. Empty:
+	// the working directory.
+	Dir string
 	// Env are variables the planner sets for a job: dstack's
 	// DSTACK_NODE_RANK, DSTACK_NODES_NUM, DSTACK_MASTER_NODE_IP,
 	// DSTACK_NODES_IPS, DSTACK_GPUS_PER_NODE, DSTACK_GPUS_NUM.

@@ -54,4 +54,3 @@ func (c *Client) PutBlob(ctx context.Context, hash, path string) (bool, error) {
 	}
 	return resp.StatusCode == http.StatusCreated, nil
 }
-

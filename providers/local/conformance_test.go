@@ -57,7 +57,7 @@ func TestConformance(t *testing.T) {
 			e[k] = v
 		}
 		return providers.CreateRequest{Kind: providers.KindJob, Token: providertest.Token(), Address: "task.ct[0]",
-			Spec: []byte(`{"type":"task","name":"ct","commands":["exec sleep 300"]}`), Env: e}
+			Spec: []byte(`{"type":"task","name":"ct","runtime":"host","commands":["exec sleep 300"]}`), Env: e}
 	}
 	providertest.Run(t, providertest.Harness{
 		Provider: p,

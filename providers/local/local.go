@@ -1,7 +1,8 @@
 // Package local makes this machine a fleet of one: the `local` backend,
 // the default when no other is configured. Its instance is the machine
-// itself; its jobs run through the host agent (containers when Docker
-// is there and the run names an image, host processes otherwise).
+// itself; its jobs run through the host agent: containers of the run's
+// image, or of dstack's base image when it names none, and host processes
+// when the run asks for them with runtime: host.
 package local
 
 import (
@@ -307,9 +308,12 @@ func startJob(ctx context.Context, a Agent, req providers.CreateRequest, hc *htt
 	if err != nil {
 		return providers.Object{}, err
 	}
+	if err := deliver(ctx, a, req, run.cfg, &spec); err != nil {
+		return providers.Object{}, err
+	}
 	job, _, err := a.Submit(ctx, spec)
 	if err != nil {
-		return providers.Object{}, classify(fmt.Errorf("submitting %s to the agent: %w", req.Address, err))
+		return providers.Object{}, classify(fmt.Errorf("submitting %s to the agent: %w", req.Address, noDocker(err, spec)))
 	}
 	// Apply waits for the job to start: pulling and creating happen
 	// here, and a job that cannot start is an error of this step.
@@ -525,7 +529,8 @@ func decodeRun(req providers.CreateRequest) (run, error) {
 }
 
 // jobSpec turns a create request for a job into what the agent runs:
-// the run's commands by its shell, its image (none: a host process),
+// the run's commands by its shell, its image (none: dstack's base image;
+// runtime: host: a host process),
 // env (with dstack's DSTACK_* variables and the planner's), ports,
 // volumes (dstack volumes as Docker volumes "dstack-NAME", instance
 // volumes as bind mounts).
@@ -597,6 +602,9 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 			spec.Volumes = append(spec.Volumes, agent.Mount{Name: "dstack-" + v.Name[0], Path: v.Path})
 		}
 	}
+	// The default image first: docker: true, dstack: true and a dev
+	// environment's SSH server depend on whether the job has an image.
+	defaultImage(&spec, c)
 	if err := runExtras(&spec, req, r); err != nil {
 		return agent.JobSpec{}, err
 	}

@@ -1,0 +1,36 @@
+package local
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDefaultImage: a run without image runs in dstack's base image
+// (devel for nvcc) with bash, python: making its virtual environment
+// first; runtime: host runs host processes, with no image.
+func TestDefaultImage(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, image, shell string
+		python                   bool
+	}{
+		{"base", "commands: [train]\n", "dstackai/base:0.15-base-ubuntu24.04", "bash", false},
+		{"nvcc", "commands: [train]\nnvcc: true\npython: \"3.12\"\n", "dstackai/base:0.15-devel-ubuntu24.04", "bash", true},
+		{"shell kept", "commands: [train]\nshell: sh\n", "dstackai/base:0.15-base-ubuntu24.04", "sh", false},
+		{"own image", "commands: [train]\nimage: pytorch:2\n", "pytorch:2", "", false},
+		{"host", "commands: [train]\nruntime: host\n", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := JobSpec(request(t, "type: task\nname: t\n"+tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Image != tc.image || got.Shell != tc.shell {
+				t.Errorf("image %q shell %q, want %q %q", got.Image, got.Shell, tc.image, tc.shell)
+			}
+			hasVenv := len(got.Commands) == 2 && strings.Contains(got.Commands[0], "uv venv -q --prompt dstack -p 3.12")
+			if hasVenv != tc.python || got.Commands[len(got.Commands)-1] != "train" {
+				t.Errorf("commands %q: python setup %v, want %v", got.Commands, hasVenv, tc.python)
+			}
+		})
+	}
+}
