@@ -10,8 +10,9 @@
 // host. Diff holds the uncommitted state on top of it, as dstack delivers
 // it: tracked files modified (staged or not), added, and untracked files
 // git does not ignore, whole and binary-safe, plus the list of tracked
-// paths deleted (renames are a deletion and an addition). Ignored files
-// and the .git directory are never sent.
+// paths deleted (renames are a deletion and an addition). Files git
+// ignores, untracked files a .dstackignore lists, dstack's own .dstack/
+// directory (the local state) and the .git directory are never sent.
 //
 // A repository given by URL is cloned on this machine with the user's own
 // git, its credential helpers and SSH agent, into a temporary directory;

@@ -332,7 +332,14 @@ func (g gitRunner) diff(ctx context.Context, dir, commit, tmp string) (*Archive,
 			}
 		}
 	}
-	args := []string{"ls-files", "-z", "--others", "--exclude-standard"}
+	// Untracked files are sent unless git ignores them, the .dstackignore
+	// of the delivered directory lists them (as dstack reads it), or they
+	// are dstack's own: the local state in .dstack/ holds secrets and
+	// never leaves.
+	args := []string{"ls-files", "-z", "--others", "--exclude-standard", "--exclude=.dstack/"}
+	if di := filepath.Join(dir, ".dstackignore"); fileExists(di) {
+		args = append(args, "--exclude-from="+di)
+	}
 	if commit == "" {
 		args = append(args, "--cached")
 	}
@@ -449,4 +456,9 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -117,6 +117,9 @@ func TestBuildLocal(t *testing.T) {
 	write(t, dir, "data.bin", bin)
 	write(t, dir, "debug.log", "ignored\n")
 	write(t, dir, "build/out", "ignored\n")
+	write(t, dir, ".dstack/state/default.tfstate", "secret state")
+	write(t, dir, ".dstackignore", "*.ckpt\n")
+	write(t, dir, "model.ckpt", "big")
 
 	b, err := Build(context.Background(), lang.Repo{LocalPath: "."}, Options{Dir: dir, TempDir: t.TempDir()})
 	if err != nil {
@@ -135,7 +138,7 @@ func TestBuildLocal(t *testing.T) {
 	}
 	wantDiff := map[string]string{
 		"README": "committed\nedited\n", "staged.txt": "v2\n", "new-name.txt": "to rename\n",
-		"untracked.txt": "new\n", "data.bin": bin,
+		"untracked.txt": "new\n", "data.bin": bin, ".dstackignore": "*.ckpt\n",
 	}
 	if d := cmp.Diff(wantDiff, entries(t, b.Diff)); d != "" {
 		t.Errorf("diff (-want +got):\n%s", d)

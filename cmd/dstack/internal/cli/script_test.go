@@ -20,6 +20,7 @@ import (
 
 	"github.com/dstackai/dstack-go/agent/imds/imdstest"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
+	providerlocal "github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/state"
 	"github.com/dstackai/dstack-go/state/backendproc"
 	"github.com/dstackai/dstack-go/state/httpstate/httpstatetest"
@@ -100,11 +101,14 @@ func TestDockerScripts(t *testing.T) {
 	if image != "dstack-test/busybox:latest" {
 		t.Fatalf("the scripts name dstack-test/busybox:latest, the test image is %s", image)
 	}
+	// Runs without an image run in dstack's base image: a stand-in
+	// under its real names, as no registry is reachable.
+	dockertest.BaseImage(t, providerlocal.DefaultImage(false), providerlocal.DefaultImage(true))
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-data") })
 	helper := dockertest.StaticDstack(t)
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-secret-data-0") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli", "secret"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli", "secret", "repo", "repo-again", "repo-edit", "hostrun"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
