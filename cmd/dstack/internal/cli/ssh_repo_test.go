@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
+)
+
+// TestSSHFleetRepo: the repository task of the Docker script test
+// (testdata/docker/repo.txtar) on an SSH fleet's host, delivered through
+// the agent over SSH. The sshtest hosts are network and mount namespaces
+// of this machine: the Docker Engine they could reach is the test
+// machine's, whose containers see neither their network nor their /root
+// (where the agent keeps the blobs), so the task makes the documented
+// explicit choice of host processes, runtime: host. The job shows it is
+// not in a container.
+func TestSSHFleetRepo(t *testing.T) {
+	c := sshtest.Start(t, sshtest.Options{Hosts: 1, Public: []bool{true}})
+	h := c.Hosts[0]
+	p := newSSHProject(t, c)
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = p.dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	p.write("README", "committed line\n")
+	p.write("gone.txt", "deleted later\n")
+	p.write(".gitignore", "*.log\n")
+	p.write("fleet.dstack.yml", fmt.Sprintf("type: fleet\nname: onprem\nssh_config:\n  user: root\n  identity_file: %s\n  hosts:\n    - %s\n",
+		c.ClientKeyPath, h.PublicAddr))
+	task := `type: task
+name: %s
+fleets: [onprem]
+runtime: host
+repos: [.]
+files:
+  - conf.txt:conf/app.txt
+commands:
+  - test -f /.dockerenv || echo "not in a container, a host process"
+  - sed 's/^/README= /' README
+  - echo "untracked= $(cat untracked.txt)"
+  - echo "files= $(cat conf/app.txt)"
+  - test ! -e debug.log && echo "ignored file absent"
+  - test ! -e gone.txt && echo "deleted file absent"
+  - echo "repo dir = $DSTACK_REPO_DIR"
+`
+	p.write("task.dstack.yml", fmt.Sprintf(task, "repo"))
+	p.write("again.dstack.yml", fmt.Sprintf(task, "repo-again"))
+	git("init", "-q", "-b", "main")
+	git("add", "README", "gone.txt", ".gitignore")
+	git("commit", "-q", "-m", "first")
+	p.write("README", "committed line\nuncommitted edit\n")
+	p.write("untracked.txt", "a new file\n")
+	p.write("debug.log", "ignored\n")
+	p.write("conf.txt", "from files\n")
+	if err := os.Remove(filepath.Join(p.dir, "gone.txt")); err != nil {
+		t.Fatal(err)
+	}
+
+	p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
+	out := p.must(0, "apply", "-f", "task.dstack.yml", "-y")
+	for _, want := range []string{"not in a container, a host process", "README= committed line", "README= uncommitted edit",
+		"untracked= a new file", "files= from files", "ignored file absent", "deleted file absent", "repo dir = /root/.dstack/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the task's output lacks %q:\n%s", want, out)
+		}
+	}
+	stored := func() string {
+		t.Helper()
+		n, err := h.Exec(t, "grep -c 'blob stored' /root/.dstack/agent/agent.log")
+		if err != nil {
+			t.Fatalf("reading the agent's log: %v", err)
+		}
+		return strings.TrimSpace(n)
+	}
+	if n := stored(); n != "3" {
+		t.Fatalf("the host's agent stored %s blobs, want 3 (commit, changes, file)", n)
+	}
+	// The same content again: nothing crosses the network.
+	out = p.must(0, "apply", "-f", "again.dstack.yml", "-y")
+	if !strings.Contains(out, "README= uncommitted edit") {
+		t.Fatalf("the second run's output:\n%s", out)
+	}
+	if n := stored(); n != "3" {
+		t.Fatalf("after a second run of the same content the agent stored %s blobs, want still 3", n)
+	}
+}
