@@ -7,16 +7,16 @@ import (
 // RunConfig holds the fields every run (task, service, dev environment)
 // accepts.
 type RunConfig struct {
-	Image        string          `json:"image,omitempty" jsonschema_description:"Docker image to run; without it dstack's base image with python is used"`
+	Image        string          `json:"image,omitempty" jsonschema_description:"Docker image to run; without it the run uses dstack's base image (dstackai/base, its devel flavour with nvcc)"`
 	Runtime      string          `json:"runtime,omitempty" jsonschema:"enum=docker,enum=host" jsonschema_description:"How the run's commands run: docker (the default: in a container of image, or of dstack's base image) or host (as processes on the host, for hosts without Docker; no image)"`
 	User         string          `json:"user,omitempty" jsonschema_description:"User (name or uid[:gid]) the commands run as"`
 	Privileged   bool            `json:"privileged,omitempty" jsonschema_description:"Run the container in privileged mode"`
 	Entrypoint   string          `json:"entrypoint,omitempty" jsonschema_description:"Override the image's entrypoint"`
 	WorkingDir   string          `json:"working_dir,omitempty" jsonschema_description:"Directory in the container the commands run in"`
 	RegistryAuth *RegistryAuth   `json:"registry_auth,omitempty" jsonschema_description:"Credentials for pulling the image from a private registry"`
-	Python       string          `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14" jsonschema_description:"Python version of dstack's base image; used when no image is given"`
-	Nvcc         bool            `json:"nvcc,omitempty" jsonschema_description:"Use an image with the CUDA compiler (nvcc)"`
-	SingleBranch *bool           `json:"single_branch,omitempty" jsonschema_description:"Clone only the current branch of the repos"`
+	Python       string          `json:"python,omitempty" jsonschema:"enum=3.9,enum=3.10,enum=3.11,enum=3.12,enum=3.13,enum=3.14" jsonschema_description:"Python version of dstack's base image: a virtual environment of it, made with uv, is active for the commands; used when no image is given"`
+	Nvcc         bool            `json:"nvcc,omitempty" jsonschema_description:"Use the devel flavour of dstack's base image, with the CUDA compiler (nvcc)"`
+	SingleBranch *bool           `json:"single_branch,omitempty" jsonschema_description:"Clone only the current branch of the repo: the run gets one commit's files, so false is refused"`
 	Env          Env             `json:"env,omitempty" jsonschema_description:"Environment variables set in the container"`
 	Shell        string          `json:"shell,omitempty" jsonschema_description:"Shell that runs the commands: sh, bash, or an absolute path"`
 	Resources    *resources.Spec `json:"resources,omitempty" jsonschema_description:"Resources each node or replica needs: CPU, memory, shared memory, GPU and disk"`
@@ -24,8 +24,8 @@ type RunConfig struct {
 	Volumes      []VolumeMount   `json:"volumes,omitempty" jsonschema_description:"Volumes mounted into the container: dstack volumes or directories of the host"`
 	Docker       bool            `json:"docker,omitempty" jsonschema_description:"Run Docker inside the container (docker-in-docker)"`
 	Dstack       bool            `json:"dstack,omitempty" jsonschema_description:"Give the run the dstack CLI, with this configuration's directory (and its state) at $DSTACK_CONFIG_DIR; no credentials are provided"`
-	Repos        []Repo          `json:"repos,omitempty" jsonschema_description:"Git repositories or local directories put into the container"`
-	Files        []FileMapping   `json:"files,omitempty" jsonschema_description:"Local files and directories copied into the container"`
+	Repos        []Repo          `json:"repos,omitempty" jsonschema_description:"The git repository put into the run's working directory (at most one): a local one at its commit plus the uncommitted changes, or a URL cloned on this machine with your git credentials; uploaded once per content hash per host"`
+	Files        []FileMapping   `json:"files,omitempty" jsonschema_description:"Local files and directories copied into the run; a relative path in the run is taken from the working directory"`
 	Setup        []string        `json:"setup,omitempty" jsonschema_description:"Deprecated: put these commands first in commands"`
 	HomeDir      string          `json:"home_dir,omitempty" jsonschema_description:"Deprecated and ignored"`
 }

@@ -524,6 +524,7 @@ resource "dstack_fleet" "onprem" {
 resource "dstack_task" "hello" {
   name     = "tfacc-ssh-hello"
   fleets   = [dstack_fleet.onprem.name]
+  runtime  = "host"
   commands = ["echo hello-from-terraform > /root/tf-was-here", "sleep 600"]
 }
 `, c.ClientKeyPath, h.PublicAddr))
@@ -623,6 +624,7 @@ resource "dstack_fleet" "box" {
 
 resource "dstack_task" "short" {
   name     = "tfacc-finish"
+  runtime  = "host"
   commands = ["sleep 2"]
   fleets   = [dstack_fleet.box.name]
 }

@@ -45,7 +45,7 @@ func run(args []string) error {
 			if len(args) != 3 {
 				return fmt.Errorf("usage: terraform-provider-dstack docs DIR EXAMPLES")
 			}
-			return docgen.Write(args[1], args[2], provider.New(provider.Options{Version: version}), docgen.Extra{Index: provider.StateDoc})
+			return docgen.Write(args[1], args[2], provider.New(provider.Options{Version: version}), docgen.Extra{Index: provider.StateDoc + "\n" + provider.RunsDoc})
 		}
 	}
 	exe, err := os.Executable()

@@ -42,7 +42,7 @@ func TestConformance(t *testing.T) {
 				return hostReq(fleetSpec(c, h.PublicAddr))
 			}
 			return providers.CreateRequest{Address: "task.t[0]", Host: made[providers.KindInstance].ID,
-				Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6545"]}`)}
+				Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["exec sleep 6545"]}`)}
 		},
 		Errors: map[providers.Code]func(context.Context) error{
 			// A key the host does not know.
@@ -63,7 +63,7 @@ func TestConformance(t *testing.T) {
 			// A job on a host that is not in state.
 			providers.NotFound: func(ctx context.Context) error {
 				_, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindJob, Token: providertest.Token(), Address: "task.t[0]",
-					Host: "198.51.100.7", Spec: []byte(`{"type":"task","name":"t","commands":["true"]}`)})
+					Host: "198.51.100.7", Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["true"]}`)})
 				return err
 			},
 		},

@@ -251,7 +251,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	// A job on the host, then its agent dies again: removing the host
 	// still removes the job.
 	job, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindJob, Token: "job1", Address: "task.t[0]", Host: h.PublicAddr,
-		Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6543"]}`)})
+		Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["exec sleep 6543"]}`)})
 	if err != nil || job.Status != providers.StatusRunning {
 		t.Fatalf("job: %+v %v", job, err)
 	}

@@ -16,7 +16,7 @@ import (
 
 // configSchema is the provider block.
 var configSchema = tfplugin.Schema{Block: tfplugin.Block{
-	Description: "The dstack provider declares fleets, runs, volumes and gateways through dstack's engine: the same validation, plan rules and executor as `dstack apply`. Without a `backend` block it uses the `local` backend: this machine, running jobs through dstack's host agent (in Docker when a run has an image and Docker is present).",
+	Description: "The dstack provider declares fleets, runs, volumes and gateways through dstack's engine: the same validation, plan rules and executor as `dstack apply`. Without a `backend` block it uses the `local` backend: this machine, running jobs through dstack's host agent: in Docker, in the run's image or dstack's base image, or as host processes when a run sets `runtime = \"host\"`.",
 	Attributes: []tfplugin.Attribute{
 		{Name: "agent_dir", Type: tfplugin.StringType, Optional: true,
 			Description: "The directory of this machine's dstack agent (its jobs, logs, token and address). Default: `$DSTACK_AGENT_DIR`, else `~/.dstack/agent`, the directory the dstack CLI uses, so both see the same jobs."},

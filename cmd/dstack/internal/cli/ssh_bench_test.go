@@ -53,6 +53,7 @@ ssh_config:
 	p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
 	const size = 256 << 20
 	p.write("web.dstack.yml", fmt.Sprintf(`type: service
+runtime: host
 name: web
 port: 8000
 fleets: [bench]

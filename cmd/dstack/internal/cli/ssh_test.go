@@ -173,6 +173,7 @@ func TestSSHFleet(t *testing.T) {
 	// A 3-node task: one job per host, each sees its rank and reaches
 	// the master on the fleet's (private) network.
 	p.write("ring.dstack.yml", `type: task
+runtime: host
 name: ring
 nodes: 3
 startup_order: master-first
@@ -207,6 +208,7 @@ commands:
 
 	// A service on the fleet, probed through SSH and reached with attach.
 	web := `type: service
+runtime: host
 name: web
 port: 8000
 fleets: [onprem]
@@ -306,7 +308,7 @@ probes:
 	if !strings.Contains(out, "of fleet.onprem does not answer") || !strings.Contains(out, "No changes.") {
 		t.Fatalf("plan with %s down:\n%s", silent.Name, out)
 	}
-	p.write("pair.dstack.yml", "type: task\nname: pair\nnodes: 2\nfleets: [onprem]\ncommands: [hostname]\n")
+	p.write("pair.dstack.yml", "type: task\nruntime: host\nname: pair\nnodes: 2\nfleets: [onprem]\ncommands: [hostname]\n")
 	out = p.must(1, "plan", "-f", "pair.dstack.yml")
 	if !strings.Contains(out, "does not answer") {
 		t.Fatalf("placing a 2-node task with %s down:\n%s", silent.Name, out)
