@@ -1,8 +1,12 @@
 package local
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dstackai/dstack-go/agent"
+	"github.com/dstackai/dstack-go/agent/client"
 )
 
 // TestDefaultImage: a run without image runs in dstack's base image
@@ -32,5 +36,18 @@ func TestDefaultImage(t *testing.T) {
 				t.Errorf("commands %q: python setup %v, want %v", got.Commands, hasVenv, tc.python)
 			}
 		})
+	}
+}
+
+// TestNoDockerSaysRuntimeHost: an agent without Docker refuses a
+// container job; the error tells the user the explicit way out.
+func TestNoDockerSaysRuntimeHost(t *testing.T) {
+	refusal := &client.Error{Method: "POST", Path: "/jobs", StatusCode: 422, Message: "no runtime for the job: it needs the docker runtime"}
+	err := noDocker(refusal, agent.JobSpec{Image: DefaultImage(false)})
+	if !errors.Is(err, refusal) || !strings.Contains(err.Error(), "set runtime: host") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := noDocker(refusal, agent.JobSpec{}); err != refusal {
+		t.Fatalf("a host job's refusal was rewritten: %v", err)
 	}
 }
