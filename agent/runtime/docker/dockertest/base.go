@@ -16,7 +16,10 @@ import (
 // (dstack's base image names, which tests cannot pull) as a stand-in for
 // dstack's base image: its working directory is /dstack/run, as the real
 // image's, and /bin/bash, which dstack runs commands with there, is a
-// script that hands over to busybox's sh. An image of the same names made
+// script that hands over to busybox's sh. /etc/dstack-stand-in says
+// "dstackai/base stand-in", for jobs to show where they run (a test
+// machine may itself be a container, with a /.dockerenv of its own). An
+// image of the same names made
 // by this version of the helper is kept.
 func BaseImage(t testing.TB, names ...string) {
 	t.Helper()
@@ -25,7 +28,7 @@ func BaseImage(t testing.TB, names ...string) {
 	defer imageMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const version = imageVersion + "-base1"
+	const version = imageVersion + "-base2"
 	for _, name := range names {
 		if insp, err := c.ImageInspect(ctx, name); err == nil && insp.Config != nil && insp.Config.Labels[versionLabel] == version {
 			continue
@@ -60,8 +63,8 @@ func BaseImage(t testing.TB, names ...string) {
 	}
 }
 
-// withBash appends /bin/bash (a script running busybox's sh) to a root
-// file system's tar.
+// withBash appends /bin/bash (a script running busybox's sh) and
+// /etc/dstack-stand-in to a root file system's tar.
 func withBash(rootfs []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -80,6 +83,13 @@ func withBash(rootfs []byte) ([]byte, error) {
 		if _, err := io.Copy(tw, tr); err != nil {
 			return nil, err
 		}
+	}
+	marker := []byte("dstackai/base stand-in\n")
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/dstack-stand-in", Mode: 0o644, Size: int64(len(marker)), ModTime: time.Now()}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(marker); err != nil {
+		return nil, err
 	}
 	script := []byte("#!/bin/sh\nexec /bin/sh \"$@\"\n")
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/bash", Mode: 0o755, Size: int64(len(script)), ModTime: time.Now()}); err != nil {

@@ -35,7 +35,7 @@ func TestSSHFleetRepo(t *testing.T) {
 	}
 	p.write("README", "committed line\n")
 	p.write("gone.txt", "deleted later\n")
-	p.write(".gitignore", "*.log\n")
+	p.write(".gitignore", "*.log\nhome/\nlocal-agent/\n")
 	p.write("fleet.dstack.yml", fmt.Sprintf("type: fleet\nname: onprem\nssh_config:\n  user: root\n  identity_file: %s\n  hosts:\n    - %s\n",
 		c.ClientKeyPath, h.PublicAddr))
 	task := `type: task
@@ -46,13 +46,12 @@ repos: [.]
 files:
   - conf.txt:conf/app.txt
 commands:
-  - test -f /.dockerenv || echo "not in a container, a host process"
+  - echo "where= image=$(cat /etc/dstack-stand-in 2>/dev/null || echo none) pid1=$(cat /proc/1/comm)"
+  - echo "listing= $(ls -A | tr '\n' ' ')"
   - sed 's/^/README= /' README
   - echo "untracked= $(cat untracked.txt)"
   - echo "files= $(cat conf/app.txt)"
-  - test ! -e debug.log && echo "ignored file absent"
-  - test ! -e gone.txt && echo "deleted file absent"
-  - echo "repo dir = $DSTACK_REPO_DIR"
+  - echo "repo dir= $DSTACK_REPO_DIR"
 `
 	p.write("task.dstack.yml", fmt.Sprintf(task, "repo"))
 	p.write("again.dstack.yml", fmt.Sprintf(task, "repo-again"))
@@ -69,11 +68,19 @@ commands:
 
 	p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
 	out := p.must(0, "apply", "-f", "task.dstack.yml", "-y")
-	for _, want := range []string{"not in a container, a host process", "README= committed line", "README= uncommitted edit",
-		"untracked= a new file", "files= from files", "ignored file absent", "deleted file absent", "repo dir = /root/.dstack/"} {
+	// The job prints what it finds, so that these checks cannot match
+	// the commands the plan shows: the repo at its commit plus the edit
+	// and the untracked file, without the ignored or deleted ones or the
+	// local state (.dstack/), and the file from files:.
+	for _, want := range []string{"\nwhere= image=none pid1=", "\nREADME= committed line\n", "\nREADME= uncommitted edit\n",
+		"\nuntracked= a new file\n", "\nfiles= from files\n", "\nrepo dir= /root/.dstack/",
+		"\nlisting= .gitignore README again.dstack.yml conf conf.txt fleet.dstack.yml task.dstack.yml untracked.txt \n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the task's output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "pid1=sh\n") {
+		t.Errorf("the job is PID 1 of a namespace of its own, as in a container:\n%s", out)
 	}
 	stored := func() string {
 		t.Helper()
