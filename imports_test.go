@@ -94,7 +94,9 @@ var rules = []rule{
 			"github.com/docker/", "github.com/moby/"}},
 	{From: "providers", Why: "the provider contract names no implementation",
 		Allowed: []string{"lang/resources", "providers/offers"},
-		Except:  []string{"providers/local", "providers/ssh", "providers/sim", "providers/aws", "providers/registry", "providers/providertest"}},
+		// providers/repo packs a run's repos and files (lang's model) for
+		// the implementations that run jobs through an agent.
+		Except: []string{"providers/local", "providers/ssh", "providers/sim", "providers/aws", "providers/registry", "providers/providertest", "providers/repo"}},
 	{From: "providers/aws", Why: "dstack links the aws provider; the AWS SDK runs in dstack-provider-aws (providers/aws/ec2api)",
 		Forbidden: []string{"github.com/aws/"}, Except: []string{"providers/aws/ec2api"}},
 	{From: "providers/providertest", Why: "the conformance suite tests a provider it is handed",
