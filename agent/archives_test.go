@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/client"
+	"github.com/dstackai/dstack-go/agent/host"
 )
 
 // tarOf builds a tar of name → content ("dir" ends in "/").
@@ -156,5 +158,48 @@ func TestArchiveSpecValidation(t *testing.T) {
 		if err := spec.Validate(); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestBlobsSweptWhenUnused: a blob no unfinished job needs goes once it
+// has been unused for the agent's BlobIdle; one a running job names
+// stays until the job ends.
+func TestBlobsSweptWhenUnused(t *testing.T) {
+	idle := 300 * time.Millisecond
+	a := startAgent(t, t.TempDir(), func(o *agent.Options, _ *host.Options) { o.BlobIdle = idle })
+	unused, _ := a.upload(tarOf(t, "a", "1"))
+	used, _ := a.upload(tarOf(t, "x", "2"))
+	a.submit(agent.JobSpec{ID: "holder", Commands: []string{"sleep 600"}, Files: []agent.FileArchive{{Path: "b", Blob: used}}})
+	a.waitRunning("holder")
+	has := func(h string) bool {
+		ok, err := a.c.HasBlob(t.Context(), h) // which marks it used: ask sparingly
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	blobFile := func(h string) bool {
+		_, err := os.Stat(filepath.Join(a.dir, "blobs", h))
+		return err == nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for blobFile(unused) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if blobFile(unused) {
+		t.Fatalf("the unused blob was not swept after %v", idle)
+	}
+	if !has(used) {
+		t.Fatal("the blob of a running job was swept")
+	}
+	if _, err := a.c.Stop(t.Context(), "holder", agent.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFinished("holder")
+	for blobFile(used) && time.Now().Before(deadline.Add(10*time.Second)) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if blobFile(used) {
+		t.Fatal("the blob of an ended job was kept")
 	}
 }

@@ -11,7 +11,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 )
+
+// DefaultBlobIdle is how long the agent keeps a blob no unfinished job
+// needs after its last use (an upload, a HEAD, a job naming it): a week
+// of runs of the same commit reuse it, and a host's disk does not fill
+// with old commits.
+const DefaultBlobIdle = 7 * 24 * time.Hour
+
+// blobSweepInterval is how often unused blobs are looked for.
+const blobSweepInterval = 10 * time.Minute
 
 // ErrBadBlob is returned when an uploaded blob's bytes do not hash to the
 // name it was uploaded under.
@@ -45,13 +55,47 @@ func validBlobHash(h string) bool {
 
 func (b *blobStore) path(hash string) string { return filepath.Join(b.dir, hash) }
 
-// has reports whether the blob is stored.
+// has reports whether the blob is stored, and marks it used now: a
+// blob a client has just been told about is not swept before its job is
+// submitted.
 func (b *blobStore) has(hash string) bool {
 	if !validBlobHash(hash) {
 		return false
 	}
 	fi, err := os.Stat(b.path(hash))
-	return err == nil && fi.Mode().IsRegular()
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	b.touch(hash)
+	return true
+}
+
+// touch marks a blob used now; its modification time is its last use.
+func (b *blobStore) touch(hash string) {
+	now := time.Now()
+	_ = os.Chtimes(b.path(hash), now, now)
+}
+
+// sweep removes the blobs unused for longer than idle that no job in
+// inUse still needs, and uploads abandoned half-way as long ago.
+func (b *blobStore) sweep(inUse map[string]bool, idle time.Duration) {
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if inUse[name] || !(validBlobHash(name) || strings.HasPrefix(name, ".upload-")) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < idle {
+			continue
+		}
+		if err := os.Remove(filepath.Join(b.dir, name)); err == nil {
+			b.log.Info("blob removed", "blob", name, "unused_for", time.Since(fi.ModTime()).Round(time.Second).String())
+		}
+	}
 }
 
 // put stores r's bytes as the blob hash, checking that they hash to it.
@@ -96,7 +140,7 @@ func (b *blobStore) put(hash string, r io.Reader) (bool, error) {
 }
 
 // check fails, with an *InvalidSpecError, when spec names blobs that
-// are not stored.
+// are not stored; those it names are marked used.
 func (b *blobStore) check(spec JobSpec) error {
 	var miss []string
 	for _, h := range spec.blobs() {

@@ -43,6 +43,10 @@ type Options struct {
 	// GPUs are the host's GPUs, among which jobs that ask for a GPUCount
 	// get theirs.
 	GPUs []GPU
+	// BlobIdle is how long a blob (a repo's or files' archive) is kept
+	// after its last use when no unfinished job needs it
+	// (DefaultBlobIdle when 0).
+	BlobIdle time.Duration
 }
 
 // Manager runs jobs through the runtimes and keeps their records.
@@ -71,6 +75,7 @@ type Manager struct {
 	gpus     []GPU    // the host's, for jobs that ask for a GPUCount
 	lock     *os.File // holds an exclusive flock on DataDir/agent.lock
 	blobs    *blobStore
+	blobIdle time.Duration
 
 	// lifetime ends when Close is called. The goroutines that watch jobs
 	// outlive the requests that start them, so they take their context
@@ -233,6 +238,7 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	m.blobs = &blobStore{dir: filepath.Join(abs, "blobs"), log: m.log}
+	m.blobIdle = cmp.Or(opts.BlobIdle, DefaultBlobIdle)
 	m.lifetime, m.cancelLifetime = context.WithCancel(context.WithoutCancel(ctx))
 	if err := m.load(ctx); err != nil {
 		m.cancelLifetime()
@@ -591,6 +597,7 @@ func (m *Manager) housekeeping() {
 	defer m.watchers.Done()
 	t := time.NewTicker(housekeepingInterval)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-m.lifetime.Done():
@@ -598,12 +605,20 @@ func (m *Manager) housekeeping() {
 		case <-t.C:
 		}
 		m.mu.Lock()
+		inUse := map[string]bool{}
 		for _, j := range m.jobs {
 			if !j.rec.Job.State.Finished() {
 				m.trimLog(j)
+				for _, h := range j.rec.Job.Spec.blobs() {
+					inUse[h] = true
+				}
 			}
 		}
 		m.mu.Unlock()
+		if time.Since(swept) >= min(blobSweepInterval, m.blobIdle) {
+			m.blobs.sweep(inUse, m.blobIdle)
+			swept = time.Now()
+		}
 	}
 }
 
