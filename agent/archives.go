@@ -115,28 +115,39 @@ func validDest(p string, emptyOK bool) error {
 	return nil
 }
 
-// withArchives returns the spec the runtime runs: for a job with a repo
-// or files, the first command is a POSIX sh script that unpacks them,
-// reading each blob at blobPath(hash), and sets DSTACK_REPO_DIR and
-// DSTACK_WORKING_DIR as dstack does. Only tar, mkdir, mktemp, mv, rm and
-// ls are needed, which the dstack base image, busybox and every host
+// runSpec returns the spec the runtime runs. A working directory in the
+// user's home (~ or ~/...), which neither Docker nor the host runtime can
+// expand, becomes a first command that makes it and enters it. For a job
+// with a repo or files, the next command is a POSIX sh script that
+// unpacks them, reading each blob at its path, and sets DSTACK_REPO_DIR
+// and DSTACK_WORKING_DIR as dstack does. Only tar, mkdir, mktemp, mv, rm
+// and ls are needed, which the dstack base image, busybox and every host
 // have. The docker runtime gets the blobs mounted read-only at
 // BlobMountDir, one file each (a job sees no other job's blobs); the
 // host runtime reads them where the agent keeps them.
-func (s JobSpec) withArchives(runtime string, store *blobStore) JobSpec {
-	if s.Repo == nil && len(s.Files) == 0 {
+func (s JobSpec) runSpec(runtime string, store *blobStore) JobSpec {
+	home := s.WorkingDir == "~" || strings.HasPrefix(s.WorkingDir, "~/")
+	if (s.Repo == nil && len(s.Files) == 0 && !home) || len(s.Commands) == 0 || len(s.Entrypoint) > 0 {
 		return s
 	}
 	out := s.Redacted()
 	out.RegistryAuth = s.RegistryAuth
-	blobPath := store.path
-	if runtime != "host" {
-		blobPath = func(h string) string { return BlobMountDir + "/" + h }
-		for _, h := range s.blobs() {
-			out.Volumes = append(out.Volumes, Mount{HostPath: store.path(h), Path: blobPath(h), ReadOnly: true})
-		}
+	var pre []string
+	if home {
+		out.WorkingDir = ""
+		pre = append(pre, fmt.Sprintf(`mkdir -p "$HOME"%s && cd "$HOME"%s`, shq(strings.TrimPrefix(s.WorkingDir, "~")), shq(strings.TrimPrefix(s.WorkingDir, "~"))))
 	}
-	out.Commands = append([]string{unpackScript(s, blobPath)}, s.Commands...)
+	if s.Repo != nil || len(s.Files) > 0 {
+		blobPath := store.path
+		if runtime != "host" {
+			blobPath = func(h string) string { return BlobMountDir + "/" + h }
+			for _, h := range s.blobs() {
+				out.Volumes = append(out.Volumes, Mount{HostPath: store.path(h), Path: blobPath(h), ReadOnly: true})
+			}
+		}
+		pre = append(pre, unpackScript(s, blobPath))
+	}
+	out.Commands = append(pre, s.Commands...)
 	return out
 }
 

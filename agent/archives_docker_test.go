@@ -33,3 +33,21 @@ func TestDockerJobRepoAndFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerJobHomeWorkingDir: a working directory in the user's home
+// (~/...), which Docker cannot expand, is made and entered by the job's
+// shell before the repo is unpacked there.
+func TestDockerJobHomeWorkingDir(t *testing.T) {
+	rt, img := dockerRuntime(t)
+	a := startAgent(t, t.TempDir(), withRuntime(rt))
+	base, _ := a.upload(tarOf(t, "README", "in home\n"))
+	spec := dockerJob(t, img, "home", `echo "pwd=$(pwd) repo=$DSTACK_REPO_DIR"`, `cat README`)
+	spec.WorkingDir = "~/proj"
+	spec.Repo = &agent.RepoArchive{Base: base}
+	a.submit(spec)
+	j := a.waitFinished(spec.ID)
+	out := a.logs(spec.ID)
+	if exitCode(j) != 0 || !strings.Contains(out, "pwd=/root/proj repo=/root/proj\nin home\n") {
+		t.Fatalf("exit %d (%s):\n%s", exitCode(j), j.Reason, out)
+	}
+}

@@ -453,7 +453,7 @@ func (m *Manager) Submit(ctx context.Context, spec JobSpec) (Job, bool, error) {
 	m.jobs[spec.ID] = j
 	m.starting.Add(1)
 	m.watchers.Add(1)
-	go m.run(startCtx, j, rt, spec.withArchives(rt.Name(), m.blobs))
+	go m.run(startCtx, j, rt, spec.runSpec(rt.Name(), m.blobs))
 	m.log.Info("job submitted", "job", spec.ID, "run", spec.RunName, "runtime", rt.Name())
 	return j.snapshot(), true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/dstackai/dstack-go/agent"
@@ -66,6 +67,22 @@ func defaultImage(spec *agent.JobSpec, c *lang.RunConfig) {
 	if c.Python != "" && len(spec.Entrypoint) == 0 && len(spec.Commands) > 0 {
 		spec.Commands = append([]string{pythonSetup(c.Python)}, spec.Commands...)
 	}
+}
+
+// legacyRepoDir is where dstack before 0.20 put the repo; a relative
+// working_dir of a container run is still taken from it, as dstack does.
+const legacyRepoDir = "/workflow"
+
+// containerWorkingDir resolves a container run's working_dir as dstack
+// does: absolute and ~/... as written (the agent expands ~ in the run
+// user's home), a relative one under /workflow. A host process's
+// relative working_dir stays inside the job's own directory.
+func containerWorkingDir(spec *agent.JobSpec) {
+	wd := spec.WorkingDir
+	if spec.Image == "" || wd == "" || path.IsAbs(wd) || wd == "~" || strings.HasPrefix(wd, "~/") {
+		return
+	}
+	spec.WorkingDir = path.Join(legacyRepoDir, wd)
 }
 
 // BlobPutter is the optional capability of an agent to store blobs (the

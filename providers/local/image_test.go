@@ -51,3 +51,24 @@ func TestNoDockerSaysRuntimeHost(t *testing.T) {
 		t.Fatalf("a host job's refusal was rewritten: %v", err)
 	}
 }
+
+// TestContainerWorkingDir: a container run's relative working_dir is
+// under /workflow, as in dstack; absolute and ~/ ones stay as written; a
+// host process keeps its relative one (inside its own directory).
+func TestContainerWorkingDir(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"working_dir: src\n", "/workflow/src"},
+		{"working_dir: /app\n", "/app"},
+		{"working_dir: ~/app\n", "~/app"},
+		{"", ""},
+		{"runtime: host\nworking_dir: src\n", "src"},
+	} {
+		got, err := JobSpec(request(t, "type: task\nname: t\ncommands: [x]\n"+tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.WorkingDir != tc.want {
+			t.Errorf("%q: working dir %q, want %q", tc.yaml, got.WorkingDir, tc.want)
+		}
+	}
+}

@@ -608,6 +608,7 @@ func jobSpec(req providers.CreateRequest, r run) (agent.JobSpec, error) {
 	if err := runExtras(&spec, req, r); err != nil {
 		return agent.JobSpec{}, err
 	}
+	containerWorkingDir(&spec)
 	return spec, nil
 }
 
