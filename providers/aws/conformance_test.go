@@ -179,7 +179,7 @@ func conformance(t *testing.T, e *env) {
 				return instanceReq("fleet.f[0]")
 			}
 			return providers.CreateRequest{Address: "task.t[0]", Host: made[providers.KindInstance].ID,
-				Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6546"]}`)}
+				Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["exec sleep 6546"]}`)}
 		},
 		Errors: map[providers.Code]func(context.Context) error{
 			providers.NoCapacity:  failLaunch("InsufficientInstanceCapacity"),
@@ -189,7 +189,7 @@ func conformance(t *testing.T, e *env) {
 			providers.Unsupported: failLaunch("Unsupported"),
 			providers.NotFound: func(ctx context.Context) error {
 				_, err := p.Create(ctx, providers.CreateRequest{Kind: providers.KindJob, Token: providertest.Token(), Address: "task.t[0]",
-					Host: "i-0123456789abcdef0", Spec: []byte(`{"type":"task","name":"t","commands":["true"]}`)})
+					Host: "i-0123456789abcdef0", Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["true"]}`)})
 				return err
 			},
 		},

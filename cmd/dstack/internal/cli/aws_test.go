@@ -115,7 +115,7 @@ func TestAWSFleetAndTask(t *testing.T) {
 		t.Errorf("user-data %q delivers no key", inst.UserData)
 	}
 
-	p.write("hello.dstack.yml", "type: task\nname: hello\nfleets: [gpus]\ncommands:\n  - echo \"hello from $(hostname) rank=$DSTACK_NODE_RANK\"\n")
+	p.write("hello.dstack.yml", "type: task\nname: hello\nfleets: [gpus]\nruntime: host\ncommands:\n  - echo \"hello from $(hostname) rank=$DSTACK_NODE_RANK\"\n")
 	out = must(0, "apply", "-f", "hello.dstack.yml", "-y")
 	logs := must(0, "logs", "hello")
 	if !strings.Contains(out, "hello from ") || !strings.Contains(logs, "hello from ") || !strings.Contains(logs, "rank=0") {
