@@ -192,6 +192,9 @@ func buildURL(ctx context.Context, r lang.Repo, opts Options) (*Bundle, error) {
 		rev = r.Hash
 	}
 	commit, err := g.run(ctx, tmp, "rev-parse", "--verify", "--quiet", rev+"^{commit}")
+	if err != nil && rev == "HEAD" {
+		return nil, fmt.Errorf("repo %s: the remote's default branch has no commit; set branch or hash: %w", r.URL, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: no commit %q: %w", r.URL, rev, err)
 	}

@@ -101,4 +101,52 @@ commands:
 	if n := stored(); n != "3" {
 		t.Fatalf("after a second run of the same content the agent stored %s blobs, want still 3", n)
 	}
+
+	// A private remote: a repository on the host, served by its sshd
+	// to the client's key only. The client clones it with its own git
+	// and SSH credentials (GIT_SSH_COMMAND here; an SSH agent or a
+	// credential helper alike), and only the archive reaches the host:
+	// nothing of the credentials is in the state.
+	bare := filepath.Join(h.Home, "private.git")
+	git("init", "-q", "--bare", "-b", "main", bare)
+	git("remote", "add", "private", bare)
+	git("push", "-q", "private", "main")
+	url := fmt.Sprintf("ssh://root@%s/root/private.git", h.PublicAddr)
+	p.write("remote.dstack.yml", fmt.Sprintf(`type: task
+name: remote
+fleets: [onprem]
+runtime: host
+repos:
+  - url: %s
+    path: src
+commands:
+  - sed 's/^/remote README= /' src/README
+  - echo "remote listing= $(ls -A src | tr '\n' ' ')"
+`, url))
+	env := p.env
+	p.env = append(append([]string(nil), p.env...), "GIT_SSH_COMMAND=ssh -i "+c.ClientKeyPath+
+		" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+	out = p.must(0, "apply", "-f", "remote.dstack.yml", "-y")
+	p.env = env
+	if !strings.Contains(out, "\nremote README= committed line\n") || strings.Contains(out, "remote README= uncommitted edit") ||
+		!strings.Contains(out, "\nremote listing= .gitignore README gone.txt \n") {
+		t.Fatalf("the private remote's task (its commit, no local changes):\n%s", out)
+	}
+	key, err := os.ReadFile(c.ClientKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled := p.must(0, "state", "pull")
+	// (The fleet's own identity_file path is in its configuration; the
+	// key itself, and how git was told to use it, are not.)
+	for _, secret := range []string{strings.TrimSpace(string(key)), "GIT_SSH_COMMAND", "IdentitiesOnly"} {
+		if strings.Contains(pulled, secret) {
+			t.Errorf("the state holds %q", secret)
+		}
+	}
+	// Without the credentials the clone fails on this machine, saying so.
+	out, code := p.dstack("apply", "-f", "remote.dstack.yml", "-replace", "task.remote", "-y")
+	if code == 0 || !strings.Contains(out, "cloning") {
+		t.Errorf("a clone without credentials: exit %d\n%s", code, out)
+	}
 }
