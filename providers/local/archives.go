@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/dstackai/dstack-go/agent"
@@ -105,6 +106,10 @@ func deliver(ctx context.Context, a Agent, req providers.CreateRequest, c *lang.
 		return fmt.Errorf("%s: the agent cannot take repos or files", req.Address)
 	}
 	opts := repo.Options{Dir: req.Dir}
+	if dir, err := os.UserCacheDir(); err == nil {
+		// A commit's tree is packed once on this machine, not per job.
+		opts.CacheDir = filepath.Join(dir, "dstack", "archives")
+	}
 	if opts.Dir == "" {
 		wd, err := os.Getwd()
 		if err != nil {

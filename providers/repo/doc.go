@@ -19,6 +19,9 @@
 // only the archive leaves the machine, and no credential is written into
 // the archive, the job spec or the state.
 //
+// Options.CacheDir keeps the archives of recent commits' trees on this
+// machine, so a run of a commit already packed builds only its diff.
+//
 // Where to start: Build for a repos entry, BuildFiles for a files entry.
 // The agent unpacks the archives (agent.JobSpec's Repo and Files).
 package repo

@@ -33,11 +33,13 @@ type Archive struct {
 	Size int64
 	// Path is the file holding the archive.
 	Path string
+	// cached archives belong to the cache: Remove leaves them.
+	cached bool
 }
 
 // Remove deletes the archive's file.
 func (a *Archive) Remove() error {
-	if a == nil {
+	if a == nil || a.cached {
 		return nil
 	}
 	if err := os.Remove(a.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -82,6 +84,10 @@ type Options struct {
 	// Env is git's environment; nil: this process's, so that the user's
 	// credential helpers, SSH agent and configuration apply.
 	Env []string
+	// CacheDir, when set, keeps the archives of local commits' trees,
+	// by commit and directory: a commit's tree never changes, so a
+	// second run of it skips git archive and the hashing.
+	CacheDir string
 }
 
 // LocalPath resolves a local path as written in a configuration: a
@@ -154,7 +160,7 @@ func Build(ctx context.Context, r lang.Repo, opts Options) (*Bundle, error) {
 		}
 	}()
 	if b.Commit != "" {
-		if b.Base, err = g.archive(ctx, string(top), b.Commit, string(prefix), opts.TempDir); err != nil {
+		if b.Base, err = cachedBase(ctx, g, string(top), b.Commit, string(prefix), opts); err != nil {
 			return nil, fmt.Errorf("repo %s: %w", r.LocalPath, err)
 		}
 	}

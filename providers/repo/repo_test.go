@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -326,5 +327,109 @@ func TestBuildFiles(t *testing.T) {
 	data, _ := os.ReadFile(f.Path)
 	if !bytes.Contains(data, []byte("machine x")) || int64(len(data)) != f.Size {
 		t.Errorf("archive size %d, file %d bytes", f.Size, len(data))
+	}
+}
+
+// BenchmarkBuild packs a repository of 200 files of 256 KiB (50 MiB,
+// committed) with one uncommitted edit: the cost a run pays on the
+// client before any upload, each time a job is created; cached, the
+// commit's tree comes from the archive cache and only the diff is built.
+func BenchmarkBuild(b *testing.B) {
+	dir := b.TempDir()
+	run := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	run("init", "-q", "-b", "main")
+	data := make([]byte, 256<<10)
+	for i := range 200 {
+		for j := range data {
+			data[j] = byte(i*31 + j*7)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d.bin", i)), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run("add", "-A")
+	run("commit", "-q", "-m", "c")
+	if err := os.WriteFile(filepath.Join(dir, "f000.bin"), []byte("edited"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	for _, tc := range []struct {
+		name  string
+		cache string
+	}{{"uncached", ""}, {"cached", b.TempDir()}} {
+		b.Run(tc.name, func(b *testing.B) { benchBuild(b, dir, tmp, tc.cache) })
+	}
+}
+
+func benchBuild(b *testing.B, dir, tmp, cache string) {
+	b.SetBytes(200 * 256 << 10)
+	for b.Loop() {
+		bd, err := Build(context.Background(), lang.Repo{LocalPath: dir}, Options{TempDir: tmp, CacheDir: cache})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bd.Remove()
+	}
+}
+
+// TestBuildCache: with a cache, a second build of the same commit takes
+// the tree's archive from it (the same hash, no new file), Remove leaves
+// it, and the cache keeps the newest entries only.
+func TestBuildCache(t *testing.T) {
+	dir, git := gitRepo(t)
+	write(t, dir, "a", "1")
+	git("add", "-A")
+	git("commit", "-q", "-m", "c1")
+	cache := t.TempDir()
+	opts := Options{TempDir: t.TempDir(), CacheDir: cache}
+	ctx := context.Background()
+	b1, err := Build(ctx, lang.Repo{LocalPath: dir}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1.Remove()
+	if _, err := os.Stat(b1.Base.Path); err != nil || filepath.Dir(b1.Base.Path) != cache {
+		t.Fatalf("the cached archive %s: %v", b1.Base.Path, err)
+	}
+	before, _ := os.Stat(b1.Base.Path)
+	b2, err := Build(ctx, lang.Repo{LocalPath: dir}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(b2.Base.Path)
+	if b2.Base.Hash != b1.Base.Hash || b2.Base.Path != b1.Base.Path || !os.SameFile(before, after) {
+		t.Errorf("second build: %+v, first %+v; want the cached archive", b2.Base, b1.Base)
+	}
+	// A cached archive that lost bytes is rebuilt, not trusted.
+	os.Truncate(b1.Base.Path, 10)
+	b3, err := Build(ctx, lang.Repo{LocalPath: dir}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b3.Base.Hash != b1.Base.Hash || b3.Base.Size != b1.Base.Size {
+		t.Errorf("after damage: %+v, want %+v", b3.Base, b1.Base)
+	}
+	for i := range cacheEntries + 3 {
+		write(t, dir, "a", fmt.Sprint(i))
+		git("commit", "-q", "-am", fmt.Sprint(i))
+		if _, err := Build(ctx, lang.Repo{LocalPath: dir}, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tars, _ := filepath.Glob(filepath.Join(cache, "*.tar"))
+	if len(tars) != cacheEntries {
+		t.Errorf("the cache holds %d archives, want %d", len(tars), cacheEntries)
+	}
+	// A cache that cannot be made is no error.
+	if _, err := Build(ctx, lang.Repo{LocalPath: dir}, Options{TempDir: t.TempDir(), CacheDir: "/proc/no/cache"}); err != nil {
+		t.Errorf("with an unusable cache: %v", err)
 	}
 }
