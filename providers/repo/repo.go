@@ -214,16 +214,40 @@ func buildURL(ctx context.Context, r lang.Repo, opts Options) (*Bundle, error) {
 // BuildFiles makes the archive of a files entry: the file or directory
 // at its local path, as one entry named "x" (a directory's content under
 // "x/"), for the agent to put at the entry's path. Symbolic links are
-// kept as links; other special files are left out.
+// kept as links; other special files are left out. A directory never
+// sends .git or .dstack (the local state, secrets included); one inside
+// a git work tree sends what git would (tracked and untracked files it
+// does not ignore, nor its .dstackignore lists), as dstack does.
 func BuildFiles(ctx context.Context, f lang.FileMapping, opts Options) (*Archive, error) {
 	src, err := opts.LocalPath(f.LocalPath)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(src); err != nil {
+	fi, err := os.Lstat(src)
+	if err != nil {
 		return nil, fmt.Errorf("files: %s: %w", f.LocalPath, err)
 	}
-	return writeArchive(opts.TempDir, func(tw *tar.Writer) error {
+	var keep map[string]bool // nil: everything
+	if fi.IsDir() {
+		g := gitRunner{env: opts.Env}
+		if _, err := g.run(ctx, src, "rev-parse", "--show-prefix"); err == nil {
+			args := []string{"ls-files", "-z", "--cached", "--others", "--exclude-standard", "--exclude=.dstack/"}
+			if di := filepath.Join(src, ".dstackignore"); fileExists(di) {
+				args = append(args, "--exclude-from="+di)
+			}
+			out, err := g.run(ctx, src, args...)
+			if err != nil {
+				return nil, fmt.Errorf("files: %s: %w", f.LocalPath, err)
+			}
+			keep = map[string]bool{}
+			for _, p := range strings.Split(string(out), "\x00") {
+				if p != "" {
+					keep[p] = true
+				}
+			}
+		}
+	}
+	a, err := writeArchive(opts.TempDir, func(tw *tar.Writer) error {
 		return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -235,9 +259,20 @@ func BuildFiles(ctx context.Context, f lang.FileMapping, opts Options) (*Archive
 			if err != nil {
 				return err
 			}
-			return addFile(tw, p, path.Join("x", filepath.ToSlash(rel)), true)
+			rel = filepath.ToSlash(rel)
+			if d.IsDir() && rel != "." && (d.Name() == ".git" || d.Name() == ".dstack") {
+				return filepath.SkipDir
+			}
+			if keep != nil && rel != "." && (d.IsDir() || !keep[rel]) {
+				return nil // directories come with their files
+			}
+			return addFile(tw, p, path.Join(FilesRoot, rel), true)
 		})
 	})
+	if err != nil {
+		return nil, fmt.Errorf("files: %s: %w", f.LocalPath, err)
+	}
+	return a, nil
 }
 
 // FilesRoot is the name of the entry a files archive holds.

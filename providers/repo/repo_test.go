@@ -433,3 +433,40 @@ func TestBuildCache(t *testing.T) {
 		t.Errorf("with an unusable cache: %v", err)
 	}
 }
+
+// TestBuildFilesLeavesSecretsHome: a directory entry (dstack's example
+// is ".:examples", the configuration's own directory) never sends the
+// local state in .dstack/ or .git, and in a git work tree it sends what
+// git would: not the ignored or .dstackignore'd files.
+func TestBuildFilesLeavesSecretsHome(t *testing.T) {
+	plain := t.TempDir()
+	write(t, plain, "train.py", "x")
+	write(t, plain, ".dstack/state/default.json", "secret")
+	write(t, plain, ".git/config", "x")
+	a, err := BuildFiles(context.Background(), lang.FileMapping{LocalPath: "."}, Options{Dir: plain, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"x/": "dir", "x/train.py": "x"}, entries(t, a)); d != "" {
+		t.Errorf("plain directory (-want +got):\n%s", d)
+	}
+
+	dir, git := gitRepo(t)
+	write(t, dir, ".gitignore", "*.log\n")
+	write(t, dir, "sub/kept.py", "k")
+	git("add", "-A")
+	git("commit", "-q", "-m", "c")
+	write(t, dir, "sub/new.py", "n")
+	write(t, dir, "sub/debug.log", "ignored")
+	write(t, dir, "sub/.dstackignore", "*.ckpt\n")
+	write(t, dir, "sub/model.ckpt", "big")
+	write(t, dir, "sub/.dstack/state.json", "secret")
+	a, err = BuildFiles(context.Background(), lang.FileMapping{LocalPath: "sub"}, Options{Dir: dir, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"x/": "dir", "x/kept.py": "k", "x/new.py": "n", "x/.dstackignore": "*.ckpt\n"}
+	if d := cmp.Diff(want, entries(t, a)); d != "" {
+		t.Errorf("directory in a work tree (-want +got):\n%s", d)
+	}
+}
