@@ -35,7 +35,7 @@ func TestSpotInterruption(t *testing.T) {
 		t.Fatalf("launched %+v, want one spot instance", got)
 	}
 	job, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-job", Address: "task.t[0]",
-		Host: inst.ID, Spec: []byte(`{"type":"task","name":"t","commands":["exec sleep 6547"]}`)})
+		Host: inst.ID, Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["exec sleep 6547"]}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestOwnMachineJob(t *testing.T) {
 	jobReq := func(kind providers.ObjectKind, _ map[providers.ObjectKind]providers.Object) providers.CreateRequest {
 		o := gpuOffer
 		return providers.CreateRequest{Address: "task.t[0]", Offer: &o,
-			Spec: []byte(`{"type":"task","name":"t","commands":["echo own-machine; exec sleep 6548"],"tags":{"run":"t"}}`)}
+			Spec: []byte(`{"type":"task","name":"t","runtime":"host","commands":["echo own-machine; exec sleep 6548"],"tags":{"run":"t"}}`)}
 	}
 	providertest.CheckLifecycle(t, providertest.Harness{Provider: e.p, Kinds: []providers.ObjectKind{providers.KindJob}, Request: jobReq,
 		Timeout: 2 * time.Minute})
@@ -199,7 +199,7 @@ func TestVolumeAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := []byte(`{"type":"task","name":"t","commands":["exec sleep 6549"],"volumes":[{"name":["data"],"path":"/data"}]}`)
+	spec := []byte(`{"type":"task","name":"t","runtime":"host","commands":["exec sleep 6549"],"volumes":[{"name":["data"],"path":"/data"}]}`)
 	o := gpuOffer
 	job, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-vjob", Address: "task.t[0]", Offer: &o, Spec: spec})
 	if err != nil {
