@@ -99,7 +99,8 @@ func nodeOffer(region string, n Node) (offers.Offer, bool) {
 		return offers.Offer{}, false
 	}
 	o := offers.Offer{Backend: Backend, Region: region, Zone: n.Zone, InstanceType: n.Name, CPUs: int(n.CPUMilli / 1000),
-		Arch: n.Arch, Memory: resources.Memory(n.MemoryMB), Disk: resources.Memory(n.DiskMB), Availability: offers.Available}
+		Arch: n.Arch, Memory: resources.Memory(n.MemoryMB), Disk: resources.Memory(n.DiskMB), Availability: offers.Available,
+		Divisible: true}
 	if o.Arch == "" {
 		o.Arch = "x86"
 	}
@@ -130,6 +131,43 @@ func Explain(region string, nodes []Node, spec resources.Spec) string {
 		return ""
 	}
 	return strings.Join(lines, "; ")
+}
+
+// pickNode is the node that fits spec best for a job planned on want: of
+// want's GPU model where one fits, else any, the one with the least left
+// over (GPUs, then CPUs), by name on ties.
+func pickNode(region string, nodes []Node, spec resources.Spec, want *offers.Offer) (offers.Offer, bool) {
+	fit := offers.Match(NodeOffers(region, nodes), spec, offers.Filter{})
+	if len(fit) == 0 {
+		return offers.Offer{}, false
+	}
+	gpuName := func(o offers.Offer) string {
+		if o.GPU == nil {
+			return ""
+		}
+		return o.GPU.Name
+	}
+	gpus := func(o offers.Offer) int {
+		if o.GPU == nil {
+			return 0
+		}
+		return o.GPU.Count
+	}
+	best := -1
+	for i, o := range fit {
+		if best >= 0 {
+			b := fit[best]
+			sameB, sameO := gpuName(b) == gpuName(*want), gpuName(o) == gpuName(*want)
+			switch {
+			case sameB && !sameO:
+				continue
+			case sameO == sameB && (gpus(o) > gpus(b) || gpus(o) == gpus(b) && o.CPUs >= b.CPUs):
+				continue
+			}
+		}
+		best = i
+	}
+	return fit[best], true
 }
 
 // PodName is the name of a job's pod, from its token: lower-case letters,
@@ -212,7 +250,15 @@ func (p *Provider) createJob(ctx context.Context, req providers.CreateRequest) (
 			return providers.Object{}, providers.Errorf(providers.NotFound, "%s: node %s is not in the cluster", req.Address, jr.Node)
 		}
 		if why := Explain(p.region, nodes[i:i+1], spec); why != "" {
-			return providers.Object{}, providers.Errorf(providers.NoCapacity, "%s: %s", req.Address, why)
+			// The plan placed runs on offers as if each were a machine of
+			// its own; a node fills up. Another node that fits takes the
+			// job, one of the same GPU model first.
+			other, ok := pickNode(p.region, nodes, spec, req.Offer)
+			if !ok {
+				return providers.Object{}, providers.Errorf(providers.NoCapacity, "%s: no node of the cluster has room: %s", req.Address, Explain(p.region, nodes, spec))
+			}
+			jr.Node = other.InstanceType
+			req.Offer = &other
 		}
 	}
 	j, err := p.cluster.CreateJob(ctx, jr)

@@ -46,6 +46,12 @@ type Offer struct {
 	// backend's account (a live offer, perhaps from a cache); zero for
 	// the catalog's list prices.
 	PricedAt time.Time `json:"priced_at,omitzero"`
+	// Divisible is a machine that runs many jobs side by side, each
+	// given a part of it (a Kubernetes node): what it offers is what is
+	// free on it, and a spec fits when that reaches the lower bound of
+	// each of the spec's ranges (its upper bounds cut the offer down to
+	// them rather than rule it out).
+	Divisible bool `json:"divisible,omitempty"`
 }
 
 // Availabilities of an offer.
@@ -136,6 +142,9 @@ func Explain(o Offer, spec resources.Spec) string {
 
 // mismatch is Explain for a spec with its defaults filled in.
 func mismatch(o Offer, spec resources.Spec) string {
+	if o.Divisible {
+		o = cutDown(o, spec)
+	}
 	if c := spec.CPU; c != nil {
 		if !inInt(c.Count, o.CPUs) || c.Arch != "" && !strings.EqualFold(c.Arch, o.Arch) {
 			return fmt.Sprintf("cpu: needs %s, offer has %s:%d", c, o.Arch, o.CPUs)
@@ -191,4 +200,24 @@ func inInt(r resources.IntRange, n int) bool {
 
 func inMemory(r resources.MemoryRange, m resources.Memory) bool {
 	return (r.Min == nil || *r.Min <= m) && (r.Max == nil || m <= *r.Max)
+}
+
+// cutDown is the part of a divisible offer that spec's upper bounds
+// allow: its CPUs, memory and GPUs, each at most the spec's maximum.
+func cutDown(o Offer, spec resources.Spec) Offer {
+	if c := spec.CPU; c != nil && c.Count.Max != nil && o.CPUs > *c.Count.Max {
+		o.CPUs = *c.Count.Max
+	}
+	if m := spec.Memory; m != nil && m.Max != nil && o.Memory > *m.Max {
+		o.Memory = *m.Max
+	}
+	if g := spec.GPU; g != nil && o.GPU != nil && g.Count.Max != nil && o.GPU.Count > *g.Count.Max {
+		cut := *o.GPU
+		cut.Count = *g.Count.Max
+		o.GPU = &cut
+		if cut.Count == 0 {
+			o.GPU = nil
+		}
+	}
+	return o
 }

@@ -276,3 +276,43 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load (-want +got):\n%s", diff)
 	}
 }
+
+// A divisible offer (a Kubernetes node) fits a spec whose lower bounds
+// it reaches, however far it goes past the upper bounds.
+func TestMatchDivisible(t *testing.T) {
+	node := Offer{Backend: "kubernetes", Region: "k", InstanceType: "h100-0", CPUs: 96, Arch: "x86", Memory: 1024 * resources.GB,
+		Disk: 1000 * resources.GB, GPU: &GPU{Vendor: "nvidia", Name: "H100", MemoryMB: 80 * resources.GB, Count: 8}, Divisible: true}
+	whole := node
+	whole.Divisible = false
+	for _, tc := range []struct {
+		spec      string
+		divisible bool
+		whole     bool
+	}{
+		{"H100:2", true, false},
+		{"H100:8", true, false}, // a whole machine of 96 CPUs is not one of exactly 4
+		{"H100:16", false, false},
+		{"A100:1", false, false},
+	} {
+		g, err := resources.ParseGPU(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cpu, err := resources.ParseCPU("4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := resources.Spec{GPU: &g, CPU: &cpu}
+		if got := len(Match([]Offer{node}, spec, Filter{})) == 1; got != tc.divisible {
+			t.Errorf("%s on a divisible node: fits %v, want %v (%s)", tc.spec, got, tc.divisible, Explain(node, spec))
+		}
+		if got := len(Match([]Offer{whole}, spec, Filter{})) == 1; got != tc.whole {
+			t.Errorf("%s on a whole machine: fits %v, want %v", tc.spec, got, tc.whole)
+		}
+	}
+	// A CPU-only run fits a GPU node: it takes none of its GPUs.
+	zero, _ := resources.ParseGPU("0")
+	if len(Match([]Offer{node}, resources.Spec{GPU: &zero}, Filter{})) != 1 {
+		t.Errorf("a run of no GPUs does not fit a divisible GPU node: %s", Explain(node, resources.Spec{GPU: &zero}))
+	}
+}
