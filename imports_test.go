@@ -96,7 +96,9 @@ var rules = []rule{
 		Allowed: []string{"lang/resources", "providers/offers"},
 		// providers/repo packs a run's repos and files (lang's model) for
 		// the implementations that run jobs through an agent.
-		Except: []string{"providers/local", "providers/ssh", "providers/sim", "providers/aws", "providers/registry", "providers/providertest", "providers/repo"}},
+		Except: []string{"providers/local", "providers/ssh", "providers/sim", "providers/aws", "providers/kubernetes", "providers/registry", "providers/providertest", "providers/repo"}},
+	{From: "providers/kubernetes", Why: "dstack links the kubernetes provider; client-go runs in dstack-provider-kubernetes (providers/kubernetes/kubeapi)",
+		Forbidden: []string{"k8s.io/"}, Except: []string{"providers/kubernetes/kubeapi", "providers/kubernetes/kubetest"}},
 	{From: "providers/aws", Why: "dstack links the aws provider; the AWS SDK runs in dstack-provider-aws (providers/aws/ec2api)",
 		Forbidden: []string{"github.com/aws/"}, Except: []string{"providers/aws/ec2api"}},
 	{From: "providers/providertest", Why: "the conformance suite tests a provider it is handed",
@@ -115,7 +117,7 @@ var rules = []rule{
 		Except:    []string{"terraform-provider-dstack/internal/tfplugin"}},
 	{From: "cmd/dstack", Why: "every package dstack links runs its init on every command: the remote state backends' SDKs run in dstack-backend-NAME (docs/design.md)",
 		Forbidden: []string{"state/s3", "state/gcs", "state/azurerm", "state/pg", "state/backends",
-			"github.com/aws/", "github.com/Azure/", "github.com/jackc/", "cloud.google.com/", "golang.org/x/oauth2/google"}},
+			"github.com/aws/", "github.com/Azure/", "github.com/jackc/", "cloud.google.com/", "golang.org/x/oauth2/google", "k8s.io/"}},
 	{From: "cmd/dstack", Why: "the gateway's ACME and TLS libraries (certmagic, zap) run in dstack-gateway only (docs/design.md)",
 		Forbidden: []string{"gateway/acme", "gateway/gatewayd", "github.com/caddyserver/", "go.uber.org/zap", "github.com/mholt/acmez"}},
 	{From: "gateway", Why: "the gateway's data plane and its client name no provider, planner or state (gatewayproc, which builds routes from the state, aside)",

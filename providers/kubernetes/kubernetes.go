@@ -24,6 +24,7 @@ type Provider struct {
 	region  string
 	poll    time.Duration
 	lookup  func(string) (string, bool)
+	offline bool
 }
 
 var (
@@ -43,11 +44,15 @@ type Options struct {
 	// Lookup resolves a run's env variables declared without a value
 	// (os.LookupEnv when nil).
 	Lookup func(string) (string, bool)
+	// Unconfigured: no backend block names the cluster, so it offers
+	// nothing (the objects of tokens are still found and deleted through
+	// the kubeconfig of the environment).
+	Unconfigured bool
 }
 
 // New returns the provider of a cluster.
 func New(o Options) *Provider {
-	p := &Provider{cluster: o.Cluster, region: o.Region, poll: o.PollInterval, lookup: o.Lookup}
+	p := &Provider{cluster: o.Cluster, region: o.Region, poll: o.PollInterval, lookup: o.Lookup, offline: o.Unconfigured}
 	if p.region == "" {
 		p.region = Backend
 	}
@@ -74,6 +79,9 @@ func (p *Provider) Name() string { return Backend }
 // Offers implements providers.Provider: one offer per ready node, with
 // what is free on it, at no price (the cluster is paid for already).
 func (p *Provider) Offers(ctx context.Context) ([]offers.Offer, error) {
+	if p.offline {
+		return nil, nil
+	}
 	nodes, err := p.cluster.Nodes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing the cluster's nodes: %w", err)

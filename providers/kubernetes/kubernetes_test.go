@@ -96,8 +96,8 @@ type recorder struct {
 	made  []JobRequest
 }
 
-func (r *recorder) Nodes(context.Context) ([]Node, error)                 { return r.nodes, nil }
-func (r *recorder) Jobs(context.Context, []string) ([]Job, error)         { return nil, nil }
+func (r *recorder) Nodes(context.Context) ([]Node, error)         { return r.nodes, nil }
+func (r *recorder) Jobs(context.Context, []string) ([]Job, error) { return nil, nil }
 func (r *recorder) CreateJob(_ context.Context, req JobRequest) (Job, error) {
 	r.made = append(r.made, req)
 	return Job{Name: req.Name, Token: req.Token, Address: req.Address, Node: req.Node, Phase: "Pending"}, nil

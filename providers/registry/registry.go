@@ -19,6 +19,7 @@ import (
 
 	"github.com/dstackai/dstack-go/providers"
 	awsprov "github.com/dstackai/dstack-go/providers/aws"
+	k8sprov "github.com/dstackai/dstack-go/providers/kubernetes"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -79,6 +80,27 @@ var known = map[string]entry{
 		return sshprov.ForUser(e.Home, e.lookup)
 	}},
 	awsprov.Backend: {new: newAWS},
+	k8sprov.Backend: {new: newKubernetes},
+}
+
+// newKubernetes is the kubernetes backend: the cluster of the backend
+// block's kubeconfig (else $KUBECONFIG, else ~/.kube/config) through
+// dstack-provider-kubernetes, started when a call first needs it. Without
+// a kubernetes block it offers nothing, so that plans of users without a
+// cluster never start the program.
+func newKubernetes(e Env) (providers.Provider, error) {
+	block, configured := e.BackendConfig[k8sprov.Backend]
+	s, err := k8sprov.FromConfig(block, func(p string) string {
+		if rest, ok := strings.CutPrefix(p, "~/"); ok && e.Home != "" {
+			return filepath.Join(e.Home, rest)
+		}
+		return p
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k8sprov.New(k8sprov.Options{Cluster: k8sprov.ProcessCluster(s, e.Lookup), Region: s.Region(), Lookup: e.Lookup,
+		Unconfigured: !configured && e.Backends == nil}), nil
 }
 
 // newAWS is the aws backend: EC2 through dstack-provider-aws, started

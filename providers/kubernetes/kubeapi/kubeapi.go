@@ -4,7 +4,7 @@ package kubeapi
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
