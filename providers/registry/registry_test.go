@@ -16,7 +16,7 @@ func env(t *testing.T) Env {
 }
 
 func TestNames(t *testing.T) {
-	if got := strings.Join(Names(), ","); got != "aws,local,ssh" {
+	if got := strings.Join(Names(), ","); got != "aws,kubernetes,local,ssh" {
 		t.Fatalf("names %s", got)
 	}
 	if HostsBackend() != "ssh" {
@@ -34,7 +34,8 @@ func TestNames(t *testing.T) {
 }
 
 // TestEveryBackend: with no backends named, every provider is served and
-// the offers are this machine's and the whole catalog's.
+// the offers are this machine's and the whole catalog's; the kubernetes
+// backend, without a backend block, offers nothing and starts nothing.
 func TestEveryBackend(t *testing.T) {
 	s, err := Open(env(t))
 	if err != nil {
@@ -60,7 +61,7 @@ func TestEveryBackend(t *testing.T) {
 	for _, o := range all {
 		seen[o.Backend]++
 	}
-	if seen["local"] != 1 || seen["aws"] == 0 || seen["gcp"] == 0 || seen["ssh"] != 0 {
+	if seen["local"] != 1 || seen["aws"] == 0 || seen["gcp"] == 0 || seen["ssh"] != 0 || seen["kubernetes"] != 0 {
 		t.Fatalf("offers by backend: %v", seen)
 	}
 }
