@@ -366,8 +366,9 @@ func (m *maker) place(c *Change, d *desired, s *Step) bool {
 		Spot: spotOf(prof.SpotPolicy), MaxPrice: deref(prof.MaxPrice)}))
 	list = vols.filter(filterTypes(list, prof.InstanceTypes))
 	if len(list) == 0 {
-		m.problemAt(c.Address, "resources", "%s: no fleet instance has room and no offer matches %s%s%s (%s)", c.Address, spec,
-			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), vols.describe(), reasonList(reasons, "no fleet instances"))
+		m.problemAt(c.Address, "resources", "%s: no fleet instance has room and no offer matches %s%s%s (%s%s)", c.Address, spec,
+			describeFilter(prof.Backends, prof.Regions, prof.SpotPolicy, prof.MaxPrice), vols.describe(), reasonList(reasons, "no fleet instances"),
+			nodeReasons(m.in.Offers, spec, prof.Backends))
 		return false
 	}
 	s.Offer, s.Backend = &list[0], list[0].Backend

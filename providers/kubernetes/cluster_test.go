@@ -49,7 +49,7 @@ var mixedNodes = []kubetest.Node{
 
 // programProvider is the provider on dstack-provider-kubernetes (this
 // test binary under that name) with the cluster's kubeconfig.
-func programProvider(t *testing.T, c *kubetest.Cluster) *kubernetes.Provider {
+func programProvider(t testing.TB, c *kubetest.Cluster) *kubernetes.Provider {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -70,7 +70,7 @@ func programProvider(t *testing.T, c *kubetest.Cluster) *kubernetes.Provider {
 	return p
 }
 
-func offerOf(t *testing.T, p *kubernetes.Provider, node string) offers.Offer {
+func offerOf(t testing.TB, p *kubernetes.Provider, node string) offers.Offer {
 	t.Helper()
 	list, err := p.Offers(context.Background())
 	if err != nil {
