@@ -116,7 +116,7 @@ func TestConformance(t *testing.T) {
 					Spec: []byte(`{"type":"volume","name":"data","backend":"kubernetes","size":10,"storage_class_name":"standard"}`)}
 			}
 			r := jobReq(h100, `{"type":"task","name":"t","image":"busybox","commands":["sleep 3600"],
-				"resources":{"gpu":"H100:2"},"volumes":["data:/data"]}`)
+				"resources":{"gpu":"H100:2"},"volumes":[{"name":["data"],"path":"/data"}]}`)
 			return r
 		},
 		Errors: map[providers.Code]func(context.Context) error{

@@ -57,6 +57,7 @@ type Cluster struct {
 	Config *rest.Config
 	Client *k8s.Clientset
 	dir    string
+	exited map[string]chan struct{}
 }
 
 // Options configure Start.
@@ -91,7 +92,10 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skip(msg)
 }
 
-// Start starts a cluster for t.
+// Start starts a cluster for t. No kube-controller-manager runs, so the
+// admission plugins whose objects only it finishes are off: ServiceAccount
+// (no default service account is made) and StorageObjectInUseProtection
+// (no controller would remove a claim's finalizer).
 func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	bins := map[string]string{}
@@ -118,7 +122,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &Cluster{dir: dir}
+	c := &Cluster{dir: dir, exited: map[string]chan struct{}{}}
 
 	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
@@ -150,8 +154,8 @@ func Start(t testing.TB, o Options) *Cluster {
 		"--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/16", "--disable-admission-plugins=ServiceAccount",
-		"--allow-privileged=true", "--v=0")
+		"--service-cluster-ip-range=10.96.0.0/16", "--disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection",
+		"--allow-privileged=true", "--endpoint-reconciler-type=none", "--v=0")
 
 	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	c.Config = &rest.Config{Host: server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: certPEM},
@@ -194,6 +198,7 @@ func (c *Cluster) start(t testing.TB, bin, name string, args ...string) {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	done := make(chan struct{})
+	c.exited[name] = done
 	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -222,6 +227,13 @@ func (c *Cluster) waitReady(t testing.TB) {
 	deadline := time.Now().Add(3 * time.Minute)
 	var last error
 	for time.Now().Before(deadline) {
+		for _, name := range []string{"etcd", "kube-apiserver"} {
+			select {
+			case <-c.exited[name]:
+				t.Fatalf("%s exited:\n%s", name, c.tail(name))
+			default:
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		b, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		cancel()
