@@ -141,6 +141,8 @@ func kindOrder(addr string) int {
 
 type maker struct {
 	in       Input
+	// allFleets are the configuration's fleets' names (fleetNames).
+	allFleets []string
 	plan     *Plan
 	problems []string
 	// hosts are the fleet instances runs can be placed on, by token for

@@ -399,11 +399,7 @@ func (m *maker) putOn(c *Change, s *Step, h *host, demand Demand) {
 func (m *maker) grow(c *Change, spec resources.Spec, prof *lang.Profile, vols volumeSites, reasons *[]string) *host {
 	names := prof.Fleets
 	if len(names) == 0 {
-		for _, r := range m.in.Config.Sorted() {
-			if r.Address.Kind == lang.KindFleet {
-				names = append(names, r.Address.Name)
-			}
-		}
+		names = m.fleetNames()
 	}
 	for _, name := range names {
 		addr := lang.Address{Kind: lang.KindFleet, Name: name}
@@ -708,4 +704,18 @@ func (h *host) blockNote() string {
 	}
 	b := h.block()
 	return fmt.Sprintf(" (in %d blocks of %d GPU, %d CPU, %s)", h.blocks, b.GPUs, b.CPUs, resources.Memory(b.MemoryMB))
+}
+
+// fleetNames are the configuration's fleets, sorted: listed once per
+// plan, not once per run placed.
+func (m *maker) fleetNames() []string {
+	if m.allFleets == nil {
+		m.allFleets = []string{}
+		for _, r := range m.in.Config.Sorted() {
+			if r.Address.Kind == lang.KindFleet {
+				m.allFleets = append(m.allFleets, r.Address.Name)
+			}
+		}
+	}
+	return m.allFleets
 }

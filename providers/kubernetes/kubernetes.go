@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -99,6 +100,11 @@ func NodeOffers(region string, nodes []Node) []offers.Offer {
 			out = append(out, o)
 		}
 	}
+	// In the order offers.Match ranks them (all cost nothing): by zone,
+	// then name, so that matching them needs no sort.
+	slices.SortFunc(out, func(a, b offers.Offer) int {
+		return cmp.Or(strings.Compare(a.Zone, b.Zone), strings.Compare(a.InstanceType, b.InstanceType))
+	})
 	return out
 }
 

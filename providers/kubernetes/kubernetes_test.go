@@ -37,12 +37,19 @@ func TestNodeOffers(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("%d offers, want 3 (the node that is not ready left out): %+v", len(got), got)
 	}
-	o := got[0]
+	by := map[string]offers.Offer{}
+	for _, o := range got {
+		by[o.InstanceType] = o
+	}
+	if got[0].InstanceType != "a100-0" || got[2].InstanceType != "h100-0" {
+		t.Errorf("offers not in order of zone and name: %v, %v, %v", got[0].InstanceType, got[1].InstanceType, got[2].InstanceType)
+	}
+	o := by["h100-0"]
 	if o.Backend != Backend || o.Region != "ctx" || o.InstanceType != "h100-0" || o.CPUs != 96 || o.GPU == nil ||
 		o.GPU.Count != 8 || o.GPU.Name != "H100" || o.GPU.MemoryMB != 80*resources.GB || o.PricePerHour != 0 {
 		t.Errorf("offer of h100-0: %+v", o)
 	}
-	if got[2].CPUs != 1 {
+	if by["cpu-0"].CPUs != 1 {
 		t.Errorf("1500m CPU free is %d whole CPUs, want 1", got[2].CPUs)
 	}
 }

@@ -103,11 +103,14 @@ func Match(all []Offer, spec resources.Spec, f Filter) []Offer {
 	spec = spec.WithDefaults()
 	var out []Offer
 	for _, o := range all {
-		if f.allows(o) && mismatch(o, spec) == "" {
+		if f.allows(o) && fits(o, spec) {
 			out = append(out, o)
 		}
 	}
-	slices.SortStableFunc(out, compare)
+	// Offers listed in order (a cluster's nodes) need no sort.
+	if !slices.IsSortedFunc(out, compare) {
+		slices.SortStableFunc(out, compare)
+	}
 	return out
 }
 
@@ -138,6 +141,27 @@ func compareBool(a, b bool) int {
 // memory, disk, gpu.
 func Explain(o Offer, spec resources.Spec) string {
 	return mismatch(o, spec.WithDefaults())
+}
+
+// fits reports whether o fits spec (with its defaults filled in): the
+// checks of mismatch, without the words.
+func fits(o Offer, spec resources.Spec) bool {
+	if o.Divisible {
+		o = cutDown(o, spec)
+	}
+	if c := spec.CPU; c != nil && (!inInt(c.Count, o.CPUs) || c.Arch != "" && !strings.EqualFold(c.Arch, o.Arch)) {
+		return false
+	}
+	if m := spec.Memory; m != nil && !inMemory(*m, o.Memory) {
+		return false
+	}
+	if d := spec.Disk; d != nil && d.Size.Min != nil && *d.Size.Min > o.Disk {
+		return false
+	}
+	if g := spec.GPU; g != nil && !gpuFits(*g, o.GPU) {
+		return false
+	}
+	return true
 }
 
 // mismatch is Explain for a spec with its defaults filled in.
@@ -190,8 +214,15 @@ func gpuFits(g resources.GPU, have *GPU) bool {
 
 // sameName compares gpu names case-insensitively, ignoring a "tpu-" prefix.
 func sameName(a, b string) bool {
-	trim := func(s string) string { return strings.TrimPrefix(strings.ToLower(s), "tpu-") }
-	return trim(a) == trim(b)
+	return strings.EqualFold(trimTPU(a), trimTPU(b))
+}
+
+// trimTPU drops a "tpu-" prefix of any case, without allocating.
+func trimTPU(s string) string {
+	if len(s) >= 4 && strings.EqualFold(s[:4], "tpu-") {
+		return s[4:]
+	}
+	return s
 }
 
 func inInt(r resources.IntRange, n int) bool {
