@@ -140,11 +140,11 @@ func kindOrder(addr string) int {
 }
 
 type maker struct {
-	in       Input
+	in Input
 	// allFleets are the configuration's fleets' names (fleetNames).
 	allFleets []string
-	plan     *Plan
-	problems []string
+	plan      *Plan
+	problems  []string
 	// hosts are the fleet instances runs can be placed on, by token for
 	// existing ones and by "step:N" for planned ones.
 	hosts     map[string]*host
