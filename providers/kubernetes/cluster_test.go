@@ -3,6 +3,7 @@ package kubernetes_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,5 +244,52 @@ func TestPods(t *testing.T) {
 			t.Fatalf("left a minute after Delete: %v", left)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLogs reads a pod's output through the API server, from the node's
+// kubelet API (kwok's, which serves the lines it is given), from the
+// start and from an offset.
+func TestLogs(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{Output: []string{"hello from the pod", "second line"}})
+	c.AddNodes(t, mixedNodes[3:])
+	p := programProvider(t, c)
+	ctx := context.Background()
+	req := jobReq(offerOf(t, p, "cpu-0"), `{"type":"task","name":"t","image":"busybox","commands":["echo hello"]}`)
+	o, err := p.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := p.Describe(ctx, []string{req.Token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[req.Token].Status == providers.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not running after a minute: %+v", got[req.Token])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	read := func(since int64) string {
+		rc, err := p.Logs(ctx, o.ID, since, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read(0); got != "hello from the pod\nsecond line\n" {
+		t.Errorf("output %q", got)
+	}
+	if got := read(int64(len("hello from the pod\n"))); got != "second line\n" {
+		t.Errorf("output from an offset %q", got)
 	}
 }

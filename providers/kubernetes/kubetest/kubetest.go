@@ -64,6 +64,9 @@ type Cluster struct {
 type Options struct {
 	// NoKwok starts no kwok: nodes never become ready and pods never run.
 	NoKwok bool
+	// Output, when set, is what every pod's container "job" printed, as
+	// kwok serves it through its kubelet API (kwok runs no containers).
+	Output []string
 }
 
 // find looks for a binary on PATH, then in GOPATH/bin.
@@ -175,9 +178,29 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c.waitReady(t)
 	if !o.NoKwok {
-		c.start(t, bins["kwok"], "kwok", "--kubeconfig="+c.Kubeconfig, "--config="+stages,
+		config := stages
+		if len(o.Output) > 0 {
+			// A CRI log of the lines, and kwok's ClusterLogs serving it
+			// for the containers "job" of the default namespace.
+			var log strings.Builder
+			for _, line := range o.Output {
+				fmt.Fprintf(&log, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), line)
+			}
+			write(t, filepath.Join(dir, "job.log"), []byte(log.String()))
+			st, err := os.ReadFile(stages)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st = append(st, []byte("\n---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: job-output\nspec:\n"+
+				"  selector:\n    matchNamespaces: [default]\n  logs:\n  - containers: [job]\n    logsFile: "+filepath.Join(dir, "job.log")+"\n")...)
+			config = filepath.Join(dir, "kwok.yaml")
+			write(t, config, st)
+		}
+		port := strconv.Itoa(freePort(t))
+		c.start(t, bins["kwok"], "kwok", "--kubeconfig="+c.Kubeconfig, "--config="+config,
 			"--manage-nodes-with-annotation-selector="+KwokAnnotation+"=fake", "--cidr=10.244.0.0/16",
-			"--node-ip=127.0.0.1", "--server-address=127.0.0.1:"+strconv.Itoa(freePort(t)))
+			"--node-ip=127.0.0.1", "--node-port="+port, "--server-address=127.0.0.1:"+port,
+			"--tls-cert-file="+filepath.Join(dir, "tls.crt"), "--tls-private-key-file="+filepath.Join(dir, "tls.key"))
 	}
 	return c
 }
