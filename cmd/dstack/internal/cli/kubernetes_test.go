@@ -18,11 +18,12 @@ import (
 // TestKubernetesTask drives the real CLI and the real
 // dstack-provider-kubernetes (built here, found on PATH) against a real
 // API server whose nodes kwok runs: plan places a task on a GPU node,
-// apply makes its pod (env in a Secret), destroy leaves no pod, Secret,
+// apply makes its pod (env in a Secret), logs reads the pod's output
+// through the API server, destroy leaves no pod, Secret,
 // service or claim. The kubeconfig's token appears in no output and not
 // in the state.
 func TestKubernetesTask(t *testing.T) {
-	c := kubetest.Start(t, kubetest.Options{})
+	c := kubetest.Start(t, kubetest.Options{Output: []string{"output of the pod, through the API server"}})
 	c.AddNodes(t, []kubetest.Node{
 		{Name: "gpu-h100-0", CPUs: 96, Memory: 1 << 20, GPUs: 8, Product: "NVIDIA-H100-80GB-HBM3", MemoryMB: 81559},
 		{Name: "gpu-l4-0", CPUs: 16, Memory: 64 << 10, GPUs: 1, Product: "NVIDIA-L4", MemoryMB: 23034},
@@ -82,6 +83,12 @@ func TestKubernetesTask(t *testing.T) {
 	}
 	// A second apply changes nothing: the pod is found by its token.
 	must(0, "plan", "-detailed-exitcode")
+	// kwok runs no container: the node's kubelet API serves the lines the
+	// cluster was started with, which dstack logs reads through the API
+	// server.
+	if logs := must(0, "logs", "hello"); !strings.Contains(logs, "output of the pod, through the API server") {
+		t.Errorf("dstack logs:\n%s", logs)
+	}
 	ps := must(0, "ps", "-a")
 	if !strings.Contains(ps, "hello") {
 		t.Errorf("ps does not show the run:\n%s", ps)
