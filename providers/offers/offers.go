@@ -101,9 +101,13 @@ func containsFold(list []string, s string) bool {
 // catalog does not record it.
 func Match(all []Offer, spec resources.Spec, f Filter) []Offer {
 	spec = spec.WithDefaults()
+	vendor := ""
+	if spec.GPU != nil {
+		vendor = spec.GPU.EffectiveVendor()
+	}
 	var out []Offer
 	for _, o := range all {
-		if f.allows(o) && fits(o, spec) {
+		if f.allows(o) && fits(o, spec, vendor) {
 			out = append(out, o)
 		}
 	}
@@ -143,9 +147,10 @@ func Explain(o Offer, spec resources.Spec) string {
 	return mismatch(o, spec.WithDefaults())
 }
 
-// fits reports whether o fits spec (with its defaults filled in): the
-// checks of mismatch, without the words.
-func fits(o Offer, spec resources.Spec) bool {
+// fits reports whether o fits spec (with its defaults filled in), whose
+// gpu's effective vendor is vendor: the checks of mismatch, without the
+// words.
+func fits(o Offer, spec resources.Spec, vendor string) bool {
 	if o.Divisible {
 		o = cutDown(o, spec)
 	}
@@ -158,7 +163,7 @@ func fits(o Offer, spec resources.Spec) bool {
 	if d := spec.Disk; d != nil && d.Size.Min != nil && *d.Size.Min > o.Disk {
 		return false
 	}
-	if g := spec.GPU; g != nil && !gpuFits(*g, o.GPU) {
+	if g := spec.GPU; g != nil && !gpuFits(*g, vendor, o.GPU) {
 		return false
 	}
 	return true
@@ -180,7 +185,7 @@ func mismatch(o Offer, spec resources.Spec) string {
 	if d := spec.Disk; d != nil && d.Size.Min != nil && *d.Size.Min > o.Disk {
 		return fmt.Sprintf("disk: needs %s, offer allows up to %s", d, o.Disk)
 	}
-	if g := spec.GPU; g != nil && !gpuFits(*g, o.GPU) {
+	if g := spec.GPU; g != nil && !gpuFits(*g, g.EffectiveVendor(), o.GPU) {
 		has := "none"
 		if o.GPU != nil {
 			has = fmt.Sprintf("%s:%s:%d", o.GPU.Name, o.GPU.MemoryMB, o.GPU.Count)
@@ -190,14 +195,14 @@ func mismatch(o Offer, spec resources.Spec) string {
 	return ""
 }
 
-func gpuFits(g resources.GPU, have *GPU) bool {
+func gpuFits(g resources.GPU, vendor string, have *GPU) bool {
 	if have == nil {
 		return inInt(g.Count, 0)
 	}
 	if !inInt(g.Count, have.Count) {
 		return false
 	}
-	if v := g.EffectiveVendor(); v != "" && !strings.EqualFold(v, have.Vendor) {
+	if vendor != "" && !strings.EqualFold(vendor, have.Vendor) {
 		return false
 	}
 	if len(g.Names) > 0 && !slices.ContainsFunc(g.Names, func(n string) bool { return sameName(n, have.Name) }) {
