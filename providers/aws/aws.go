@@ -73,6 +73,9 @@ type Options struct {
 	// instance watches for the interruption notice; empty: EC2's own.
 	// For the fake EC2, whose instances are not on EC2.
 	IMDSEndpoint string
+	// DeviceWait bounds, in seconds, how long an instance waits for an
+	// attached volume's block device to appear (default 120).
+	DeviceWait int
 }
 
 // Provider is the aws backend.
@@ -105,6 +108,7 @@ func New(opts Options) (*Provider, error) {
 	opts.SSHUser = cmp.Or(opts.SSHUser, "root")
 	opts.BootTimeout = cmp.Or(opts.BootTimeout, 10*time.Minute)
 	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
+	opts.DeviceWait = cmp.Or(opts.DeviceWait, 120)
 	// Hosts' keys are trusted on first use and pinned in state, never
 	// written to the user's known_hosts: an EC2 address is reused.
 	sp, err := sshprov.New(sshprov.Options{AgentBinary: opts.AgentBinary, StartTimeout: time.Minute})
@@ -227,12 +231,16 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if err != nil {
 			return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
 		}
+		if req, err = p.mountFor(ctx, req, host.ID, attached); err != nil {
+			return providers.Object{}, err
+		}
 		o, err := p.ssh.Create(ctx, req)
 		if err != nil {
 			return o, err
 		}
-		if attached != "" {
-			o.Attributes[AttrAttached], o.Attributes[AttrRegion] = attached, host.Attributes[AttrRegion]
+		if len(attached) > 0 {
+			o.Attributes[AttrRegion] = host.Attributes[AttrRegion]
+			setAttached(o.Attributes, attached)
 		}
 		p.remember(o)
 		return o, nil
@@ -515,7 +523,7 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		hosts := map[string]providers.Object{} // instance token → as described
 		for tok, o := range got {
 			if rec, ok := p.recalled(tok); ok {
-				for _, k := range []string{AttrAttached, AttrRegion} {
+				for _, k := range []string{AttrAttached, AttrMounted, AttrRegion} {
 					if v := rec.Attributes[k]; v != "" && o.Attributes[k] == "" {
 						if o.Attributes == nil {
 							o.Attributes = map[string]string{}
