@@ -9,8 +9,9 @@
 // dstack links, needs nothing but the standard library and dstack's own
 // SSH provider: an EC2 instance, once booted, is an SSH host like an SSH
 // fleet's, so the agent is installed, reached (one pooled SSH connection,
-// its host key trusted on first use and pinned in state) and its jobs run,
-// log, attach and forward ports exactly as there.
+// its host key read from the instance's console output, where cloud-init
+// prints it, and pinned in state) and its jobs run, log, attach and
+// forward ports exactly as there.
 //
 // Every instance is launched with a ClientToken made of the idempotency
 // token and the offer, and tagged dstack:token and dstack:address; Describe finds
@@ -73,6 +74,10 @@ type Options struct {
 	// instance watches for the interruption notice; empty: EC2's own.
 	// For the fake EC2, whose instances are not on EC2.
 	IMDSEndpoint string
+	// ConsoleWait bounds how long a new instance's console output is
+	// waited for to show its SSH host keys (default 3 minutes); without
+	// them, its key is trusted on first use, with a warning.
+	ConsoleWait time.Duration
 	// DeviceWait bounds, in seconds, how long an instance waits for an
 	// attached volume's block device to appear (default 120).
 	DeviceWait int
@@ -109,6 +114,7 @@ func New(opts Options) (*Provider, error) {
 	opts.BootTimeout = cmp.Or(opts.BootTimeout, 10*time.Minute)
 	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
 	opts.DeviceWait = cmp.Or(opts.DeviceWait, 120)
+	opts.ConsoleWait = cmp.Or(opts.ConsoleWait, 3*time.Minute)
 	// Hosts' keys are trusted on first use and pinned in state, never
 	// written to the user's known_hosts: an EC2 address is reused.
 	sp, err := sshprov.New(sshprov.Options{AgentBinary: opts.AgentBinary, StartTimeout: time.Minute})
@@ -403,6 +409,13 @@ func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP
 func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
 	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath,
 		AgentFlags: agentFlags(inst, p.opts.IMDSEndpoint)}
+	if keys, err := p.consoleHostKeys(ctx, inst, progress); err != nil {
+		return providers.Object{}, err
+	} else if len(keys) > 0 {
+		p.ssh.VouchHostKeys(t, keys, "the console output of "+inst.ID)
+	} else {
+		progress(fmt.Sprintf("warning: the console output of %s shows no SSH host keys after %s: trusting the key %s shows on first connection", inst.ID, p.opts.ConsoleWait, t.Host))
+	}
 	progress(fmt.Sprintf("installing the agent on %s (%s)", inst.ID, t.Host))
 	deadline := time.Now().Add(p.opts.BootTimeout)
 	for {

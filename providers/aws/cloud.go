@@ -42,6 +42,9 @@ type Cloud interface {
 	DetachVolume(ctx context.Context, region, volumeID string) error
 	// DeleteVolume deletes a volume; one that is gone is no error.
 	DeleteVolume(ctx context.Context, region, volumeID string) error
+	// ConsoleOutput returns the instance's console output, decoded (EC2
+	// serves it base64-encoded); "" while it has none yet.
+	ConsoleOutput(ctx context.Context, region, instanceID string) (string, error)
 }
 
 // Tags dstack puts on what it makes.

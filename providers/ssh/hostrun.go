@@ -3,6 +3,8 @@ package ssh
 import (
 	"context"
 	"fmt"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // RunOnHost runs a POSIX shell script on the host of instance id over its
@@ -24,4 +26,11 @@ func (p *Provider) RunOnHost(ctx context.Context, id, script string) (string, er
 		return out, fmt.Errorf("on %s: %w", h.name(), err)
 	}
 	return out, nil
+}
+
+// VouchHostKeys trusts the host at t to show one of keys, which source
+// (a cloud instance's console output) named, instead of trusting its
+// first key on first use; the key it shows is pinned in state as usual.
+func (p *Provider) VouchHostKeys(t Target, keys []ssh.PublicKey, source string) {
+	p.pool.Vouch(t.Addr(), keys, source)
 }

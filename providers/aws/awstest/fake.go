@@ -160,6 +160,8 @@ type Fake struct {
 	calls    []Call
 	regions  map[string]*region
 	seq      int
+	// consoleRewrite, when set, changes what GetConsoleOutput shows.
+	consoleRewrite func(instanceID, text string) string
 	// BootDelay is how long an instance stays pending before its machine
 	// boots (zero: at once).
 	bootDelay time.Duration

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
 )
 
@@ -76,6 +78,11 @@ type sshMachine struct {
 
 	mu    sync.Mutex
 	loops map[string]string // volume ID → loop device
+}
+
+// HostKeys implements HostKeyMachine.
+func (s *sshMachine) HostKeys() []string {
+	return []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.h.HostKey())))}
 }
 
 func (s *sshMachine) PublicIP() string  { return s.h.PublicAddr }
