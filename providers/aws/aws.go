@@ -56,9 +56,14 @@ const (
 type Options struct {
 	// Cloud is EC2.
 	Cloud Cloud
-	// KeyPath is the private key instances accept for root (the public
-	// half goes into their user-data); it is made on first use.
+	// KeyPath, when set, is the one private key instances of every
+	// project accept for root (the public half goes into their
+	// user-data); it is made on first use.
 	KeyPath string
+	// KeyDir holds a private key per project (CreateRequest.Project):
+	// KeyDir/PROJECT/id_ed25519, made on first use; a request without a
+	// project uses KeyDir/id_ed25519. Ignored when KeyPath is set.
+	KeyDir string
 	// AgentBinary is the agent binary to install; empty: the SSH
 	// provider's choice (this program, or DSTACK_AGENT_BINARY).
 	AgentBinary string
@@ -89,9 +94,8 @@ type Provider struct {
 	ssh   *sshprov.Provider
 	opts  Options
 
-	keyOnce sync.Once
-	pubKey  string
-	keyErr  error
+	keyMu sync.Mutex
+	keys  map[string]string // private key path → authorized_keys line
 
 	mu      sync.Mutex
 	objects map[string]providers.Object // token → object, recalled or made
@@ -121,7 +125,7 @@ func New(opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{cloud: opts.Cloud, ssh: sp, opts: opts, objects: map[string]providers.Object{}}, nil
+	return &Provider{cloud: opts.Cloud, ssh: sp, opts: opts, objects: map[string]providers.Object{}, keys: map[string]string{}}, nil
 }
 
 // Close closes the SSH connections and the cloud when it is a process.
@@ -139,17 +143,44 @@ func (p *Provider) Name() string { return Backend }
 // Offers implements providers.Provider.
 func (p *Provider) Offers(ctx context.Context) ([]offers.Offer, error) { return p.cloud.Offers(ctx) }
 
-// publicKey returns the authorized_keys line of the provider's key,
-// making the key on first use.
-func (p *Provider) publicKey() (string, error) {
-	p.keyOnce.Do(func() { p.pubKey, p.keyErr = ensureKey(p.opts.KeyPath) })
-	return p.pubKey, p.keyErr
+// keyPath is the private key the project's instances accept.
+func (p *Provider) keyPath(project string) (string, error) {
+	switch {
+	case p.opts.KeyPath != "":
+		return p.opts.KeyPath, nil
+	case p.opts.KeyDir == "":
+		return "", nil // ensureKey says what to set
+	case project == "":
+		return filepath.Join(p.opts.KeyDir, "id_ed25519"), nil
+	case project != filepath.Base(project) || project == "." || project == ".." || strings.ContainsAny(project, `/\`):
+		return "", fmt.Errorf("the project %q cannot name a key directory", project)
+	}
+	return filepath.Join(p.opts.KeyDir, project, "id_ed25519"), nil
+}
+
+// publicKey returns the private key path of the project's key and the
+// authorized_keys line of its public half, making the key on first use.
+func (p *Provider) publicKey(project string) (path, line string, err error) {
+	path, err = p.keyPath(project)
+	if err != nil {
+		return "", "", err
+	}
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	if line, ok := p.keys[path]; ok {
+		return path, line, nil
+	}
+	if line, err = ensureKey(path); err != nil {
+		return "", "", err
+	}
+	p.keys[path] = line
+	return path, line, nil
 }
 
 // ensureKey reads the ed25519 key at path, or makes it.
 func ensureKey(path string) (string, error) {
 	if path == "" {
-		return "", errors.New("the aws backend has no SSH key file: set DSTACK_AWS_SSH_KEY")
+		return "", errors.New("the aws backend has no SSH key file: set the backend's ssh_key_dir, or DSTACK_AWS_SSH_KEY")
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -260,7 +291,7 @@ func (p *Provider) launchRequest(req providers.CreateRequest) (LaunchRequest, er
 	if o == nil || o.InstanceType == "" || o.Region == "" {
 		return LaunchRequest{}, fmt.Errorf("%s: no offer to launch", req.Address)
 	}
-	key, err := p.publicKey()
+	_, key, err := p.publicKey(req.Project)
 	if err != nil {
 		return LaunchRequest{}, err
 	}
@@ -407,7 +438,11 @@ func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP
 // install installs the agent on a running instance over SSH, retrying
 // while its sshd does not answer yet (cloud-init still boots).
 func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
-	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath,
+	keyPath, _, err := p.publicKey(req.Project)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: keyPath,
 		AgentFlags: agentFlags(inst, p.opts.IMDSEndpoint)}
 	if keys, err := p.consoleHostKeys(ctx, inst, progress); err != nil {
 		return providers.Object{}, err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"io/fs"
 	"net/http/httptest"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/dstackai/dstack-go/providers/aws/awstest"
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
@@ -114,6 +117,7 @@ func TestAWSFleetAndTask(t *testing.T) {
 	if !strings.Contains(string(inst.UserData), "ssh_authorized_keys:") {
 		t.Errorf("user-data %q delivers no key", inst.UserData)
 	}
+	assertProjectKey(t, p, inst)
 
 	p.write("hello.dstack.yml", "type: task\nname: hello\nfleets: [gpus]\nruntime: host\ncommands:\n  - echo \"hello from $(hostname) rank=$DSTACK_NODE_RANK\"\n")
 	out = must(0, "apply", "-f", "hello.dstack.yml", "-y")
@@ -219,6 +223,12 @@ func TestAWSAgentDownKeepsInstance(t *testing.T) {
 	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
 		t.Fatal(err)
 	}
+	// The plan names the instance and why nothing is placed there.
+	plan := p.must(0, "plan", "-f", "fleet.dstack.yml")
+	id := p.fake.Running()[0].ID
+	if !strings.Contains(plan, "fleet.gpus[0]") || !strings.Contains(plan, "agent") || !strings.Contains(plan, "unknown") {
+		t.Errorf("the plan does not say that %s's agent is down:\n%s", id, plan)
+	}
 	out := p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
 	if n := len(p.fake.Instances()); n != 1 {
 		t.Fatalf("%d instances after an apply with the agent down, want the one:\n%s", n, out)
@@ -227,4 +237,39 @@ func TestAWSAgentDownKeepsInstance(t *testing.T) {
 	if r := p.fake.Running(); len(r) != 0 {
 		t.Errorf("running after destroy: %+v", r)
 	}
+}
+
+// assertProjectKey checks that the instance accepts its project's key:
+// the one dstack made at ~/.dstack/aws/projects/LINEAGE/id_ed25519 for
+// the state's lineage, whose private half is in no state file.
+func assertProjectKey(t *testing.T, p *awsProject, inst awstest.Instance) {
+	t.Helper()
+	var st struct {
+		Lineage string `json:"lineage"`
+	}
+	if err := json.Unmarshal([]byte(p.must(0, "state", "pull")), &st); err != nil || st.Lineage == "" {
+		t.Fatalf("state pull: lineage %q, %v", st.Lineage, err)
+	}
+	keyPath := filepath.Join(p.dir, "home", ".dstack", "aws", "projects", st.Lineage, "id_ed25519")
+	b, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatalf("the project's key: %v", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := strings.Fields(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))[1]
+	if !strings.Contains(string(inst.UserData), pub) {
+		t.Errorf("user-data %q does not carry the project's key %s", inst.UserData, pub)
+	}
+	body := strings.Split(strings.TrimSpace(string(b)), "\n")[1] // a line of the private key
+	_ = filepath.WalkDir(filepath.Join(p.dir, ".dstack"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if c, _ := os.ReadFile(path); strings.Contains(string(c), body) {
+				t.Errorf("%s holds the project's private key", path)
+			}
+		}
+		return nil
+	})
 }
