@@ -36,9 +36,12 @@ type awsProject struct {
 func newAWSProject(t testing.TB, machines int) *awsProject {
 	t.Helper()
 	c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allTrue(machines)})
-	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c)})
+	// Volumes keep their data in sparse files, attached to the hosts as
+	// loop devices.
+	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c), DiskDir: t.TempDir()})
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { f.Close() })
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "dstack-provider-aws"), "github.com/dstackai/dstack-go/cmd/dstack-provider-aws")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -272,4 +275,44 @@ func assertProjectKey(t *testing.T, p *awsProject, inst awstest.Instance) {
 		}
 		return nil
 	})
+}
+
+// TestAWSVolumeMounted: a task on backend aws that mounts a `type:
+// volume` sees the EBS volume at its path: the first run writes a file
+// there, the second (on an instance of its own, the volume detached and
+// attached again) reads it back.
+func TestAWSVolumeMounted(t *testing.T) {
+	if out, err := exec.Command("losetup", "--find").CombinedOutput(); err != nil {
+		t.Skipf("no loop devices here (losetup --find: %v: %s)", err, out)
+	}
+	p := newAWSProject(t, 2)
+	path := filepath.Join(t.TempDir(), "data")
+	p.write("volume.dstack.yml", "type: volume\nname: data\nbackend: aws\nregion: us-east-1\nsize: 1GB\n")
+	p.must(0, "apply", "-f", "volume.dstack.yml", "-y")
+	task := func(name, cmd string) string {
+		p.write(name+".dstack.yml", "type: task\nname: "+name+"\nbackends: [aws]\nvolumes:\n  - name: data\n    path: "+path+
+			"\ncommands:\n  - "+cmd+"\n")
+		return p.must(0, "apply", "-f", name+".dstack.yml", "-y")
+	}
+	task("writer", "echo kept-on-ebs > "+path+"/f && findmnt -n -o SOURCE,FSTYPE --target "+path+"/f")
+	if logs := p.must(0, "logs", "writer"); !strings.Contains(logs, "/dev/loop") || !strings.Contains(logs, "ext4") {
+		t.Errorf("the writer's path is not on the volume's device (an ext4 loop device):\n%s", logs)
+	}
+	// A finished run keeps its machine, and the volume attached, until
+	// it is destroyed.
+	p.must(0, "destroy", "-target", "task.writer", "-y")
+	out := task("reader", "cat "+path+"/f")
+	if logs := p.must(0, "logs", "reader"); !strings.Contains(out+logs, "kept-on-ebs") {
+		t.Errorf("the reader did not find the writer's file:\n%s\n%s", out, logs)
+	}
+	if ids := p.fake.Instances(); len(ids) != 2 || ids[0].ID == ids[1].ID {
+		t.Errorf("instances %+v, want one per run", ids)
+	}
+	// The run first: destroy does not yet order a run before the
+	// volumes it mounts.
+	p.must(0, "destroy", "-target", "task.reader", "-y")
+	p.must(0, "destroy", "-y")
+	if vols := p.fake.Volumes(); len(vols) != 0 {
+		t.Errorf("volumes after destroy: %+v", vols)
+	}
 }
