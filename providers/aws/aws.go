@@ -552,7 +552,10 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			for _, tok := range running {
 				if a, ok := agents[tok]; ok && (a.Status == providers.StatusFailed || a.Status == providers.StatusUnknown) {
 					o := out[tok]
-					o.Status, o.Reason = providers.StatusUnknown, a.Reason
+					// The plan shows "instance ID of ADDRESS <reason>".
+					o.Status = providers.StatusUnknown
+					o.Reason = "is running on EC2 (and billed) but unusable: " + cmp.Or(a.Reason, "its agent does not answer") +
+						"; no run is placed there until its agent answers, and destroy terminates it"
 					out[tok] = o
 				}
 			}

@@ -229,7 +229,8 @@ func TestAWSAgentDownKeepsInstance(t *testing.T) {
 	// The plan names the instance and why nothing is placed there.
 	plan := p.must(0, "plan", "-f", "fleet.dstack.yml")
 	id := p.fake.Running()[0].ID
-	if !strings.Contains(plan, "instance "+id+" of fleet.gpus") || !strings.Contains(plan, "agent is not running") {
+	if !strings.Contains(plan, "instance "+id+" of fleet.gpus") || !strings.Contains(plan, "agent is not running") ||
+		!strings.Contains(plan, "no run is placed there") {
 		t.Errorf("the plan does not say that %s's agent is down:\n%s", id, plan)
 	}
 	out := p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
