@@ -49,20 +49,34 @@ func attachedAttr(as []attachment) string {
 //
 // It prints the device it mounted.
 func mountScript(volumeID, device, mountPoint string, waitSeconds int) string {
+	return findDeviceScript("", volumeID, device, waitSeconds) + fmt.Sprintf(`mp=%s
+if mountpoint -q "$mp"; then echo "$dev"; exit 0; fi
+fstype=$(blkid -o value -s TYPE "$dev" || true)
+if [ -z "$fstype" ]; then mkfs.ext4 -q "$dev" >&2; fi
+mkdir -p "$mp"
+mount "$dev" "$mp"
+echo "$dev"
+`, shellQuote(mountPoint))
+}
+
+// findDeviceScript sets $dev to the volume's block device, waiting up
+// to waitSeconds for it to appear (see mountScript); root prefixes the
+// paths it looks at (/dev, /sys), "" on an instance.
+func findDeviceScript(root, volumeID, device string, waitSeconds int) string {
 	serial := strings.ReplaceAll(volumeID, "-", "")
 	xvd := strings.Replace(device, "/dev/sd", "/dev/xvd", 1)
 	return fmt.Sprintf(`set -e
-serial=%s; requested=%s; xvd=%s; mp=%s
+root=%s; serial=%s; requested=%s; xvd=%s
 find_dev() {
-	link=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$serial
+	link=$root/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$serial
 	if [ -e "$link" ]; then readlink -f "$link"; return 0; fi
-	for s in /sys/block/nvme*/device/serial; do
+	for s in "$root"/sys/block/nvme*/device/serial; do
 		[ -r "$s" ] || continue
 		if [ "$(tr -d ' \t\n' <"$s")" = "$serial" ]; then
-			d=${s%%/device/serial}; echo "/dev/${d##*/}"; return 0
+			d=${s%%/device/serial}; echo "$root/dev/${d##*/}"; return 0
 		fi
 	done
-	for d in "$requested" "$xvd"; do
+	for d in "$root$requested" "$root$xvd"; do
 		if [ -b "$d" ]; then readlink -f "$d"; return 0; fi
 	done
 	return 1
@@ -76,13 +90,7 @@ until dev=$(find_dev); do
 	fi
 	sleep 1
 done
-if mountpoint -q "$mp"; then echo "$dev"; exit 0; fi
-fstype=$(blkid -o value -s TYPE "$dev" || true)
-if [ -z "$fstype" ]; then mkfs.ext4 -q "$dev" >&2; fi
-mkdir -p "$mp"
-mount "$dev" "$mp"
-echo "$dev"
-`, shellQuote(serial), shellQuote(device), shellQuote(xvd), shellQuote(mountPoint), waitSeconds)
+`, shellQuote(root), shellQuote(serial), shellQuote(device), shellQuote(xvd), waitSeconds)
 }
 
 // unmountScript unmounts a volume's mount point if it is one.
