@@ -171,8 +171,10 @@ func NewPool(knownHostsFiles []string) (*Pool, error) {
 func (p *Pool) TrustKey(addr string, key ssh.PublicKey) { p.keys.record(addr, key) }
 
 // Vouch trusts addr (host:port) to show one of keys, which source (a
-// cloud instance's console output) named, unless a key is recorded for
-// it already; the key shown is then recorded.
+// cloud instance's console output) named; the key shown is then
+// recorded. It is for a machine just made: whatever key was trusted for
+// the address before (a terminated instance's, whose address the cloud
+// gave again) is forgotten.
 func (p *Pool) Vouch(addr string, keys []ssh.PublicKey, source string) {
 	if len(keys) == 0 {
 		return
@@ -183,6 +185,8 @@ func (p *Pool) Vouch(addr string, keys []ssh.PublicKey, source string) {
 		p.keys.vouched = map[string]vouchedKeys{}
 	}
 	p.keys.vouched[addr] = vouchedKeys{keys: keys, source: source}
+	delete(p.keys.recorded, addr)
+	delete(p.keys.seen, addr)
 }
 
 // keepaliveAfter is how long a connection may go unused before the pool
