@@ -119,8 +119,9 @@ func New(opts Options) (*Provider, error) {
 	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
 	opts.DeviceWait = cmp.Or(opts.DeviceWait, 120)
 	opts.ConsoleWait = cmp.Or(opts.ConsoleWait, 3*time.Minute)
-	// Hosts' keys are trusted on first use and pinned in state, never
-	// written to the user's known_hosts: an EC2 address is reused.
+	// Hosts' keys come from their console output (first use only as a
+	// fallback) and are pinned in state, never written to the user's
+	// known_hosts: an EC2 address is reused.
 	sp, err := sshprov.New(sshprov.Options{AgentBinary: opts.AgentBinary, StartTimeout: time.Minute})
 	if err != nil {
 		return nil, err
