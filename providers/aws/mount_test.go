@@ -31,7 +31,11 @@ func loopDevices(t *testing.T) {
 // linked where udev links an EBS volume on a Nitro instance; the
 // provider finds that device, makes it ext4 (it has no filesystem yet),
 // mounts it at /dstack-volumes/data on the host, and the job sees it at
-// its path. Detached and attached again to a job on another instance's
+// its path. The job runs as host processes (runtime: host): an sshtest
+// host mounts in a mount namespace of its own, which this machine's
+// dockerd, resolving a container's bind mounts, does not see; on an EC2
+// instance the mount is the machine's and its containers see it.
+// Detached and attached again to a job on another instance's
 // place (the same host), the data is still there: no second mkfs.
 func TestVolumeMountedFromEBS(t *testing.T) {
 	loopDevices(t)
@@ -50,7 +54,7 @@ func TestVolumeMountedFromEBS(t *testing.T) {
 	h := e.hosts.Hosts[0]
 	path := filepath.Join(t.TempDir(), "data")
 	spec := func(cmd string) []byte {
-		return fmt.Appendf(nil, `{"type":"task","name":"t","commands":[%q],"volumes":[{"name":["data"],"path":%q}]}`, cmd, path)
+		return fmt.Appendf(nil, `{"type":"task","name":"t","runtime":"host","commands":[%q],"volumes":[{"name":["data"],"path":%q}]}`, cmd, path)
 	}
 	job, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindJob, Token: "tok-j1", Address: "task.t[0]",
 		Host: host.ID, Spec: spec("echo hello > " + path + "/greeting && exec sleep 6549")})

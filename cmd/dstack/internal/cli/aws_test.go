@@ -281,7 +281,8 @@ func assertProjectKey(t *testing.T, p *awsProject, inst awstest.Instance) {
 // TestAWSVolumeMounted: a task on backend aws that mounts a `type:
 // volume` sees the EBS volume at its path: the first run writes a file
 // there, the second (on an instance of its own, the volume detached and
-// attached again) reads it back.
+// attached again) reads it back. The runs are host processes (runtime:
+// host): dockerd here does not see an sshtest host's own mounts.
 func TestAWSVolumeMounted(t *testing.T) {
 	if out, err := exec.Command("losetup", "--find").CombinedOutput(); err != nil {
 		t.Skipf("no loop devices here (losetup --find: %v: %s)", err, out)
@@ -291,7 +292,7 @@ func TestAWSVolumeMounted(t *testing.T) {
 	p.write("volume.dstack.yml", "type: volume\nname: data\nbackend: aws\nregion: us-east-1\nsize: 1GB\n")
 	p.must(0, "apply", "-f", "volume.dstack.yml", "-y")
 	task := func(name, cmd string) string {
-		p.write(name+".dstack.yml", "type: task\nname: "+name+"\nbackends: [aws]\nvolumes:\n  - name: data\n    path: "+path+
+		p.write(name+".dstack.yml", "type: task\nname: "+name+"\nbackends: [aws]\nruntime: host\nvolumes:\n  - name: data\n    path: "+path+
 			"\ncommands:\n  - "+cmd+"\n")
 		return p.must(0, "apply", "-f", name+".dstack.yml", "-y")
 	}
