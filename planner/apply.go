@@ -513,7 +513,8 @@ func (x *executor) create(ctx context.Context, s *Step) (string, error) {
 		in.Attributes[AttrExternal] = true
 		return in.ProviderID, x.put(s, in)
 	}
-	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec, Dir: c.Dir}
+	req := providers.CreateRequest{Kind: s.Kind, Token: in.Token, Address: fmt.Sprintf("%s[%d]", s.Address, s.Index), Spec: c.Spec, Dir: c.Dir,
+		Project: x.plan.Lineage}
 	if s.Kind == providers.KindJob {
 		req.Env = x.jobEnv(c, s)
 		req.SSHKeys = x.opts.SSHKeys

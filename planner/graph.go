@@ -135,7 +135,7 @@ func (m *maker) order() {
 		if len(xdel) == 0 {
 			continue
 		}
-		for _, d := range r.DependsOn {
+		for _, d := range append(slices.Clip(r.DependsOn), mountedVolumes(r)...) {
 			if dc := byAddr[d]; dc != nil {
 				for _, id := range deletesOf(dc) {
 					p.Steps[id].Deps = append(p.Steps[id].Deps, xdel...)

@@ -140,6 +140,11 @@ type CreateRequest struct {
 	// ConfigDir is the directory of the configuration being applied,
 	// which a run with `dstack: true` gets (local backend).
 	ConfigDir string
+	// Project identifies the project the object belongs to: the lineage
+	// of the state it is recorded in, which every user of a shared state
+	// sees alike. A cloud provider keys per-project secrets (the SSH key
+	// its instances accept) by it; "" where there is no state.
+	Project string
 }
 
 // Provider makes and finds objects. Implementations must be safe for

@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,21 +15,32 @@ import (
 // for it: "vol-0a...:/dev/sdf,...".
 const AttrAttached = "aws_attached"
 
+// AttrMounted is, on a job, the dstack names of the volumes in
+// AttrAttached, in its order: each is mounted on the instance at
+// VolumesDir/NAME.
+const AttrMounted = "aws_mounted"
+
+// mountedVolume is an EBS volume a run mounts, by the name it gives.
+type mountedVolume struct {
+	providers.Object
+	Name string
+}
+
 // mountedVolumes returns the EBS volumes a run's spec mounts that this
 // provider knows (made or recalled): for each mount, the first of its
 // names that is one.
-func (p *Provider) mountedVolumes(spec json.RawMessage) ([]providers.Object, error) {
+func (p *Provider) mountedVolumes(spec json.RawMessage) ([]mountedVolume, error) {
 	var run struct {
 		Volumes []lang.VolumeMount `json:"volumes"`
 	}
 	if err := json.Unmarshal(spec, &run); err != nil {
 		return nil, fmt.Errorf("reading the run's volumes: %w", err)
 	}
-	var out []providers.Object
+	var out []mountedVolume
 	for _, m := range run.Volumes {
 		for _, name := range m.Name {
 			if v, ok := p.volumeNamed(name); ok {
-				out = append(out, v)
+				out = append(out, mountedVolume{v, name})
 				break
 			}
 		}
@@ -50,7 +62,7 @@ func (p *Provider) volumeNamed(name string) (providers.Object, bool) {
 
 // volumesZone is the one zone the volumes are in, or "" when there are
 // none; volumes in different zones cannot be attached to one instance.
-func volumesZone(vols []providers.Object) (string, error) {
+func volumesZone(vols []mountedVolume) (string, error) {
 	zone := ""
 	for _, v := range vols {
 		z := v.Attributes[AttrZone]
@@ -63,38 +75,45 @@ func volumesZone(vols []providers.Object) (string, error) {
 }
 
 // attach attaches the volumes to the instance (region, zone, id) at
-// /dev/sdf, /dev/sdg, ... and returns the AttrAttached value.
-func (p *Provider) attach(ctx context.Context, vols []providers.Object, region, zone, instance string) (string, error) {
-	var done []string
+// /dev/sdf, /dev/sdg, ...
+func (p *Provider) attach(ctx context.Context, vols []mountedVolume, region, zone, instance string) ([]attachment, error) {
+	var done []attachment
 	for i, v := range vols {
 		if z := v.Attributes[AttrZone]; z != zone {
-			return "", providers.Errorf(providers.Unsupported, "volume %s (%s) is in %s, the instance %s in %s", v.Address, v.ID, z, instance, zone)
+			return nil, providers.Errorf(providers.Unsupported, "volume %s (%s) is in %s, the instance %s in %s", v.Address, v.ID, z, instance, zone)
 		}
 		dev := fmt.Sprintf("/dev/sd%c", 'f'+i)
 		found, err := p.cloud.Volumes(ctx, nil, []VolumeRef{{Region: region, ID: v.ID}})
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if len(found) == 1 && found[0].Instance == instance {
-			done = append(done, v.ID+":"+found[0].Device)
+			done = append(done, attachment{ID: v.ID, Device: found[0].Device, Name: v.Name})
 			continue // attached already (a create again)
 		}
 		if len(found) == 1 && found[0].Instance != "" {
-			return "", providers.Errorf(providers.NoCapacity, "volume %s (%s) is attached to %s", v.Address, v.ID, found[0].Instance)
+			return nil, providers.Errorf(providers.NoCapacity, "volume %s (%s) is attached to %s", v.Address, v.ID, found[0].Instance)
 		}
 		if err := p.cloud.AttachVolume(ctx, region, v.ID, instance, dev); err != nil {
-			return "", err
+			return nil, err
 		}
-		done = append(done, v.ID+":"+dev)
+		done = append(done, attachment{ID: v.ID, Device: dev, Name: v.Name})
 	}
-	return strings.Join(done, ","), nil
+	return done, nil
 }
 
-// detach detaches what a job's AttrAttached records.
+// detach unmounts and detaches what a job's AttrAttached records. An
+// instance that cannot be reached to unmount is not waited for: EC2
+// detaches the volume from it all the same.
 func (p *Provider) detach(ctx context.Context, job providers.Object) error {
 	list := job.Attributes[AttrAttached]
 	if list == "" {
 		return nil
+	}
+	if host := cmp.Or(job.Attributes[AttrMachine], job.Host, job.Attributes[providers.AttrHostID]); host != "" && job.Attributes[AttrMounted] != "" {
+		if err := p.unmount(ctx, host, parseAttached(list, job.Attributes[AttrMounted])); err != nil && ctx.Err() != nil {
+			return err
+		}
 	}
 	region := job.Attributes[AttrRegion]
 	for _, item := range strings.Split(list, ",") {

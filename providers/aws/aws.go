@@ -9,8 +9,9 @@
 // dstack links, needs nothing but the standard library and dstack's own
 // SSH provider: an EC2 instance, once booted, is an SSH host like an SSH
 // fleet's, so the agent is installed, reached (one pooled SSH connection,
-// its host key trusted on first use and pinned in state) and its jobs run,
-// log, attach and forward ports exactly as there.
+// its host key read from the instance's console output, where cloud-init
+// prints it, and pinned in state) and its jobs run, log, attach and
+// forward ports exactly as there.
 //
 // Every instance is launched with a ClientToken made of the idempotency
 // token and the offer, and tagged dstack:token and dstack:address; Describe finds
@@ -55,9 +56,14 @@ const (
 type Options struct {
 	// Cloud is EC2.
 	Cloud Cloud
-	// KeyPath is the private key instances accept for root (the public
-	// half goes into their user-data); it is made on first use.
+	// KeyPath, when set, is the one private key instances of every
+	// project accept for root (the public half goes into their
+	// user-data); it is made on first use.
 	KeyPath string
+	// KeyDir holds a private key per project (CreateRequest.Project):
+	// KeyDir/PROJECT/id_ed25519, made on first use; a request without a
+	// project uses KeyDir/id_ed25519. Ignored when KeyPath is set.
+	KeyDir string
 	// AgentBinary is the agent binary to install; empty: the SSH
 	// provider's choice (this program, or DSTACK_AGENT_BINARY).
 	AgentBinary string
@@ -73,6 +79,13 @@ type Options struct {
 	// instance watches for the interruption notice; empty: EC2's own.
 	// For the fake EC2, whose instances are not on EC2.
 	IMDSEndpoint string
+	// ConsoleWait bounds how long a new instance's console output is
+	// waited for to show its SSH host keys (default 3 minutes); without
+	// them, its key is trusted on first use, with a warning.
+	ConsoleWait time.Duration
+	// DeviceWait bounds, in seconds, how long an instance waits for an
+	// attached volume's block device to appear (default 120).
+	DeviceWait int
 }
 
 // Provider is the aws backend.
@@ -81,9 +94,8 @@ type Provider struct {
 	ssh   *sshprov.Provider
 	opts  Options
 
-	keyOnce sync.Once
-	pubKey  string
-	keyErr  error
+	keyMu sync.Mutex
+	keys  map[string]string // private key path → authorized_keys line
 
 	mu      sync.Mutex
 	objects map[string]providers.Object // token → object, recalled or made
@@ -105,13 +117,16 @@ func New(opts Options) (*Provider, error) {
 	opts.SSHUser = cmp.Or(opts.SSHUser, "root")
 	opts.BootTimeout = cmp.Or(opts.BootTimeout, 10*time.Minute)
 	opts.PollInterval = cmp.Or(opts.PollInterval, 2*time.Second)
-	// Hosts' keys are trusted on first use and pinned in state, never
-	// written to the user's known_hosts: an EC2 address is reused.
+	opts.DeviceWait = cmp.Or(opts.DeviceWait, 120)
+	opts.ConsoleWait = cmp.Or(opts.ConsoleWait, 3*time.Minute)
+	// Hosts' keys come from their console output (first use only as a
+	// fallback) and are pinned in state, never written to the user's
+	// known_hosts: an EC2 address is reused.
 	sp, err := sshprov.New(sshprov.Options{AgentBinary: opts.AgentBinary, StartTimeout: time.Minute})
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{cloud: opts.Cloud, ssh: sp, opts: opts, objects: map[string]providers.Object{}}, nil
+	return &Provider{cloud: opts.Cloud, ssh: sp, opts: opts, objects: map[string]providers.Object{}, keys: map[string]string{}}, nil
 }
 
 // Close closes the SSH connections and the cloud when it is a process.
@@ -129,17 +144,44 @@ func (p *Provider) Name() string { return Backend }
 // Offers implements providers.Provider.
 func (p *Provider) Offers(ctx context.Context) ([]offers.Offer, error) { return p.cloud.Offers(ctx) }
 
-// publicKey returns the authorized_keys line of the provider's key,
-// making the key on first use.
-func (p *Provider) publicKey() (string, error) {
-	p.keyOnce.Do(func() { p.pubKey, p.keyErr = ensureKey(p.opts.KeyPath) })
-	return p.pubKey, p.keyErr
+// keyPath is the private key the project's instances accept.
+func (p *Provider) keyPath(project string) (string, error) {
+	switch {
+	case p.opts.KeyPath != "":
+		return p.opts.KeyPath, nil
+	case p.opts.KeyDir == "":
+		return "", nil // ensureKey says what to set
+	case project == "":
+		return filepath.Join(p.opts.KeyDir, "id_ed25519"), nil
+	case project != filepath.Base(project) || project == "." || project == ".." || strings.ContainsAny(project, `/\`):
+		return "", fmt.Errorf("the project %q cannot name a key directory", project)
+	}
+	return filepath.Join(p.opts.KeyDir, project, "id_ed25519"), nil
+}
+
+// publicKey returns the private key path of the project's key and the
+// authorized_keys line of its public half, making the key on first use.
+func (p *Provider) publicKey(project string) (path, line string, err error) {
+	path, err = p.keyPath(project)
+	if err != nil {
+		return "", "", err
+	}
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	if line, ok := p.keys[path]; ok {
+		return path, line, nil
+	}
+	if line, err = ensureKey(path); err != nil {
+		return "", "", err
+	}
+	p.keys[path] = line
+	return path, line, nil
 }
 
 // ensureKey reads the ed25519 key at path, or makes it.
 func ensureKey(path string) (string, error) {
 	if path == "" {
-		return "", errors.New("the aws backend has no SSH key file: set DSTACK_AWS_SSH_KEY")
+		return "", errors.New("the aws backend has no SSH key file: set the backend's ssh_key_dir, or DSTACK_AWS_SSH_KEY")
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -227,12 +269,16 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 		if err != nil {
 			return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
 		}
+		if req, err = p.mountFor(ctx, req, host.ID, attached); err != nil {
+			return providers.Object{}, err
+		}
 		o, err := p.ssh.Create(ctx, req)
 		if err != nil {
 			return o, err
 		}
-		if attached != "" {
-			o.Attributes[AttrAttached], o.Attributes[AttrRegion] = attached, host.Attributes[AttrRegion]
+		if len(attached) > 0 {
+			o.Attributes[AttrRegion] = host.Attributes[AttrRegion]
+			setAttached(o.Attributes, attached)
 		}
 		p.remember(o)
 		return o, nil
@@ -246,7 +292,7 @@ func (p *Provider) launchRequest(req providers.CreateRequest) (LaunchRequest, er
 	if o == nil || o.InstanceType == "" || o.Region == "" {
 		return LaunchRequest{}, fmt.Errorf("%s: no offer to launch", req.Address)
 	}
-	key, err := p.publicKey()
+	_, key, err := p.publicKey(req.Project)
 	if err != nil {
 		return LaunchRequest{}, err
 	}
@@ -393,8 +439,19 @@ func (p *Provider) reachAddr(inst Instance) string { return cmp.Or(inst.PublicIP
 // install installs the agent on a running instance over SSH, retrying
 // while its sshd does not answer yet (cloud-init still boots).
 func (p *Provider) install(ctx context.Context, req providers.CreateRequest, inst Instance, progress func(string)) (providers.Object, error) {
-	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: p.opts.KeyPath,
+	keyPath, _, err := p.publicKey(req.Project)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	t := sshprov.Target{Host: p.reachAddr(inst), Port: 22, User: p.opts.SSHUser, IdentityFile: keyPath,
 		AgentFlags: agentFlags(inst, p.opts.IMDSEndpoint)}
+	if keys, err := p.consoleHostKeys(ctx, inst, progress); err != nil {
+		return providers.Object{}, err
+	} else if len(keys) > 0 {
+		p.ssh.VouchHostKeys(t, keys, "the console output of "+inst.ID)
+	} else {
+		progress(fmt.Sprintf("warning: the console output of %s shows no SSH host keys after %s: trusting the key %s shows on first connection", inst.ID, p.opts.ConsoleWait, t.Host))
+	}
 	progress(fmt.Sprintf("installing the agent on %s (%s)", inst.ID, t.Host))
 	deadline := time.Now().Add(p.opts.BootTimeout)
 	for {
@@ -496,7 +553,10 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 			for _, tok := range running {
 				if a, ok := agents[tok]; ok && (a.Status == providers.StatusFailed || a.Status == providers.StatusUnknown) {
 					o := out[tok]
-					o.Status, o.Reason = providers.StatusUnknown, a.Reason
+					// The plan shows "instance ID of ADDRESS <reason>".
+					o.Status = providers.StatusUnknown
+					o.Reason = "is running on EC2 (and billed) but unusable: " + cmp.Or(a.Reason, "its agent does not answer") +
+						"; no run is placed there until its agent answers, and destroy terminates it"
 					out[tok] = o
 				}
 			}
@@ -515,7 +575,7 @@ func (p *Provider) Describe(ctx context.Context, tokens []string) (map[string]pr
 		hosts := map[string]providers.Object{} // instance token → as described
 		for tok, o := range got {
 			if rec, ok := p.recalled(tok); ok {
-				for _, k := range []string{AttrAttached, AttrRegion} {
+				for _, k := range []string{AttrAttached, AttrMounted, AttrRegion} {
 					if v := rec.Attributes[k]; v != "" && o.Attributes[k] == "" {
 						if o.Attributes == nil {
 							o.Attributes = map[string]string{}

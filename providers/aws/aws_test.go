@@ -193,7 +193,8 @@ func TestOwnMachineJob(t *testing.T) {
 // goes; a job on a fleet instance of another zone is refused as
 // unsupported (the planner tries its next offer).
 func TestVolumeAttach(t *testing.T) {
-	e := newEnv(t, 2)
+	loopDevices(t) // the job mounts the volume: it needs a block device
+	e := newEnvOpts(t, 2, awstest.Options{DiskDir: t.TempDir()}, func(s aws.Settings) aws.Cloud { return sdkCloud(t, s) })
 	vol, err := e.p.Create(ctxT(t), providers.CreateRequest{Kind: providers.KindVolume, Token: "tok-data", Address: "volume.data",
 		Spec: []byte(`{"type":"volume","name":"data","backend":"aws","region":"us-east-1","availability_zone":"us-east-1c","size":"50GB"}`)})
 	if err != nil {

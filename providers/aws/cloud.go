@@ -42,6 +42,9 @@ type Cloud interface {
 	DetachVolume(ctx context.Context, region, volumeID string) error
 	// DeleteVolume deletes a volume; one that is gone is no error.
 	DeleteVolume(ctx context.Context, region, volumeID string) error
+	// ConsoleOutput returns the instance's console output, decoded (EC2
+	// serves it base64-encoded); "" while it has none yet.
+	ConsoleOutput(ctx context.Context, region, instanceID string) (string, error)
 }
 
 // Tags dstack puts on what it makes.
@@ -164,6 +167,11 @@ type Settings struct {
 	Profile      string `json:"profile,omitempty"`
 	// Endpoint overrides EC2's endpoint (AWS_ENDPOINT_URL_EC2 does too).
 	Endpoint string `json:"endpoint,omitempty"`
+	// SSHKeyDir is where the per-project SSH keys that instances accept
+	// are kept, one PROJECT/id_ed25519 per project (the state's
+	// lineage); default ~/.dstack/aws/projects. dstack reads it; the EC2
+	// program ignores it.
+	SSHKeyDir string `json:"ssh_key_dir,omitempty"`
 }
 
 // OSImage names an AMI.
@@ -192,7 +200,7 @@ func redact(s string) string {
 
 // known settings, for errors about unknown ones.
 var settingNames = []string{"regions", "vpc_name", "vpc_ids", "default_vpcs", "public_ips", "tags", "os_images",
-	"access_key", "secret_key", "session_token", "profile", "endpoint"}
+	"access_key", "secret_key", "session_token", "profile", "endpoint", "ssh_key_dir"}
 
 // ParseSettings reads settings from JSON, refusing names it does not
 // know.

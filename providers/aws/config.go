@@ -231,3 +231,11 @@ func (l *lazyCloud) DeleteVolume(ctx context.Context, region, volumeID string) e
 	}
 	return c.DeleteVolume(ctx, region, volumeID)
 }
+
+func (l *lazyCloud) ConsoleOutput(ctx context.Context, region, instanceID string) (string, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.ConsoleOutput(ctx, region, instanceID)
+}

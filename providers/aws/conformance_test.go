@@ -76,7 +76,12 @@ func newEnv(t *testing.T, machines int) *env {
 // newEnvWith is newEnv with the Cloud open makes.
 func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *env {
 	t.Helper()
-	var opts awstest.Options
+	return newEnvOpts(t, machines, awstest.Options{}, open)
+}
+
+// newEnvOpts is newEnvWith with the fake's options.
+func newEnvOpts(t *testing.T, machines int, opts awstest.Options, open func(aws.Settings) aws.Cloud) *env {
+	t.Helper()
 	var c *sshtest.Cluster
 	if machines > 0 {
 		c = sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allPublic(machines)})
@@ -85,6 +90,7 @@ func newEnvWith(t *testing.T, machines int, open func(aws.Settings) aws.Cloud) *
 	f := awstest.New(opts)
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { f.Close() }) // machines off, loop devices freed, even after a failure
 	fakeCredentials(t, srv.URL)
 	cloud := open(aws.Settings{Regions: []string{"us-east-1", "us-west-2"}})
 	exe, err := os.Executable()

@@ -49,16 +49,17 @@ func (p *Provider) createOwnMachineJob(ctx context.Context, req providers.Create
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", req.Address, err))
 	}
-	jreq := req
+	jreq, err := p.mountFor(ctx, req, m.ID, attached)
+	if err != nil {
+		return fail(err)
+	}
 	jreq.Host = m.ID
 	o, err := p.ssh.Create(ctx, jreq)
 	if err != nil {
 		return fail(err)
 	}
 	o = onMachine(o, m.Attributes)
-	if attached != "" {
-		o.Attributes[AttrAttached] = attached
-	}
+	setAttached(o.Attributes, attached)
 	o.Offer = m.Offer
 	p.remember(o)
 	return o, nil

@@ -46,6 +46,7 @@ const (
 	opAttach       = "attach-volume"
 	opDetach       = "detach-volume"
 	opDeleteVolume = "delete-volume"
+	opConsole      = "console-output"
 )
 
 type procRequest struct {
@@ -342,6 +343,13 @@ func (p *Process) DeleteVolume(ctx context.Context, region, volumeID string) err
 	return p.call(ctx, opDeleteVolume, regionIDArgs{Region: region, ID: volumeID}, nil)
 }
 
+// ConsoleOutput implements Cloud.
+func (p *Process) ConsoleOutput(ctx context.Context, region, instanceID string) (string, error) {
+	var out string
+	err := p.call(ctx, opConsole, regionIDArgs{Region: region, ID: instanceID}, &out)
+	return out, err
+}
+
 // Serve serves a Cloud on r and w (dstack-provider-aws's standard input
 // and output) until r ends: open makes the cloud from the settings the
 // first message carries.
@@ -483,6 +491,12 @@ func dispatch(ctx context.Context, c Cloud, req procRequest) (any, error) {
 			return nil, err
 		}
 		return nil, c.DeleteVolume(ctx, a.Region, a.ID)
+	case opConsole:
+		var a regionIDArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return c.ConsoleOutput(ctx, a.Region, a.ID)
 	}
 	return nil, fmt.Errorf("unknown operation %q", req.Op)
 }

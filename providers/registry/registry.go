@@ -104,16 +104,23 @@ func newKubernetes(e Env) (providers.Provider, error) {
 }
 
 // newAWS is the aws backend: EC2 through dstack-provider-aws, started
-// when a call first needs EC2; instances accept the key at
-// $DSTACK_AWS_SSH_KEY, else ~/.dstack/aws/id_ed25519 (made on first use).
+// when a call first needs EC2. Instances accept the SSH key of their
+// project (the state's lineage), kept at SSH_KEY_DIR/PROJECT/id_ed25519
+// (the backend's ssh_key_dir, default ~/.dstack/aws/projects; made on
+// first use); $DSTACK_AWS_SSH_KEY names one key for every project
+// instead.
 func newAWS(e Env) (providers.Provider, error) {
 	s, err := awsprov.FromConfig(e.BackendConfig[awsprov.Backend])
 	if err != nil {
 		return nil, err
 	}
 	key, _ := e.lookup("DSTACK_AWS_SSH_KEY")
-	if key == "" && e.Home != "" {
-		key = filepath.Join(e.Home, ".dstack", "aws", "id_ed25519")
+	dir := s.SSHKeyDir
+	if strings.HasPrefix(dir, "~/") && e.Home != "" {
+		dir = filepath.Join(e.Home, dir[2:])
+	}
+	if dir == "" && e.Home != "" {
+		dir = filepath.Join(e.Home, ".dstack", "aws", "projects")
 	}
 	bin, _ := e.lookup("DSTACK_AGENT_BINARY")
 	// The account's offers are read (and cached under ~/.dstack/cache/aws)
@@ -126,7 +133,8 @@ func newAWS(e Env) (providers.Provider, error) {
 	// DSTACK_AWS_IMDS_ENDPOINT: the metadata service the agents of spot
 	// instances watch, for instances of the fake EC2 (not on EC2).
 	imds, _ := e.lookup("DSTACK_AWS_IMDS_ENDPOINT")
-	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup, cache), KeyPath: key, AgentBinary: bin, IMDSEndpoint: imds})
+	return awsprov.New(awsprov.Options{Cloud: awsprov.ProcessCloud(s, e.Lookup, cache), KeyPath: key, KeyDir: dir, AgentBinary: bin,
+		IMDSEndpoint: imds})
 }
 
 // Names returns the backends that have a provider in this build, sorted.

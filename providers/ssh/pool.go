@@ -46,6 +46,15 @@ type hostKeys struct {
 	mu       sync.Mutex
 	recorded map[string]ssh.PublicKey // host:port → key from state
 	seen     map[string]ssh.PublicKey // host:port → key accepted by this process
+	// vouched are keys a trusted channel named for a host not yet
+	// recorded (a cloud instance's console output): the host must show
+	// one of them, which is then recorded.
+	vouched map[string]vouchedKeys
+}
+
+type vouchedKeys struct {
+	keys   []ssh.PublicKey
+	source string
 }
 
 func newHostKeys(knownHostsFiles []string) (*hostKeys, error) {
@@ -102,6 +111,16 @@ func (hk *hostKeys) callback(addr string, accepted *ssh.PublicKey) ssh.HostKeyCa
 			*accepted = key
 			return nil
 		}
+		if v, ok := hk.vouched[addr]; ok {
+			for _, k := range v.keys {
+				if bytes.Equal(k.Marshal(), key.Marshal()) {
+					hk.recorded[addr] = key
+					*accepted = key
+					return nil
+				}
+			}
+			return &HostKeyError{Addr: addr, Trusted: v.keys[0], Shown: key, Source: v.source}
+		}
 		if want, ok := hk.seen[addr]; ok && !bytes.Equal(want.Marshal(), key.Marshal()) {
 			return &HostKeyError{Addr: addr, Trusted: want, Shown: key, Source: "this dstack process"}
 		}
@@ -150,6 +169,25 @@ func NewPool(knownHostsFiles []string) (*Pool, error) {
 
 // TrustKey records the key dstack trusts for addr (host:port).
 func (p *Pool) TrustKey(addr string, key ssh.PublicKey) { p.keys.record(addr, key) }
+
+// Vouch trusts addr (host:port) to show one of keys, which source (a
+// cloud instance's console output) named; the key shown is then
+// recorded. It is for a machine just made: whatever key was trusted for
+// the address before (a terminated instance's, whose address the cloud
+// gave again) is forgotten.
+func (p *Pool) Vouch(addr string, keys []ssh.PublicKey, source string) {
+	if len(keys) == 0 {
+		return
+	}
+	p.keys.mu.Lock()
+	defer p.keys.mu.Unlock()
+	if p.keys.vouched == nil {
+		p.keys.vouched = map[string]vouchedKeys{}
+	}
+	p.keys.vouched[addr] = vouchedKeys{keys: keys, source: source}
+	delete(p.keys.recorded, addr)
+	delete(p.keys.seen, addr)
+}
 
 // keepaliveAfter is how long a connection may go unused before the pool
 // checks it answers before handing it out.

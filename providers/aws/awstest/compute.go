@@ -288,6 +288,7 @@ func (f *Fake) registerCompute() {
 	f.handlers["RunInstances"] = f.runInstances
 	f.handlers["DescribeInstances"] = f.describeInstances
 	f.handlers["TerminateInstances"] = f.terminateInstances
+	f.handlers["GetConsoleOutput"] = f.getConsoleOutput
 	f.handlers["DescribeImages"] = f.describeImages
 	f.handlers["CreatePlacementGroup"] = f.createPlacementGroup
 	f.handlers["DescribePlacementGroups"] = f.describePlacementGroups

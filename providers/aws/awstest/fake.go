@@ -152,6 +152,7 @@ type Fake struct {
 	machines Machines
 	now      func() time.Time
 	account  string
+	diskDir  string
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -159,6 +160,8 @@ type Fake struct {
 	calls    []Call
 	regions  map[string]*region
 	seq      int
+	// consoleRewrite, when set, changes what GetConsoleOutput shows.
+	consoleRewrite func(instanceID, text string) string
 	// BootDelay is how long an instance stays pending before its machine
 	// boots (zero: at once).
 	bootDelay time.Duration
@@ -186,12 +189,16 @@ type Options struct {
 	BootDelay time.Duration
 	// Account is the owner ID the fake reports; default 123456789012.
 	Account string
+	// DiskDir, when set, keeps each volume's data in a sparse file of its
+	// size there, attached to a [DiskMachine] as a block device; empty:
+	// volumes hold no data and attaching is bookkeeping only.
+	DiskDir string
 }
 
 // New returns a fake with a default VPC, subnets in three zones and a Deep
 // Learning AMI per architecture in every region.
 func New(opts Options) *Fake {
-	f := &Fake{machines: opts.Machines, now: time.Now, account: opts.Account, bootDelay: opts.BootDelay,
+	f := &Fake{machines: opts.Machines, now: time.Now, account: opts.Account, bootDelay: opts.BootDelay, diskDir: opts.DiskDir,
 		handlers: map[string]Handler{}, inject: map[string][]*APIError{}, regions: map[string]*region{}}
 	if f.account == "" {
 		f.account = "123456789012"

@@ -2,6 +2,8 @@ package awstest
 
 import (
 	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -163,6 +165,9 @@ func (f *Fake) attachVolume(r *Request) (any, error) {
 	case v.Instance != "":
 		return nil, Errorf("VolumeInUse", "%s is already attached to an instance", vid)
 	}
+	if err := f.attachDisk(v, i); err != nil {
+		return nil, Errorf("InternalError", "attaching %s: %v", vid, err)
+	}
 	v.Instance, v.Device, v.State = iid, dev, "in-use"
 	return attachResponse{XMLName: xml.Name{Local: "AttachVolumeResponse"}, Response: NewResponse(),
 		attachmentXML: attachmentXML{VolumeID: vid, InstanceID: iid, Device: dev, Status: "attaching",
@@ -183,6 +188,13 @@ func (f *Fake) detachVolume(r *Request) (any, error) {
 	}
 	a := attachmentXML{VolumeID: vid, InstanceID: v.Instance, Device: v.Device, Status: "detaching",
 		AttachTime: v.Created.UTC().Format("2006-01-02T15:04:05.000Z")}
+	if i := reg.instances[v.Instance]; i != nil {
+		if dm, ok := i.machine.(DiskMachine); ok {
+			if err := dm.DetachDisk(vid); err != nil {
+				return nil, Errorf("InternalError", "detaching %s: %v", vid, err)
+			}
+		}
+	}
 	v.Instance, v.Device, v.State = "", "", "available"
 	return attachResponse{XMLName: xml.Name{Local: "DetachVolumeResponse"}, Response: NewResponse(), attachmentXML: a}, nil
 }
@@ -200,5 +212,36 @@ func (f *Fake) deleteVolume(r *Request) (any, error) {
 		return nil, Errorf("VolumeInUse", "Volume %s is currently attached to %s", vid, v.Instance)
 	}
 	delete(reg.volumes, vid)
+	if f.diskDir != "" {
+		_ = os.Remove(f.diskFile(vid))
+	}
 	return returnTrue("DeleteVolume"), nil
+}
+
+// diskFile is where a volume's data is kept (with Options.DiskDir).
+func (f *Fake) diskFile(id string) string { return filepath.Join(f.diskDir, id+".img") }
+
+// attachDisk gives the instance's machine the volume's data as a block
+// device, when the fake keeps volumes' data and the machine takes disks.
+func (f *Fake) attachDisk(v *volume, i *instance) error {
+	dm, ok := i.machine.(DiskMachine)
+	if f.diskDir == "" || !ok {
+		return nil
+	}
+	file := f.diskFile(v.ID)
+	if _, err := os.Stat(file); os.IsNotExist(err) {
+		fh, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		// Sparse: a volume's size costs nothing until written.
+		err = fh.Truncate(int64(v.Size) << 30)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return dm.AttachDisk(v.ID, file)
 }

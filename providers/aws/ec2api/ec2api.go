@@ -655,6 +655,22 @@ func (c *Cloud) DeleteVolume(ctx context.Context, region, volumeID string) error
 	return nil
 }
 
+// ConsoleOutput implements aws.Cloud.
+func (c *Cloud) ConsoleOutput(ctx context.Context, region, instanceID string) (string, error) {
+	out, err := c.client(region).GetConsoleOutput(ctx, &ec2.GetConsoleOutputInput{InstanceId: awssdk.String(instanceID)})
+	if err != nil {
+		return "", classify("reading the console output of "+instanceID, err)
+	}
+	if out.Output == nil || *out.Output == "" {
+		return "", nil
+	}
+	b, err := base64.StdEncoding.DecodeString(*out.Output)
+	if err != nil {
+		return "", fmt.Errorf("the console output of %s: %w", instanceID, err)
+	}
+	return string(b), nil
+}
+
 // apiCode is the EC2 error code of err, or "".
 func apiCode(err error) string {
 	var ae smithy.APIError

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"io/fs"
 	"net/http/httptest"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/dstackai/dstack-go/providers/aws/awstest"
 	"github.com/dstackai/dstack-go/providers/ssh/sshtest"
@@ -33,9 +36,12 @@ type awsProject struct {
 func newAWSProject(t testing.TB, machines int) *awsProject {
 	t.Helper()
 	c := sshtest.Start(t, sshtest.Options{Hosts: machines, Public: allTrue(machines)})
-	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c)})
+	// Volumes keep their data in sparse files, attached to the hosts as
+	// loop devices.
+	f := awstest.New(awstest.Options{Machines: awstest.SSHMachines(c), DiskDir: t.TempDir()})
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { f.Close() })
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "dstack-provider-aws"), "github.com/dstackai/dstack-go/cmd/dstack-provider-aws")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -114,6 +120,7 @@ func TestAWSFleetAndTask(t *testing.T) {
 	if !strings.Contains(string(inst.UserData), "ssh_authorized_keys:") {
 		t.Errorf("user-data %q delivers no key", inst.UserData)
 	}
+	assertProjectKey(t, p, inst)
 
 	p.write("hello.dstack.yml", "type: task\nname: hello\nfleets: [gpus]\nruntime: host\ncommands:\n  - echo \"hello from $(hostname) rank=$DSTACK_NODE_RANK\"\n")
 	out = must(0, "apply", "-f", "hello.dstack.yml", "-y")
@@ -219,6 +226,13 @@ func TestAWSAgentDownKeepsInstance(t *testing.T) {
 	if _, err := h.Exec(t, `kill -9 "$(cat /root/.dstack/agent/supervisor.pid)" "$(cat /root/.dstack/agent/agent.pid)"`); err != nil {
 		t.Fatal(err)
 	}
+	// The plan names the instance and why nothing is placed there.
+	plan := p.must(0, "plan", "-f", "fleet.dstack.yml")
+	id := p.fake.Running()[0].ID
+	if !strings.Contains(plan, "instance "+id+" of fleet.gpus") || !strings.Contains(plan, "agent is not running") ||
+		!strings.Contains(plan, "no run is placed there") {
+		t.Errorf("the plan does not say that %s's agent is down:\n%s", id, plan)
+	}
 	out := p.must(0, "apply", "-f", "fleet.dstack.yml", "-y")
 	if n := len(p.fake.Instances()); n != 1 {
 		t.Fatalf("%d instances after an apply with the agent down, want the one:\n%s", n, out)
@@ -226,5 +240,80 @@ func TestAWSAgentDownKeepsInstance(t *testing.T) {
 	p.must(0, "destroy", "-y")
 	if r := p.fake.Running(); len(r) != 0 {
 		t.Errorf("running after destroy: %+v", r)
+	}
+}
+
+// assertProjectKey checks that the instance accepts its project's key:
+// the one dstack made at ~/.dstack/aws/projects/LINEAGE/id_ed25519 for
+// the state's lineage, whose private half is in no state file.
+func assertProjectKey(t *testing.T, p *awsProject, inst awstest.Instance) {
+	t.Helper()
+	var st struct {
+		Lineage string `json:"lineage"`
+	}
+	if err := json.Unmarshal([]byte(p.must(0, "state", "pull")), &st); err != nil || st.Lineage == "" {
+		t.Fatalf("state pull: lineage %q, %v", st.Lineage, err)
+	}
+	keyPath := filepath.Join(p.dir, "home", ".dstack", "aws", "projects", st.Lineage, "id_ed25519")
+	b, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatalf("the project's key: %v", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := strings.Fields(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))[1]
+	if !strings.Contains(string(inst.UserData), pub) {
+		t.Errorf("user-data %q does not carry the project's key %s", inst.UserData, pub)
+	}
+	body := strings.Split(strings.TrimSpace(string(b)), "\n")[1] // a line of the private key
+	_ = filepath.WalkDir(filepath.Join(p.dir, ".dstack"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if c, _ := os.ReadFile(path); strings.Contains(string(c), body) {
+				t.Errorf("%s holds the project's private key", path)
+			}
+		}
+		return nil
+	})
+}
+
+// TestAWSVolumeMounted: a task on backend aws that mounts a `type:
+// volume` sees the EBS volume at its path: the first run writes a file
+// there, the second (on an instance of its own, the volume detached and
+// attached again) reads it back. The runs are host processes (runtime:
+// host): dockerd here does not see an sshtest host's own mounts.
+func TestAWSVolumeMounted(t *testing.T) {
+	if out, err := exec.Command("losetup", "--find").CombinedOutput(); err != nil {
+		t.Skipf("no loop devices here (losetup --find: %v: %s)", err, out)
+	}
+	p := newAWSProject(t, 2)
+	path := filepath.Join(t.TempDir(), "data")
+	p.write("volume.dstack.yml", "type: volume\nname: data\nbackend: aws\nregion: us-east-1\nsize: 1GB\n")
+	p.must(0, "apply", "-f", "volume.dstack.yml", "-y")
+	task := func(name, cmd string) string {
+		p.write(name+".dstack.yml", "type: task\nname: "+name+"\nbackends: [aws]\nruntime: host\nvolumes:\n  - name: data\n    path: "+path+
+			"\ncommands:\n  - "+cmd+"\n")
+		return p.must(0, "apply", "-f", name+".dstack.yml", "-y")
+	}
+	task("writer", "echo kept-on-ebs > "+path+"/f && findmnt -n -o SOURCE,FSTYPE --target "+path+"/f")
+	if logs := p.must(0, "logs", "writer"); !strings.Contains(logs, "/dev/loop") || !strings.Contains(logs, "ext4") {
+		t.Errorf("the writer's path is not on the volume's device (an ext4 loop device):\n%s", logs)
+	}
+	// A finished run keeps its machine, and the volume attached, until
+	// it is destroyed.
+	p.must(0, "destroy", "-target", "task.writer", "-y")
+	out := task("reader", "cat "+path+"/f")
+	if logs := p.must(0, "logs", "reader"); !strings.Contains(out+logs, "kept-on-ebs") {
+		t.Errorf("the reader did not find the writer's file:\n%s\n%s", out, logs)
+	}
+	if ids := p.fake.Instances(); len(ids) != 2 || ids[0].ID == ids[1].ID {
+		t.Errorf("instances %+v, want one per run", ids)
+	}
+	// The volume was applied from other files than the run: destroy
+	// still deletes the run (detaching the volume) before the volume.
+	p.must(0, "destroy", "-y")
+	if vols := p.fake.Volumes(); len(vols) != 0 {
+		t.Errorf("volumes after destroy: %+v", vols)
 	}
 }

@@ -61,8 +61,15 @@ func run(addr string, machines int, bootDelay time.Duration) error {
 			return err
 		}
 		opts.Machines = awstest.SSHMachines(c)
+		// Volumes keep their data in sparse files, attached to the
+		// machines as loop devices.
+		if opts.DiskDir, err = os.MkdirTemp("", "fakeec2-volumes-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(opts.DiskDir)
 	}
 	f := awstest.New(opts)
+	defer f.Close()
 	srv := &http.Server{Handler: logged(f), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
