@@ -4,6 +4,7 @@
 package gatewaybench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ func waitHTTP(b *testing.B, url string) {
 	b.Fatalf("%s does not answer", url)
 }
 
-func start(b *testing.B, name string, args ...string) {
+func start(b *testing.B, name string, args ...string) int {
 	b.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stderr = os.Stderr
@@ -61,6 +63,45 @@ func start(b *testing.B, name string, args ...string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// cpuTicks returns the CPU time (user and system, in clock ticks) that
+// the processes pids and their children have used so far.
+func cpuTicks(pids ...int) int64 {
+	want := map[int]bool{}
+	for _, p := range pids {
+		want[p] = true
+	}
+	entries, _ := os.ReadDir("/proc")
+	var total int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (which may hold spaces).
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if !want[pid] && !want[ppid] {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		total += utime + stime
+	}
+	return total
 }
 
 const nginxConf = `worker_processes auto;
@@ -83,6 +124,10 @@ http {
       proxy_set_header Connection "";
       proxy_set_header Host $host;
       proxy_set_header X-Real-IP $remote_addr;
+      # The headers the gateway adds too.
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Proto $scheme;
     }
   }
 }
@@ -93,6 +138,11 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	// cpuPerReq is the CPU time the proxy's processes spent per
+	// request (none for direct): a figure the machine's other load
+	// moves far less than the rates.
+	cpuPerReq time.Duration
+	requests  int
 }
 
 // load sends GETs to url from conc workers for d, each on a kept-alive
@@ -142,6 +192,7 @@ func load(url string, conc int, d time.Duration) result {
 	if len(all) == 0 {
 		return r
 	}
+	r.requests = len(all)
 	r.rps = float64(len(all)) / elapsed.Seconds()
 	r.p50 = all[len(all)*50/100]
 	r.p99 = all[min(len(all)-1, len(all)*99/100)]
@@ -160,7 +211,10 @@ func medianOf(rs []result, f func(result) float64) float64 {
 // BenchmarkGatewayVsNginx sends the same load (DSTACK_BENCH_GW_CONC
 // workers, 32 by default, for DSTACK_BENCH_GW_SECONDS, 3, each) to one
 // replica directly, through nginx and through the gateway, in turn,
-// DSTACK_BENCH_RUNS times (5), and reports the medians.
+// DSTACK_BENCH_RUNS times (5), and reports the medians, the proxies' CPU
+// time per request and the median of the runs' gateway/nginx ratios.
+// DSTACK_BENCH_GW_ENV adds variables (A=1 B=2) to the gateway's
+// environment, to try settings such as GOMAXPROCS or GOGC.
 func BenchmarkGatewayVsNginx(b *testing.B) {
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
@@ -190,30 +244,41 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, ndir, replicaAddr, nginxAddr), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	start(b, nginx, "-c", conf, "-p", ndir, "-g", "daemon off;")
+	nginxPid := start(b, nginx, "-c", conf, "-p", ndir, "-g", "daemon off;")
 
 	gwDir := filepath.Join(dir, "gateway")
-	gw, err := gatewayproc.Start(context.Background(), gwDir, gwBin, []string{"-listen", freeAddr(b)}, os.Environ())
+	gwEnv := os.Environ()
+	if extra := os.Getenv("DSTACK_BENCH_GW_ENV"); extra != "" {
+		gwEnv = append(gwEnv, strings.Fields(extra)...)
+	}
+	gw, err := gatewayproc.Start(context.Background(), gwDir, gwBin, []string{"-listen", freeAddr(b)}, gwEnv)
 	if err != nil {
 		b.Fatal(err)
 	}
+	gwPid := 0
+	if pid, err := os.ReadFile(filepath.Join(gwDir, "gateway.pid")); err == nil {
+		gwPid, _ = strconv.Atoi(strings.TrimSpace(string(pid)))
+	}
+	if gwPid == 0 {
+		b.Fatal("the gateway wrote no gateway.pid")
+	}
 	b.Cleanup(func() {
-		if pid, err := os.ReadFile(filepath.Join(gwDir, "gateway.pid")); err == nil {
-			if p, err := strconv.Atoi(string(pid)); err == nil {
-				if proc, err := os.FindProcess(p); err == nil {
-					_ = proc.Kill()
-				}
-			}
+		if proc, err := os.FindProcess(gwPid); err == nil {
+			_ = proc.Kill()
 		}
 	})
 	if err := gw.Push(context.Background(), gateway.Table{Services: []gateway.Service{{Name: "web", Replicas: []string{"http://" + replicaAddr}}}}); err != nil {
 		b.Fatal(err)
 	}
-	targets := []struct{ name, url string }{
-		{"direct", "http://" + replicaAddr + "/"},
-		{"nginx", "http://" + nginxAddr + "/proxy/services/main/web/"},
-		{"gateway", gw.URL + "/proxy/services/main/web/"},
+	targets := []struct {
+		name, url string
+		pids      []int
+	}{
+		{"direct", "http://" + replicaAddr + "/", nil},
+		{"nginx", "http://" + nginxAddr + "/proxy/services/main/web/", []int{nginxPid}},
+		{"gateway", gw.URL + "/proxy/services/main/web/", []int{gwPid}},
 	}
+	ticksPerSec := envInt("DSTACK_BENCH_CLK_TCK", 100)
 	for _, t := range targets {
 		waitHTTP(b, t.url)
 		load(t.url, conc, 500*time.Millisecond) // warm up connections
@@ -224,7 +289,12 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		// Alternate the order so that neither side always runs first.
 		for j := range targets {
 			t := targets[(i+j)%len(targets)]
+			before := cpuTicks(t.pids...)
 			r := load(t.url, conc, time.Duration(secs)*time.Second)
+			if t.pids != nil && r.requests > 0 {
+				ticks := cpuTicks(t.pids...) - before
+				r.cpuPerReq = time.Duration(ticks) * time.Second / time.Duration(ticksPerSec) / time.Duration(r.requests)
+			}
 			if r.errors > 0 {
 				b.Fatalf("%s: %d requests failed", t.name, r.errors)
 			}
@@ -237,7 +307,18 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		b.ReportMetric(medianOf(rs, func(r result) float64 { return r.rps }), t.name+"-rps")
 		b.ReportMetric(medianOf(rs, func(r result) float64 { return float64(r.p50) / 1e6 }), t.name+"-p50-ms")
 		b.ReportMetric(medianOf(rs, func(r result) float64 { return float64(r.p99) / 1e6 }), t.name+"-p99-ms")
+		if t.pids != nil {
+			b.ReportMetric(medianOf(rs, func(r result) float64 { return float64(r.cpuPerReq) / 1e3 }), t.name+"-cpu-us/req")
+		}
 	}
+	// The ratio of each run's pair, measured a few seconds apart, moves
+	// less with the machine's other load than the two medians do.
+	ratios := make([]result, runs)
+	for i := range runs {
+		ratios[i] = result{rps: res["gateway"][i].rps / res["nginx"][i].rps, p99: res["gateway"][i].p99 - res["nginx"][i].p99}
+	}
+	b.ReportMetric(medianOf(ratios, func(r result) float64 { return r.rps }), "gateway/nginx-rps")
+	b.ReportMetric(medianOf(ratios, func(r result) float64 { return float64(r.p99) / 1e6 }), "gateway-nginx-p99-ms")
 	b.ReportMetric(float64(runs), "runs")
 	b.ReportMetric(float64(conc), "conc")
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
