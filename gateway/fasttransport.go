@@ -42,15 +42,22 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || (req.Body != nil && req.Body != http.NoBody) || req.Header.Get("Upgrade") != "" || req.Method == http.MethodConnect {
 		return t.fallback.RoundTrip(req)
 	}
+	return t.roundTripRaw(req, req.URL.Host, func(bw *bufio.Writer) error { return req.Write(bw) })
+}
+
+// roundTripRaw sends the request that write writes (one without a
+// body) to host and reads the answer to it; req gives the context and
+// the method. Interim (1xx) answers are passed over.
+func (t *directTransport) roundTripRaw(req *http.Request, host string, write func(*bufio.Writer) error) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		dc, reused := t.get(req.URL.Host)
+		dc, reused := t.get(host)
 		if dc == nil {
 			var err error
-			if dc, err = t.dial(req); err != nil {
+			if dc, err = t.dial(req.Context(), host); err != nil {
 				return nil, err
 			}
 		}
-		resp, err := t.exchange(dc, req)
+		resp, err := t.exchange(dc, req, host, write)
 		if err == nil {
 			return resp, nil
 		}
@@ -63,15 +70,15 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-func (t *directTransport) dial(req *http.Request) (*directConn, error) {
-	c, err := t.dialer.DialContext(req.Context(), "tcp", req.URL.Host)
+func (t *directTransport) dial(ctx context.Context, host string) (*directConn, error) {
+	c, err := t.dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
 	return &directConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
 }
 
-func (t *directTransport) exchange(dc *directConn, req *http.Request) (*http.Response, error) {
+func (t *directTransport) exchange(dc *directConn, req *http.Request, host string, write func(*bufio.Writer) error) (*http.Response, error) {
 	ctx := req.Context()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = dc.c.SetDeadline(dl)
@@ -80,7 +87,7 @@ func (t *directTransport) exchange(dc *directConn, req *http.Request) (*http.Res
 	}
 	// A client that goes away ends the exchange.
 	stop := context.AfterFunc(ctx, func() { _ = dc.c.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(dc.bw); err != nil {
+	if err := write(dc.bw); err != nil {
 		stop()
 		return nil, err
 	}
@@ -89,11 +96,14 @@ func (t *directTransport) exchange(dc *directConn, req *http.Request) (*http.Res
 		return nil, err
 	}
 	resp, err := http.ReadResponse(dc.br, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(dc.br, req)
+	}
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	resp.Body = &directBody{rc: resp.Body, t: t, dc: dc, host: req.URL.Host, stop: stop, keep: !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols}
+	resp.Body = &directBody{rc: resp.Body, t: t, dc: dc, host: host, stop: stop, keep: !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols}
 	return resp, nil
 }
 

@@ -42,8 +42,11 @@ const (
 type Server struct {
 	opts  Options
 	proxy *httputil.ReverseProxy
-	cur   atomic.Pointer[compiled]
-	mu    sync.Mutex
+	// direct, when the transport is the gateway's own, also serves the
+	// plain path (servePlain); nil otherwise.
+	direct *directTransport
+	cur    atomic.Pointer[compiled]
+	mu     sync.Mutex
 	// changed is closed and replaced at every SetTable, waking the
 	// requests queued for a service without replicas.
 	changed chan struct{}
@@ -63,10 +66,12 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	var direct *directTransport
 	if opts.Transport == nil {
-		opts.Transport = newDirectTransport(NewTransport())
+		direct = newDirectTransport(NewTransport())
+		opts.Transport = direct
 	}
-	s := &Server{opts: opts, changed: make(chan struct{}), stats: map[string]*serviceStats{}}
+	s := &Server{opts: opts, direct: direct, changed: make(chan struct{}), stats: map[string]*serviceStats{}}
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: &balancer{base: opts.Transport, downFor: opts.DownFor, now: opts.Now},
@@ -290,11 +295,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route, upst
 	st.inFlight.Add(1)
 	defer func() {
 		st.inFlight.Add(-1)
-		st.record(s.opts.Now(), s.opts.Now().Sub(start))
+		end := s.opts.Now()
+		st.record(end, end.Sub(start))
 	}()
 	rt, ok := s.awaitReplicas(r.Context(), rt)
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("Service %s has no ready replica (waited %s)", rt.svc.Name, s.opts.QueueTimeout))
+		return
+	}
+	if s.direct != nil && plainRequest(r) && plainReplicas(rt) {
+		s.servePlain(w, r, rt, upstream, ip)
 		return
 	}
 	ctx := context.WithValue(r.Context(), callKey{}, &call{route: rt, path: upstream, ip: ip})

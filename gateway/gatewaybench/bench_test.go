@@ -213,7 +213,8 @@ func medianOf(rs []result, f func(result) float64) float64 {
 // replica directly, through nginx and through the gateway, in turn,
 // DSTACK_BENCH_RUNS times (5), and reports the medians, the proxies' CPU
 // time per request and the median of the runs' gateway/nginx ratios.
-// DSTACK_BENCH_GW_ENV adds variables (A=1 B=2) to the gateway's
+// DSTACK_BENCH_GW_BASELINE names another dstack-gateway binary (an older
+// build) measured alongside as "baseline". DSTACK_BENCH_GW_ENV adds variables (A=1 B=2) to the gateway's
 // environment, to try settings such as GOMAXPROCS or GOGC.
 func BenchmarkGatewayVsNginx(b *testing.B) {
 	nginx, err := exec.LookPath("nginx")
@@ -246,30 +247,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	}
 	nginxPid := start(b, nginx, "-c", conf, "-p", ndir, "-g", "daemon off;")
 
-	gwDir := filepath.Join(dir, "gateway")
-	gwEnv := os.Environ()
-	if extra := os.Getenv("DSTACK_BENCH_GW_ENV"); extra != "" {
-		gwEnv = append(gwEnv, strings.Fields(extra)...)
-	}
-	gw, err := gatewayproc.Start(context.Background(), gwDir, gwBin, []string{"-listen", freeAddr(b)}, gwEnv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gwPid := 0
-	if pid, err := os.ReadFile(filepath.Join(gwDir, "gateway.pid")); err == nil {
-		gwPid, _ = strconv.Atoi(strings.TrimSpace(string(pid)))
-	}
-	if gwPid == 0 {
-		b.Fatal("the gateway wrote no gateway.pid")
-	}
-	b.Cleanup(func() {
-		if proc, err := os.FindProcess(gwPid); err == nil {
-			_ = proc.Kill()
-		}
-	})
-	if err := gw.Push(context.Background(), gateway.Table{Services: []gateway.Service{{Name: "web", Replicas: []string{"http://" + replicaAddr}}}}); err != nil {
-		b.Fatal(err)
-	}
+	gw, gwPid := startGateway(b, filepath.Join(dir, "gateway"), gwBin, replicaAddr)
 	targets := []struct {
 		name, url string
 		pids      []int
@@ -277,6 +255,13 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		{"direct", "http://" + replicaAddr + "/", nil},
 		{"nginx", "http://" + nginxAddr + "/proxy/services/main/web/", []int{nginxPid}},
 		{"gateway", gw.URL + "/proxy/services/main/web/", []int{gwPid}},
+	}
+	if base := os.Getenv("DSTACK_BENCH_GW_BASELINE"); base != "" {
+		bgw, bpid := startGateway(b, filepath.Join(dir, "baseline"), base, replicaAddr)
+		targets = append(targets, struct {
+			name, url string
+			pids      []int
+		}{"baseline", bgw.URL + "/proxy/services/main/web/", []int{bpid}})
 	}
 	ticksPerSec := envInt("DSTACK_BENCH_CLK_TCK", 100)
 	for _, t := range targets {
@@ -319,6 +304,13 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	}
 	b.ReportMetric(medianOf(ratios, func(r result) float64 { return r.rps }), "gateway/nginx-rps")
 	b.ReportMetric(medianOf(ratios, func(r result) float64 { return float64(r.p99) / 1e6 }), "gateway-nginx-p99-ms")
+	if res["baseline"] != nil {
+		for i := range runs {
+			ratios[i] = result{rps: res["baseline"][i].rps / res["nginx"][i].rps, p99: res["baseline"][i].p99 - res["nginx"][i].p99}
+		}
+		b.ReportMetric(medianOf(ratios, func(r result) float64 { return r.rps }), "baseline/nginx-rps")
+		b.ReportMetric(medianOf(ratios, func(r result) float64 { return float64(r.p99) / 1e6 }), "baseline-nginx-p99-ms")
+	}
 	b.ReportMetric(float64(runs), "runs")
 	b.ReportMetric(float64(conc), "conc")
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -326,4 +318,34 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		fmt.Sscan(string(la), &l)
 		b.ReportMetric(l, "load-avg")
 	}
+}
+
+// startGateway starts the gateway program prog in dir, routing the
+// service web to the replica, and returns its client and process id.
+func startGateway(b *testing.B, dir, prog, replicaAddr string) (*gatewayproc.Client, int) {
+	b.Helper()
+	env := os.Environ()
+	if extra := os.Getenv("DSTACK_BENCH_GW_ENV"); extra != "" {
+		env = append(env, strings.Fields(extra)...)
+	}
+	gw, err := gatewayproc.Start(context.Background(), dir, prog, []string{"-listen", freeAddr(b)}, env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid := 0
+	if raw, err := os.ReadFile(filepath.Join(dir, "gateway.pid")); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+	}
+	if pid == 0 {
+		b.Fatal("the gateway wrote no gateway.pid")
+	}
+	b.Cleanup(func() {
+		if proc, err := os.FindProcess(pid); err == nil {
+			_ = proc.Kill()
+		}
+	})
+	if err := gw.Push(context.Background(), gateway.Table{Services: []gateway.Service{{Name: "web", Replicas: []string{"http://" + replicaAddr}}}}); err != nil {
+		b.Fatal(err)
+	}
+	return gw, pid
 }
