@@ -1,0 +1,117 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RateSource reports a service's request rate, as the gateway in front of
+// it measures it. The loop scales on it.
+type RateSource interface {
+	Rate(ctx context.Context, service string, window time.Duration) (Rate, error)
+}
+
+// Rate is a service's load.
+type Rate struct {
+	// RPS is the requests per second over the window.
+	RPS float64
+	// Queued is how many requests wait for a replica (a service scaled
+	// to zero): they need one at once.
+	Queued int
+}
+
+// GatewayRates reads rates from a gateway's admin API: GET /api/stats
+// with a bearer token (package gateway documents the shape). The window
+// asked for is matched with the gateway's windows: the shortest at least
+// as long, else the longest; without windows, its "rps" (60 s).
+type GatewayRates struct {
+	// URL is the admin API's base, "http://127.0.0.1:8081".
+	URL   string
+	Token string
+	// Project is the project of the services ("main" when empty).
+	Project string
+	Client  *http.Client
+}
+
+// gatewayStats is GET /api/stats's answer.
+type gatewayStats struct {
+	Services []struct {
+		Project string  `json:"project"`
+		Name    string  `json:"name"`
+		RPS     float64 `json:"rps"`
+		Queued  int     `json:"queued"`
+		Windows map[string]struct {
+			Requests float64 `json:"requests"`
+		} `json:"windows"`
+	} `json:"services"`
+}
+
+// Rate implements RateSource.
+func (g *GatewayRates) Rate(ctx context.Context, service string, window time.Duration) (Rate, error) {
+	hc := g.Client
+	if hc == nil {
+		hc = &http.Client{Timeout: 5 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(g.URL, "/")+"/api/stats", nil)
+	if err != nil {
+		return Rate{}, err
+	}
+	if g.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+g.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Rate{}, fmt.Errorf("reading the gateway's stats: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var st gatewayStats
+	if err := json.Unmarshal(body, &st); err != nil {
+		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+	}
+	project := g.Project
+	if project == "" {
+		project = "main"
+	}
+	for _, s := range st.Services {
+		if s.Name != service || (s.Project != "" && s.Project != project) {
+			continue
+		}
+		r := Rate{RPS: s.RPS, Queued: s.Queued}
+		best, bestSec, longest, longSec := "", math.MaxInt, "", 0
+		for k := range s.Windows {
+			sec, err := strconv.Atoi(k)
+			if err != nil || sec <= 0 {
+				continue
+			}
+			if sec >= int(window.Seconds()) && sec < bestSec {
+				best, bestSec = k, sec
+			}
+			if sec > longSec {
+				longest, longSec = k, sec
+			}
+		}
+		switch {
+		case best != "":
+			r.RPS = s.Windows[best].Requests / float64(bestSec)
+		case longest != "":
+			r.RPS = s.Windows[longest].Requests / float64(longSec)
+		}
+		return r, nil
+	}
+	// No request yet: the gateway lists a service once it saw one.
+	return Rate{}, nil
+}
