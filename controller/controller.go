@@ -94,6 +94,8 @@ type Loop struct {
 	// it last scaled each service.
 	firstSeen map[string]time.Time
 	lastScale map[string]time.Time
+	// lastStart is when the loop last started each scheduled task.
+	lastStart map[string]time.Time
 	// idleSince is when each fleet instance was first seen idle.
 	idleSince map[string]time.Time
 	// probeFails counts each replica's failed probe rounds in a row.
@@ -121,7 +123,7 @@ func New(opts Options) *Loop {
 	if opts.ToolVersion == "" {
 		opts.ToolVersion = "dev"
 	}
-	return &Loop{opts: opts, firstSeen: map[string]time.Time{}, lastScale: map[string]time.Time{},
+	return &Loop{opts: opts, firstSeen: map[string]time.Time{}, lastScale: map[string]time.Time{}, lastStart: map[string]time.Time{},
 		idleSince: map[string]time.Time{}, probeFails: map[string]int{}, rates: map[string]float64{}}
 }
 
@@ -324,6 +326,9 @@ func (l *Loop) afterApply(p *planner.Plan, ctl *planner.Control, now time.Time) 
 	for tok := range ctl.Recreate {
 		delete(l.probeFails, tok)
 	}
+	for addr := range ctl.Start {
+		l.lastStart[addr] = now
+	}
 	for tok := range ctl.Release {
 		delete(l.idleSince, tok)
 	}
@@ -413,6 +418,9 @@ func (l *Loop) schedule(addr string, t *lang.Task, prior *state.Resource, now ti
 	}
 	l.mu.Lock()
 	since := l.firstSeen[addr]
+	if t, ok := l.lastStart[addr]; ok && t.After(since) {
+		since = t
+	}
 	l.mu.Unlock()
 	for _, in := range prior.Instances {
 		if !providers.Ended(in.Status) {

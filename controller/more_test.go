@@ -1,0 +1,207 @@
+package controller_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/planner"
+)
+
+// TestLoopStartsScheduledTask: a task with a schedule has no job until
+// one of its cron times comes; the loop starts it then, and again at the
+// next time once it finished.
+func TestLoopStartsScheduledTask(t *testing.T) {
+	p, cloud := simProject(t)
+	cfg := p.config("type: task\nname: nightly\ncommands: [eval]\nschedule:\n  cron: \"0 3 * * *\"\n")
+	p.apply(cfg)
+	if n := len(p.state().Resource("task.nightly").Instances); n != 0 {
+		t.Fatalf("%d jobs after apply, want none before the schedule", n)
+	}
+	clk := &clock{t: time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC)}
+	l := p.loop(controller.Options{Now: clk.now})
+	if rep := tick(t, l); len(rep.Changes) != 0 {
+		t.Fatalf("tick at 02:00 changed %v", rep.Changes)
+	}
+	clk.add(61 * time.Minute)
+	rep := tick(t, l)
+	jobs := live(p.state(), "task.nightly")
+	if len(jobs) != 1 || len(rep.Changes) != 1 {
+		t.Fatalf("at 03:01: jobs %d, changes %v", len(jobs), rep.Changes)
+	}
+	if want := `task.nightly: control loop: its schedule "0 3 * * *" came at 2026-12-08T03:00:00Z`; rep.Changes[0] != want {
+		t.Errorf("change %q, want %q", rep.Changes[0], want)
+	}
+	p.noDrift(cfg)
+	clk.add(time.Hour)
+	if rep := tick(t, l); len(rep.Changes) != 0 {
+		t.Fatalf("a running scheduled task was started again: %v", rep.Changes)
+	}
+	// It ends (the machine goes; no retry): the next time starts it again.
+	if err := cloud.Interrupt(jobs[0].ProviderID, "preempted"); err != nil {
+		t.Fatal(err)
+	}
+	tick(t, l)
+	if n := len(live(p.state(), "task.nightly")); n != 0 {
+		t.Fatalf("%d live jobs after it ended, before the next time", n)
+	}
+	clk.add(24 * time.Hour)
+	if rep := tick(t, l); len(live(p.state(), "task.nightly")) != 1 {
+		t.Fatalf("the next day's time did not start it: %+v", rep)
+	}
+}
+
+// TestLoopAndApplyConcurrently: ticks of the loop and applies of changed
+// configurations run at the same time against one state; each waits for
+// the other's lock, and at the end the state and the cloud agree: every
+// live object is in the state once, and nothing the state records is
+// missing.
+func TestLoopAndApplyConcurrently(t *testing.T) {
+	p, cloud := simProject(t)
+	svc := func(n int, cmd string) string {
+		return fmt.Sprintf("type: service\nname: web\nport: 8000\ncommands: [%s]\nreplicas: %d\n---\ntype: task\nname: job\ncommands: [run]\nretry:\n  on_events: [interruption]\n", cmd, n)
+	}
+	p.apply(p.config(svc(2, "serve")))
+	l := p.loop(controller.Options{Logf: func(string, ...any) {}})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var tickErrs []error
+	ticks := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if _, err := l.Tick(ctx); err != nil && ctx.Err() == nil {
+				tickErrs = append(tickErrs, err)
+			}
+			ticks++
+			// The loop ticks every Interval; a tight loop would take
+			// the lock back before the apply's backoff asks again.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var last string
+	for i := range 12 {
+		last = svc(1+i%3, fmt.Sprintf("serve-%d", i))
+		if _, err := p.tryApply(p.config(last)); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+		// Interrupt the task's job now and then: the loop re-runs it.
+		if i%4 == 0 {
+			if js := live(p.state(), "task.job"); len(js) > 0 {
+				_ = cloud.Interrupt(js[0].ProviderID, "spot interruption")
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	if len(tickErrs) > 0 {
+		t.Fatalf("ticks failed: %v", tickErrs)
+	}
+	if ticks < 2 {
+		t.Fatalf("only %d ticks ran", ticks)
+	}
+	tick(t, l) // the last interruption, if any
+	st := p.state()
+	var inState []string
+	for _, r := range st.Resources {
+		for _, in := range r.Instances {
+			if in.Status == "running" {
+				inState = append(inState, in.ProviderID)
+			}
+		}
+	}
+	objs, err := cloud.Live()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inCloud []string
+	for _, o := range objs {
+		inCloud = append(inCloud, o.ID)
+	}
+	slices.Sort(inState)
+	slices.Sort(inCloud)
+	if !slices.Equal(inState, inCloud) {
+		t.Fatalf("state and cloud disagree:\nstate %v\ncloud %v", inState, inCloud)
+	}
+	p.noDrift(p.config(last))
+	t.Logf("%d ticks beside 12 applies; serial %d", ticks, st.Serial)
+}
+
+// TestAPI: the loop's API answers only with its token; it lists runs,
+// reports its ticks, and applies a saved plan made against the current
+// state (a stale one is refused).
+func TestAPI(t *testing.T) {
+	p, _ := simProject(t)
+	cfg := p.config("type: task\nname: train\ncommands: [train]\n")
+	p.apply(cfg)
+	l := p.loop(controller.Options{})
+	tick(t, l)
+	srv := httptest.NewServer(l.Handler("s3cret"))
+	defer srv.Close()
+	do := func(method, path, token string, body []byte) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	for _, tok := range []string{"", "wrong"} {
+		if code, _ := do("GET", "/api/runs", tok, nil); code != http.StatusUnauthorized {
+			t.Errorf("token %q: %d, want 401", tok, code)
+		}
+	}
+	code, body := do("GET", "/api/runs", "s3cret", nil)
+	var runs struct {
+		Runs []controller.RunInfo `json:"runs"`
+	}
+	if err := json.Unmarshal(body, &runs); err != nil || code != 200 || len(runs.Runs) != 1 || runs.Runs[0].Name != "train" ||
+		len(runs.Runs[0].Jobs) != 1 || runs.Runs[0].Jobs[0].Status != "running" {
+		t.Fatalf("runs: %d %s", code, body)
+	}
+	if code, body := do("GET", "/api/metrics", "s3cret", nil); code != 200 || !bytes.Contains(body, []byte(`"ticks": 1`)) {
+		t.Fatalf("metrics: %d %s", code, body)
+	}
+	// A saved plan (plan -out) that adds a second task.
+	next := p.config("type: task\nname: train\ncommands: [train]\n---\ntype: task\nname: eval\ncommands: [eval]\n")
+	pl := p.plan(next)
+	file := filepath.Join(t.TempDir(), "plan.bin")
+	if err := planner.Save(file, pl); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = do("POST", "/api/apply", "s3cret", saved)
+	if code != 200 {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	if n := len(live(p.state(), "task.eval")); n != 1 {
+		t.Fatalf("the saved plan was not applied: %d jobs of task.eval; %s", n, body)
+	}
+	p.noDrift(next)
+	// The same plan again: the state moved on since.
+	code, body = do("POST", "/api/apply", "s3cret", saved)
+	if code != http.StatusConflict || !bytes.Contains(body, []byte("stale")) {
+		t.Fatalf("stale plan: %d %s", code, body)
+	}
+}
