@@ -225,8 +225,18 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 		return rep, l.applyQueued(ctx, lease, store, snap, &rep)
 	}
 	before := map[string]int{}
+	jobs := map[string]map[string]*state.Instance{} // the runs' jobs before the refresh
 	for _, r := range st.Resources {
 		before[r.Address] = len(r.Instances)
+		if a, err := lang.ParseAddress(r.Address); err == nil && a.Kind.IsRun() {
+			jobs[r.Address] = map[string]*state.Instance{}
+			for _, in := range r.Instances {
+				if in.ProviderID != "" && !planner.Abandoned(in) {
+					cp := *in
+					jobs[r.Address][in.Token] = &cp
+				}
+			}
+		}
 	}
 	drift, err := planner.Refresh(ctx, st, l.opts.Providers, planner.RefreshOptions{Holder: lease.Info.ID, WriterGone: local.ProcessGone})
 	if err != nil {
@@ -241,6 +251,24 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	}
 	now := l.opts.Now()
 	ctl := l.observe(ctx, st, before, cfg, now)
+	// Jobs the refresh dropped because they died: what is left of them
+	// on their hosts goes too.
+	for addr, was := range jobs {
+		r := st.Resource(addr)
+		if r == nil {
+			continue
+		}
+		for _, in := range r.Instances {
+			delete(was, in.Token)
+		}
+		for _, in := range was {
+			if ctl.Remove == nil {
+				ctl.Remove = map[string][]*state.Instance{}
+			}
+			ctl.Remove[addr] = append(ctl.Remove[addr], in)
+		}
+		slices.SortFunc(ctl.Remove[addr], func(a, b *state.Instance) int { return a.Index - b.Index })
+	}
 	var targets []string
 	if len(skipped) > 0 {
 		for _, r := range cfg.Sorted() {

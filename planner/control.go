@@ -35,6 +35,11 @@ type Control struct {
 	// Start names tasks with a schedule to start now (one of their
 	// times came), and why; a finished one runs again.
 	Start map[string]string
+	// Remove are jobs the refresh dropped from a run's state because
+	// they died (a replica's container killed behind dstack's back), by
+	// the run's address: what is left of them on their host (the
+	// container, the agent's record) is removed.
+	Remove map[string][]*state.Instance
 }
 
 // starts reports whether the control starts the task at addr.
@@ -51,7 +56,7 @@ func (c *Control) touches(prior *state.Resource) bool {
 	if c == nil {
 		return false
 	}
-	if _, ok := c.Replicas[prior.Address]; ok || c.Start[prior.Address] != "" {
+	if _, ok := c.Replicas[prior.Address]; ok || c.Start[prior.Address] != "" || len(c.Remove[prior.Address]) > 0 {
 		return true
 	}
 	for _, in := range prior.Instances {
@@ -112,9 +117,19 @@ func (m *maker) controlled(c *Change, d *desired, prior *state.Resource, n int) 
 			want = left
 		}
 	}
+	dead := ctl.Remove[c.Address]
+	for _, in := range dead {
+		reasons = append(reasons, fmt.Sprintf("removes what is left of dead job %s", cmp.Or(in.ProviderID, in.Token)))
+	}
 	if len(reasons) == 0 {
 		// Nothing asked, or only what the configuration wants anyway.
 		return false
+	}
+	if want != len(live) && want == n && len(release) == 0 {
+		reasons = append([]string{fmt.Sprintf("drift: %d → %d instances", len(live), want)}, reasons...)
+	}
+	for _, in := range dead {
+		c.Steps = append(c.Steps, m.deleteStep(c.Address, in).ID)
 	}
 	c.Action = Scale
 	if len(recreate) > 0 && want == len(live) {

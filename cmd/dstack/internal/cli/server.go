@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dstackai/dstack-go/controller"
+)
+
+// serverTokenPath is where `dstack server` keeps its API token when none
+// is given: beside the local state, readable by its owner only.
+func serverTokenPath() string { return filepath.Join(dataDir, "server-token") }
+
+// serverToken is the API's token: $DSTACK_SERVER_TOKEN, else the token
+// file's (made with a new random token when missing).
+func serverToken(env Env, file string) (string, string, error) {
+	if t, ok := env.Get("DSTACK_SERVER_TOKEN"); ok && t != "" {
+		return t, "$DSTACK_SERVER_TOKEN", nil
+	}
+	if file == "" {
+		file = serverTokenPath()
+	}
+	if b, err := os.ReadFile(file); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, file, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("reading the server token: %w", err)
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	t := hex.EncodeToString(b[:])
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", "", fmt.Errorf("writing the server token: %w", err)
+	}
+	if err := os.WriteFile(file, []byte(t+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("writing the server token: %w", err)
+	}
+	return t, file, nil
+}
+
+func runServer(argv []string, s Streams, env Env) int {
+	fs := newFlagSet("server", "server [options]\n\n"+
+		"Runs the control loop of the selected state (backend and workspace), one per\n"+
+		"state, until interrupted. Every -interval it takes the state's lock for as long\n"+
+		"as it reconciles (plan and apply wait with -lock-timeout meanwhile): it makes\n"+
+		"again service replicas that died or fail their probes, re-runs runs per their\n"+
+		"retry policy, tears down fleet instances idle past idle_duration, starts tasks\n"+
+		"on their schedule, and scales services on the request rate the gateway\n"+
+		"reports (-gateway). It acts on the configuration the state records: what\n"+
+		"was applied, never files on disk.\n\n"+
+		"Its HTTP API (-listen) needs the token of -token-file or $DSTACK_SERVER_TOKEN:\n"+
+		"GET /api/runs, GET /api/runs/NAME/logs, GET /api/metrics, POST /api/apply\n"+
+		"(the body: a plan saved with plan -out).", s)
+	listen := fs.String("listen", "127.0.0.1:8480", "`address` of the HTTP API (\"\": none)")
+	tokenFile := fs.String("token-file", "", "`file` with the API token (default .dstack/server-token, made when missing)")
+	interval := fs.Duration("interval", 10*time.Second, "time between reconciliations")
+	gateway := fs.String("gateway", "", "`URL` of the gateway's admin API, whose /api/stats give the request rates services scale on")
+	gatewayProject := fs.String("gateway-project", "main", "the project the gateway serves the services under")
+	probeFailures := fs.Int("probe-failures", 3, "probe rounds in a row a replica may fail before it is replaced")
+	once := fs.Bool("once", false, "reconcile once and exit (for cron or CI)")
+	if _, err := parseFlags(fs, argv); err != nil {
+		return flagExit(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b, ws, err := openBackend(env)
+	if err != nil {
+		return fail(s, err)
+	}
+	set, err := providerSet(env)
+	if err != nil {
+		return fail(s, err)
+	}
+	var mu sync.Mutex
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(s.Stderr, "%s %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	}
+	opts := controller.Options{Backend: b, Workspace: ws, Providers: set, Interval: *interval, ProbeFailures: *probeFailures,
+		Logf: logf, Events: textEvents(s.Stderr), ToolVersion: version()}
+	if *gateway != "" {
+		tok, _ := env.Get("DSTACK_GATEWAY_ADMIN_TOKEN")
+		opts.Rates = &controller.GatewayRates{URL: *gateway, Token: tok, Project: *gatewayProject}
+	}
+	loop := controller.New(opts)
+	if *once {
+		rep, err := loop.Tick(ctx)
+		printReport(s, rep)
+		if err != nil {
+			return fail(s, err)
+		}
+		return ExitOK
+	}
+	if *listen != "" {
+		token, where, err := serverToken(env, *tokenFile)
+		if err != nil {
+			return fail(s, err)
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fail(s, fmt.Errorf("the API's address: %w", err))
+		}
+		srv := &http.Server{Handler: loop.Handler(token), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		logf("dstack server: workspace %q, every %s; API on http://%s (token in %s)", ws, *interval, ln.Addr(), where)
+	} else {
+		logf("dstack server: workspace %q, every %s", ws, *interval)
+	}
+	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fail(s, err)
+	}
+	return ExitOK
+}
+
+// printReport says what one reconciliation did.
+func printReport(s Streams, rep controller.Report) {
+	switch {
+	case rep.Waited != "":
+		fmt.Fprintf(s.Stdout, "The state is locked; nothing done this time (%s).\n", rep.Waited)
+		return
+	case len(rep.Changes) == 0 && len(rep.Drift) == 0:
+		fmt.Fprintln(s.Stdout, "Nothing to do: everything runs as applied.")
+	}
+	for _, d := range rep.Drift {
+		fmt.Fprintf(s.Stdout, "found: %s\n", d)
+	}
+	for _, c := range rep.Changes {
+		fmt.Fprintf(s.Stdout, "did: %s\n", c)
+	}
+	for addr, why := range rep.Skipped {
+		fmt.Fprintf(s.Stdout, "left alone: %s: %s\n", addr, why)
+	}
+}
