@@ -94,3 +94,83 @@ func TestRollingReplace(t *testing.T) {
 		t.Fatalf("the cloud runs %d replicas, want 3", len(live))
 	}
 }
+
+// TestPlanNotes: a plan says where a service is reached (its URL on a
+// gateway with a domain, its model's OpenAI-compatible endpoint), its
+// replica counts now and planned, and what the control loop will do on
+// its own about each resource.
+func TestPlanNotes(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": `type: gateway
+name: gw
+backend: aws
+region: us-east-1
+domain: example.com
+default: true
+---
+type: service
+name: llm
+port: 8000
+commands: [serve]
+model: llama-3
+replicas: 1..3
+scaling:
+  metric: rps
+  target: 10
+  scale_up_delay: 1m
+retry:
+  on_events: [interruption, no-capacity]
+  duration: 2h
+probes:
+  - type: http
+    url: /health
+---
+type: fleet
+name: pool
+nodes: 0..2
+idle_duration: 10m
+---
+type: task
+name: nightly
+commands: [eval]
+schedule:
+  cron: "30 2 * * *"
+max_duration: 3h
+`})
+	p := w.mustPlan(cfg, planOpts{})
+	if len(p.Services) != 1 {
+		t.Fatalf("services: %+v", p.Services)
+	}
+	want := planner.ServiceNote{Address: "service.llm", URL: "https://llm.example.com/", Model: "llama-3",
+		ModelEndpoint: "https://gateway.example.com/v1", Replicas: "1..3", Current: 0, Planned: 1}
+	if p.Services[0] != want {
+		t.Errorf("service note %+v, want %+v", p.Services[0], want)
+	}
+	got := map[string]string{}
+	for _, l := range p.Loop {
+		got[l.Address] = strings.Join(l.Does, "; ")
+	}
+	for addr, line := range map[string]string{
+		"service.llm":  "scales 1..3 on rps=10 (up after 1m, down after 10m); makes dead replicas again; replaces replicas that keep failing their probes; retries on interruption for 2h",
+		"fleet.pool":   "tears down instances idle for 10m (down to 0)",
+		"task.nightly": `starts at "30 2 * * *" UTC (next `,
+	} {
+		if !strings.HasPrefix(got[addr], line) {
+			t.Errorf("%s: the loop %q, want %q", addr, got[addr], line)
+		}
+	}
+	if !strings.HasSuffix(got["task.nightly"], "; stops it after 3h (its agent does)") {
+		t.Errorf("task.nightly: %q", got["task.nightly"])
+	}
+}
+
+// TestPlanRefusesUtilizationPolicy: a field the loop cannot enforce yet
+// is refused where it is written, not ignored.
+func TestPlanRefusesUtilizationPolicy(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": "type: task\nname: t\ncommands: [train]\nutilization_policy:\n  min_gpu_utilization: 10\n  time_window: 30m\n"})
+	_, err := w.plan(cfg, planOpts{})
+	if err == nil || !strings.Contains(err.Error(), "main.dstack.yml:5:3: task.t: ") || !strings.Contains(err.Error(), "utilization_policy needs GPU utilization metrics") {
+		t.Fatalf("plan: %v", err)
+	}
+}

@@ -125,6 +125,7 @@ func Make(in Input) (*Plan, error) {
 	slices.SortFunc(p.Changes, func(a, b *Change) int { return strings.Compare(a.Address, b.Address) })
 	m.startupOrder()
 	m.order()
+	m.notes(addrs)
 	if cyc := stepCycle(p.Steps); cyc != nil {
 		return nil, &Error{Problems: []string{"Cycle in the action graph: " + strings.Join(cyc, " → ")}}
 	}
