@@ -1,0 +1,163 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dstackai/dstack-go/agent/agentd"
+	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
+	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/local"
+	"github.com/dstackai/dstack-go/providers/local/agentproc"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/state"
+)
+
+// localSet is the local backend alone: this machine's Docker through an
+// agent the test runs.
+type localSet struct{ p *local.Provider }
+
+func (s localSet) For(string) (providers.Provider, error) { return s.p, nil }
+func (s localSet) Offers(ctx context.Context) ([]offers.Offer, error) {
+	return s.p.Offers(ctx)
+}
+
+// dockerProject is a project on the local backend, with an agent running
+// in the test process on its own directory.
+func dockerProject(t testing.TB, run string) *project {
+	t.Helper()
+	dockertest.Image(t)
+	dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
+	t.Cleanup(func() { dockertest.RemoveContainers(t, "ai.dstack.run-name="+run) })
+	dir := t.TempDir()
+	agentDir := filepath.Join(dir, "agent")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agentd.Run(ctx, []string{"-listen", "127.0.0.1:0", "-data-dir", agentDir}, io.Discard) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, ok := agentproc.Probe(ctx, agentDir); ok {
+			p := local.New(local.Options{Dir: filepath.Join(dir, "local"), ReadyTimeout: time.Minute,
+				Agent: func(context.Context) (local.Agent, error) { return c, nil }})
+			return newProject(t, localSet{p})
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const scaledService = `type: service
+name: %s
+image: dstack-test/busybox:latest
+port: 8080
+replicas: 1..3
+scaling:
+  metric: rps
+  target: 10
+  scale_up_delay: 30s
+  scale_down_delay: 1m
+probes:
+  - type: http
+    url: /index.html
+    interval: 1s
+commands:
+  - mkdir -p /www && echo "replica $DSTACK_NODE_RANK" > /www/index.html
+  - exec httpd -f -p 8080 -h /www
+`
+
+// serving counts the replicas whose published port answers.
+func serving(t testing.TB, st *state.State, addr string) int {
+	t.Helper()
+	n := 0
+	for _, in := range live(st, addr) {
+		ports, _ := in.Attributes[providers.AttrPorts].(string)
+		host, _, _ := strings.Cut(ports, ":")
+		resp, err := http.Get("http://127.0.0.1:" + host + "/index.html")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDockerAutoscale: on the local backend, a service's replicas
+// (containers) grow from 1 to 3 when the gateway's stats (a real HTTP
+// server here) report a load step, and return to 1 after the load
+// stops, each after its delay; `dstack plan` agrees at each step.
+func TestDockerAutoscale(t *testing.T) {
+	p := dockerProject(t, "scaled")
+	cfg := p.config(fmt.Sprintf(scaledService, "scaled"))
+	p.apply(cfg)
+	r := newRates(t)
+	clk := &clock{t: time.Now()}
+	l := p.loop(controller.Options{Now: clk.now, Rates: r.source()})
+	step := func(rps float64, advance time.Duration, want int) {
+		t.Helper()
+		r.set("scaled", rps)
+		clk.add(advance)
+		rep := tick(t, l)
+		st := p.state()
+		if got := len(live(st, "service.scaled")); got != want {
+			t.Fatalf("rps %v: %d replicas, want %d (%+v)", rps, got, want, rep)
+		}
+		if got := serving(t, st, "service.scaled"); got != want {
+			t.Fatalf("rps %v: %d replicas serve, want %d", rps, got, want)
+		}
+		p.noDrift(cfg)
+	}
+	step(0, 0, 1)
+	step(25, 10*time.Second, 1) // within scale_up_delay
+	step(25, 30*time.Second, 3)
+	step(2, 30*time.Second, 3) // within scale_down_delay
+	step(2, time.Minute, 1)
+	p.apply(p.config("type: task\nname: none\nimage: dstack-test/busybox:latest\ncommands: [true]\n"))
+	if n := len(live(p.state(), "service.scaled")); n != 0 {
+		t.Fatalf("%d replicas after the service was removed", n)
+	}
+}
+
+// BenchmarkScaleUp measures the time from a load step (the gateway's
+// rate jumps from one replica's worth to two's) to the new replica
+// serving: one tick of the loop (lock, refresh, plan, a container made
+// and probed, state written), then its first answer.
+func BenchmarkScaleUp(b *testing.B) {
+	p := dockerProject(b, "bench-scaled")
+	cfg := p.config(fmt.Sprintf(scaledService, "bench-scaled"))
+	p.apply(cfg)
+	r := newRates(b)
+	clk := &clock{t: time.Now()}
+	l := p.loop(controller.Options{Now: clk.now, Rates: r.source(), Logf: func(string, ...any) {}})
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		b.StopTimer()
+		r.set("bench-scaled", 5)
+		clk.add(2 * time.Minute)
+		tick(b, l) // back to 1
+		clk.add(2 * time.Minute)
+		b.StartTimer()
+		start := time.Now()
+		r.set("bench-scaled", 15)
+		tick(b, l)
+		for serving(b, p.state(), "service.bench-scaled") < 2 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(total.Seconds()/float64(n), "s/scale-up")
+}
