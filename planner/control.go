@@ -206,6 +206,13 @@ func (m *maker) notEnforced(addr string, spec lang.Spec) bool {
 	if p.UtilizationPolicy != nil {
 		bad["utilization_policy"] = "utilization_policy needs GPU utilization metrics, which no backend reports to the control loop yet"
 	}
+	if s, ok := spec.(*lang.Service); ok && s.Replicas != nil {
+		for i, g := range s.Replicas.Groups {
+			if g.Scaling != nil {
+				bad[fmt.Sprintf("replicas[%d].scaling", i)] = "a replica group's own scaling is not enforced by the control loop yet (the service's scaling is)"
+			}
+		}
+	}
 	for _, f := range slices.Sorted(maps.Keys(bad)) {
 		m.problemAt(addr, f, "%s: %s; it would be ignored. Remove it.", addr, bad[f])
 	}

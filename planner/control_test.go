@@ -174,3 +174,25 @@ func TestPlanRefusesUtilizationPolicy(t *testing.T) {
 		t.Fatalf("plan: %v", err)
 	}
 }
+
+// TestPlanRefusesGroupScaling: a replica group's own scaling, which the
+// loop does not act on, is refused where it is written.
+func TestPlanRefusesGroupScaling(t *testing.T) {
+	w := newWorld(t, nil)
+	cfg := w.config(map[string]string{"main.dstack.yml": `type: service
+name: s
+port: 8000
+commands: [serve]
+replicas:
+  - name: a
+    count: 1..2
+    commands: [serve]
+    scaling:
+      metric: rps
+      target: 5
+`})
+	_, err := w.plan(cfg, planOpts{})
+	if err == nil || !strings.Contains(err.Error(), "main.dstack.yml:") || !strings.Contains(err.Error(), "a replica group's own scaling is not enforced") {
+		t.Fatalf("plan: %v", err)
+	}
+}
