@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,8 +75,16 @@ func runServer(argv []string, s Streams, env Env) int {
 	gatewayProject := fs.String("gateway-project", "main", "the project the gateway serves the services under")
 	probeFailures := fs.Int("probe-failures", 3, "probe rounds in a row a replica may fail before it is replaced")
 	once := fs.Bool("once", false, "reconcile once and exit (for cron or CI)")
+	detach := fs.Bool("d", false, "run in the background, detached (its output in .dstack/server.log), as the CLI runs the local agent")
+	stopIt := fs.Bool("stop", false, "stop the server that -d started here")
 	if _, err := parseFlags(fs, argv); err != nil {
 		return flagExit(err)
+	}
+	switch {
+	case *stopIt:
+		return stopServer(s)
+	case *detach:
+		return startServer(s, argv)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -147,4 +157,86 @@ func printReport(s Streams, rep controller.Report) {
 	for addr, why := range rep.Skipped {
 		fmt.Fprintf(s.Stdout, "left alone: %s: %s\n", addr, why)
 	}
+}
+
+func serverPIDPath() string { return filepath.Join(dataDir, "server.pid") }
+
+// runningServer is the PID of the server -d started here, if it runs.
+func runningServer() (int, bool) {
+	b, err := os.ReadFile(serverPIDPath())
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return 0, false
+	}
+	return pid, true
+}
+
+// startServer starts `dstack server` with the same flags (less -d) in a
+// session of its own, so that it outlives this command, as the local
+// agent does; its output goes to .dstack/server.log.
+func startServer(s Streams, argv []string) int {
+	if pid, ok := runningServer(); ok {
+		fmt.Fprintf(s.Stdout, "dstack server already runs here (pid %d); stop it with dstack server -stop\n", pid)
+		return ExitOK
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(s, err)
+	}
+	var args []string
+	for _, a := range argv {
+		if a != "-d" && a != "--d" && a != "-d=true" && a != "--d=true" {
+			args = append(args, a)
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fail(s, err)
+	}
+	logPath := filepath.Join(dataDir, "server.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fail(s, fmt.Errorf("opening the server log: %w", err))
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, append([]string{"server"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fail(s, fmt.Errorf("starting dstack server: %w", err))
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	if err := os.WriteFile(serverPIDPath(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fail(s, err)
+	}
+	fmt.Fprintf(s.Stdout, "Started dstack server (pid %d); its output is in %s. Stop it with dstack server -stop.\n", pid, logPath)
+	return ExitOK
+}
+
+// stopServer stops the server -d started here (SIGTERM: a tick in
+// flight finishes and releases the lock).
+func stopServer(s Streams) int {
+	pid, ok := runningServer()
+	if !ok {
+		fmt.Fprintln(s.Stdout, "No dstack server runs here.")
+		return ExitOK
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fail(s, fmt.Errorf("stopping dstack server (pid %d): %w", pid, err))
+	}
+	for range 200 {
+		if syscall.Kill(pid, 0) != nil {
+			_ = os.Remove(serverPIDPath())
+			fmt.Fprintf(s.Stdout, "Stopped dstack server (pid %d).\n", pid)
+			return ExitOK
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fail(s, fmt.Errorf("dstack server (pid %d) did not stop within 10s", pid))
 }
