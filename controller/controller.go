@@ -246,28 +246,40 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 		rep.Drift = append(rep.Drift, d.Message)
 	}
 	cfg, skipped := planner.RecordedConfig(st)
+	dead, stopped := l.dropped(ctx, st, jobs)
+	if len(stopped) > 0 {
+		// Their records stay, as stopped, so that every tick (of this
+		// process or the next) leaves them alone, and what refresh found
+		// about them is no drift to record.
+		for addr, why := range stopped {
+			r := st.Resource(addr)
+			for _, in := range jobs[addr] {
+				in.Status = providers.StatusStopped
+				r.Instances = append(r.Instances, in)
+			}
+			slices.SortFunc(r.Instances, func(a, b *state.Instance) int { return a.Index - b.Index })
+			if a, err := lang.ParseAddress(addr); err == nil {
+				delete(cfg.Resources, a)
+			}
+			skipped[addr] = "its jobs were stopped on purpose (" + why + "); the loop leaves it alone until it is applied again"
+		}
+		kept := drift[:0]
+		rep.Drift = nil
+		for _, d := range drift {
+			if _, ok := stopped[d.Address]; !ok {
+				kept = append(kept, d)
+				rep.Drift = append(rep.Drift, d.Message)
+			}
+		}
+		drift = kept
+	}
 	if len(skipped) > 0 {
 		rep.Skipped = skipped
 	}
 	now := l.opts.Now()
 	ctl := l.observe(ctx, st, before, cfg, now)
-	// Jobs the refresh dropped because they died: what is left of them
-	// on their hosts goes too.
-	for addr, was := range jobs {
-		r := st.Resource(addr)
-		if r == nil {
-			continue
-		}
-		for _, in := range r.Instances {
-			delete(was, in.Token)
-		}
-		for _, in := range was {
-			if ctl.Remove == nil {
-				ctl.Remove = map[string][]*state.Instance{}
-			}
-			ctl.Remove[addr] = append(ctl.Remove[addr], in)
-		}
-		slices.SortFunc(ctl.Remove[addr], func(a, b *state.Instance) int { return a.Index - b.Index })
+	if len(dead) > 0 {
+		ctl.Remove = dead
 	}
 	var targets []string
 	if len(skipped) > 0 {
@@ -524,4 +536,56 @@ func (l *Loop) autoscale(ctx context.Context, addr string, s *lang.Service, prio
 	case want != cur:
 		l.logf("%s: %s after the delay (%s since the last scaling)", addr, reason, now.Sub(last).Round(time.Second))
 	}
+}
+
+// dropped sorts the jobs the refresh dropped from the runs' state (jobs
+// holds each run's jobs before it; afterwards, only those it dropped)
+// into those that died, whose leftovers
+// (container, agent record) the plan removes, and runs with a job that
+// was stopped on purpose (by dstack stop, max_duration, inactivity: its
+// provider says "stopped"), which the loop leaves alone: making them
+// again would undo the stop.
+func (l *Loop) dropped(ctx context.Context, st *state.State, jobs map[string]map[string]*state.Instance) (dead map[string][]*state.Instance, stopped map[string]string) {
+	dead, stopped = map[string][]*state.Instance{}, map[string]string{}
+	byBackend := map[string][]string{}
+	for addr, was := range jobs {
+		r := st.Resource(addr)
+		if r == nil {
+			delete(jobs, addr)
+			continue
+		}
+		for _, in := range r.Instances {
+			delete(was, in.Token)
+		}
+		for _, in := range was {
+			byBackend[in.Provider] = append(byBackend[in.Provider], in.Token)
+		}
+	}
+	found := map[string]providers.Object{}
+	for b, tokens := range byBackend {
+		prov, err := l.opts.Providers.For(b)
+		if err != nil {
+			continue
+		}
+		objs, err := prov.Describe(ctx, tokens)
+		if err != nil {
+			l.logf("asking the %s backend how its dropped jobs ended: %v", b, err)
+			continue
+		}
+		maps.Copy(found, objs)
+	}
+	for addr, was := range jobs {
+		for _, in := range was {
+			if o, ok := found[in.Token]; ok && o.Status == providers.StatusStopped {
+				stopped[addr] = cmp.Or(o.Reason, "stopped")
+				continue
+			}
+			dead[addr] = append(dead[addr], in)
+		}
+		slices.SortFunc(dead[addr], func(a, b *state.Instance) int { return a.Index - b.Index })
+		if len(dead[addr]) == 0 {
+			delete(dead, addr)
+		}
+	}
+	return dead, stopped
 }

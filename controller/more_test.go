@@ -11,12 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dstackai/dstack-go/controller"
 	"github.com/dstackai/dstack-go/planner"
+	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/providers/offers"
+	"github.com/dstackai/dstack-go/providers/sim"
 )
 
 // TestLoopStartsScheduledTask: a task with a schedule has no job until
@@ -203,5 +207,85 @@ func TestAPI(t *testing.T) {
 	code, body = do("POST", "/api/apply", "s3cret", saved)
 	if code != http.StatusConflict || !bytes.Contains(body, []byte("stale")) {
 		t.Fatalf("stale plan: %d %s", code, body)
+	}
+}
+
+// stopper is the simulated cloud whose provider reports some jobs as
+// stopped on purpose (as an agent reports a job stopped by dstack stop
+// or max_duration), which the simulated cloud itself never does.
+type stopper struct {
+	providers.Provider
+	mu      sync.Mutex
+	stopped map[string]bool
+}
+
+func (s *stopper) stop(token string) { s.mu.Lock(); s.stopped[token] = true; s.mu.Unlock() }
+
+func (s *stopper) Describe(ctx context.Context, tokens []string) (map[string]providers.Object, error) {
+	objs, err := s.Provider.Describe(ctx, tokens)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, o := range objs {
+		if s.stopped[t] {
+			o.Status, o.Reason = providers.StatusStopped, "on request"
+			objs[t] = o
+		}
+	}
+	return objs, err
+}
+
+type stopperSet struct{ s *stopper }
+
+func (ss stopperSet) For(string) (providers.Provider, error) { return ss.s, nil }
+func (ss stopperSet) Offers(ctx context.Context) ([]offers.Offer, error) {
+	return ss.s.Offers(ctx)
+}
+
+// TestLoopLeavesStoppedRunAlone: a service whose replica was stopped on
+// purpose is not made again by the loop, tick after tick and across a
+// restart of the loop, though the loop writes the state for other
+// resources meanwhile; once applied again, the loop keeps it again.
+func TestLoopLeavesStoppedRunAlone(t *testing.T) {
+	c, err := sim.Open(filepath.Join(t.TempDir(), "sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	st := &stopper{Provider: c, stopped: map[string]bool{}}
+	p := newProject(t, stopperSet{st})
+	cfg := p.config("type: service\nname: web\nport: 8000\ncommands: [serve]\nreplicas: 2\n---\n" +
+		"type: task\nname: job\ncommands: [run]\nretry:\n  on_events: [interruption]\n")
+	p.apply(cfg)
+	web := live(p.state(), "service.web")
+	st.stop(web[1].Token)
+	job := live(p.state(), "task.job")[0]
+	if err := c.Interrupt(job.ProviderID, "spot interruption"); err != nil {
+		t.Fatal(err)
+	}
+	l := p.loop(controller.Options{})
+	rep := tick(t, l)
+	if len(rep.Changes) != 1 || !strings.HasPrefix(rep.Changes[0], "task.job:") {
+		t.Fatalf("changes %v, want only the task's re-run", rep.Changes)
+	}
+	if !strings.Contains(rep.Skipped["service.web"], "stopped on purpose (on request)") {
+		t.Fatalf("skipped %v", rep.Skipped)
+	}
+	ins := p.state().Resource("service.web").Instances
+	if len(ins) != 2 || ins[1].Status != providers.StatusStopped || ins[1].Token != web[1].Token {
+		t.Fatalf("service.web in state after the tick: %+v", ins)
+	}
+	// A new loop (a restart) leaves it alone too, and writes nothing.
+	serial := p.state().Serial
+	rep = tick(t, p.loop(controller.Options{}))
+	if len(rep.Changes) != 0 || len(rep.Drift) != 0 || p.state().Serial != serial {
+		t.Fatalf("a restarted loop acted: %+v (serial %d → %d)", rep, serial, p.state().Serial)
+	}
+	// Applied again: the replica is made again, and the loop keeps it.
+	p.apply(cfg)
+	if n := len(live(p.state(), "service.web")); n != 2 {
+		t.Fatalf("after apply: %d replicas", n)
+	}
+	if rep := tick(t, l); len(rep.Changes) != 0 || len(rep.Skipped) != 0 {
+		t.Fatalf("after apply the loop did %+v", rep)
 	}
 }
