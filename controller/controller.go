@@ -96,6 +96,9 @@ type Loop struct {
 	lastScale map[string]time.Time
 	// lastStart is when the loop last started each scheduled task.
 	lastStart map[string]time.Time
+	// lowSince is when each job's GPUs were first seen under its run's
+	// utilization_policy.
+	lowSince map[string]time.Time
 	// idleSince is when each fleet instance was first seen idle.
 	idleSince map[string]time.Time
 	// probeFails counts each replica's failed probe rounds in a row.
@@ -124,7 +127,7 @@ func New(opts Options) *Loop {
 		opts.ToolVersion = "dev"
 	}
 	return &Loop{opts: opts, firstSeen: map[string]time.Time{}, lastScale: map[string]time.Time{}, lastStart: map[string]time.Time{},
-		idleSince: map[string]time.Time{}, probeFails: map[string]int{}, rates: map[string]float64{}}
+		idleSince: map[string]time.Time{}, lowSince: map[string]time.Time{}, probeFails: map[string]int{}, rates: map[string]float64{}}
 }
 
 // Report is what one tick did.
@@ -369,6 +372,9 @@ func (l *Loop) afterApply(p *planner.Plan, ctl *planner.Control, now time.Time) 
 	for addr := range ctl.Start {
 		l.lastStart[addr] = now
 	}
+	for tok := range ctl.Stop {
+		delete(l.lowSince, tok)
+	}
 	for tok := range ctl.Release {
 		delete(l.idleSince, tok)
 	}
@@ -379,7 +385,7 @@ func (l *Loop) afterApply(p *planner.Plan, ctl *planner.Control, now time.Time) 
 // before counts each resource's instances before the refresh.
 func (l *Loop) observe(ctx context.Context, st *state.State, before map[string]int, cfg *lang.Config, now time.Time) *planner.Control {
 	ctl := &planner.Control{Replicas: map[string]planner.Want{}, Recreate: map[string]string{},
-		Release: map[string]string{}, Start: map[string]string{}}
+		Release: map[string]string{}, Start: map[string]string{}, Stop: map[string]string{}}
 	l.mu.Lock()
 	for _, r := range cfg.Sorted() {
 		if _, ok := l.firstSeen[r.Address.String()]; !ok {
@@ -393,6 +399,9 @@ func (l *Loop) observe(ctx context.Context, st *state.State, before map[string]i
 		prior := st.Resource(addr)
 		if prior == nil {
 			continue
+		}
+		if _, p := runParts(r.Spec); p != nil && p.UtilizationPolicy != nil {
+			l.utilization(ctx, addr, p.UtilizationPolicy, prior, now, ctl)
 		}
 		switch s := r.Spec.(type) {
 		case *lang.Service:
@@ -588,4 +597,71 @@ func (l *Loop) dropped(ctx context.Context, st *state.State, jobs map[string]map
 		}
 	}
 	return dead, stopped
+}
+
+func runParts(spec lang.Spec) (*lang.RunConfig, *lang.Profile) {
+	switch s := spec.(type) {
+	case *lang.Task:
+		return &s.RunConfig, &s.Profile
+	case *lang.Service:
+		return &s.RunConfig, &s.Profile
+	case *lang.DevEnvironment:
+		return &s.RunConfig, &s.Profile
+	}
+	return nil, nil
+}
+
+// utilization stops a run whose jobs' GPUs all stayed under the policy's
+// utilization for its time window, as their hosts' agents measure it
+// (each tick samples it once). Jobs without GPUs do not count; a run
+// none of whose jobs reports GPUs is left running.
+func (l *Loop) utilization(ctx context.Context, addr string, u *lang.UtilizationPolicy, prior *state.Resource, now time.Time, ctl *planner.Control) {
+	window := time.Duration(u.TimeWindow) * time.Second
+	var running []*state.Instance
+	allLow, withGPUs := true, 0
+	for _, in := range prior.Instances {
+		if in.Status != providers.StatusRunning || in.ProviderID == "" {
+			continue
+		}
+		running = append(running, in)
+		prov, err := l.opts.Providers.For(in.Provider)
+		if err != nil {
+			continue
+		}
+		mr, ok := prov.(providers.MetricsReader)
+		if !ok {
+			l.logf("%s: utilization_policy: the %s backend reports no GPU utilization", addr, in.Provider)
+			return
+		}
+		m, err := mr.JobMetrics(ctx, in.ProviderID)
+		if err != nil {
+			l.logf("%s[%d]: reading its GPU utilization: %v", addr, in.Index, err)
+			return
+		}
+		if len(m.GPUs) == 0 {
+			continue
+		}
+		withGPUs++
+		top := 0.0
+		for _, g := range m.GPUs {
+			top = max(top, g.UtilizationPercent)
+		}
+		l.mu.Lock()
+		if top >= float64(u.MinGPUUtilization) {
+			delete(l.lowSince, in.Token)
+			allLow = false
+		} else if _, ok := l.lowSince[in.Token]; !ok {
+			l.lowSince[in.Token] = now
+		}
+		if since := l.lowSince[in.Token]; since.IsZero() || now.Sub(since) < window {
+			allLow = false
+		}
+		l.mu.Unlock()
+	}
+	if withGPUs == 0 || !allLow {
+		return
+	}
+	for _, in := range running {
+		ctl.Stop[in.Token] = fmt.Sprintf("its GPUs stayed under %d%% utilization for %s (utilization_policy)", u.MinGPUUtilization, window)
+	}
 }

@@ -7,8 +7,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 
 	"github.com/dstackai/dstack-go/agent/agentd"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
@@ -160,4 +164,93 @@ func BenchmarkScaleUp(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(total.Seconds()/float64(n), "s/scale-up")
+}
+
+// gpuHost is the local backend on a machine whose jobs report GPUs: this
+// machine has none, so their utilization is what the test sets; every
+// other call, stopping the job included, is the local backend's own.
+type gpuHost struct {
+	*local.Provider
+	mu   sync.Mutex
+	util float64
+}
+
+func (g *gpuHost) set(u float64) { g.mu.Lock(); g.util = u; g.mu.Unlock() }
+
+func (g *gpuHost) JobMetrics(ctx context.Context, id string) (providers.Metrics, error) {
+	m, err := g.Provider.JobMetrics(ctx, id)
+	if err != nil {
+		return m, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m.GPUs = []providers.GPUMetrics{{UUID: "GPU-test-0", UtilizationPercent: g.util, MemoryUsedMB: 1024}}
+	return m, nil
+}
+
+type gpuSet struct{ g *gpuHost }
+
+func (s gpuSet) For(string) (providers.Provider, error) { return s.g, nil }
+func (s gpuSet) Offers(ctx context.Context) ([]offers.Offer, error) {
+	return s.g.Offers(ctx)
+}
+
+// TestDockerUtilizationPolicy: a task whose GPUs stay under its
+// utilization_policy's minimum for the time window is stopped by the
+// loop (its container stops); above it, or within the window, it runs on.
+func TestDockerUtilizationPolicy(t *testing.T) {
+	p := dockerProject(t, "idlegpu")
+	lp := p.set.(set).Set.(localSet).p
+	g := &gpuHost{Provider: lp}
+	p.set = set{gpuSet{g}}
+	cfg := p.config(`type: task
+name: idlegpu
+image: dstack-test/busybox:latest
+commands: ["sleep 600"]
+stop_duration: 1s
+utilization_policy:
+  min_gpu_utilization: 10
+  time_window: 1m
+`)
+	p.apply(cfg)
+	clk := &clock{t: time.Now()}
+	l := p.loop(controller.Options{Now: clk.now})
+	step := func(util float64, advance time.Duration, stopped bool) {
+		t.Helper()
+		g.set(util)
+		clk.add(advance)
+		rep := tick(t, l)
+		if got := len(rep.Changes) == 1 && strings.Contains(rep.Changes[0], "stops job 0: its GPUs stayed under 10% utilization for 1m0s (utilization_policy)"); got != stopped {
+			t.Fatalf("GPU at %v%% after %s: changes %v, want stopped %v", util, advance, rep.Changes, stopped)
+		}
+	}
+	step(50, 0, false)
+	step(5, 30*time.Second, false)  // under since now
+	step(50, 45*time.Second, false) // back above: the window starts again
+	step(5, 10*time.Second, false)
+	step(5, 59*time.Second, false)
+	step(5, 2*time.Second, true)
+	c := dockertest.Client(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := c.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "ai.dstack.run-name=idlegpu"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d containers of the task still run", len(list))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rep := tick(t, l); len(rep.Changes) != 0 {
+		t.Fatalf("after the stop the loop did %v", rep.Changes)
+	}
+	jobs := l.State().Resource("task.idlegpu").Instances
+	if len(jobs) != 1 || jobs[0].Status != providers.StatusStopped {
+		t.Fatalf("the task's job after the stop: %d jobs, status %q", len(jobs), jobs[0].Status)
+	}
+	p.noDrift(cfg)
 }

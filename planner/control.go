@@ -40,6 +40,9 @@ type Control struct {
 	// the run's address: what is left of them on their host (the
 	// container, the agent's record) is removed.
 	Remove map[string][]*state.Instance
+	// Stop names running jobs (by token) to stop, and why (their run's
+	// utilization_policy).
+	Stop map[string]string
 }
 
 // starts reports whether the control starts the task at addr.
@@ -60,7 +63,7 @@ func (c *Control) touches(prior *state.Resource) bool {
 		return true
 	}
 	for _, in := range prior.Instances {
-		if c.Recreate[in.Token] != "" || c.Release[in.Token] != "" {
+		if c.Recreate[in.Token] != "" || c.Release[in.Token] != "" || c.Stop[in.Token] != "" {
 			return true
 		}
 	}
@@ -116,6 +119,24 @@ func (m *maker) controlled(c *Change, d *desired, prior *state.Resource, n int) 
 		if len(release) > 0 {
 			want = left
 		}
+	}
+	var stops []*state.Instance
+	var why []string
+	for _, in := range live {
+		if r := ctl.Stop[in.Token]; r != "" && in.ProviderID != "" {
+			stops = append(stops, in)
+			why = append(why, fmt.Sprintf("stops job %d: %s", in.Index, r))
+		}
+	}
+	if len(stops) > 0 {
+		// The run ends: nothing else is asked of it.
+		c.Action, c.Reason = Update, "control loop: "+strings.Join(why, "; ")
+		for _, in := range stops {
+			s := m.newStep(&Step{Op: OpStop, Address: c.Address, Index: in.Index, Kind: instanceKind(in), Backend: in.Provider,
+				Token: in.Token, ProviderID: in.ProviderID, HostStep: -1})
+			c.Steps = append(c.Steps, s.ID)
+		}
+		return true
 	}
 	dead := ctl.Remove[c.Address]
 	for _, in := range dead {
@@ -203,9 +224,6 @@ func (m *maker) notEnforced(addr string, spec lang.Spec) bool {
 		return false
 	}
 	bad := map[string]string{}
-	if p.UtilizationPolicy != nil {
-		bad["utilization_policy"] = "utilization_policy needs GPU utilization metrics, which no backend reports to the control loop yet"
-	}
 	if s, ok := spec.(*lang.Service); ok && s.Replicas != nil {
 		for i, g := range s.Replicas.Groups {
 			if g.Scaling != nil {

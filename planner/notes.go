@@ -195,6 +195,9 @@ func (m *maker) loopDoes(spec lang.Spec) []string {
 			does = append(does, line)
 		}
 	}
+	if u := p.UtilizationPolicy; u != nil {
+		does = append(does, fmt.Sprintf("stops it when its GPUs stay under %d%% utilization for %s", u.MinGPUUtilization, short(int(u.TimeWindow))))
+	}
 	if p.MaxDuration != nil && *p.MaxDuration > 0 {
 		does = append(does, fmt.Sprintf("stops it after %s (its agent does)", short(int(*p.MaxDuration))))
 	}
