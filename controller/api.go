@@ -24,6 +24,7 @@ import (
 //
 //	GET  /api/runs                the runs and their jobs, as the last tick saw them
 //	GET  /api/runs/NAME/logs      a run's output (?job=INDEX, default 0; ?since=BYTE)
+//	GET  /api/runs/NAME/metrics   each running job's CPU, memory and GPU use, from its host's agent
 //	GET  /api/metrics             the loop's ticks, what they did, the request rates read
 //	POST /api/apply               a saved plan (the file `dstack plan -out` writes) as
 //	                              the body: the next tick applies it, under the lock, if
@@ -32,6 +33,7 @@ func (l *Loop) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/runs", l.handleRuns)
 	mux.HandleFunc("GET /api/runs/{name}/logs", l.handleLogs)
+	mux.HandleFunc("GET /api/runs/{name}/metrics", l.handleRunMetrics)
 	mux.HandleFunc("GET /api/metrics", l.handleMetrics)
 	mux.HandleFunc("POST /api/apply", l.handleApply)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -249,4 +251,65 @@ func (l *Loop) applySaved(ctx context.Context, lease *state.Lease, store *planne
 		return err
 	}
 	return res.Err()
+}
+
+// JobMetrics is one job in GET /api/runs/NAME/metrics.
+type JobMetrics struct {
+	Index      int      `json:"index"`
+	CPUPercent float64  `json:"cpu_percent"`
+	MemoryMB   int64    `json:"memory_mb"`
+	GPUs       []GPUUse `json:"gpus,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// GPUUse is one GPU of a job.
+type GPUUse struct {
+	UUID               string  `json:"uuid"`
+	UtilizationPercent float64 `json:"utilization_percent"`
+	MemoryUsedMB       int64   `json:"memory_used_mb"`
+}
+
+func (l *Loop) handleRunMetrics(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	st := l.State()
+	var res *state.Resource
+	if st != nil {
+		for _, k := range []lang.Kind{lang.KindTask, lang.KindService, lang.KindDevEnvironment} {
+			if x := st.Resource(string(k) + "." + name); x != nil {
+				res = x
+			}
+		}
+	}
+	if res == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no run %q", name)})
+		return
+	}
+	planner.Recall(st, l.opts.Providers)
+	out := []JobMetrics{}
+	for _, in := range res.Instances {
+		if in.Status != providers.StatusRunning || in.ProviderID == "" {
+			continue
+		}
+		jm := JobMetrics{Index: in.Index}
+		prov, err := l.opts.Providers.For(in.Provider)
+		mr, ok := prov.(providers.MetricsReader)
+		switch {
+		case err != nil:
+			jm.Error = err.Error()
+		case !ok:
+			jm.Error = fmt.Sprintf("the %s backend reports no metrics", in.Provider)
+		default:
+			m, err := mr.JobMetrics(r.Context(), in.ProviderID)
+			if err != nil {
+				jm.Error = err.Error()
+			}
+			jm.CPUPercent, jm.MemoryMB = m.CPUPercent, m.MemoryMB
+			for _, g := range m.GPUs {
+				jm.GPUs = append(jm.GPUs, GPUUse{UUID: g.UUID, UtilizationPercent: g.UtilizationPercent, MemoryUsedMB: g.MemoryUsedMB})
+			}
+		}
+		out = append(out, jm)
+	}
+	slices.SortFunc(out, func(a, b JobMetrics) int { return a.Index - b.Index })
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
 }

@@ -2,9 +2,11 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -76,6 +78,7 @@ probes:
     interval: 1s
 commands:
   - mkdir -p /www && echo "replica $DSTACK_NODE_RANK" > /www/index.html
+  - echo serving from the container
   - exec httpd -f -p 8080 -h /www
 `
 
@@ -124,6 +127,33 @@ func TestDockerAutoscale(t *testing.T) {
 		p.noDrift(cfg)
 	}
 	step(0, 0, 1)
+	// The API: the run's output and its job's use, from the agent.
+	srv := httptest.NewServer(l.Handler("tok"))
+	defer srv.Close()
+	get := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %s", path, resp.Status, b)
+		}
+		return string(b)
+	}
+	if out := get("/api/runs/scaled/logs"); !strings.Contains(out, "serving from the container") {
+		t.Errorf("logs: %q", out)
+	}
+	var m struct {
+		Jobs []controller.JobMetrics `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(get("/api/runs/scaled/metrics")), &m); err != nil || len(m.Jobs) != 1 || m.Jobs[0].Error != "" || m.Jobs[0].Index != 0 {
+		t.Errorf("metrics: %+v, %v", m, err)
+	}
 	step(25, 10*time.Second, 1) // within scale_up_delay
 	step(25, 30*time.Second, 3)
 	step(2, 30*time.Second, 3) // within scale_down_delay

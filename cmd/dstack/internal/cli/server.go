@@ -66,7 +66,8 @@ func runServer(argv []string, s Streams, env Env) int {
 		"reports (-gateway). It acts on the configuration the state records: what\n"+
 		"was applied, never files on disk.\n\n"+
 		"Its HTTP API (-listen) needs the token of -token-file or $DSTACK_SERVER_TOKEN:\n"+
-		"GET /api/runs, GET /api/runs/NAME/logs, GET /api/metrics, POST /api/apply\n"+
+		"GET /api/runs, GET /api/runs/NAME/logs, GET /api/runs/NAME/metrics,\n"+
+		"GET /api/metrics, POST /api/apply\n"+
 		"(the body: a plan saved with plan -out).", s)
 	listen := fs.String("listen", "127.0.0.1:8480", "`address` of the HTTP API (\"\": none)")
 	tokenFile := fs.String("token-file", "", "`file` with the API token (default .dstack/server-token, made when missing)")
