@@ -77,6 +77,12 @@ type Options struct {
 	Now func() time.Time
 	// Logf reports what the loop does (nothing when nil).
 	Logf func(format string, args ...any)
+	// Config, when set, loads the configuration files (the directory the
+	// server runs in): a resource whose loaded configuration is the one
+	// the state records (the same hash) is planned from the file, with
+	// its sensitive values, which the state holds masked. Anything else
+	// in the files (not applied yet) is ignored.
+	Config func() (*lang.Config, error)
 	// Events receives the apply events of the loop's plans.
 	Events      func(planner.Event)
 	ToolVersion string
@@ -249,6 +255,20 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 		rep.Drift = append(rep.Drift, d.Message)
 	}
 	cfg, skipped := planner.RecordedConfig(st)
+	if l.opts.Config != nil {
+		loaded, err := l.opts.Config()
+		if err != nil {
+			l.logf("loading the configuration files (the recorded configuration serves): %v", err)
+		}
+		if loaded != nil {
+			for a, r := range loaded.Resources {
+				if prior := st.Resource(a.String()); prior != nil && prior.ConfigHash != "" && r.Hash() == prior.ConfigHash {
+					cfg.Resources[a] = r
+					delete(skipped, a.String())
+				}
+			}
+		}
+	}
 	dead, stopped := l.dropped(ctx, st, jobs)
 	if len(stopped) > 0 {
 		// Their records stay, as stopped, so that every tick (of this

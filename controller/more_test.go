@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
@@ -287,5 +288,42 @@ func TestLoopLeavesStoppedRunAlone(t *testing.T) {
 	}
 	if rep := tick(t, l); len(rep.Changes) != 0 || len(rep.Skipped) != 0 {
 		t.Fatalf("after apply the loop did %+v", rep)
+	}
+}
+
+// TestLoopSensitiveValuesFromFiles: the state holds a registry password
+// masked, so from the state alone the loop leaves the service alone;
+// given the configuration files it was applied from, unchanged, it makes
+// a lost replica again; a file edited since (not applied) is not used.
+func TestLoopSensitiveValuesFromFiles(t *testing.T) {
+	p, cloud := simProject(t)
+	src := "type: service\nname: web\nport: 8000\ncommands: [serve]\nreplicas: 2\nimage: registry.example.com/web:1\n" +
+		"registry_auth:\n  username: ci\n  password: hunter2\n"
+	cfg := p.config(src)
+	p.apply(cfg)
+	lose := func() {
+		t.Helper()
+		js := live(p.state(), "service.web")
+		if err := cloud.Interrupt(js[len(js)-1].ProviderID, "machine failure"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lose()
+	rep := tick(t, p.loop(controller.Options{}))
+	if len(rep.Changes) != 0 || !strings.Contains(rep.Skipped["service.web"], "sensitive values") {
+		t.Fatalf("without the files: %+v", rep)
+	}
+	files := func() (*lang.Config, error) { return p.config(src), nil }
+	rep = tick(t, p.loop(controller.Options{Config: files}))
+	if len(rep.Changes) != 1 || len(live(p.state(), "service.web")) != 2 {
+		t.Fatalf("with the files: %+v, %d replicas", rep, len(live(p.state(), "service.web")))
+	}
+	p.noDrift(cfg)
+	// Edited, not applied: not the configuration the state records.
+	lose()
+	edited := strings.Replace(src, "hunter2", "hunter3", 1)
+	rep = tick(t, p.loop(controller.Options{Config: func() (*lang.Config, error) { return p.config(edited), nil }}))
+	if len(rep.Changes) != 0 || rep.Skipped["service.web"] == "" {
+		t.Fatalf("with edited files: %+v", rep)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/load"
 )
 
 // serverTokenPath is where `dstack server` keeps its API token when none
@@ -76,6 +78,7 @@ func runServer(argv []string, s Streams, env Env) int {
 	gatewayProject := fs.String("gateway-project", "main", "the project the gateway serves the services under")
 	probeFailures := fs.Int("probe-failures", 3, "probe rounds in a row a replica may fail before it is replaced")
 	once := fs.Bool("once", false, "reconcile once and exit (for cron or CI)")
+	configDir := fs.String("config", ".", "`DIR` of the configuration files, which give the values the state holds masked (sensitive ones) for what was applied from them unchanged (\"\": none)")
 	detach := fs.Bool("d", false, "run in the background, detached (its output in .dstack/server.log), as the CLI runs the local agent")
 	stopIt := fs.Bool("stop", false, "stop the server that -d started here")
 	if _, err := parseFlags(fs, argv); err != nil {
@@ -108,6 +111,16 @@ func runServer(argv []string, s Streams, env Env) int {
 	if *gateway != "" {
 		tok, _ := env.Get("DSTACK_GATEWAY_ADMIN_TOKEN")
 		opts.Rates = &controller.GatewayRates{URL: *gateway, Token: tok, Project: *gatewayProject}
+	}
+	if *configDir != "" {
+		dir := *configDir
+		opts.Config = func() (*lang.Config, error) {
+			cfg, diags := load.Path(dir, load.Options{Environ: env})
+			if diags.HasErrors() {
+				return nil, diags.Err()
+			}
+			return cfg, nil
+		}
 	}
 	loop := controller.New(opts)
 	if *once {
