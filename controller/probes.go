@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dstackai/dstack-go/lang"
@@ -32,6 +33,10 @@ func (l *Loop) probeReplicas(ctx context.Context, s *lang.Service, prior *state.
 	if len(probes) == 0 || s.Port == nil {
 		return
 	}
+	// Each replica is probed at once beside the others, so that a tick
+	// (which holds the state's lock) waits for one probe timeout at most.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for _, in := range prior.Instances {
 		if in.Status != providers.StatusRunning || in.ProviderID == "" {
 			continue
@@ -45,27 +50,34 @@ func (l *Loop) probeReplicas(ctx context.Context, s *lang.Service, prior *state.
 			l.logf("%s[%d]: %v", prior.Address, in.Index, err)
 			continue
 		}
-		var failed error
-		for i, p := range probes {
-			if err := sendProbe(ctx, hc, base, p); err != nil {
-				failed = fmt.Errorf("probe %d (%s %s): %w", i, strings.ToUpper(cmp.Or(p.Method, "get")), cmp.Or(p.URL, "/"), err)
-				break
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var failed error
+			for i, p := range probes {
+				if err := sendProbe(ctx, hc, base, p); err != nil {
+					failed = fmt.Errorf("probe %d (%s %s): %w", i, strings.ToUpper(cmp.Or(p.Method, "get")), cmp.Or(p.URL, "/"), err)
+					break
+				}
 			}
-		}
-		l.mu.Lock()
-		if failed == nil {
-			delete(l.probeFails, in.Token)
+			l.mu.Lock()
+			if failed == nil {
+				delete(l.probeFails, in.Token)
+				l.mu.Unlock()
+				return
+			}
+			l.probeFails[in.Token]++
+			n := l.probeFails[in.Token]
 			l.mu.Unlock()
-			continue
-		}
-		l.probeFails[in.Token]++
-		n := l.probeFails[in.Token]
-		l.mu.Unlock()
-		l.logf("%s[%d]: %v (%d of %d in a row)", prior.Address, in.Index, failed, n, l.opts.ProbeFailures)
-		if n >= l.opts.ProbeFailures {
-			ctl.Recreate[in.Token] = fmt.Sprintf("%v, %d times in a row", failed, n)
-		}
+			l.logf("%s[%d]: %v (%d of %d in a row)", prior.Address, in.Index, failed, n, l.opts.ProbeFailures)
+			if n >= l.opts.ProbeFailures {
+				mu.Lock()
+				ctl.Recreate[in.Token] = fmt.Sprintf("%v, %d times in a row", failed, n)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // publishedPort is the host port a job publishes its container port on.

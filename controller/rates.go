@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -38,6 +40,13 @@ type GatewayRates struct {
 	// Project is the project of the services ("main" when empty).
 	Project string
 	Client  *http.Client
+	// MaxAge is how long one read of the stats serves every service's
+	// rate (a tick asks for each service in turn); zero: every call reads.
+	MaxAge time.Duration
+
+	mu      sync.Mutex
+	fetched time.Time
+	stats   *gatewayStats
 }
 
 // gatewayStats is GET /api/stats's answer.
@@ -55,37 +64,54 @@ type gatewayStats struct {
 
 // Rate implements RateSource.
 func (g *GatewayRates) Rate(ctx context.Context, service string, window time.Duration) (Rate, error) {
+	st, err := g.read(ctx)
+	if err != nil {
+		return Rate{}, err
+	}
+	return st.rate(cmp.Or(g.Project, "main"), service, window), nil
+}
+
+// read returns the gateway's stats, read again once older than MaxAge.
+func (g *GatewayRates) read(ctx context.Context) (*gatewayStats, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stats != nil && time.Since(g.fetched) < g.MaxAge {
+		return g.stats, nil
+	}
 	hc := g.Client
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(g.URL, "/")+"/api/stats", nil)
 	if err != nil {
-		return Rate{}, err
+		return nil, err
 	}
 	if g.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+g.Token)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+		return nil, fmt.Errorf("reading the gateway's stats: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+		return nil, fmt.Errorf("reading the gateway's stats: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Rate{}, fmt.Errorf("reading the gateway's stats: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("reading the gateway's stats: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	var st gatewayStats
 	if err := json.Unmarshal(body, &st); err != nil {
-		return Rate{}, fmt.Errorf("reading the gateway's stats: %w", err)
+		return nil, fmt.Errorf("reading the gateway's stats: %w", err)
 	}
-	project := g.Project
-	if project == "" {
-		project = "main"
-	}
+	g.stats, g.fetched = &st, time.Now()
+	return &st, nil
+}
+
+// rate is one service's rate over the window: from the shortest of the
+// gateway's windows at least as long, else its longest, else its rps.
+func (st *gatewayStats) rate(project, service string, window time.Duration) Rate {
 	for _, s := range st.Services {
 		if s.Name != service || (s.Project != "" && s.Project != project) {
 			continue
@@ -110,8 +136,8 @@ func (g *GatewayRates) Rate(ctx context.Context, service string, window time.Dur
 		case longest != "":
 			r.RPS = s.Windows[longest].Requests / float64(longSec)
 		}
-		return r, nil
+		return r
 	}
 	// No request yet: the gateway lists a service once it saw one.
-	return Rate{}, nil
+	return Rate{}
 }

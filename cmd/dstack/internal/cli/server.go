@@ -110,7 +110,7 @@ func runServer(argv []string, s Streams, env Env) int {
 		Logf: logf, Events: textEvents(s.Stderr), ToolVersion: version()}
 	if *gateway != "" {
 		tok, _ := env.Get("DSTACK_GATEWAY_ADMIN_TOKEN")
-		opts.Rates = &controller.GatewayRates{URL: *gateway, Token: tok, Project: *gatewayProject}
+		opts.Rates = &controller.GatewayRates{URL: *gateway, Token: tok, Project: *gatewayProject, MaxAge: time.Second}
 	}
 	if *configDir != "" {
 		dir := *configDir
