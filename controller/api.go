@@ -248,7 +248,7 @@ func (l *Loop) applySaved(ctx context.Context, lease *state.Lease, store *planne
 	}
 	res, err := l.apply(ctx, lease, store, p)
 	if err != nil {
-		return err
+		return fmt.Errorf("applying the saved plan: %w", err)
 	}
 	return res.Err()
 }

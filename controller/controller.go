@@ -220,7 +220,7 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	store := &planner.Store{Backend: l.opts.Backend, Workspace: l.opts.Workspace, LockID: lease.Info.ID}
 	snap, _, err := planner.Recover(ctx, store, l.opts.ToolVersion)
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("reading the state: %w", err)
 	}
 	if snap == nil {
 		return rep, l.applyQueued(ctx, lease, store, nil, &rep)
@@ -249,7 +249,7 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	}
 	drift, err := planner.Refresh(ctx, st, l.opts.Providers, planner.RefreshOptions{Holder: lease.Info.ID, WriterGone: local.ProcessGone})
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("refreshing: %w", err)
 	}
 	for _, d := range drift {
 		rep.Drift = append(rep.Drift, d.Message)
@@ -334,7 +334,7 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	l.logf("applying: %s", strings.Join(append(slices.Clone(rep.Changes), rep.Drift...), "; "))
 	res, err := l.apply(ctx, lease, store, p)
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("applying: %w", err)
 	}
 	l.afterApply(p, ctl, now)
 	if res.State != nil {
