@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dstackai/dstack-go/lang/load"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/sim"
@@ -186,5 +187,49 @@ replicas:
 	_, err := w.plan(cfg, planOpts{})
 	if err == nil || !strings.Contains(err.Error(), "main.dstack.yml:") || !strings.Contains(err.Error(), "a replica group's own scaling is not enforced") {
 		t.Fatalf("plan: %v", err)
+	}
+}
+
+// TestRecordedConfigOfExamples: after each example converged, the
+// configuration the state records is every resource (but those with
+// sensitive values, which the state holds masked) exactly as applied,
+// and a plan of it, as the control loop makes, changes nothing.
+func TestRecordedConfigOfExamples(t *testing.T) {
+	dirs, err := load.ConfigDirs("../examples")
+	if err != nil || len(dirs) < 10 {
+		t.Fatalf("examples: %v %v", dirs, err)
+	}
+	for _, d := range dirs {
+		t.Run(filepath.Base(d), func(t *testing.T) {
+			w := newWorld(t, nil)
+			cfg, diags := load.Path(d, load.Options{})
+			if diags.HasErrors() {
+				t.Fatal(diags.Err())
+			}
+			w.converge(cfg)
+			rec, skipped := planner.RecordedConfig(w.state())
+			for _, r := range cfg.Sorted() {
+				addr := r.Address.String()
+				if why, ok := skipped[addr]; ok {
+					if len(r.SensitivePaths()) == 0 {
+						t.Errorf("%s left out: %s", addr, why)
+					}
+					continue
+				}
+				if got := rec.Resources[r.Address]; got == nil || got.Hash() != r.Hash() {
+					t.Errorf("%s: recorded configuration differs from the applied one", addr)
+				}
+			}
+			var targets []string
+			for _, r := range rec.Sorted() {
+				targets = append(targets, r.Address.String())
+			}
+			if len(targets) == 0 {
+				return
+			}
+			if p := w.mustPlan(rec, planOpts{targets: targets}); !p.Empty() {
+				t.Errorf("a plan of the recorded configuration changes:\n%s", describe(p))
+			}
+		})
 	}
 }
