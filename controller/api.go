@@ -224,6 +224,7 @@ func (l *Loop) applyQueued(ctx context.Context, lease *state.Lease, store *plann
 			store.Version = snap.Version
 			rep.Serial = snap.State.Serial
 			l.setState(snap.State)
+			l.publish(ctx, snap.State)
 		}
 		out.Report = *rep
 		pa.done <- out

@@ -83,6 +83,11 @@ type Options struct {
 	// its sensitive values, which the state holds masked. Anything else
 	// in the files (not applied yet) is ignored.
 	Config func() (*lang.Config, error)
+	// Publish, when set, is called with the state after every tick that
+	// changed it, so that what routes requests to the replicas (the
+	// gateway) follows what the loop did. Its error is reported; the tick
+	// stands.
+	Publish func(ctx context.Context, st *state.State) error
 	// Events receives the apply events of the loop's plans.
 	Events      func(planner.Event)
 	ToolVersion string
@@ -340,6 +345,7 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	if res.State != nil {
 		rep.Serial = res.State.Serial
 		l.setState(res.State)
+		l.publish(ctx, res.State)
 	}
 	return rep, res.Err()
 }
@@ -348,6 +354,16 @@ func (l *Loop) apply(ctx context.Context, lease *state.Lease, store *planner.Sto
 	info := lease.Info
 	return planner.Apply(ctx, p, store, l.opts.Providers, planner.ApplyOptions{Events: l.opts.Events, ToolVersion: l.opts.ToolVersion,
 		Fence: lease, Holder: planner.Holder{Lock: info.ID, Host: info.Host, PID: info.PID}})
+}
+
+// publish hands the state to Options.Publish.
+func (l *Loop) publish(ctx context.Context, st *state.State) {
+	if l.opts.Publish == nil {
+		return
+	}
+	if err := l.opts.Publish(ctx, st); err != nil {
+		l.logf("publishing the services' replicas: %v", err)
+	}
 }
 
 func (l *Loop) setState(st *state.State) {

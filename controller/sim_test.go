@@ -13,6 +13,7 @@ import (
 
 	"github.com/dstackai/dstack-go/controller"
 	"github.com/dstackai/dstack-go/providers"
+	"github.com/dstackai/dstack-go/state"
 )
 
 // clock is a settable clock for the loop's delays.
@@ -199,7 +200,11 @@ scaling:
 	}
 	r := newRates(t)
 	clk := &clock{t: time.Now()}
-	l := p.loop(controller.Options{Now: clk.now, Rates: r.source()})
+	var published []int // the replicas of each state handed to the gateway
+	l := p.loop(controller.Options{Now: clk.now, Rates: r.source(), Publish: func(_ context.Context, st *state.State) error {
+		published = append(published, len(live(st, "service.web")))
+		return nil
+	}})
 	replicas := func() int { return len(live(p.state(), "service.web")) }
 	step := func(rps float64, advance time.Duration, want int) {
 		t.Helper()
@@ -218,6 +223,10 @@ scaling:
 	step(5, 30*time.Second, 3)            // within scale_down_delay
 	step(5, 2*time.Minute, 1)             // after it
 	step(0, 2*time.Minute+time.Second, 0) // to zero
+	// Handed to the gateway after each tick that scaled: 1, 3, 1, 0.
+	if fmt.Sprint(published) != "[1 3 1 0]" {
+		t.Errorf("published replica counts %v, want [1 3 1 0]", published)
+	}
 	if got := l.Rates()["service.web"]; got != 0 {
 		t.Errorf("last rate read %v, want 0", got)
 	}
