@@ -110,6 +110,9 @@ type Loop struct {
 	// lowSince is when each job's GPUs were first seen under its run's
 	// utilization_policy.
 	lowSince map[string]time.Time
+	// deaths counts the times in a row each run's jobs died and were made
+	// again, for the backoff of one that keeps dying.
+	deaths map[string]deaths
 	// idleSince is when each fleet instance was first seen idle.
 	idleSince map[string]time.Time
 	// probeFails counts each replica's failed probe rounds in a row.
@@ -138,7 +141,7 @@ func New(opts Options) *Loop {
 		opts.ToolVersion = "dev"
 	}
 	return &Loop{opts: opts, firstSeen: map[string]time.Time{}, lastScale: map[string]time.Time{}, lastStart: map[string]time.Time{},
-		idleSince: map[string]time.Time{}, lowSince: map[string]time.Time{}, probeFails: map[string]int{}, rates: map[string]float64{}}
+		idleSince: map[string]time.Time{}, deaths: map[string]deaths{}, lowSince: map[string]time.Time{}, probeFails: map[string]int{}, rates: map[string]float64{}}
 }
 
 // Report is what one tick did.
@@ -275,26 +278,39 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 		}
 	}
 	dead, stopped := l.dropped(ctx, st, jobs)
-	if len(stopped) > 0 {
-		// Their records stay, as stopped, so that every tick (of this
-		// process or the next) leaves them alone, and what refresh found
-		// about them is no drift to record.
-		for addr, why := range stopped {
-			r := st.Resource(addr)
-			for _, in := range jobs[addr] {
-				in.Status = providers.StatusStopped
-				r.Instances = append(r.Instances, in)
-			}
-			slices.SortFunc(r.Instances, func(a, b *state.Instance) int { return a.Index - b.Index })
-			if a, err := lang.ParseAddress(addr); err == nil {
-				delete(cfg.Resources, a)
-			}
-			skipped[addr] = "its jobs were stopped on purpose (" + why + "); the loop leaves it alone until it is applied again"
+	now := l.opts.Now()
+	// Runs left alone this tick: their dropped jobs' records stay (with
+	// the status given), so that later ticks, of this process or the
+	// next, find them again, and what refresh found about them is no
+	// drift to record yet.
+	held := map[string]bool{}
+	hold := func(addr, status, why string) {
+		r := st.Resource(addr)
+		for _, in := range jobs[addr] {
+			in.Status = status
+			r.Instances = append(r.Instances, in)
 		}
+		slices.SortFunc(r.Instances, func(a, b *state.Instance) int { return a.Index - b.Index })
+		if a, err := lang.ParseAddress(addr); err == nil {
+			delete(cfg.Resources, a)
+		}
+		delete(dead, addr)
+		skipped[addr] = why
+		held[addr] = true
+	}
+	for addr, why := range stopped {
+		hold(addr, providers.StatusStopped, "its jobs were stopped on purpose ("+why+"); the loop leaves it alone until it is applied again")
+	}
+	for addr := range dead {
+		if wait, n := l.crashWait(addr, now); wait > 0 {
+			hold(addr, providers.StatusFailed, fmt.Sprintf("its replicas died %d times in a row; the next attempt in %s", n, wait.Round(time.Second)))
+		}
+	}
+	if len(held) > 0 {
 		kept := drift[:0]
 		rep.Drift = nil
 		for _, d := range drift {
-			if _, ok := stopped[d.Address]; !ok {
+			if !held[d.Address] {
 				kept = append(kept, d)
 				rep.Drift = append(rep.Drift, d.Message)
 			}
@@ -304,7 +320,6 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 	if len(skipped) > 0 {
 		rep.Skipped = skipped
 	}
-	now := l.opts.Now()
 	ctl := l.observe(ctx, st, before, cfg, now)
 	if len(dead) > 0 {
 		ctl.Remove = dead
@@ -410,6 +425,15 @@ func (l *Loop) afterApply(p *planner.Plan, ctl *planner.Control, now time.Time) 
 	}
 	for tok := range ctl.Stop {
 		delete(l.lowSince, tok)
+	}
+	for addr := range ctl.Remove {
+		d := l.deaths[addr]
+		if now.Sub(d.last) > deathMemory {
+			d.n = 0
+		}
+		d.n++
+		d.last = now
+		l.deaths[addr] = d
 	}
 	for tok := range ctl.Release {
 		delete(l.idleSince, tok)
@@ -700,4 +724,33 @@ func (l *Loop) utilization(ctx context.Context, addr string, u *lang.Utilization
 	for _, in := range running {
 		ctl.Stop[in.Token] = fmt.Sprintf("its GPUs stayed under %d%% utilization for %s (utilization_policy)", u.MinGPUUtilization, window)
 	}
+}
+
+type deaths struct {
+	n    int
+	last time.Time
+}
+
+// Backoff of a run whose jobs keep dying: after deathsFree deaths in a
+// row (each within deathMemory of the one before), the next attempt
+// waits deathBackoff, doubled each time, up to deathBackoffMax.
+const (
+	deathsFree      = 3
+	deathMemory     = 10 * time.Minute
+	deathBackoff    = 30 * time.Second
+	deathBackoffMax = 10 * time.Minute
+)
+
+// crashWait is how long the loop still waits before making a run's dead
+// jobs again, and how many times in a row they died.
+func (l *Loop) crashWait(addr string, now time.Time) (time.Duration, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.deaths[addr]
+	if d.n < deathsFree || now.Sub(d.last) > deathMemory {
+		return 0, d.n
+	}
+	wait := deathBackoff << min(d.n-deathsFree, 5)
+	wait = min(wait, deathBackoffMax)
+	return max(d.last.Add(wait).Sub(now), 0), d.n
 }

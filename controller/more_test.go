@@ -327,3 +327,55 @@ func TestLoopSensitiveValuesFromFiles(t *testing.T) {
 		t.Fatalf("with edited files: %+v", rep)
 	}
 }
+
+// TestLoopBacksOffDyingReplicas: a replica that dies again and again is
+// made again at once three times, then only after a wait that doubles;
+// meanwhile the run is left alone, its dead job still recorded.
+func TestLoopBacksOffDyingReplicas(t *testing.T) {
+	p, cloud := simProject(t)
+	cfg := p.config("type: service\nname: web\nport: 8000\ncommands: [serve]\n")
+	p.apply(cfg)
+	clk := &clock{t: time.Now()}
+	l := p.loop(controller.Options{Now: clk.now})
+	die := func() {
+		t.Helper()
+		js := live(p.state(), "service.web")
+		if len(js) != 1 {
+			t.Fatalf("%d replicas", len(js))
+		}
+		if err := cloud.Interrupt(js[0].ProviderID, "crashed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remade := func(want bool) {
+		t.Helper()
+		before := live(p.state(), "service.web")[0].Token
+		rep := tick(t, l)
+		js := live(p.state(), "service.web")
+		got := len(js) == 1 && js[0].Token != before
+		if got != want {
+			t.Fatalf("remade %v, want %v: %+v", got, want, rep)
+		}
+	}
+	for range 3 {
+		die()
+		clk.add(time.Second)
+		remade(true)
+	}
+	die()
+	clk.add(time.Second)
+	remade(false)
+	rep := tick(t, l)
+	if !strings.Contains(rep.Skipped["service.web"], "its replicas died 3 times in a row; the next attempt in 29s") || len(rep.Drift) != 0 {
+		t.Fatalf("while waiting: %+v", rep)
+	}
+	clk.add(30 * time.Second)
+	remade(true)
+	p.noDrift(cfg)
+	// The fourth death waits twice as long.
+	die()
+	clk.add(59 * time.Second)
+	remade(false)
+	clk.add(2 * time.Second)
+	remade(true)
+}
