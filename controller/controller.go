@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/dstackai/dstack-go/lang"
+	"github.com/dstackai/dstack-go/lang/interp"
 	"github.com/dstackai/dstack-go/planner"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/state"
@@ -88,7 +89,12 @@ type Options struct {
 	// gateway) follows what the loop did. Its error is reported; the tick
 	// stands.
 	Publish func(ctx context.Context, st *state.State) error
-	// Events receives the apply events of the loop's plans.
+	// OpenSecrets opens the named secrets of st (the team's key is the
+	// caller's) for the jobs of a plan that references them; nil: a plan
+	// that references secrets fails.
+	OpenSecrets func(st *state.State, names []string) (map[string]string, error)
+	// Events receives the apply events of the loop's plans, secret
+	// values hidden.
 	Events      func(planner.Event)
 	ToolVersion string
 }
@@ -367,8 +373,50 @@ func (l *Loop) Tick(ctx context.Context) (rep Report, err error) {
 
 func (l *Loop) apply(ctx context.Context, lease *state.Lease, store *planner.Store, p *planner.Plan) (*planner.Result, error) {
 	info := lease.Info
-	return planner.Apply(ctx, p, store, l.opts.Providers, planner.ApplyOptions{Events: l.opts.Events, ToolVersion: l.opts.ToolVersion,
-		Fence: lease, Holder: planner.Holder{Lock: info.ID, Host: info.Host, PID: info.PID}})
+	vals, err := l.secrets(p)
+	if err != nil {
+		return nil, err
+	}
+	events := l.opts.Events
+	if r := lang.Scrubber(append(p.SensitiveValues(), slices.Collect(maps.Values(vals))...)); r != nil && events != nil {
+		next := events
+		events = func(e planner.Event) {
+			e.Message, e.ID = r.Replace(e.Message), r.Replace(e.ID)
+			next(e)
+		}
+	}
+	return planner.Apply(ctx, p, store, l.opts.Providers, planner.ApplyOptions{Events: events, ToolVersion: l.opts.ToolVersion,
+		Fence: lease, Holder: planner.Holder{Lock: info.ID, Host: info.Host, PID: info.PID}, Secrets: vals})
+}
+
+// secrets opens the secrets the jobs of p reference.
+func (l *Loop) secrets(p *planner.Plan) (map[string]string, error) {
+	var names []string
+	for _, c := range p.Changes {
+		if len(c.Spec) == 0 || c.Action == planner.Delete {
+			continue
+		}
+		_, uses, err := interp.CheckSpec(c.Spec, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Address, err)
+		}
+		for _, u := range uses {
+			if u.Ref.Namespace == interp.NSSecrets && !slices.Contains(names, u.Ref.Name) {
+				names = append(names, u.Ref.Name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if l.opts.OpenSecrets == nil {
+		return nil, fmt.Errorf("the runs reference secrets (%s), and this server was given no key to open them", strings.Join(names, ", "))
+	}
+	vals, err := l.opts.OpenSecrets(p.Prior, names)
+	if err != nil {
+		return nil, fmt.Errorf("opening the secrets the runs reference: %w", err)
+	}
+	return vals, nil
 }
 
 // publish hands the state to Options.Publish.

@@ -29,6 +29,8 @@ type project struct {
 	dir     string
 	backend *local.Backend
 	set     controller.Providers
+	// secrets are the opened secrets the applies give the jobs.
+	secrets map[string]string
 }
 
 func newProject(t testing.TB, ps providers.Set) *project {
@@ -163,7 +165,7 @@ func (p *project) tryApply(cfg *lang.Config) (*planner.Result, error) {
 	if pl.Empty() {
 		return &planner.Result{State: prior}, nil
 	}
-	return planner.Apply(ctx, pl, store, p.set, planner.ApplyOptions{ToolVersion: "test", Fence: lease,
+	return planner.Apply(ctx, pl, store, p.set, planner.ApplyOptions{ToolVersion: "test", Fence: lease, Secrets: p.secrets,
 		Holder: planner.Holder{Lock: lease.Info.ID, PID: os.Getpid()}})
 }
 

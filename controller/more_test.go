@@ -22,6 +22,8 @@ import (
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/offers"
 	"github.com/dstackai/dstack-go/providers/sim"
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/secrets"
 )
 
 // TestLoopStartsScheduledTask: a task with a schedule has no job until
@@ -378,4 +380,84 @@ func TestLoopBacksOffDyingReplicas(t *testing.T) {
 	remade(false)
 	clk.add(2 * time.Second)
 	remade(true)
+}
+
+// creates is the simulated cloud, noting the configuration each job is
+// made from.
+type creates struct {
+	providers.Provider
+	mu    sync.Mutex
+	specs []string
+}
+
+func (c *creates) Create(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
+	c.mu.Lock()
+	c.specs = append(c.specs, string(req.Spec))
+	c.mu.Unlock()
+	return c.Provider.Create(ctx, req)
+}
+
+func (c *creates) last() string { c.mu.Lock(); defer c.mu.Unlock(); return c.specs[len(c.specs)-1] }
+
+type createsSet struct{ c *creates }
+
+func (s createsSet) For(string) (providers.Provider, error) { return s.c, nil }
+func (s createsSet) Offers(ctx context.Context) ([]offers.Offer, error) {
+	return s.c.Offers(ctx)
+}
+
+// TestLoopOpensSecrets: a task whose env references a secret is re-run
+// by the loop with the secret opened for its job (the state keeps the
+// reference, sealed value apart); a loop given no key says so and makes
+// nothing.
+func TestLoopOpensSecrets(t *testing.T) {
+	c, err := sim.Open(filepath.Join(t.TempDir(), "sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	rec := &creates{Provider: c}
+	p := newProject(t, createsSet{rec})
+	key, err := secrets.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The team's secret, sealed in the state (as dstack secret set does).
+	st := state.New("test")
+	if err := secrets.Set(st, key, "HF_TOKEN", "hf_s3cr3t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.backend.Write(context.Background(), state.DefaultWorkspace, st, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.secrets = map[string]string{"HF_TOKEN": "hf_s3cr3t"}
+	cfg := p.config("type: task\nname: train\ncommands: [train]\nenv:\n  - HF_TOKEN=${{ secrets.HF_TOKEN }}\nretry:\n  on_events: [interruption]\n")
+	p.apply(cfg)
+	job := live(p.state(), "task.train")[0]
+	if err := c.Interrupt(job.ProviderID, "spot interruption"); err != nil {
+		t.Fatal(err)
+	}
+	made := len(rec.specs)
+	_, err = p.loop(controller.Options{}).Tick(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the runs reference secrets (HF_TOKEN), and this server was given no key") || len(rec.specs) != made {
+		t.Fatalf("without a key: %v, %d jobs made", err, len(rec.specs)-made)
+	}
+	var events []string
+	l := p.loop(controller.Options{
+		OpenSecrets: func(st *state.State, names []string) (map[string]string, error) { return secrets.Open(st, key, names) },
+		Events:      func(e planner.Event) { events = append(events, e.Message) },
+	})
+	if rep := tick(t, l); len(rep.Changes) != 1 {
+		t.Fatalf("with the key: %+v", rep)
+	}
+	if !strings.Contains(rec.last(), `"HF_TOKEN":"hf_s3cr3t"`) {
+		t.Fatalf("the job was made from %s", rec.last())
+	}
+	if strings.Contains(strings.Join(events, "\n"), "hf_s3cr3t") {
+		t.Fatal("an event shows the secret's value")
+	}
+	if strings.Contains(fmt.Sprint(p.state().Resource("task.train").Attributes), "hf_s3cr3t") {
+		t.Fatal("the state holds the secret's value")
+	}
+	p.noDrift(cfg)
 }

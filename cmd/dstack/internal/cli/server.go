@@ -21,6 +21,8 @@ import (
 	"github.com/dstackai/dstack-go/controller"
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/load"
+	"github.com/dstackai/dstack-go/state"
+	"github.com/dstackai/dstack-go/state/secrets"
 )
 
 // serverTokenPath is where `dstack server` keeps its API token when none
@@ -121,6 +123,14 @@ func runServer(argv []string, s Streams, env Env) int {
 			}
 			return cfg, nil
 		}
+	}
+	// The runs' secrets, opened with the team's key when a job is made.
+	opts.OpenSecrets = func(st *state.State, names []string) (map[string]string, error) {
+		k, err := loadKey(env)
+		if err != nil {
+			return nil, err
+		}
+		return secrets.Open(st, k.Key, names)
 	}
 	loop := controller.New(opts)
 	if *once {
