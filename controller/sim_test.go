@@ -64,7 +64,7 @@ func TestLoopRetriesInterruptedTask(t *testing.T) {
 			if len(jobs) != 1 || jobs[0].ProviderID == first[0].ProviderID {
 				t.Fatalf("the loop did not run the task again: live jobs %v; report %+v", jobs, rep)
 			}
-			if !strings.Contains(strings.Join(rep.Changes, "\n"), "task.train: the task's jobs failed and retry allows another attempt") {
+			if !strings.Contains(strings.Join(rep.Changes, "\n"), "task.train: the task's job was interrupted and retry on interruption allows another attempt") {
 				t.Errorf("changes: %v", rep.Changes)
 			}
 			objs, err := cloud.Describe(context.Background(), []string{jobs[0].Token})
