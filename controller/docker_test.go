@@ -19,6 +19,8 @@ import (
 	"github.com/dstackai/dstack-go/agent/agentd"
 	"github.com/dstackai/dstack-go/agent/runtime/docker/dockertest"
 	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/gateway"
+	"github.com/dstackai/dstack-go/gateway/gatewayproc"
 	"github.com/dstackai/dstack-go/providers"
 	"github.com/dstackai/dstack-go/providers/local"
 	"github.com/dstackai/dstack-go/providers/local/agentproc"
@@ -281,6 +283,128 @@ utilization_policy:
 	jobs := l.State().Resource("task.idlegpu").Instances
 	if len(jobs) != 1 || jobs[0].Status != providers.StatusStopped {
 		t.Fatalf("the task's job after the stop: %d jobs, status %q", len(jobs), jobs[0].Status)
+	}
+	p.noDrift(cfg)
+}
+
+// TestDockerAutoscaleThroughGateway: the real gateway (in this process,
+// on loopback) routes to the service's replicas and counts its requests;
+// a bounded burst of requests through it makes the loop grow the service
+// from 1 to 3 replicas, which the loop publishes to the gateway, and
+// once the gateway's window has no requests left, back to 1. Every
+// request of the burst is answered.
+func TestDockerAutoscaleThroughGateway(t *testing.T) {
+	p := dockerProject(t, "gwscaled")
+	cfg := p.config(`type: service
+name: gwscaled
+image: dstack-test/busybox:latest
+port: 8080
+auth: false
+replicas: 1..3
+scaling:
+  metric: rps
+  target: 1
+  window: 30s
+  scale_up_delay: 0s
+  scale_down_delay: 0s
+probes:
+  - type: http
+    url: /index.html
+    interval: 1s
+commands:
+  - mkdir -p /www && echo "hello" > /www/index.html
+  - exec httpd -f -p 8080 -h /www
+`)
+	p.apply(cfg)
+	gw := gateway.New(gateway.Options{})
+	pub := httptest.NewServer(gw)
+	defer pub.Close()
+	admin := httptest.NewServer(gw.AdminHandler("admin-token"))
+	defer admin.Close()
+	publish := func(_ context.Context, st *state.State) error {
+		tbl, _, err := gatewayproc.Routes(st)
+		if err != nil {
+			return err
+		}
+		return gw.SetTable(tbl)
+	}
+	if err := publish(context.Background(), p.state()); err != nil {
+		t.Fatal(err)
+	}
+	replicas := func() int {
+		for _, s := range gw.Table().Services {
+			if s.Name == "gwscaled" {
+				return len(s.Replicas)
+			}
+		}
+		return 0
+	}
+	if n := replicas(); n != 1 {
+		t.Fatalf("the gateway routes to %d replicas, want 1", n)
+	}
+	l := p.loop(controller.Options{Rates: &controller.GatewayRates{URL: admin.URL, Token: "admin-token"}, Publish: publish})
+	if resp, err := http.Get(pub.URL + "/proxy/services/main/gwscaled/index.html"); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("through the gateway: %s %s (table %+v)", resp.Status, b, gw.Table())
+		}
+	}
+	// A bounded burst on loopback: 150 requests, 5 at a time, is 5 rps
+	// over the 30 s window, 5 replicas' worth at 1 rps each: 3 (the max).
+	url := pub.URL + "/proxy/services/main/gwscaled/index.html"
+	var failed int
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sem := make(chan struct{}, 5)
+	for range 150 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			resp, err := http.Get(url)
+			ok := err == nil && resp.StatusCode == http.StatusOK
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !ok {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed > 0 {
+		t.Fatalf("%d of 150 requests through the gateway failed", failed)
+	}
+	rep := tick(t, l)
+	if n := len(live(p.state(), "service.gwscaled")); n != 3 || replicas() != 3 {
+		t.Fatalf("after the burst: %d replicas, the gateway routes to %d; %+v", n, replicas(), rep)
+	}
+	p.noDrift(cfg)
+	// Each replica answers through the gateway.
+	for i := range 6 {
+		resp, err := http.Get(url)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d after scaling: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	// The load has stopped: once the window holds no request, back to 1.
+	deadline := time.Now().Add(45 * time.Second)
+	for replicas() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d replicas after the load stopped", replicas())
+		}
+		time.Sleep(2 * time.Second)
+		tick(t, l)
+	}
+	if n := len(live(p.state(), "service.gwscaled")); n != 1 {
+		t.Fatalf("%d replicas in the state", n)
 	}
 	p.noDrift(cfg)
 }

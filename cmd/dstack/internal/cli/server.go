@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dstackai/dstack-go/controller"
+	"github.com/dstackai/dstack-go/gateway/gatewayproc"
 	"github.com/dstackai/dstack-go/lang"
 	"github.com/dstackai/dstack-go/lang/load"
 	"github.com/dstackai/dstack-go/state"
@@ -76,7 +77,7 @@ func runServer(argv []string, s Streams, env Env) int {
 	listen := fs.String("listen", "127.0.0.1:8480", "`address` of the HTTP API (\"\": none)")
 	tokenFile := fs.String("token-file", "", "`file` with the API token (default .dstack/server-token, made when missing)")
 	interval := fs.Duration("interval", 10*time.Second, "time between reconciliations")
-	gateway := fs.String("gateway", "", "`URL` of the gateway's admin API, whose /api/stats give the request rates services scale on")
+	gateway := fs.String("gateway", "", "`URL` of the gateway's admin API, whose /api/stats give the request rates services scale on (token in $DSTACK_GATEWAY_ADMIN_TOKEN); default: this machine's gateway, which the loop also keeps routing to the replicas it makes")
 	gatewayProject := fs.String("gateway-project", "main", "the project the gateway serves the services under")
 	probeFailures := fs.Int("probe-failures", 3, "probe rounds in a row a replica may fail before it is replaced")
 	once := fs.Bool("once", false, "reconcile once and exit (for cron or CI)")
@@ -113,6 +114,15 @@ func runServer(argv []string, s Streams, env Env) int {
 	if *gateway != "" {
 		tok, _ := env.Get("DSTACK_GATEWAY_ADMIN_TOKEN")
 		opts.Rates = &controller.GatewayRates{URL: *gateway, Token: tok, Project: *gatewayProject, MaxAge: time.Second}
+	} else {
+		// This machine's gateway, which apply starts for the local
+		// backend: its rates, and its routes after each of the loop's
+		// changes.
+		opts.Rates = &localGatewayRates{dir: gatewayproc.Dir(env.Get), project: *gatewayProject}
+		opts.Publish = func(ctx context.Context, st *state.State) error {
+			_, _, err := gatewayproc.Publish(ctx, st, env)
+			return err
+		}
 	}
 	if *configDir != "" {
 		dir := *configDir
@@ -263,4 +273,29 @@ func stopServer(s Streams) int {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fail(s, fmt.Errorf("dstack server (pid %d) did not stop within 10s", pid))
+}
+
+// localGatewayRates reads the rates of this machine's gateway, found
+// through its directory's files at each tick (it may start, or start
+// again on another address, while the server runs).
+type localGatewayRates struct {
+	dir, project string
+	addr         string
+	g            *controller.GatewayRates
+}
+
+func (r *localGatewayRates) Rate(ctx context.Context, service string, window time.Duration) (controller.Rate, error) {
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(r.dir, name))
+		return strings.TrimSpace(string(b))
+	}
+	addr, tok := read("admin.addr"), read("admin.token")
+	if addr == "" || tok == "" {
+		return controller.Rate{}, fmt.Errorf("no gateway runs on this machine (%s); dstack apply starts it for a service, or give -gateway URL", r.dir)
+	}
+	if r.g == nil || addr != r.addr {
+		r.addr = addr
+		r.g = &controller.GatewayRates{URL: "http://" + addr, Token: tok, Project: r.project, MaxAge: time.Second}
+	}
+	return r.g.Rate(ctx, service, window)
 }
