@@ -207,6 +207,8 @@ func (v *validator) profile(p *Profile) {
 		for i, c := range s.Cron {
 			if f := strings.Fields(c); len(f) != 5 {
 				v.valueErrorf(fmt.Sprintf("schedule.cron[%d]", i), fmt.Sprintf("Invalid cron expression %q", c), "A cron expression has five fields: minute hour day-of-month month day-of-week.")
+			} else if _, err := ParseCron(c); err != nil {
+				v.valueErrorf(fmt.Sprintf("schedule.cron[%d]", i), fmt.Sprintf("Invalid cron expression %q", c), "%v.", err)
 			}
 		}
 		if len(s.Cron) == 0 {

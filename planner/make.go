@@ -59,6 +59,9 @@ type Input struct {
 	Drift []Drift
 	// Now is the time retry windows are measured at; zero: the clock.
 	Now time.Time
+	// Control is what the control loop asks beyond the configuration
+	// (see control.go); nil for a plan made by hand.
+	Control *Control
 }
 
 // Error lists every reason a plan could not be made.
@@ -122,6 +125,7 @@ func Make(in Input) (*Plan, error) {
 	slices.SortFunc(p.Changes, func(a, b *Change) int { return strings.Compare(a.Address, b.Address) })
 	m.startupOrder()
 	m.order()
+	m.notes(addrs)
 	if cyc := stepCycle(p.Steps); cyc != nil {
 		return nil, &Error{Problems: []string{"Cycle in the action graph: " + strings.Join(cyc, " → ")}}
 	}
@@ -341,6 +345,9 @@ func (m *maker) change(addr string) {
 		m.problemAt(addr, "backend_options", "%s: backend_options is not supported on any backend yet: no backend reads it, so it would be ignored. Remove it.", addr)
 		return
 	}
+	if m.notEnforced(addr, res.Spec) {
+		return
+	}
 	d, err := newDesired(res)
 	if err != nil {
 		m.problemAt(addr, "", "%v", err)
@@ -417,8 +424,18 @@ func (m *maker) createChange(d *desired) {
 }
 
 // desiredCount is how many instances, replicas or jobs a resource should
-// have, given how many it has now.
+// have, given how many it has now. A task with a schedule has none until
+// the control loop starts it at one of its times (see Control.Start).
 func desiredCount(spec lang.Spec, current int) int {
+	if t, ok := spec.(*lang.Task); ok && t.Schedule != nil && current == 0 {
+		return 0
+	}
+	return countOf(spec, current)
+}
+
+// countOf is desiredCount without schedules: the jobs a run has when it
+// runs.
+func countOf(spec lang.Spec, current int) int {
 	switch s := spec.(type) {
 	case *lang.Fleet:
 		if s.SSHConfig != nil {
@@ -632,7 +649,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	// only removed, once their host answers again.
 	prior, abandoned := splitAbandoned(prior)
 	cleanup := m.removableAbandoned(abandoned)
-	if len(cleanup) == 0 && m.unchanged(d, prior) {
+	if len(cleanup) == 0 && m.unchanged(d, prior) && !m.in.Control.touches(prior) {
 		m.plan.NoChange++
 		return
 	}
@@ -712,7 +729,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 	live := prior.Instances
 	finished := c.Kind == lang.KindTask && taskFinished(prior)
 	switch {
-	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || m.rerun(prior) || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)):
+	case replaceRequested || len(forced) > 0 || hostGone != "" || silent != "" || m.rerun(prior) || (c.Kind == lang.KindTask && m.taskNeedsRerun(d, prior)) ||
+		m.in.Control.starts(addr):
 		if lc.PreventDestroy {
 			m.problemAt(addr, "", "%s has lifecycle.prevent_destroy set, but this plan would replace it.", addr)
 			return
@@ -732,6 +750,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			c.Reason = "the task finished; apply -f runs it again"
 		case m.taskRetryEvent(d, prior) == "interruption":
 			c.Reason = "the task's job was interrupted and retry on interruption allows another attempt"
+		case m.in.Control.starts(addr):
+			c.Reason = "control loop: " + m.in.Control.Start[addr]
 		default:
 			c.Reason = "the task's jobs failed and retry allows another attempt"
 		}
@@ -764,6 +784,8 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 		}
 		workers := workersToStop(stopCriteria(d.res.Spec), prior)
 		switch {
+		case !finished && len(c.Fields) == 0 && m.controlled(c, d, prior, n):
+			m.commit(c)
 		case n != len(live):
 			c.Action = Scale
 			c.Reason = fmt.Sprintf("%d → %d instances", len(live), n)
@@ -887,6 +909,9 @@ func taskFinished(r *state.Resource) bool {
 // rather than deleted.
 func (m *maker) replace(c *Change, d *desired, prior *state.Resource, abandonSilent bool) {
 	n := desiredCount(d.res.Spec, len(prior.Instances))
+	if m.in.Control.starts(c.Address) {
+		n = countOf(d.res.Spec, 0)
+	}
 	c.CostAfter = 0
 	var dels []int
 	for _, in := range prior.Instances {
@@ -902,6 +927,12 @@ func (m *maker) replace(c *Change, d *desired, prior *state.Resource, abandonSil
 	// The new instances are placed as if the old ones were gone.
 	m.releaseHosts(prior)
 	creates := m.addInstances(c, d, nil, n)
+	if c.CreateBeforeDestroy && c.Kind == lang.KindService && !abandonSilent {
+		m.roll(creates, dels)
+		m.commit(c)
+		c.InstancesAfter = n
+		return
+	}
 	for _, cid := range creates {
 		cs := m.plan.Steps[cid]
 		if c.CreateBeforeDestroy {

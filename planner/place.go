@@ -599,7 +599,7 @@ func (m *maker) sshOffer(addr string, f *lang.Fleet, hostname string) offers.Off
 // multiNode reports whether spec is a task of several nodes.
 func multiNode(spec lang.Spec) bool {
 	t, ok := spec.(*lang.Task)
-	return ok && desiredCount(t, 0) > 1
+	return ok && countOf(t, 0) > 1
 }
 
 // hostName is how placement reasons name a host: "fleet.a[0]", with the

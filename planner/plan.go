@@ -198,6 +198,10 @@ type Plan struct {
 	Targets []string          `json:"targets,omitempty"`
 	Replace []string          `json:"replace,omitempty"`
 	Outputs map[string]any    `json:"outputs,omitempty"`
+	// Services say where each service is reached and its replica counts;
+	// Loop what the control loop (dstack server) does on its own.
+	Services []ServiceNote `json:"services,omitempty"`
+	Loop     []LoopNote    `json:"control_loop,omitempty"`
 }
 
 // Empty reports whether applying the plan would change nothing.

@@ -29,6 +29,14 @@ import (
 //     chosen offer and the failover candidates.
 //   - summary: the counts of the summary line and the cost change in USD
 //     per hour.
+//   - services: each configured service's url (https://NAME.DOMAIN/ on a
+//     gateway with a domain, else its path on the gateway), model and
+//     model_endpoint (OpenAI-compatible) when it serves one, replicas (the
+//     declared count or range), and its current and planned replica
+//     counts.
+//   - control_loop: per resource, what dstack server does on its own
+//     ("scales 1..3 on rps=10 (up after 5m, down after 10m)", "retries on
+//     interruption for 1h", ...).
 type Document struct {
 	FormatVersion   string           `json:"format_version"`
 	DstackVersion   string           `json:"dstack_version"`
@@ -38,6 +46,10 @@ type Document struct {
 	ResourceDrift   []planner.Drift  `json:"resource_drift"`
 	ResourceChanges []ResourceChange `json:"resource_changes"`
 	Summary         SummaryJSON      `json:"summary"`
+	// Services say where each service is reached and its replica counts
+	// now and planned; ControlLoop what dstack server does on its own.
+	Services    []planner.ServiceNote `json:"services,omitempty"`
+	ControlLoop []planner.LoopNote    `json:"control_loop,omitempty"`
 }
 
 // PriorState names the state a plan was made against.
@@ -125,6 +137,7 @@ func NewDocument(p *planner.Plan) *Document {
 		ResourceChanges: []ResourceChange{},
 		Summary: SummaryJSON{Provision: s.Provision, Update: s.Update, Scale: s.Scale, Replace: s.Replace, TearDown: s.TearDown,
 			Read: s.Read, NoChange: p.NoChange, CostDeltaPerHour: s.CostDelta, Line: s.Line()},
+		Services: p.Services, ControlLoop: p.Loop,
 	}
 	for _, c := range p.Changes {
 		rc := ResourceChange{Address: c.Address, Kind: string(c.Kind), Name: c.Address[strings.IndexByte(c.Address, '.')+1:],

@@ -30,6 +30,7 @@ func Markdown(w io.Writer, p *planner.Plan) error {
 	}
 	if len(p.Changes) == 0 {
 		b.WriteString("No changes. Your infrastructure matches the configuration.\n")
+		mdNotes(&b, p)
 		_, err := w.Write(b.Bytes())
 		return err
 	}
@@ -64,6 +65,7 @@ func Markdown(w io.Writer, p *planner.Plan) error {
 	if hidden := len(p.Changes) - min(shownRows, shownDetails); hidden > 0 {
 		fmt.Fprintf(&b, footer, hidden)
 	}
+	mdNotes(&b, p)
 	_, err := w.Write(b.Bytes())
 	return err
 }
@@ -111,4 +113,15 @@ func diffMarks(s string) string {
 func mdEscape(s string) string {
 	r := strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;", "\n", " ")
 	return r.Replace(s)
+}
+
+// mdNotes adds the services and the control loop's duties, as the text
+// rendering lists them, when they fit.
+func mdNotes(b *bytes.Buffer, p *planner.Plan) {
+	var n bytes.Buffer
+	writeNotes(&n, p, false)
+	if n.Len() == 0 || b.Len()+n.Len()+16 > MarkdownLimit {
+		return
+	}
+	b.WriteString("\n```\n" + strings.TrimPrefix(n.String(), "\n") + "```\n")
 }

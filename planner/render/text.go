@@ -139,6 +139,7 @@ func Text(w io.Writer, p *planner.Plan, opt Options) error {
 		if len(p.Drift) > 0 {
 			b.WriteString("\nApplying this plan records the changes found above in the state.\n")
 		}
+		writeNotes(&b, p, pt)
 		_, err := w.Write(b.Bytes())
 		return err
 	}
@@ -156,6 +157,7 @@ func Text(w io.Writer, p *planner.Plan, opt Options) error {
 	for _, line := range OfferAges(p, now) {
 		b.WriteString(line + "\n")
 	}
+	writeNotes(&b, p, pt)
 	_, err := w.Write(b.Bytes())
 	return err
 }
@@ -326,4 +328,28 @@ func plural(n int, w string) string {
 		return w
 	}
 	return w + "s"
+}
+
+// writeNotes says where services are reached, how many replicas they
+// have, and what the control loop does on its own.
+func writeNotes(b *bytes.Buffer, p *planner.Plan, pt painter) {
+	if len(p.Services) > 0 {
+		b.WriteString("\n" + pt.paint(bold, "Services:") + "\n")
+		for _, s := range p.Services {
+			count := fmt.Sprintf("%d", s.Current)
+			if s.Planned != s.Current {
+				count = fmt.Sprintf("%d → %d", s.Current, s.Planned)
+			}
+			fmt.Fprintf(b, "  %s: %s (replicas %s: %s)\n", s.Address, s.URL, s.Replicas, count)
+			if s.Model != "" {
+				fmt.Fprintf(b, "    model %q: %s (OpenAI-compatible)\n", s.Model, s.ModelEndpoint)
+			}
+		}
+	}
+	if len(p.Loop) > 0 {
+		b.WriteString("\n" + pt.paint(bold, "The control loop (dstack server) will, on its own:") + "\n")
+		for _, l := range p.Loop {
+			fmt.Fprintf(b, "  %s: %s\n", l.Address, strings.Join(l.Does, "; "))
+		}
+	}
 }

@@ -87,6 +87,7 @@ func commands() []command {
 		{"force-unlock", "Break a state lock whose run is gone", runForceUnlock},
 		{"secret", "Manage the team's secrets: set, get, list, delete, rotate-key", runSecret},
 		{"token", "Manage the tokens services accept: create, list, revoke", runToken},
+		{"server", "Run the control loop that keeps the state's runs as applied", runServer},
 		{"version", "Print the version", runVersion},
 	}
 }

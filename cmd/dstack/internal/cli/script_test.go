@@ -108,7 +108,7 @@ func TestDockerScripts(t *testing.T) {
 	helper := dockertest.StaticDstack(t)
 	t.Cleanup(func() { dockertest.RemoveVolume(t, "dstack-secret-data-0") })
 	// A script that fails half-way must not leave containers behind.
-	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli", "secret", "repo", "repo-again", "repo-edit", "hostrun"} {
+	for _, run := range []string{"write", "read", "fail", "web", "two", "long", "whoami", "burn", "box", "idle", "dind", "cli", "secret", "repo", "repo-again", "repo-edit", "hostrun", "svc"} {
 		dockertest.RemoveContainers(t, "ai.dstack.run-name="+run)
 	}
 	testscript.Run(t, testscript.Params{
