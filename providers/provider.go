@@ -89,6 +89,9 @@ const (
 	// policy counts it as an "interruption", not an "error".
 	AttrTermination = "termination"
 	AttrFinishedAt  = "finished_at" // when a job ended, RFC 3339
+	// AttrRegistered is "true" on a volume dstack did not make (volume_id,
+	// claim_name): it is forgotten on destroy, never deleted.
+	AttrRegistered = "registered"
 )
 
 // TerminationInterruption is the AttrTermination of a job stopped for

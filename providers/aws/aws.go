@@ -238,7 +238,7 @@ func (p *Provider) byID(kind providers.ObjectKind, id string) (providers.Object,
 	ok := false
 	for _, o := range p.objects {
 		if o.Kind == kind && o.ID == id {
-			if !ok || o.Attributes[attrRegistered] == "true" {
+			if !ok || o.Attributes[providers.AttrRegistered] == "true" {
 				found, ok = o, true
 			}
 		}

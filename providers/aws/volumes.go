@@ -12,9 +12,6 @@ import (
 // Volume attributes.
 const (
 	AttrVolumeSize = "size_gb"
-	// attrRegistered marks a volume dstack did not make (volume_id): it
-	// is forgotten, never deleted.
-	attrRegistered = "registered"
 )
 
 func (p *Provider) createVolume(ctx context.Context, req providers.CreateRequest) (providers.Object, error) {
@@ -38,7 +35,7 @@ func (p *Provider) createVolume(ctx context.Context, req providers.CreateRequest
 			return providers.Object{}, fmt.Errorf("%s: %w", req.Address, err)
 		}
 		o := volumeObject(req.Token, req.Address, found[0])
-		o.Attributes[attrRegistered] = "true"
+		o.Attributes[providers.AttrRegistered] = "true"
 		p.remember(o)
 		return o, nil
 	}
@@ -80,7 +77,7 @@ func (p *Provider) describeVolumes(ctx context.Context, tokens, recalled []strin
 	byID := map[string]providers.Object{}
 	for _, tok := range recalled {
 		o, _ := p.recalled(tok)
-		if o.Attributes[attrRegistered] == "true" {
+		if o.Attributes[providers.AttrRegistered] == "true" {
 			refs = append(refs, VolumeRef{Region: o.Attributes[AttrRegion], ID: o.ID})
 			byID[o.ID] = o
 		} else {
@@ -110,7 +107,7 @@ func (p *Provider) describeVolumes(ctx context.Context, tokens, recalled []strin
 		if rec, ok := byID[v.ID]; ok {
 			delete(byID, v.ID)
 			o := volumeObject(rec.Token, rec.Address, v)
-			o.Attributes[attrRegistered] = "true"
+			o.Attributes[providers.AttrRegistered] = "true"
 			out[rec.Token] = o
 		}
 	}
@@ -122,7 +119,7 @@ func (p *Provider) deleteVolume(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("volume %s is not known (it is not in state)", id)
 	}
-	if o.Attributes[attrRegistered] == "true" {
+	if o.Attributes[providers.AttrRegistered] == "true" {
 		return nil // not dstack's: forgotten, kept
 	}
 	region := o.Attributes[AttrRegion]

@@ -532,7 +532,7 @@ func volumeObject(v Volume) providers.Object {
 		o.Status, o.Reason = providers.StatusTerminated, "deleted"
 	}
 	if v.Registered {
-		o.Attributes["registered"] = "true"
+		o.Attributes[providers.AttrRegistered] = "true"
 	}
 	return o
 }
