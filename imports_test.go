@@ -101,6 +101,8 @@ var rules = []rule{
 		Forbidden: []string{"k8s.io/"}, Except: []string{"providers/kubernetes/kubeapi", "providers/kubernetes/kubetest"}},
 	{From: "providers/aws", Why: "dstack links the aws provider; the AWS SDK runs in dstack-provider-aws (providers/aws/ec2api)",
 		Forbidden: []string{"github.com/aws/"}, Except: []string{"providers/aws/ec2api"}},
+	{From: "providers/providerproc", Why: "the pipe to a provider's program knows no cloud: the standard library and the provider contract's errors",
+		Allowed: []string{"lang/resources", "providers", "providers/offers"}},
 	{From: "providers/providertest", Why: "the conformance suite tests a provider it is handed",
 		Allowed: []string{"lang/resources", "providers", "providers/offers"}},
 	{From: "providers", Why: "providers know nothing of the planner, the state or the commands",
