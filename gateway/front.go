@@ -510,6 +510,30 @@ func (w *frontWriter) FlushError() error {
 	return w.err
 }
 
+// WatchClient returns a context that ends when the client closes its
+// connection (or sends its next request), until stop: net/http's server
+// reads in the background during every request for this, the front only
+// while a request waits in a queue.
+func (w *frontWriter) WatchClient(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	fc := w.fc
+	done := make(chan struct{})
+	var stopping atomic.Bool
+	go func() {
+		defer close(done)
+		if _, err := fc.br.Peek(1); err != nil && !stopping.Load() {
+			cancel()
+		}
+	}()
+	return ctx, func() {
+		stopping.Store(true)
+		_ = fc.c.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		_ = fc.c.SetReadDeadline(time.Time{})
+		cancel()
+	}
+}
+
 // commit writes the status line and the header; final says the handler
 // is done, so that a held body's length is known.
 func (w *frontWriter) commit(final bool) {

@@ -279,3 +279,61 @@ func TestFrontHalfCloseAndTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedRequestEndsWhenItsClientGoes: a request queued for a service
+// without replicas leaves the queue (and the stats the control loop
+// scales on) when its client closes the connection, and a watched
+// connection still serves its next request.
+func TestQueuedRequestEndsWhenItsClientGoes(t *testing.T) {
+	s, gw := newGateway(t, Options{QueueTimeout: 20 * time.Second}, Table{Services: []Service{{Name: "web"}}})
+	queued := func() int64 {
+		st := s.Stats()
+		if len(st.Services) != 1 {
+			return -1
+		}
+		return st.Services[0].Queued
+	}
+	waitQueued := func(want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); queued() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("queued: %d, want %d", queued(), want)
+			}
+		}
+	}
+	c, err := net.Dial("tcp", gw.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /proxy/services/main/web/q HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitQueued(1)
+	c.Close()
+	waitQueued(0)
+
+	// A replica comes while a request waits: it is answered, and the
+	// same connection serves the next one.
+	a := replicaServer(t, "a")
+	c, err = net.Dial("tcp", gw.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /proxy/services/main/web/q HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitQueued(1)
+	if err := s.SetTable(Table{Services: []Service{{Name: "web", Replicas: []string{a.URL}}}}); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := 0; i < 2; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "a /q") {
+			t.Fatalf("answer %d: %d %s", i, resp.StatusCode, b)
+		}
+		io.WriteString(c, "GET /proxy/services/main/web/q HTTP/1.1\r\nHost: h\r\n\r\n")
+	}
+}
