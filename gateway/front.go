@@ -356,7 +356,11 @@ func (fc *frontConn) handle(r *http.Request) (keep bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				log.Printf("gateway: panic serving %s: %v\n%s", fc.remote, p, debug.Stack())
+				logf := log.Printf
+				if l := fc.f.Server.ErrorLog; l != nil {
+					logf = l.Printf
+				}
+				logf("gateway: panic serving %s: %v\n%s", fc.remote, p, debug.Stack())
 			}
 			_ = fc.bw.Flush()
 			keep = false
