@@ -298,7 +298,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route, upst
 		end := s.opts.Now()
 		st.record(end, end.Sub(start))
 	}()
-	rt, ok := s.awaitReplicas(r.Context(), rt)
+	wait := r.Context()
+	stop := func() {}
+	if cw, ok := w.(clientWatcher); ok && len(rt.replicas) == 0 {
+		// Nothing reads the client's connection meanwhile: a queued
+		// request must still end when its client goes.
+		wait, stop = cw.WatchClient(wait)
+	}
+	rt, ok := s.awaitReplicas(wait, rt)
+	stop()
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("Service %s has no ready replica (waited %s)", rt.svc.Name, s.opts.QueueTimeout))
 		return
@@ -309,6 +317,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route, upst
 	}
 	ctx := context.WithValue(r.Context(), callKey{}, &call{route: rt, path: upstream, ip: ip})
 	s.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// clientWatcher is a ResponseWriter that can tell when its client goes
+// (the Front's).
+type clientWatcher interface {
+	WatchClient(ctx context.Context) (context.Context, func())
 }
 
 // awaitReplicas returns the service's current route once it has a

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,9 +68,25 @@ func newGateway(t *testing.T, opts Options, table Table) (*Server, *httptest.Ser
 	if err := s.SetTable(table); err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(s)
-	t.Cleanup(front.Close)
-	return s, front
+	return s, serveFront(t, s)
+}
+
+// serveFront serves h as the gateway does: through a Front, with
+// net/http behind it.
+func serveFront(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h)
+	ts.URL = "http://" + ts.Listener.Addr().String()
+	f := &Front{Server: ts.Config}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Serve(ts.Listener) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.Shutdown(ctx)
+		<-done
+	})
+	return ts
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (int, string) {

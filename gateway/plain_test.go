@@ -46,6 +46,9 @@ func TestPlainPathSendsWhatTheProxyPathSends(t *testing.T) {
 		t.Fatal("the default gateway has no direct transport")
 	}
 	_, ref := newGateway(t, Options{Transport: NewTransport()}, table)
+	// The same gateway under net/http's own server, without the Front.
+	bare := httptest.NewServer(plain)
+	defer bare.Close()
 
 	do := func(base, method, path string, hdr http.Header) seen {
 		t.Helper()
@@ -94,6 +97,9 @@ func TestPlainPathSendsWhatTheProxyPathSends(t *testing.T) {
 		got, want := do(front.URL, tc.method, tc.path, hdr), do(ref.URL, tc.method, tc.path, hdr)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s %s:\nplain path:   %+v\nReverseProxy: %+v", tc.method, tc.path, got, want)
+		}
+		if b := do(bare.URL, tc.method, tc.path, hdr); !reflect.DeepEqual(got, b) {
+			t.Errorf("%s %s:\nthrough the Front: %+v\nnet/http alone:    %+v", tc.method, tc.path, got, b)
 		}
 		if tc.method != "HEAD" && (got.Header.Get("X-Secret") != "" || got.Header.Get("X-Forwarded-For") != "127.0.0.1" || got.URI == "") {
 			t.Errorf("%s %s: the replica saw %+v", tc.method, tc.path, got)

@@ -149,7 +149,10 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 		{Handler: s.AdminHandler(token), ReadHeaderTimeout: 30 * time.Second},
 	}
 	errs := make(chan error, 3)
-	go func() { errs <- servers[0].Serve(pub) }()
+	// Plain HTTP through the Front: simple requests answered on the
+	// connection's goroutine, the rest by servers[0].
+	front := &gateway.Front{Server: servers[0]}
+	go func() { errs <- front.Serve(pub) }()
 	go func() { errs <- servers[1].Serve(adm) }()
 	if tl != nil {
 		hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig}
@@ -179,7 +182,8 @@ func Run(ctx context.Context, argv []string, stderr io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, hs := range servers {
+	_ = front.Shutdown(sctx)
+	for _, hs := range servers[1:] {
 		_ = hs.Shutdown(sctx)
 	}
 	return nil
