@@ -819,6 +819,10 @@ func (x *executor) delete(ctx context.Context, s *Step) error {
 			}
 		}
 	}
+	if s.Release != "" {
+		return x.rec.write(&record{Op: journalReleaseInstance, Address: s.Address, Token: s.Token,
+			At: time.Now().UTC().Format(time.RFC3339)})
+	}
 	return x.rec.write(&record{Op: journalRemoveInstance, Address: s.Address, Token: s.Token})
 }
 

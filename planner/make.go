@@ -783,6 +783,7 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 			n = desiredCount(d.res.Spec, len(live))
 		}
 		workers := workersToStop(stopCriteria(d.res.Spec), prior)
+		release, releaseWhy := m.idleOwnMachines(d.res.Spec, prior)
 		switch {
 		case !finished && len(c.Fields) == 0 && m.controlled(c, d, prior, n):
 			m.commit(c)
@@ -793,6 +794,13 @@ func (m *maker) updateChange(d *desired, prior *state.Resource, lc lang.Lifecycl
 				c.Reason = fmt.Sprintf("drift: %d of %d instances are gone; %d → %d", desiredCount(d.res.Spec, 0)-len(live), desiredCount(d.res.Spec, 0), len(live), n)
 			}
 			m.scaleTo(c, d, prior, n)
+			m.commit(c)
+		case len(release) > 0:
+			c.Action, c.Reason = Update, "releases its own machine: "+strings.Join(releaseWhy, "; ")
+			for i, in := range release {
+				c.Steps = append(c.Steps, m.releaseStep(c.Address, in, releaseWhy[i]).ID)
+				c.CostAfter -= price(in)
+			}
 			m.commit(c)
 		case len(c.Fields) > 0:
 			c.Action, c.Reason = Update, "configuration changed in place"
@@ -833,6 +841,9 @@ func (m *maker) unchanged(d *desired, prior *state.Resource) bool {
 		return false
 	}
 	if kind == lang.KindTask && (m.rerun(prior) || m.taskNeedsRerun(d, prior) || len(workersToStop(stopCriteria(d.res.Spec), prior)) > 0) {
+		return false
+	}
+	if rel, _ := m.idleOwnMachines(d.res.Spec, prior); len(rel) > 0 {
 		return false
 	}
 	return finished || desiredCount(d.res.Spec, len(prior.Instances)) == len(prior.Instances)

@@ -57,6 +57,7 @@ const (
 	AttrCreatedAt    = "created_at"    // when apply made a job
 	AttrEndedOutside = "ended_outside" // why a task's job ended outside dstack
 	AttrAbandonedAt  = "abandoned_at"  // when a job was left on a host that did not answer
+	AttrReleasedAt   = "released_at"   // when a finished job's own machine was released (its record kept)
 	attrIntent       = "intent"        // who may still be making an object not yet seen (see fence.go)
 	attrPending      = "pending_until" // an intent kept while its writer may still make it
 )
@@ -71,6 +72,9 @@ func instanceKind(in *state.Instance) providers.ObjectKind {
 }
 
 func price(in *state.Instance) float64 {
+	if Released(in) {
+		return 0 // its machine is gone
+	}
 	switch v := in.Attributes[AttrPrice].(type) {
 	case float64:
 		return v

@@ -113,6 +113,10 @@ type Step struct {
 	// Pending says the object to delete is a create that an apply which
 	// lost its lock may still make (see fence.go).
 	Pending bool `json:"pending,omitempty"`
+	// Release, on a delete, keeps the object's record (a finished job's,
+	// whose own machine is released): the provider removes the object,
+	// and the state marks the record released rather than dropping it.
+	Release string `json:"release,omitempty"`
 	// Deps are the steps that must finish first.
 	Deps []int `json:"deps,omitempty"`
 }

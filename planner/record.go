@@ -23,7 +23,7 @@ type record struct {
 	DependsOn  []string        `json:"depends_on,omitempty"`
 	Spec       any             `json:"spec,omitempty"`
 	Sensitive  *Sensitive      `json:"sensitive,omitempty"`
-	At         string          `json:"at,omitempty"` // when a job was abandoned
+	At         string          `json:"at,omitempty"` // when a job was abandoned, or its machine released
 }
 
 // Journal ops (record.Op).
@@ -32,6 +32,7 @@ const (
 	journalPutInstance     = "put-instance"     // record an instance (an intent, or what a provider made)
 	journalRemoveInstance  = "remove-instance"  // forget an instance that is gone
 	journalAbandonInstance = "abandon-instance" // mark a job left on a host that did not answer
+	journalReleaseInstance = "release-instance" // mark a finished job whose own machine was released
 	journalPutResource     = "put-resource"     // record a resource's configuration
 	journalForget          = "forget"           // drop a resource
 )
@@ -63,16 +64,20 @@ func applyRecord(st *state.State, r *record) {
 				return
 			}
 		}
-	case journalAbandonInstance:
+	case journalAbandonInstance, journalReleaseInstance:
 		if res == nil {
 			return
+		}
+		key := AttrAbandonedAt
+		if r.Op == journalReleaseInstance {
+			key = AttrReleasedAt
 		}
 		for _, in := range res.Instances {
 			if in.Token == r.Token {
 				if in.Attributes == nil {
 					in.Attributes = map[string]any{}
 				}
-				in.Attributes[AttrAbandonedAt] = r.At
+				in.Attributes[key] = r.At
 				return
 			}
 		}

@@ -262,6 +262,10 @@ func writeSteps(b *bytes.Buffer, p *planner.Plan, c *planner.Change, pt painter)
 			if id == "" {
 				id = "never created"
 			}
+			if s.Release != "" {
+				lines = append(lines, fmt.Sprintf("      %s %s (%s) tear down its machine, keep the job's record: %s", pt.paint(red, "-"), inst, id, s.Release))
+				continue
+			}
 			lines = append(lines, fmt.Sprintf("      %s %s (%s)", pt.paint(red, "-"), inst, id))
 		case planner.OpStop:
 			lines = append(lines, fmt.Sprintf("      %s %s stop (%s)", pt.paint(yellow, "~"), inst, s.ProviderID))

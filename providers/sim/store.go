@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"syscall"
 	"time"
@@ -204,13 +205,19 @@ func clone(o providers.Object) providers.Object {
 }
 
 // now is r's object as a provider reports it now: a job of a task is
-// done once the JobDuration has passed since it was made.
+// done once the JobDuration has passed since it was made, and says when
+// it finished.
 func (c *Cloud) now(r record) providers.Object {
 	o := r.Object
 	if r.Task && o.Status == providers.StatusRunning && c.cfg.JobDuration != nil &&
 		time.Since(r.Created) >= time.Duration(*c.cfg.JobDuration) {
 		o.Status = providers.StatusDone
 		o.Reason = "exit code 0"
+		// When it ended, as an agent reports it.
+		a := make(map[string]string, len(o.Attributes)+1)
+		maps.Copy(a, o.Attributes)
+		a[providers.AttrFinishedAt] = r.Created.Add(time.Duration(*c.cfg.JobDuration)).UTC().Format(time.RFC3339)
+		o.Attributes = a
 	}
 	return o
 }
