@@ -57,7 +57,7 @@ func (m *maker) idleOwnMachines(spec lang.Spec, prior *state.Resource) ([]*state
 	var out []*state.Instance
 	var why []string
 	for _, in := range prior.Instances {
-		if !ownMachine(in) || Released(in) || in.ProviderID == "" || Abandoned(in) {
+		if !ownMachine(in) || Released(in) || in.ProviderID == "" || Abandoned(in) || machineGone(in) {
 			continue
 		}
 		at, err := time.Parse(time.RFC3339, attrString(in, providers.AttrFinishedAt))
@@ -69,6 +69,14 @@ func (m *maker) idleOwnMachines(spec lang.Spec, prior *state.Resource) ([]*state
 			in.Index, now.Sub(at).Round(time.Second), lang.Duration(idle/time.Second)))
 	}
 	return out, why
+}
+
+// machineGone reports whether a finished job's machine ended with it:
+// terminated or interrupted (a spot interruption notice), or ended
+// outside dstack. There is nothing left to release.
+func machineGone(in *state.Instance) bool {
+	return in.Status == providers.StatusTerminated || attrString(in, AttrEndedOutside) != "" ||
+		in.Attributes[providers.AttrTermination] == "interruption"
 }
 
 // releaseStep deletes a finished job's own machine, keeping its record.

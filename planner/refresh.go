@@ -60,8 +60,8 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 	byBackend := map[string][]ref{}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
-			if in.Token == "" || in.Attributes[AttrExternal] == true {
-				continue
+			if in.Token == "" || in.Attributes[AttrExternal] == true || Released(in) {
+				continue // nothing to ask: a released job's machine is gone, its record stays as it was
 			}
 			byBackend[in.Provider] = append(byBackend[in.Provider], ref{r, in})
 		}
@@ -114,7 +114,7 @@ func Refresh(ctx context.Context, st *state.State, set providers.Set, opts Refre
 		}
 		kept := r.Instances[:0]
 		for _, in := range r.Instances {
-			if in.Token == "" || in.Attributes[AttrExternal] == true {
+			if in.Token == "" || in.Attributes[AttrExternal] == true || Released(in) {
 				kept = append(kept, in)
 				continue
 			}
