@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -212,6 +214,41 @@ func TestAWSRunWithoutFleet(t *testing.T) {
 	if r := p.fake.Running(); len(r) != 0 {
 		t.Errorf("instances still run after destroy: %+v", r)
 	}
+}
+
+// TestAWSOwnMachineReleasedWhenIdle: the instance a finished task without
+// a fleet ran on is terminated by the apply made once the run has been
+// finished for its idle_duration, and not by one made before; ps still
+// lists the run as done, with its exit code, and a rerun (apply -f)
+// launches a new instance.
+func TestAWSOwnMachineReleasedWhenIdle(t *testing.T) {
+	p := newAWSProject(t, 2)
+	p.write("solo.dstack.yml", "type: task\nname: solo\nbackends: [aws]\nspot_policy: on-demand\nidle_duration: 3s\nresources:\n  cpu: 4..\ncommands:\n  - echo \"solo on $(hostname)\"\n")
+	p.must(0, "apply", "-f", "solo.dstack.yml", "-y")
+	if r := p.fake.Running(); len(r) != 1 {
+		t.Fatalf("right after the task finished %d instances run, want its own 1: %+v", len(r), r)
+	}
+	time.Sleep(4 * time.Second)
+	plan := p.must(0, "plan")
+	if !strings.Contains(plan, "own machine idle past idle_duration (3s)") || !strings.Contains(plan, "run finished") {
+		t.Fatalf("the plan after idle_duration does not release the machine:\n%s", plan)
+	}
+	p.must(0, "apply", "-y")
+	if r := p.fake.Running(); len(r) != 0 {
+		t.Fatalf("instances still run after the release: %+v", r)
+	}
+	ps := p.must(0, "ps", "-a")
+	if !regexp.MustCompile(`task\.solo +0 +done`).MatchString(ps) {
+		t.Fatalf("ps does not show the run finished:\n%s", ps)
+	}
+	if plan := p.must(0, "plan"); !strings.Contains(plan, "No changes") {
+		t.Errorf("the plan after the release is not empty:\n%s", plan)
+	}
+	out := p.must(0, "apply", "-f", "solo.dstack.yml", "-y")
+	if !strings.Contains(out, "solo on ") || len(p.fake.Running()) != 1 {
+		t.Fatalf("the rerun did not run on a new instance (running %+v):\n%s", p.fake.Running(), out)
+	}
+	p.must(0, "destroy", "-y")
 }
 
 // TestAWSAgentDownKeepsInstance: an instance whose agent died is not
