@@ -223,7 +223,7 @@ func (r *Runtime) removeUnstarted(ctx context.Context, jobID string) error {
 	if old.State != container.StateCreated {
 		return fmt.Errorf("docker: job %s already has a container %s (%s); reattach to it instead", jobID, shortID(old.ID), old.State)
 	}
-	if err := r.cli.ContainerRemove(ctx, old.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := r.removeContainer(ctx, old.ID, container.RemoveOptions{Force: true}); err != nil {
 		return fmt.Errorf("docker: removing the unstarted container of job %s: %w", jobID, err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,8 +200,8 @@ func (h *Handle) Remove(ctx context.Context) error {
 	if f := h.follower(); f != nil {
 		f.close()
 	}
-	err := h.rt.cli.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
+	err := h.rt.removeContainer(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil {
 		return fmt.Errorf("docker: removing container %s: %w", shortID(h.id), err)
 	}
 	os.Remove(h.logPath + CursorSuffix)
@@ -341,4 +342,25 @@ func (h *Handle) Exec(ctx context.Context, req agent.ExecRequest, stdin io.Reade
 		return 0, fmt.Errorf("docker exec: %w", err)
 	}
 	return ins.ExitCode, nil
+}
+
+// removeContainer force-removes container id. A removal already under
+// way (the Engine answers "removal of container ... is already in
+// progress" to a second caller, say apply's delete beside the agent's own
+// clean-up) is waited for: the container is gone when this returns nil.
+func (r *Runtime) removeContainer(ctx context.Context, id string, opts container.RemoveOptions) error {
+	for {
+		err := r.cli.ContainerRemove(ctx, id, opts)
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "is already in progress") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (waiting for the other removal: %w)", err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
