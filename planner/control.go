@@ -231,6 +231,12 @@ func (m *maker) notEnforced(addr string, spec lang.Spec) bool {
 			}
 		}
 	}
+	if _, isTask := spec.(*lang.Task); !isTask && p.IdleDuration != nil {
+		// A task's idle_duration releases its own machine once it has
+		// finished (ownmachine.go); a service or dev environment has no
+		// such end the planner acts on yet.
+		bad["idle_duration"] = fmt.Sprintf("idle_duration is not supported on a %s yet (a task's releases the machine made for it once it has finished)", spec.Kind())
+	}
 	for _, f := range slices.Sorted(maps.Keys(bad)) {
 		m.problemAt(addr, f, "%s: %s; it would be ignored. Remove it.", addr, bad[f])
 	}

@@ -190,6 +190,26 @@ replicas:
 	}
 }
 
+// TestPlanRefusesRunIdleDuration: idle_duration on a service or a dev
+// environment, which nothing acts on (a task's releases its own machine),
+// is refused where it is written; a task's is accepted.
+func TestPlanRefusesRunIdleDuration(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"type: service\nname: s\nport: 8000\ncommands: [serve]\nidle_duration: 10m\n", "main.dstack.yml:5:16: service.s: idle_duration is not supported on a service yet"},
+		{"type: dev-environment\nname: d\nide: vscode\nidle_duration: 10m\n", "main.dstack.yml:4:16: dev-environment.d: idle_duration is not supported on a dev-environment yet"},
+		{"type: task\nname: t\ncommands: [run]\nidle_duration: 10m\n", ""},
+	} {
+		w := newWorld(t, nil)
+		_, err := w.plan(w.config(map[string]string{"main.dstack.yml": tc.doc}), planOpts{})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: plan: %v", tc.doc, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: plan: %v", tc.doc, err)
+		}
+	}
+}
+
 // TestRecordedConfigOfExamples: after each example converged, the
 // configuration the state records is every resource (but those with
 // sensitive values, which the state holds masked) exactly as applied,
