@@ -579,7 +579,16 @@ func head[T any](list []T, n int) []T {
 }
 
 func available(list []offers.Offer) []offers.Offer {
-	out := list[:0:0]
+	n := 0
+	for i := range list {
+		if list[i].Availability != offers.NoCapacity {
+			n++
+		}
+	}
+	if n == len(list) {
+		return list
+	}
+	out := make([]offers.Offer, 0, n)
 	for _, o := range list {
 		if o.Availability != offers.NoCapacity {
 			out = append(out, o)

@@ -105,10 +105,20 @@ func Match(all []Offer, spec resources.Spec, f Filter) []Offer {
 	if spec.GPU != nil {
 		vendor = spec.GPU.EffectiveVendor()
 	}
+	// The offers that fit are found by index first, so that the result
+	// (offers are large, and a cluster lists one per node) is allocated
+	// once at its size instead of grown by copying.
+	var idx []int32
+	for i := range all {
+		if f.allows(all[i]) && fits(all[i], spec, vendor) {
+			idx = append(idx, int32(i))
+		}
+	}
 	var out []Offer
-	for _, o := range all {
-		if f.allows(o) && fits(o, spec, vendor) {
-			out = append(out, o)
+	if len(idx) > 0 {
+		out = make([]Offer, len(idx))
+		for k, i := range idx {
+			out[k] = all[i]
 		}
 	}
 	// Offers listed in order (a cluster's nodes) need no sort.
