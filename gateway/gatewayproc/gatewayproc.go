@@ -17,10 +17,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dstackai/dstack-go/gateway"
+	"github.com/dstackai/dstack-go/internal/detach"
 )
 
 // Dir is where this machine's gateway keeps its files:
@@ -105,37 +105,9 @@ func Start(ctx context.Context, dir, prog string, args, env []string) (*Client, 
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	logPath := filepath.Join(dir, "gateway.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the gateway log: %w", err)
-	}
-	defer logf.Close()
 	cmd := exec.Command(prog, append(append([]string(nil), args...), "-data-dir", dir)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives dstack
 	cmd.Env = env
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the gateway: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(StartTimeout)
-	for time.Now().Before(deadline) {
-		if c, ok := Probe(ctx, dir); ok {
-			return c, nil
-		}
-		select {
-		case err := <-exited:
-			if c, ok := Probe(ctx, dir); ok {
-				return c, nil
-			}
-			return nil, fmt.Errorf("the gateway exited at start (%v); see %s", err, logPath)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil, fmt.Errorf("the gateway did not answer within %s; see %s", StartTimeout, logPath)
+	return detach.Start(ctx, cmd, logPath, "gateway", StartTimeout, func(ctx context.Context) (*Client, bool) { return Probe(ctx, dir) })
 }
 
 // Push replaces the gateway's routing table.

@@ -16,12 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dstackai/dstack-go/agent"
 	"github.com/dstackai/dstack-go/agent/client"
 	"github.com/dstackai/dstack-go/agent/inventory"
+	"github.com/dstackai/dstack-go/internal/detach"
 	"github.com/dstackai/dstack-go/providers/local"
 )
 
@@ -79,41 +79,10 @@ func Start(ctx context.Context, dir string, command []string) (*client.Client, e
 		return nil, fmt.Errorf("creating the agent directory: %w", err)
 	}
 	logPath := filepath.Join(dir, "agent.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the agent log: %w", err)
-	}
-	defer logf.Close()
 	args := append(append([]string(nil), command[1:]...), "-listen", "127.0.0.1:0", "-data-dir", dir)
 	cmd := exec.Command(command[0], args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: the agent must not die with the program that
-	// started it (Terraform stops its plugins when a command ends).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = os.Environ()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the agent: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(StartTimeout)
-	for time.Now().Before(deadline) {
-		if c, ok := Probe(ctx, dir); ok {
-			return c, nil
-		}
-		select {
-		case err := <-exited:
-			// Another program may have started one at the same time.
-			if c, ok := Probe(ctx, dir); ok {
-				return c, nil
-			}
-			return nil, fmt.Errorf("the agent exited at start (%v); see %s", err, logPath)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil, fmt.Errorf("the agent did not answer within %s; see %s", StartTimeout, logPath)
+	return detach.Start(ctx, cmd, logPath, "agent", StartTimeout, func(ctx context.Context) (*client.Client, bool) { return Probe(ctx, dir) })
 }
 
 // Provider returns the local backend's provider for the agent in dir:
